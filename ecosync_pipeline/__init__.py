@@ -1,0 +1,1 @@
+"""ecosync: EcoManager order sync whose positions survive the loss of Redis."""

@@ -1,0 +1,167 @@
+"""The configuration surface: four environment variables and the stores file.
+
+Nothing here runs at import time; callers build Settings when they need them, so the
+demo, the tests and a deployment can each point ecosync elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecosync_pipeline.errors import ConfigError, MissingToken
+
+STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+DEFAULT_REQUESTS_PER_SECOND = 4.0
+
+
+def validate_store_identifier(identifier: object) -> str:
+    """Return the identifier if it is 1 to 32 letters or digits, else raise ConfigError.
+
+    Identifiers end up in Redis keys, file contents and SQL: nothing else gets through.
+    """
+    if not isinstance(identifier, str) or not STORE_ID_PATTERN.match(identifier):
+        raise ConfigError(
+            f"store identifier {identifier!r} is invalid: use 1 to 32 letters or digits"
+        )
+    return identifier
+
+
+@dataclass(frozen=True)
+class Store:
+    """One EcoManager store as configured in the stores file."""
+
+    identifier: str
+    name: str
+    base_url: str
+    token_env: str
+    per_page: int = DEFAULT_PER_PAGE
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def token(self, environ: Mapping[str, str] | None = None) -> str:
+        """The store's API token, read from its environment variable when needed."""
+        env = os.environ if environ is None else environ
+        value = env.get(self.token_env, "")
+        if not value:
+            raise MissingToken(self.identifier, self.token_env)
+        return value
+
+
+def _store_from_node(raw: Any, line: int, source: str) -> Store:
+    where = f"{source}, line {line}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: each store must be a mapping with identifier, name, "
+                          "base_url and token_env")
+    missing = [k for k in ("identifier", "name", "base_url", "token_env") if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: store is missing {', '.join(missing)}")
+    try:
+        identifier = validate_store_identifier(raw["identifier"])
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    base_url = str(raw["base_url"]).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: store {identifier}: base_url must start with http:// "
+                          f"or https://, got {base_url!r}")
+    token_env = str(raw["token_env"])
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
+        raise ConfigError(f"{where}: store {identifier}: token_env must name an environment "
+                          f"variable (the token itself never goes in this file)")
+    per_page = raw.get("per_page", DEFAULT_PER_PAGE)
+    if not isinstance(per_page, int) or isinstance(per_page, bool) or not (
+        1 <= per_page <= MAX_PER_PAGE
+    ):
+        raise ConfigError(f"{where}: store {identifier}: per_page must be an integer from 1 "
+                          f"to {MAX_PER_PAGE}, got {per_page!r}")
+    rps = raw.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
+    if not isinstance(rps, (int, float)) or isinstance(rps, bool) or rps <= 0:
+        raise ConfigError(f"{where}: store {identifier}: requests_per_second must be a "
+                          f"positive number, got {rps!r}")
+    known = {"identifier", "name", "base_url", "token_env", "per_page", "requests_per_second"}
+    return Store(
+        identifier=identifier,
+        name=str(raw["name"]),
+        base_url=base_url,
+        token_env=token_env,
+        per_page=per_page,
+        requests_per_second=float(rps),
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def parse_stores(text: str, source: str = "<stores>") -> list[Store]:
+    """Parse the stores YAML; errors name the file, the line and the reason."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}{line}: not valid YAML: {exc}") from exc
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{source}, line 1: expected a mapping with a 'stores' list")
+    stores_node = next((v for k, v in root.value if k.value == "stores"), None)
+    if not isinstance(stores_node, yaml.SequenceNode):
+        raise ConfigError(f"{source}, line {root.start_mark.line + 1}: "
+                          "expected 'stores:' followed by a list of stores")
+    loader_data = yaml.safe_load(text)
+    stores: list[Store] = []
+    seen: dict[str, int] = {}
+    for node, raw in zip(stores_node.value, loader_data["stores"], strict=True):
+        line = node.start_mark.line + 1
+        store = _store_from_node(raw, line, source)
+        if store.identifier in seen:
+            raise ConfigError(f"{source}, line {line}: store {store.identifier} is already "
+                              f"defined on line {seen[store.identifier]}")
+        seen[store.identifier] = line
+        stores.append(store)
+    return stores
+
+
+def load_stores(path: Path | str) -> list[Store]:
+    """Read and validate the stores file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"stores file {p} cannot be read ({exc.strerror}); set "
+                          "ECOSYNC_STORES_FILE to the YAML file listing your stores") from exc
+    return parse_stores(text, str(p))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The four settings every entry point (demo, tests, Dagster, CLI) shares."""
+
+    database_url: str
+    redis_url: str
+    stores_file: str
+    backup_path: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 root: Path | None = None) -> Settings:
+        """Settings from ECOSYNC_* variables, with defaults under ``root/data``."""
+        env = os.environ if environ is None else environ
+        base = (root or Path.cwd()).resolve()
+        data = base / "data"
+        return cls(
+            database_url=env.get("ECOSYNC_DATABASE_URL")
+            or f"sqlite:///{data / 'ecosync.db'}",
+            redis_url=env.get("ECOSYNC_REDIS_URL") or "redis://127.0.0.1:6379/0",
+            stores_file=env.get("ECOSYNC_STORES_FILE") or str(data / "stores.yaml"),
+            backup_path=env.get("ECOSYNC_BACKUP_PATH")
+            or str(data / "sync-positions" / "sync-positions.json"),
+        )
+
+    def stores(self) -> list[Store]:
+        """The configured stores, validated."""
+        return load_stores(self.stores_file)

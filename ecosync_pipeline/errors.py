@@ -1,0 +1,113 @@
+"""The exceptions ecosync raises, all rooted at EcosyncError.
+
+    EcosyncError
+    ├── ConfigError              the stores file or a setting is wrong
+    │   └── MissingToken         a store's token variable is unset
+    ├── ApiError                 EcoManager answered badly (carries store, page)
+    │   ├── ApiAuthError         401/403: check the store's token variable
+    │   ├── ApiRateLimited       429 after every retry
+    │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry
+    │   └── MalformedPage        the payload breaks the contract
+    ├── PositionError            a sync position could not be read or trusted
+    │   ├── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
+    │   └── PositionUnrecoverable  no layer could give a verified position
+    ├── StorageError             the orders database failed
+    └── SyncError
+        └── StoreLocked          another run is syncing this store
+
+Library exceptions are converted where they enter our code (``raise X(...) from exc``),
+and every message names the store, page or file and says what to do.
+"""
+
+from __future__ import annotations
+
+
+class EcosyncError(Exception):
+    """Root of every error ecosync raises on purpose."""
+
+
+class ConfigError(EcosyncError):
+    """The configuration (stores file, environment) is invalid."""
+
+
+class MissingToken(ConfigError):
+    """A store's token environment variable is not set."""
+
+    def __init__(self, store: str, variable: str) -> None:
+        self.store = store
+        self.variable = variable
+        super().__init__(
+            f"store {store}: environment variable {variable} is not set; "
+            f"export {variable}=<the store's 80-character EcoManager token>"
+        )
+
+
+class ApiError(EcosyncError):
+    """EcoManager failed to answer a page request usefully."""
+
+    def __init__(self, message: str, *, store: str, page: int | None = None) -> None:
+        self.store = store
+        self.page = page
+        super().__init__(message)
+
+
+class ApiAuthError(ApiError):
+    """401 or 403: the token is missing, malformed or refused. Never retried."""
+
+
+class ApiRateLimited(ApiError):
+    """429 persisted through every retry."""
+
+
+class ApiUnavailable(ApiError):
+    """5xx, timeouts or connection errors persisted through every retry."""
+
+
+class MalformedPage(ApiError):
+    """The payload breaks the contract: data not a list, an order without an integer id."""
+
+
+class PositionError(EcosyncError):
+    """A sync position could not be read, written or trusted."""
+
+
+class BackupCorrupt(PositionError):
+    """The JSON backup file could not be parsed; it has been moved aside."""
+
+    def __init__(self, path: str, moved_to: str | None, reason: str) -> None:
+        self.path = path
+        self.moved_to = moved_to
+        self.reason = reason
+        where = f"moved aside to {moved_to}" if moved_to else "left in place"
+        super().__init__(
+            f"backup file {path} is unreadable ({reason}); {where}. Positions will be "
+            "recomputed from the orders database; inspect the moved file if you need it."
+        )
+
+
+class PositionUnrecoverable(PositionError):
+    """No layer could give a verified position for a store."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"store {store}: position could not be recovered: {reason}")
+
+
+class StorageError(EcosyncError):
+    """The orders database failed."""
+
+
+class SyncError(EcosyncError):
+    """A store's sync could not run."""
+
+
+class StoreLocked(SyncError):
+    """Another run holds the store's sync lock."""
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        super().__init__(
+            f"store {store}: another sync is already running for this store; "
+            "this run exits without syncing. Wait for it to finish."
+        )

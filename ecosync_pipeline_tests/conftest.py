@@ -1,0 +1,107 @@
+"""Session fixtures: the real Redis and PostgreSQL, and the simulator over real HTTP.
+
+Nothing here touches data it did not create: Redis tests use one dedicated database
+number, claimed with a marker key (a database holding other keys is refused), and
+PostgreSQL tests use a database created for the session and dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+TEST_REDIS_URL = os.environ.get("ECOSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_POSTGRES_ADMIN_URL = os.environ.get(
+    "ECOSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_MARKER = "ecosync:test-database"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--faults-large", action="store_true",
+                     help="run the fault-injection suite in its larger form")
+
+
+def _claim_redis_db(client: redis.Redis) -> None:
+    """Refuse a Redis database that holds keys we did not write."""
+    if client.exists(REDIS_MARKER):
+        return
+    if client.dbsize() > 0:
+        pytest.exit(
+            f"Redis database {TEST_REDIS_URL} holds keys that are not ecosync's test data; "
+            "the tests flush the database they use. Point ECOSYNC_TEST_REDIS_URL at an "
+            "empty database number (e.g. redis://127.0.0.1:6379/14).",
+            returncode=3,
+        )
+    client.set(REDIS_MARKER, "1")
+
+
+@pytest.fixture(scope="session")
+def redis_admin() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.exit(f"Redis is not reachable at {TEST_REDIS_URL} ({exc}); start it with "
+                    "scripts/services.sh or set ECOSYNC_TEST_REDIS_URL", returncode=3)
+    _claim_redis_db(client)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_url(redis_admin: redis.Redis) -> Iterator[str]:
+    """A Redis URL whose database is empty at the start of the test (ours to flush)."""
+    redis_admin.flushdb()
+    redis_admin.set(REDIS_MARKER, "1")
+    try:
+        yield TEST_REDIS_URL
+    finally:
+        redis_admin.flushdb()
+        redis_admin.set(REDIS_MARKER, "1")
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database created for this session (and dropped after it)."""
+    name = f"ecosync_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(TEST_POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.exit(f"PostgreSQL is not reachable at {TEST_POSTGRES_ADMIN_URL} ({exc}); start "
+                    "it with scripts/services.sh or set ECOSYNC_TEST_POSTGRES_URL",
+                    returncode=3)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = TEST_POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(TEST_POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied (it is ours) before the test."""
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return postgres_database
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: os.PathLike[str]) -> str:
+    return f"sqlite:///{tmp_path}/ecosync.db"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on PostgreSQL and once on SQLite."""
+    name = "postgres_url" if request.param == "postgresql" else "sqlite_url"
+    return str(request.getfixturevalue(name))
