@@ -1,0 +1,68 @@
+"""Everything one process needs to sync, built once from Settings.
+
+The CLI, the demo and the Dagster resources all build a Runtime, so the wiring of
+layers, engine and clients lives in this one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.errors import ConfigError
+from ecosync_pipeline.positions.factory import build_chain
+from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.storage import make_engine, migrate
+from ecosync_pipeline.sync.engine import SyncResult, sync_store
+
+
+@dataclass
+class Runtime:
+    """Settings, stores, the orders engine and the position chain of one process."""
+
+    settings: Settings
+    stores: list[Store]
+    engine: Engine
+    chain: PositionChain
+    environ: Mapping[str, str] | None = None
+    client_options: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, environ: Mapping[str, str] | None = None,
+                      stores: list[Store] | None = None) -> Runtime:
+        """Load the stores, open the database (migrating it) and compose the layers."""
+        store_list = stores if stores is not None else settings.stores()
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        chain = build_chain(settings, store_list, engine)
+        return cls(settings=settings, stores=store_list, engine=engine, chain=chain,
+                   environ=environ)
+
+    def store(self, identifier: str) -> Store:
+        """The configured store with this identifier."""
+        for store in self.stores:
+            if store.identifier == identifier:
+                return store
+        known = ", ".join(s.identifier for s in self.stores) or "none"
+        raise ConfigError(f"store {identifier} is not in {self.settings.stores_file} "
+                          f"(configured: {known})")
+
+    def client(self, store: Store) -> EcoManagerClient:
+        """A client for one store; raises MissingToken naming the variable when unset."""
+        return EcoManagerClient.from_store(store, self.environ, **self.client_options)
+
+    def sync(self, identifier: str, *, budget_seconds: float | None = None) -> SyncResult:
+        """Sync one store (see ecosync_pipeline.sync.engine.sync_store)."""
+        store = self.store(identifier)
+        with self.client(store) as client:
+            return sync_store(store, chain=self.chain, client=client, engine=self.engine,
+                              budget_seconds=budget_seconds)
+
+    def close(self) -> None:
+        """Release the database pool and the Redis connection."""
+        self.chain.close()
+        self.engine.dispose()

@@ -1,0 +1,177 @@
+"""One store's sync: verified position -> fetch forward -> upsert -> checkpoint.
+
+The order of writes is the whole point: a page's orders are committed first, and only
+then is the position advanced in Redis and the JSON backup. A crash anywhere leaves the
+position at or behind the data; the next run re-reads at most one page (the upsert
+makes that harmless) and continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ecosync_pipeline.config import Store
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.ecomanager.models import Page
+from ecosync_pipeline.errors import StorageError
+from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
+from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROGRESS_EVERY = 100
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one run of one store's sync did, for logs, the CLI table and Dagster metadata."""
+
+    store: str
+    pages_fetched: int
+    api_calls: int
+    verification_calls: int
+    orders_new: int
+    orders_updated: int
+    from_page: int
+    to_page: int
+    position_source: PositionSource
+    seconds: float
+    stopped_by_budget: bool
+    reached_end: bool
+    last_order_id_before: int | None
+    last_order_id: int | None
+
+    @property
+    def orders_seen(self) -> int:
+        return self.orders_new + self.orders_updated
+
+
+def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
+    """Commit one page's orders in one transaction, retrying once on a dropped connection."""
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                return upsert_orders(conn, store.identifier, page.orders)
+        except (OperationalError, DBAPIError) as exc:
+            if attempt == 2 or not getattr(exc, "connection_invalidated", True):
+                raise StorageError(
+                    f"store {store.identifier}: page {page.number}: writing "
+                    f"{len(page.orders)} orders failed ({exc.orig or exc}); the position was "
+                    "not advanced, so the next run re-reads this page. Check the database."
+                ) from exc
+            logger.warning("store %s: page %d: database connection lost, retrying once",
+                           store.identifier, page.number)
+    raise AssertionError("unreachable")
+
+
+def _advance(position: SyncPosition, page: Page) -> SyncPosition:
+    """The position after committing ``page`` (unchanged by an empty page)."""
+    if page.is_empty:
+        return position
+    last = page.last_id
+    assert last is not None
+    highest = last if position.last_order_id is None else max(position.last_order_id, last)
+    return replace(position, last_page=page.number, first_id=page.first_id, last_id=last,
+                   last_order_id=highest, updated_at=utc_now(), per_page=page.per_page,
+                   verified=True)
+
+
+def sync_store(
+    store: Store,
+    *,
+    chain: PositionChain,
+    client: EcoManagerClient,
+    engine: Engine,
+    budget_seconds: float | None = None,
+    progress_every: int = DEFAULT_PROGRESS_EVERY,
+    clock: Callable[[], float] = time.monotonic,
+) -> SyncResult:
+    """Sync one store from its verified position to the end, or until the budget runs out.
+
+    Raises StoreLocked at once if another run holds the store, ApiError if EcoManager
+    fails (the position stays where the last commit put it), StorageError if the
+    database does.
+    """
+    started = clock()
+    calls_before = client.stats.total
+    with store_lock(engine, store.identifier):
+        with engine.begin() as conn:
+            ensure_store(conn, store.identifier, store.name)
+        resolved = chain.get_position(store, client)
+        position = resolved.position
+        verification_calls = client.stats.total - calls_before
+        source = position.source
+        logger.info(
+            "store %s: resuming at page %d (last order id %s, from %s, %d verification calls)",
+            store.identifier, position.last_page, position.last_order_id, source,
+            verification_calls,
+        )
+        per_page = store.per_page
+        page_no = position.last_page
+        page: Page | None = resolved.page
+        first_page = page_no
+        pages = new = updated = 0
+        stopped_by_budget = reached_end = False
+        last_before = position.last_order_id
+        while True:
+            if page is None:
+                page = client.fetch_page(page_no, per_page)
+            pages += 1
+            if not page.is_empty:
+                counts = _write_page(engine, store, page)
+                new += counts.new
+                updated += counts.updated
+                position = _advance(position, page)
+                chain.save(position)
+            if pages % progress_every == 0:
+                _log_progress(store, page, pages, new, clock() - started)
+            if page.is_end:
+                reached_end = True
+                break
+            if budget_seconds is not None and clock() - started >= budget_seconds:
+                stopped_by_budget = True
+                logger.info("store %s: time budget of %.0f s used after page %d; the next "
+                            "run continues from there", store.identifier, budget_seconds,
+                            page.number)
+                break
+            page_no = page.number + 1
+            page = None
+    result = SyncResult(
+        store=store.identifier,
+        pages_fetched=pages,
+        api_calls=client.stats.total - calls_before,
+        verification_calls=verification_calls,
+        orders_new=new,
+        orders_updated=updated,
+        from_page=first_page,
+        to_page=position.last_page,
+        position_source=source,
+        seconds=round(clock() - started, 3),
+        stopped_by_budget=stopped_by_budget,
+        reached_end=reached_end,
+        last_order_id_before=last_before,
+        last_order_id=position.last_order_id,
+    )
+    logger.info(
+        "store %s: synced pages %d..%d, %d new and %d updated orders, %d API calls, %.1f s%s",
+        store.identifier, result.from_page, result.to_page, new, updated, result.api_calls,
+        result.seconds, " (stopped by budget)" if stopped_by_budget else "",
+    )
+    return result
+
+
+def _log_progress(store: Store, page: Page, pages: int, new: int, elapsed: float) -> None:
+    rate = pages / elapsed if elapsed > 0 else 0.0
+    remaining = ""
+    if page.last_page is not None and rate > 0:
+        left = max(0, page.last_page - page.number)
+        remaining = f", {left} pages left (~{left / rate:.0f} s)"
+    logger.info("store %s: page %d, %d pages, %d new orders, %.1f pages/s%s",
+                store.identifier, page.number, pages, new, rate, remaining)
