@@ -12,6 +12,7 @@
     │   ├── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
     │   └── PositionUnrecoverable  no layer could give a verified position
     ├── StorageError             the orders database failed
+    │   └── DatabaseUnavailable  it cannot be reached, or the connection dropped (retryable)
     └── SyncError
         └── StoreLocked          another run is syncing this store
 
@@ -96,6 +97,10 @@ class PositionUnrecoverable(PositionError):
 
 class StorageError(EcosyncError):
     """The orders database failed."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The orders database cannot be reached, or the connection dropped; a retry may work."""
 
 
 class SyncError(EcosyncError):
