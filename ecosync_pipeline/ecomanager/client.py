@@ -1,0 +1,484 @@
+"""The EcoManager HTTP client for one store: one page per call, retried, rate limited.
+
+Failures are sorted once, here, into the errors the rest of ecosync handles:
+
+- 5xx, timeouts and connection errors are transient: retried with exponential backoff
+  and jitter, then ``ApiUnavailable``.
+- 429 waits for ``Retry-After`` (capped), then ``ApiRateLimited`` when it persists.
+- 401 and 403 are never retried: ``ApiAuthError`` points at the store's token variable.
+- A body that is not JSON, or breaks the contract, is ``MalformedPage`` and not retried:
+  re-reading the same bad page would not fix it.
+
+The token goes into the Authorization header and nowhere else: every message built
+from server or library text is scrubbed of it before it is raised or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from ecosync_pipeline.config import MAX_PER_PAGE, Store
+from ecosync_pipeline.ecomanager.models import Page, parse_page
+from ecosync_pipeline.ecomanager.ratelimit import RateLimiter, shared_limiter
+from ecosync_pipeline.errors import (
+    ApiAuthError,
+    ApiError,
+    ApiRateLimited,
+    ApiUnavailable,
+    ConfigError,
+    MalformedPage,
+    MissingToken,
+)
+
+logger = logging.getLogger(__name__)
+
+ORDERS_PATH = "/api/shop/v2/orders"
+USER_AGENT = "ecosync/0.1"
+
+Outcome = Literal[
+    "ok",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "rate_limited",
+    "auth_error",
+    "malformed",
+    "http_error",
+]
+"""What one HTTP request came to. ``http_error`` is any other unexpected status (404, 3xx)."""
+
+
+@dataclass
+class RequestStats:
+    """HTTP requests made by a client, counted by outcome, plus the retries among them.
+
+    ``total`` is every request sent (the API calls a run reports). Take a ``snapshot()``
+    before a run and subtract it afterwards to get that run's share.
+    """
+
+    ok: int = 0
+    server_error: int = 0
+    timeout: int = 0
+    connection_error: int = 0
+    rate_limited: int = 0
+    auth_error: int = 0
+    malformed: int = 0
+    http_error: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    @property
+    def total(self) -> int:
+        """Every HTTP request made, whatever its outcome."""
+        return (
+            self.ok
+            + self.server_error
+            + self.timeout
+            + self.connection_error
+            + self.rate_limited
+            + self.auth_error
+            + self.malformed
+            + self.http_error
+        )
+
+    @property
+    def pages(self) -> int:
+        """Pages fetched and parsed successfully (the ``ok`` requests)."""
+        return self.ok
+
+    def record(self, outcome: Outcome) -> None:
+        """Count one request with ``outcome``."""
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def record_retry(self) -> None:
+        """Count one retry (a request about to be repeated)."""
+        with self._lock:
+            self.retries += 1
+
+    def snapshot(self) -> RequestStats:
+        """A copy of the counts as they are now, unaffected by later requests."""
+        with self._lock:
+            return replace(self)
+
+    def __sub__(self, other: RequestStats) -> RequestStats:
+        """The requests made between ``other`` (an earlier snapshot) and ``self``."""
+        return RequestStats(
+            **{name: getattr(self, name) - getattr(other, name) for name in _COUNTERS}
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts and the total, e.g. for run metadata."""
+        snap = self.snapshot()
+        counts = {name: getattr(snap, name) for name in _COUNTERS}
+        counts["total"] = snap.total
+        return counts
+
+
+_COUNTERS = tuple(f.name for f in fields(RequestStats) if f.init)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A transient failure of one attempt: what happened and how long the server asks us
+    to wait (None when it did not say)."""
+
+    outcome: Outcome
+    reason: str
+    server_wait: float | None
+
+
+class EcoManagerClient:
+    """Fetches pages of one store's orders from EcoManager (satisfies ``PageFetcher``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        token: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+        default_retry_after: float = 2.0,
+        rate_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _check_token(store, token)
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+        for name, value in (
+            ("timeout", timeout),
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
+            ("retry_after_cap", retry_after_cap),
+            ("default_retry_after", default_retry_after),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds, got {timeout}")
+        self._store = store
+        self._token = token
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._retry_after_cap = retry_after_cap
+        self._default_retry_after = default_retry_after
+        self._sleep = sleep
+        self._random = random.Random()
+        self._url = f"{store.base_url.rstrip('/')}{ORDERS_PATH}"
+        self._limiter = rate_limiter or shared_limiter(store.identifier, store.requests_per_second)
+        self._stats = RequestStats()
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            # A redirect is reported, not followed: it means base_url is out of date.
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        environ: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> EcoManagerClient:
+        """A client for ``store`` with its token read from ``store.token_env``.
+
+        Raises MissingToken (naming the variable) when it is unset.
+        """
+        return cls(store, store.token(environ), **kw)
+
+    @property
+    def store(self) -> Store:
+        """The store this client reads."""
+        return self._store
+
+    @property
+    def stats(self) -> RequestStats:
+        """Live request counts for this client (snapshot it to diff a run)."""
+        return self._stats
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The limiter every request of this client waits on (shared per store by default)."""
+        return self._limiter
+
+    def __repr__(self) -> str:
+        return f"EcoManagerClient(store={self._store.identifier!r}, url={self._url!r})"
+
+    def __enter__(self) -> EcoManagerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def fetch_page(self, page: int, per_page: int | None = None) -> Page:
+        """Fetch page ``page`` (1-based) with ``per_page`` orders (default the store's, max 100).
+
+        Raises ApiAuthError, ApiRateLimited, ApiUnavailable, MalformedPage or ApiError,
+        each naming the store and page.
+        """
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ValueError(
+                f"store {self._store.identifier}: page must be an integer >= 1, got {page!r}"
+            )
+        size = self._store.per_page if per_page is None else per_page
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f"store {self._store.identifier}: per_page must be an integer >= 1, got {size!r}"
+            )
+        # Servers refuse more than 100 a page; asking for less keeps the contract.
+        size = min(size, MAX_PER_PAGE)
+        attempts = self._max_retries + 1
+        failure: _Failure | None = None
+        cause: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            self._limiter.acquire()
+            try:
+                response = self._http.get(self._url, params={"page": page, "per_page": size})
+            except httpx.TimeoutException as exc:
+                self._stats.record("timeout")
+                failure = _Failure(
+                    "timeout", f"no answer within {self._timeout:g} s ({type(exc).__name__})", None
+                )
+                cause = exc
+            except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+                self._stats.record("connection_error")
+                failure = _Failure(
+                    "connection_error", f"connection error ({type(exc).__name__}: {exc})", None
+                )
+                cause = exc
+            except httpx.DecodingError as exc:
+                self._stats.record("malformed")
+                raise MalformedPage(
+                    self._scrub(
+                        f"store {self._store.identifier}: page {page}: the response "
+                        f"body could not be decoded ({exc}); check that "
+                        f"{self._store.base_url} serves the EcoManager orders API"
+                    ),
+                    store=self._store.identifier,
+                    page=page,
+                ) from self._cause(exc)
+            except httpx.RequestError as exc:
+                # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
+                self._stats.record("connection_error")
+                raise ApiError(
+                    self._scrub(
+                        f"store {self._store.identifier}: page {page}: the request "
+                        f"could not be sent ({type(exc).__name__}: {exc}); check the "
+                        "store's base_url and token in the stores file and environment"
+                    ),
+                    store=self._store.identifier,
+                    page=page,
+                ) from self._cause(exc)
+            else:
+                failure = self._judge(response, page, size)
+                if failure is None:
+                    return self._parse(response, page, size)
+                cause = None
+            if attempt == attempts:
+                break
+            wait = self._wait_after(failure, attempt)
+            self._stats.record_retry()
+            logger.warning(
+                "store %s: page %d: %s on attempt %d of %d; retrying in %.2f s",
+                self._store.identifier,
+                page,
+                self._scrub(failure.reason),
+                attempt,
+                attempts,
+                wait,
+            )
+            self._sleep(wait)
+        assert failure is not None  # the loop ran at least once and did not return
+        raise self._exhausted(failure, page, attempts) from self._cause(cause)
+
+    def _judge(self, response: httpx.Response, page: int, size: int) -> _Failure | None:
+        """None for a 2xx; a retryable _Failure for 429/5xx; raise for anything else."""
+        status = response.status_code
+        sid = self._store.identifier
+        if 200 <= status < 300:
+            return None
+        if status in (401, 403):
+            self._stats.record("auth_error")
+            what = (
+                "the token was missing or malformed" if status == 401 else "the token was refused"
+            )
+            raise ApiAuthError(
+                f"store {sid}: page {page}: HTTP {status}, {what}; check the store's token "
+                f"variable {self._store.token_env} (it must hold this store's current "
+                "80-character EcoManager token)",
+                store=sid,
+                page=page,
+            )
+        if status == 429:
+            self._stats.record("rate_limited")
+            header = response.headers.get("Retry-After")
+            wait = self._retry_after(header)
+            shown = "absent" if header is None else repr(header[:40])
+            return _Failure(
+                "rate_limited",
+                f"rate limited (HTTP 429, Retry-After {shown})",
+                self._default_retry_after if wait is None else wait,
+            )
+        if status >= 500:
+            self._stats.record("server_error")
+            return _Failure(
+                "server_error",
+                f"HTTP {status}",
+                self._retry_after(response.headers.get("Retry-After")),
+            )
+        self._stats.record("http_error")
+        hint = ""
+        if 300 <= status < 400:
+            hint = f" (redirect to {response.headers.get('Location', '?')[:200]!r})"
+        raise ApiError(
+            self._scrub(
+                f"store {sid}: page {page}: unexpected HTTP {status}{hint} from "
+                f"{self._url}; check the store's base_url in the stores file"
+            ),
+            store=sid,
+            page=page,
+        )
+
+    def _parse(self, response: httpx.Response, page: int, size: int) -> Page:
+        """Decode and validate a 2xx body, counting it as ok or malformed."""
+        sid = self._store.identifier
+        remedy = (
+            f"{self._store.base_url} breaks the EcoManager orders contract; fix the "
+            "server or the store's base_url, then rerun"
+        )
+        try:
+            payload = response.json()
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            self._stats.record("malformed")
+            content_type = response.headers.get("Content-Type", "none")
+            snippet = response.text[:80]
+            raise MalformedPage(
+                self._scrub(
+                    f"store {sid}: page {page}: response body is not JSON "
+                    f"(HTTP {response.status_code}, Content-Type {content_type!r}, "
+                    f"body starts {snippet!r}); {remedy}"
+                ),
+                store=sid,
+                page=page,
+            ) from self._cause(exc)
+        try:
+            result = parse_page(payload, store=sid, page=page, per_page=size)
+        except MalformedPage as exc:
+            self._stats.record("malformed")
+            raise MalformedPage(
+                self._scrub(f"{exc}; {remedy}"), store=sid, page=page
+            ) from self._cause(exc)
+        self._stats.record("ok")
+        logger.debug("store %s: page %d: %d orders", sid, page, len(result.orders))
+        return result
+
+    def _retry_after(self, header: str | None) -> float | None:
+        """Seconds a Retry-After header asks for (delta or HTTP date), capped; None if unusable."""
+        if header is None:
+            return None
+        try:
+            seconds = float(header.strip())
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(header)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        if not math.isfinite(seconds):
+            return None
+        return min(max(seconds, 0.0), self._retry_after_cap)
+
+    def _wait_after(self, failure: _Failure, attempt: int) -> float:
+        """Seconds to wait before the next attempt, after ``attempt`` failed."""
+        if failure.outcome == "rate_limited":
+            # The server said how long; waiting less only earns another 429.
+            assert failure.server_wait is not None
+            return min(failure.server_wait, self._retry_after_cap)
+        # The exponent is capped so a large max_retries cannot overflow a float.
+        delay = min(self._backoff_max, self._backoff_base * 2.0 ** min(attempt - 1, 60))
+        # "Equal jitter": at least half the backoff, so retries never bunch up at zero, and
+        # the rest random, so clients that failed together do not retry together.
+        wait = delay / 2 + self._random.uniform(0, delay / 2)
+        if failure.server_wait is not None:
+            wait = max(wait, failure.server_wait)
+        return wait
+
+    def _exhausted(self, failure: _Failure, page: int, attempts: int) -> ApiError:
+        """The error for a page whose every attempt failed transiently."""
+        sid = self._store.identifier
+        if failure.outcome == "rate_limited":
+            return ApiRateLimited(
+                f"store {sid}: page {page}: still rate limited (HTTP 429) after {attempts} "
+                f"attempts; lower requests_per_second for store {sid} in the stores file, or "
+                "wait a while and rerun",
+                store=sid,
+                page=page,
+            )
+        return ApiUnavailable(
+            self._scrub(
+                f"store {sid}: page {page}: EcoManager unavailable after {attempts} "
+                f"attempts (last: {failure.reason}); check that {self._store.base_url} "
+                "is up and reachable, then rerun the store's sync"
+            ),
+            store=sid,
+            page=page,
+        )
+
+    def _cause(self, exc: Exception | None) -> Exception | None:
+        """``exc`` to chain from, or None when its text carries the token (a server echoing
+        it back), so a printed traceback cannot leak it either."""
+        if exc is not None and self._token and self._token in str(exc):
+            return None
+        return exc
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the token blanked out, for anything built from outside input."""
+        return text.replace(self._token, "[token]") if self._token else text
+
+
+def _check_token(store: Store, token: str) -> None:
+    """Refuse a token that could not be a header value, without ever echoing it."""
+    if not token:
+        raise MissingToken(store.identifier, store.token_env)
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError(
+            f"store {store.identifier}: the token in {store.token_env} contains spaces, line "
+            "breaks or non-ASCII characters; set it to the store's 80-character EcoManager token"
+        )
