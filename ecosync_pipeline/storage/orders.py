@@ -1,0 +1,321 @@
+"""Writing and reading orders: the page upsert, and what the orders say about each store.
+
+The orders table is the truth the sync positions are computed from (DESIGN, invariant
+1), so the reads here are the ones the database layer of the positions and the
+reconciliation need: the last order id and count per store, all ids of a store, and
+duplicates (which the unique constraint should make impossible).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.ecomanager.models import Order
+from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
+from ecosync_pipeline.storage.database import READ_ONLY, describe_error
+from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.storage.schema import stores
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS_PER_STATEMENT = 1000
+"""Orders per INSERT: a page (at most 100) or a batch of pages is one statement, while
+staying far below the bind-parameter limits (PostgreSQL 65,535; SQLite 32,766)."""
+
+UPDATED_ON_CONFLICT = (
+    "reference",
+    "order_state",
+    "confirmation_state",
+    "full_name",
+    "telephone",
+    "wilaya",
+    "commune",
+    "items",
+    "total_products",
+    "total",
+    "created_at",
+    "updated_at",
+    "last_seen_at",
+)
+"""What a re-read refreshes: everything EcoManager may change, and when we last saw it.
+``first_seen_at`` and the row's own id are kept."""
+
+PREVIEW_COLUMNS = tuple(c for c in orders_table.columns if c.name != "id")
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """How many orders of an upsert were new, and how many existed already (re-read)."""
+
+    new: int
+    updated: int
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What the orders table says about one store: its highest order id and its count."""
+
+    store: str
+    last_order_id: int | None
+    order_count: int
+
+
+Bind = Engine | Connection
+
+
+def ensure_store(conn: Connection, store: str, name: str) -> None:
+    """Create the store's row, or update its name if it changed; run once per sync run."""
+    validate_store_identifier(store)
+    now = datetime.now(timezone.utc)
+    insert = _insert_for(conn)
+    stmt = insert(stores).values(identifier=store, name=name, created_at=now, updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[stores.c.identifier],
+        set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+        # An unchanged name writes nothing.
+        where=stores.c.name != stmt.excluded.name,
+    )
+    try:
+        conn.execute(stmt)
+    except SQLAlchemyError as exc:
+        raise _storage_error(exc, f"store {store}: registering the store failed") from exc
+
+
+def upsert_orders(
+    conn: Connection,
+    store: str,
+    orders: Sequence[Order],
+    *,
+    seen_at: datetime | None = None,
+) -> UpsertCounts:
+    """Insert new orders and refresh re-read ones, with one INSERT ... ON CONFLICT per call.
+
+    Runs inside the caller's transaction (the caller commits, then advances the
+    position). "updated" counts orders that existed already, changed or not. An order id
+    present twice keeps its last occurrence. The store must exist (ensure_store).
+    Calls of more than MAX_ROWS_PER_STATEMENT orders use one statement per that many.
+    """
+    validate_store_identifier(store)
+    if not orders:
+        return UpsertCounts(0, 0)
+    seen = seen_at or datetime.now(timezone.utc)
+    by_id = {order.id: order for order in orders}
+    rows = [_row(store, order, seen) for order in by_id.values()]
+    new = updated = 0
+    try:
+        for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
+            chunk_new = _upsert_chunk(conn, store, chunk)
+            new += chunk_new
+            updated += len(chunk) - chunk_new
+    except SQLAlchemyError as exc:
+        ids = sorted(by_id)
+        raise _storage_error(
+            exc,
+            f"store {store}: writing {len(ids)} orders (ids {ids[0]}..{ids[-1]}) failed",
+            hint="the transaction is not committed, so the sync position must not advance; "
+            "check the database and run the sync again",
+        ) from exc
+    logger.debug(
+        "store %s: upserted %d orders (%d new, %d updated)", store, len(rows), new, updated
+    )
+    return UpsertCounts(new=new, updated=updated)
+
+
+def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
+    """Upsert rows of one store; return how many were new."""
+    insert = _insert_for(conn)
+    stmt = insert(orders_table).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[orders_table.c.store, orders_table.c.order_id],
+        set_={name: stmt.excluded[name] for name in UPDATED_ON_CONFLICT},
+    )
+    if conn.dialect.name == "postgresql":
+        # xmax is 0 for a row version this statement inserted, not for one it updated.
+        flags = conn.execute(stmt.returning(literal_column("(xmax = 0)"))).scalars().all()
+        return sum(1 for inserted in flags if inserted)
+    # SQLite: which of these ids exist, read in the same (write-locked) transaction.
+    ids = [row["order_id"] for row in rows]
+    existing = conn.execute(
+        select(func.count()).where(orders_table.c.store == store, orders_table.c.order_id.in_(ids))
+    ).scalar_one()
+    conn.execute(stmt)
+    return len(rows) - int(existing)
+
+
+def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
+    """Last order id and order count of every store with orders, in one GROUP BY.
+
+    A store without orders is absent. The unique index on (store, order_id) answers it
+    without reading the table (an index-only scan on PostgreSQL once vacuumed).
+    """
+    stmt = select(orders_table.c.store, func.max(orders_table.c.order_id), func.count()).group_by(
+        orders_table.c.store
+    )
+    with _reading(bind, "reading the last order id of every store") as conn:
+        return {
+            store: StoreSummary(store=store, last_order_id=int(last), order_count=int(count))
+            for store, last, count in conn.execute(stmt)
+        }
+
+
+def store_summary(bind: Bind, store: str) -> StoreSummary:
+    """Last order id and order count of one store (None and 0 when it has no orders)."""
+    validate_store_identifier(store)
+    stmt = select(func.max(orders_table.c.order_id), func.count()).where(
+        orders_table.c.store == store
+    )
+    with _reading(bind, f"store {store}: reading its last order id") as conn:
+        last, count = conn.execute(stmt).one()
+    return StoreSummary(
+        store=store, last_order_id=None if last is None else int(last), order_count=int(count)
+    )
+
+
+def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]:
+    """Every order id of a store, ascending, read in keyset batches of ``batch``.
+
+    Each batch is its own short query, so memory stays flat whatever the history, and
+    no transaction stays open between batches when ``bind`` is an Engine.
+    """
+    validate_store_identifier(store)
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    after: int | None = None
+    while True:
+        stmt = select(orders_table.c.order_id).where(orders_table.c.store == store)
+        if after is not None:
+            stmt = stmt.where(orders_table.c.order_id > after)
+        stmt = stmt.order_by(orders_table.c.order_id).limit(batch)
+        with _reading(bind, f"store {store}: reading order ids after {after}") as conn:
+            ids = [int(i) for i in conn.execute(stmt).scalars()]
+        yield from ids
+        if len(ids) < batch:
+            return
+        after = ids[-1]
+
+
+def duplicate_count(bind: Bind, store: str) -> int:
+    """How many order ids of a store appear more than once (0 unless the schema is broken)."""
+    validate_store_identifier(store)
+    groups = (
+        select(orders_table.c.order_id)
+        .where(orders_table.c.store == store)
+        .group_by(orders_table.c.order_id)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    with _reading(bind, f"store {store}: counting duplicate orders") as conn:
+        return int(conn.execute(select(func.count()).select_from(groups)).scalar_one())
+
+
+def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` orders of a store with an id above ``after_id`` (all if None), ascending.
+
+    Each order is a dict of the table's columns (``store``, ``order_id``, ``reference``,
+    ``order_state``, ... ``last_seen_at``), for previews.
+    """
+    validate_store_identifier(store)
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    stmt = select(*PREVIEW_COLUMNS).where(orders_table.c.store == store)
+    if after_id is not None:
+        stmt = stmt.where(orders_table.c.order_id > after_id)
+    stmt = stmt.order_by(orders_table.c.order_id).limit(limit)
+    with _reading(bind, f"store {store}: reading orders after id {after_id}") as conn:
+        return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def order_state(bind: Bind, store: str, order_id: int) -> str | None:
+    """The stored state name of one order, or None if the order is not stored."""
+    validate_store_identifier(store)
+    stmt = select(orders_table.c.order_state).where(
+        orders_table.c.store == store, orders_table.c.order_id == order_id
+    )
+    with _reading(bind, f"store {store}: reading order {order_id}") as conn:
+        value = conn.execute(stmt).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def _row(store: str, order: Order, seen: datetime) -> dict[str, Any]:
+    return {
+        "store": store,
+        "order_id": order.id,
+        "reference": order.reference,
+        "order_state": order.order_state_name,
+        "confirmation_state": order.confirmation_state_name,
+        "full_name": order.full_name,
+        "telephone": order.telephone,
+        "wilaya": order.wilaya,
+        "commune": order.commune,
+        "items": [_jsonable(item) for item in order.items],
+        "total_products": order.total_products,
+        "total": order.total,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: mappings to dicts, sequences to lists, Decimal to exact strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _insert_for(conn: Connection) -> Any:
+    """The dialect's INSERT, the one with ON CONFLICT."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise StorageError(f"the {name} backend is not supported; use PostgreSQL or SQLite")
+
+
+@contextmanager
+def _reading(bind: Bind, what: str) -> Iterator[Connection]:
+    """A connection for a read (a fresh read-only one for an Engine), errors converted."""
+    try:
+        if isinstance(bind, Connection):
+            yield bind
+        else:
+            with bind.connect() as conn:
+                yield conn.execution_options(**READ_ONLY)
+    except SQLAlchemyError as exc:
+        raise _storage_error(exc, what) from exc
+
+
+def _storage_error(
+    exc: SQLAlchemyError, what: str, *, hint: str = "check the database"
+) -> StorageError:
+    """Our error for a failed statement: retryable when the connection was lost."""
+    cls = StorageError
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        cls = DatabaseUnavailable
+        hint = "the connection to the database was lost; " + hint
+    return cls(f"{what} ({describe_error(exc)}); {hint}")

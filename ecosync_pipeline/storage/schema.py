@@ -1,0 +1,165 @@
+"""The orders database schema, as SQLAlchemy Core tables: the current version.
+
+``migrations.py`` brings any database to this shape; a test checks that a database
+migrated from scratch matches these definitions exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Stable constraint and index names, so migrations can refer to them on both backends."""
+
+STORE_ID_LENGTH = 32
+MONEY_MAX = Decimal("999999999999.99")
+_CENT = Decimal("0.01")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC; read back aware (UTC) on every backend.
+
+    SQLite has no time zones, so values are normalised to UTC before they are stored. A
+    naive datetime is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        # SQLite stores text: drop the offset so every stored value sorts as text.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount with two decimals: NUMERIC(14, 2) on PostgreSQL, text on SQLite.
+
+    SQLite's NUMERIC is a float underneath; text keeps every cent exact.
+    """
+
+    impl = Numeric(14, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(20))
+        return dialect.type_descriptor(Numeric(14, 2))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = Decimal(value).quantize(_CENT, rounding=ROUND_HALF_UP)
+        if abs(amount) > MONEY_MAX:
+            raise ValueError(f"amount {amount} exceeds NUMERIC(14, 2)")
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value).quantize(_CENT)
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON on SQLite, JSONB on PostgreSQL (compact and indexable)."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def surrogate_key() -> TypeEngine[int]:
+    """BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("identifier", String(STORE_ID_LENGTH), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""One row per store that has ever been synced."""
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", surrogate_key(), primary_key=True, autoincrement=True),
+    Column(
+        "store",
+        String(STORE_ID_LENGTH),
+        ForeignKey("stores.identifier", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("order_id", BigInteger, nullable=False, comment="EcoManager's order id"),
+    Column("reference", Text),
+    Column("order_state", Text),
+    Column("confirmation_state", Text),
+    Column("full_name", Text),
+    Column("telephone", Text),
+    Column("wilaya", Text),
+    Column("commune", Text),
+    Column("items", json_type(), nullable=False),
+    Column("total_products", Money),
+    Column("total", Money),
+    Column("created_at", UtcDateTime, comment="EcoManager's"),
+    Column("updated_at", UtcDateTime, comment="EcoManager's"),
+    Column("first_seen_at", UtcDateTime, nullable=False, comment="when ecosync first read it"),
+    Column("last_seen_at", UtcDateTime, nullable=False, comment="when ecosync last read it"),
+    # The unique index on (store, order_id) makes re-reading a page harmless (upsert) and
+    # answers "last order id and count per store" from the index alone.
+    UniqueConstraint("store", "order_id"),
+    # v2: orders of a store not seen since a date (deleted upstream, for reconciliation).
+    Index(None, "store", "last_seen_at"),
+)
+"""Every order ever read, once per (store, order_id)."""
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+"""One row per applied migration."""
+
+ORDERS_UNIQUE = "uq_orders_store_order_id"
+ORDERS_SEEN_INDEX = "ix_orders_store_last_seen_at"
