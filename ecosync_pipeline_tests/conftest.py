@@ -15,6 +15,8 @@ import psycopg
 import pytest
 import redis
 
+from ecosync_pipeline.simulator import Simulator, SimulatorServer
+
 TEST_REDIS_URL = os.environ.get("ECOSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_POSTGRES_ADMIN_URL = os.environ.get(
     "ECOSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,3 +107,24 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once on PostgreSQL and once on SQLite."""
     name = "postgres_url" if request.param == "postgresql" else "sqlite_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[SimulatorServer]:
+    """One EcoManager simulator served over real HTTP for the whole session."""
+    with SimulatorServer(Simulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def simulator(sim_server: SimulatorServer) -> Iterator[Simulator]:
+    """The session's simulator with no stores: each test configures its own (StoreSpec).
+
+    ``simulator.store_url(id)``, ``simulator.as_store(id)`` and ``simulator.token(id)``
+    give a client what it needs to reach a configured store.
+    """
+    sim_server.simulator.configure([])
+    try:
+        yield sim_server.simulator
+    finally:
+        sim_server.simulator.configure([])

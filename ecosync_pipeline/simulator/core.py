@@ -1,0 +1,469 @@
+"""Simulator: every simulated store, its control API, and the answer to one orders request.
+
+The HTTP layer (app.py) only translates: it hands the query and the Authorization
+header to ``Simulator.handle_orders``, sleeps for the returned delay, and sends the
+returned status, headers and body. Everything here is thread-safe (one lock), so tests
+drive the simulator from their own thread while uvicorn serves it from another.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ecosync_pipeline.config import DEFAULT_PER_PAGE, MAX_PER_PAGE, Store, load_stores
+from ecosync_pipeline.simulator.faults import (
+    FAIL_OUTCOME,
+    Faults,
+    FaultState,
+    RequestRecord,
+)
+from ecosync_pipeline.simulator.spec import (
+    SimulatorError,
+    StoreSpec,
+    UnknownStore,
+    demo_token,
+    store_key,
+)
+from ecosync_pipeline.simulator.store import SimStore
+
+logger = logging.getLogger(__name__)
+
+ORDERS_PATH = "/api/shop/v2/orders"
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{80}$")
+
+_MESSAGES = {
+    401: "Unauthenticated.",
+    403: "This action is unauthorized.",
+    404: "Not Found",
+    429: "Too Many Attempts.",
+    500: "Server Error",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server sends for one request, and how long it waits before sending it."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    outcome: str = "ok"
+
+
+def _error(
+    status: int, outcome: str, delay: float = 0.0, headers: Mapping[str, str] | None = None
+) -> Reply:
+    return Reply(status, {"message": _MESSAGES[status]}, headers or {}, delay, outcome)
+
+
+def _int_param(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def check_authorization(header: str | None, expected: str) -> str | None:
+    """None if the header carries the expected token, else 'unauthorized' or 'forbidden'.
+
+    Missing or malformed (not ``Bearer`` + 80 letters or digits) is 401; a well-formed
+    token that is not this store's is 403, as the contract says.
+    """
+    if not header:
+        return "unauthorized"
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return "unauthorized"
+    if hmac.compare_digest(token.encode(), expected.encode()):
+        return None
+    return "forbidden" if TOKEN_PATTERN.match(token) else "unauthorized"
+
+
+@dataclass
+class _Entry:
+    store: SimStore
+    faults: FaultState
+    token: str
+
+
+class Simulator:
+    """Every simulated store, served from one object; all methods take the store id."""
+
+    def __init__(
+        self,
+        specs: Iterable[StoreSpec] = (),
+        *,
+        seed: int = 0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.url: str | None = None
+        """Set by SimulatorServer while it serves this simulator."""
+        self._environ = environ
+        self._lock = threading.RLock()
+        self._specs: list[StoreSpec] = []
+        self._entries: dict[str, _Entry] = {}
+        self.configure(specs)
+
+    @classmethod
+    def from_stores(
+        cls, stores: Iterable[Store], *, seed: int = 0, environ: Mapping[str, str] | None = None
+    ) -> Simulator:
+        """A simulator of configured stores, shaped by their ``simulator:`` keys."""
+        return cls([StoreSpec.from_store(s) for s in stores], seed=seed, environ=environ)
+
+    @classmethod
+    def from_stores_file(
+        cls, path: Path | str, *, seed: int = 0, environ: Mapping[str, str] | None = None
+    ) -> Simulator:
+        """A simulator of the stores listed in a stores YAML file."""
+        return cls.from_stores(load_stores(path), seed=seed, environ=environ)
+
+    # --- configuration -----------------------------------------------------------
+
+    def configure(self, specs: Iterable[StoreSpec]) -> Simulator:
+        """Replace every store with fresh ones built from ``specs`` (no changes, no faults)."""
+        specs = list(specs)
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.identifier in seen:
+                raise SimulatorError(f"store {spec.identifier} is configured twice")
+            seen.add(spec.identifier)
+        env = os.environ if self._environ is None else self._environ
+        entries = {}
+        for spec in specs:
+            token = spec.token or env.get(spec.token_env) or demo_token(spec.identifier, self.seed)
+            fault_seed = store_key(spec.identifier, self.seed) ^ 0xFA17
+            entries[spec.identifier] = _Entry(
+                SimStore(spec, self.seed), FaultState(fault_seed), token
+            )
+        with self._lock:
+            self._specs = specs
+            self._entries = entries
+        logger.debug("simulator configured with stores %s", ", ".join(seen) or "(none)")
+        return self
+
+    def reset(self) -> None:
+        """Back to the initial state of the current stores (changes, faults, counts gone)."""
+        self.configure(self._specs)
+
+    def stores(self) -> list[str]:
+        """The identifiers of the simulated stores, in configuration order."""
+        with self._lock:
+            return list(self._entries)
+
+    def spec(self, store: str) -> StoreSpec:
+        """The spec a store was built from."""
+        return self._entry(store).store.spec
+
+    def token(self, store: str) -> str:
+        """The token this store accepts (export it as the store's token_env for a client)."""
+        return self._entry(store).token
+
+    def store_url(self, store: str) -> str:
+        """The store's base_url while served (``{url}/{store}``)."""
+        self._entry(store)
+        if self.url is None:
+            raise SimulatorError("the simulator is not being served; use SimulatorServer")
+        return f"{self.url}/{store}"
+
+    def as_store(self, store: str, per_page: int = DEFAULT_PER_PAGE) -> Store:
+        """A config.Store pointing at this served store, as a client expects it."""
+        spec = self.spec(store)
+        return Store(
+            identifier=spec.identifier,
+            name=spec.name,
+            base_url=self.store_url(store),
+            token_env=spec.token_env,
+            per_page=per_page,
+        )
+
+    def _entry(self, store: str) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(store)
+        if entry is None:
+            known = ", ".join(self._entries) or "none"
+            raise UnknownStore(f"store {store} is not simulated (simulated stores: {known})")
+        return entry
+
+    # --- ground truth ------------------------------------------------------------
+
+    def count(self, store: str) -> int:
+        """How many orders the store serves now."""
+        with self._lock:
+            return len(self._entry(store).store)
+
+    def first_id(self, store: str) -> int | None:
+        """The lowest id served now (None when the store is empty)."""
+        with self._lock:
+            return self._entry(store).store.first_id
+
+    def last_id(self, store: str) -> int | None:
+        """The highest id served now (None when the store is empty)."""
+        with self._lock:
+            return self._entry(store).store.last_id
+
+    def last_page(self, store: str, per_page: int = DEFAULT_PER_PAGE) -> int:
+        """The last page holding orders now (1 for an empty store)."""
+        return max(1, math.ceil(self.count(store) / per_page))
+
+    def ids(self, store: str) -> Iterator[int]:
+        """Every id served now, ascending, streamed (later changes do not affect it)."""
+        with self._lock:
+            return self._entry(store).store.snapshot()
+
+    def page_ids(self, store: str, page: int, per_page: int = DEFAULT_PER_PAGE) -> list[int]:
+        """The ids on a page now, without faults and without counting a request."""
+        with self._lock:
+            return self._entry(store).store.page_ids(page, per_page)
+
+    def page_of(self, store: str, order_id: int, per_page: int = DEFAULT_PER_PAGE) -> int | None:
+        """The page that holds ``order_id`` now, or None if it is not served."""
+        with self._lock:
+            return self._entry(store).store.page_of(order_id, per_page)
+
+    def contains(self, store: str, order_id: int) -> bool:
+        """Whether ``order_id`` is served now."""
+        with self._lock:
+            return self._entry(store).store.contains(order_id)
+
+    def order(self, store: str, order_id: int) -> dict[str, Any] | None:
+        """The order as served now, or None if it is not served."""
+        with self._lock:
+            st = self._entry(store).store
+            return st.order(order_id) if st.contains(order_id) else None
+
+    # --- changes -----------------------------------------------------------------
+
+    def add_orders(self, store: str, count: int = 1) -> list[int]:
+        """Append ``count`` new orders after the last id; return their ids."""
+        with self._lock:
+            return self._entry(store).store.add(count)
+
+    def delete_orders(self, store: str, ids: Iterable[int]) -> list[int]:
+        """Delete these ids (later orders shift towards page 1); return those deleted."""
+        with self._lock:
+            return self._entry(store).store.delete(ids)
+
+    def delete_random(
+        self, store: str, n: int, *, min_id: int | None = None, max_id: int | None = None
+    ) -> list[int]:
+        """Delete ``n`` random orders (optionally within [min_id, max_id]); return their ids."""
+        with self._lock:
+            return self._entry(store).store.delete_random(n, min_id, max_id)
+
+    def set_status(
+        self, store: str, order_id: int, status: str, confirmation: str | None = None
+    ) -> None:
+        """Change an order's order_state_name (and confirmation); updated_at moves on."""
+        with self._lock:
+            self._entry(store).store.set_status(order_id, status, confirmation)
+
+    def change_random_statuses(self, store: str, n: int) -> list[int]:
+        """Move ``n`` random orders to their next state; return their ids."""
+        with self._lock:
+            return self._entry(store).store.change_random_statuses(n)
+
+    # --- faults and counts -------------------------------------------------------
+
+    def set_faults(self, store: str | None, **switches: Any) -> Faults:
+        """Change fault switches of one store (or of every store with None).
+
+        Returns the resulting switches (of the last store changed).
+        """
+        with self._lock:
+            targets = [self._entry(store)] if store is not None else list(self._entries.values())
+            result = Faults().updated(**switches)
+            for entry in targets:
+                result = entry.faults.faults.updated(**switches)
+                entry.faults.faults = result
+            return result
+
+    def faults(self, store: str) -> Faults:
+        """The store's current switches."""
+        with self._lock:
+            return self._entry(store).faults.faults
+
+    def clear_faults(self, store: str | None = None) -> None:
+        """Back to a well-behaved server (switches and scripted failures)."""
+        with self._lock:
+            targets = [self._entry(store)] if store is not None else list(self._entries.values())
+            for entry in targets:
+                entry.faults.faults = Faults()
+                entry.faults.scripted.clear()
+
+    def fail_next(self, store: str, n: int, kind: str) -> None:
+        """Make the next ``n`` orders requests of the store fail with ``kind`` (a FailKind)."""
+        with self._lock:
+            self._entry(store).faults.fail_next(n, kind)
+
+    def request_count(self, store: str, outcome: str | None = None) -> int:
+        """Orders requests received by the store (of one outcome, or all)."""
+        with self._lock:
+            return self._entry(store).faults.counts["total" if outcome is None else outcome]
+
+    def stats(self, store: str) -> dict[str, int]:
+        """Orders requests by outcome (every Outcome key, plus 'total')."""
+        with self._lock:
+            return self._entry(store).faults.stats()
+
+    def requests(self, store: str) -> list[RequestRecord]:
+        """The store's recent orders requests (the last 10,000), oldest first."""
+        with self._lock:
+            return list(self._entry(store).faults.log)
+
+    def reset_counts(self, store: str | None = None) -> None:
+        """Forget request counts and logs (of one store or all)."""
+        with self._lock:
+            targets = [self._entry(store)] if store is not None else list(self._entries.values())
+            for entry in targets:
+                entry.faults.reset_counts()
+
+    def describe(self, store: str) -> dict[str, Any]:
+        """A JSON-ready summary: size, ids, pages, switches and request counts."""
+        with self._lock:
+            entry = self._entry(store)
+            st = entry.store
+            return {
+                "store": store,
+                "name": st.spec.name,
+                "count": len(st),
+                "first_id": st.first_id,
+                "last_id": st.last_id,
+                "last_page": max(1, math.ceil(len(st) / DEFAULT_PER_PAGE)),
+                "requests": entry.faults.stats(),
+                "faults": entry.faults.faults.as_dict(),
+                "scripted_failures": len(entry.faults.scripted),
+            }
+
+    # --- serving -----------------------------------------------------------------
+
+    def handle_orders(
+        self,
+        store: str,
+        *,
+        page: str | None,
+        per_page: str | None,
+        authorization: str | None,
+        path: str,
+    ) -> Reply:
+        """The reply to ``GET {path}?page=..&per_page=..`` with this Authorization header."""
+        with self._lock:
+            entry = self._entries.get(store)
+            if entry is None:
+                return _error(404, "not_found")
+            return self._orders_reply(entry, page, per_page, authorization, path)
+
+    def _orders_reply(
+        self,
+        entry: _Entry,
+        raw_page: str | None,
+        raw_per_page: str | None,
+        authorization: str | None,
+        path: str,
+    ) -> Reply:
+        state, st = entry.faults, entry.store
+        f = state.faults
+        delay = f.latency_ms / 1000
+        # Laravel's paginator: a missing or bad page is 1, per_page is capped.
+        page = max(1, _int_param(raw_page) or 1)
+        per_page = _int_param(raw_per_page) or DEFAULT_PER_PAGE
+        per_page = DEFAULT_PER_PAGE if per_page < 1 else min(per_page, MAX_PER_PAGE)
+
+        if f.check_token:
+            refused = check_authorization(authorization, entry.token)
+            if refused is not None:
+                state.record(page, per_page, refused, 0)
+                return _error(401 if refused == "unauthorized" else 403, refused, delay)
+
+        add, delete, change = state.churn()
+        if add:
+            st.add(1)
+        if delete:
+            st.delete_random(1)
+        if change:
+            st.change_random_statuses(1)
+
+        failure = state.draw_failure()
+        if failure is not None and failure != "timeout" and not failure.startswith("malformed"):
+            return self._failure_reply(state, failure, page, per_page, delay)
+
+        body = self._page_body(st, page, per_page, path)
+        outcome = "ok"
+        if failure == "timeout":
+            delay += f.timeout_seconds
+            outcome = "timeout"
+        elif failure == "malformed_data":
+            body["data"] = {str(i): order for i, order in enumerate(body["data"])}
+            outcome = "malformed"
+        elif failure == "malformed_id":
+            if body["data"]:
+                del body["data"][0]["id"]
+            else:
+                body["data"] = [{"reference": f"{st.identifier}", "order_state_name": None}]
+            outcome = "malformed"
+        served = body["data"]
+        state.record(page, per_page, outcome, len(served))
+        return Reply(200, body, {}, delay, outcome)
+
+    def _failure_reply(
+        self, state: FaultState, failure: str, page: int, per_page: int, delay: float
+    ) -> Reply:
+        if failure == "rate_limited_window":
+            state.record(page, per_page, "rate_limited", 0)
+            return _error(429, "rate_limited", delay, {"Retry-After": "1"})
+        outcome = FAIL_OUTCOME[failure]
+        state.record(page, per_page, outcome, 0)
+        if failure == "rate_limited":
+            retry_after = state.faults.retry_after
+            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+            return _error(429, outcome, delay, headers)
+        if failure == "rate_limited_no_retry_after":
+            return _error(429, outcome, delay)
+        status = {"unavailable": 503, "server_error": 500, "unauthorized": 401, "forbidden": 403}[
+            failure
+        ]
+        return _error(status, outcome, delay)
+
+    @staticmethod
+    def _page_body(st: SimStore, page: int, per_page: int, path: str) -> dict[str, Any]:
+        total = len(st)
+        last_page = max(1, math.ceil(total / per_page))
+        data = [st.order(order_id) for order_id in st.page_ids(page, per_page)]
+        first = (page - 1) * per_page + 1 if data else None
+
+        def link(number: int) -> str:
+            return f"{path}?page={number}&per_page={per_page}"
+
+        return {
+            "data": data,
+            "links": {
+                "first": link(1),
+                "last": link(last_page),
+                "prev": link(page - 1) if page > 1 else None,
+                "next": link(page + 1) if page < last_page else None,
+            },
+            "meta": {
+                "current_page": page,
+                "last_page": last_page,
+                "per_page": per_page,
+                "total": total,
+                "from": first,
+                "to": first + len(data) - 1 if first is not None else None,
+                "path": path,
+            },
+        }

@@ -1,0 +1,246 @@
+"""One simulated store: the initial ids plus the changes made while it runs.
+
+Changes stay small next to the store: deleted initial ids are a sorted list (adjusted
+with bisect), new orders a sorted list of ids after the initial last id, and status
+changes a dict. Every read (a page, the page of an id, the full id list) combines them
+with the IdSpace without materialising the store. Not thread-safe on its own: the
+Simulator serialises access.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ecosync_pipeline.simulator.idspace import IdSpace
+from ecosync_pipeline.simulator.orders import (
+    NEXT_STATE,
+    ORDER_STATES,
+    OrderFactory,
+    confirmation_for,
+    timestamp,
+)
+from ecosync_pipeline.simulator.spec import SimulatorError, StoreSpec
+
+
+class SimStore:
+    """The live state of one simulated store."""
+
+    def __init__(self, spec: StoreSpec, simulator_seed: int) -> None:
+        self.spec = spec
+        self.identifier = spec.identifier
+        key = spec.key(simulator_seed)
+        self.base = IdSpace(
+            key,
+            spec.first_id,
+            count=spec.order_count,
+            last_id=spec.last_id,
+            gap_rate=spec.gap_rate,
+            stride=spec.stride,
+        )
+        self.factory = OrderFactory(
+            identifier=spec.identifier,
+            key=key,
+            first_id=spec.first_id,
+            last_id=max(self.base.last_id, spec.first_id),
+            catalog=spec.catalog,
+            started=spec.started,
+            until=spec.until,
+        )
+        self.deleted: list[int] = []  # initial ids deleted since, sorted
+        self.added: list[int] = []  # ids created since, sorted (all above base.last_id)
+        self.next_id = self.base.last_id + 1 if self.base.size else spec.first_id
+        self.overrides: dict[int, tuple[str, str, str]] = {}  # id -> (state, confirmation, at)
+        # Runtime choices (which ids to delete, new ids' steps) are seeded too, so a
+        # scripted scenario replays identically.
+        self.rng = random.Random(key ^ 0xC0FFEE)
+
+    # --- reading -----------------------------------------------------------------
+
+    @property
+    def base_visible(self) -> int:
+        return self.base.size - len(self.deleted)
+
+    def __len__(self) -> int:
+        return self.base_visible + len(self.added)
+
+    @property
+    def first_id(self) -> int | None:
+        """The lowest id currently served, or None for an empty store."""
+        return next(self.iter_from(0), None)
+
+    @property
+    def last_id(self) -> int | None:
+        """The highest id currently served, or None for an empty store."""
+        if self.added:
+            return self.added[-1]
+        if self.base_visible == 0:
+            return None
+        return self.id_at(self.base_visible - 1)
+
+    def _base_index(self, index: int) -> int:
+        """The IdSpace position of the ``index``-th initial order still present."""
+        # Fixed point: skip as many positions as there are deletions up to the id found.
+        skipped = 0
+        while True:
+            order_id = self.base.id_at(index + skipped)
+            behind = bisect_right(self.deleted, order_id)
+            if behind == skipped:
+                return index + skipped
+            skipped = behind
+
+    def iter_from(self, index: int) -> Iterator[int]:
+        """The ids served from position ``index`` (0-based) onwards, ascending."""
+        index = max(0, index)
+        if index < self.base_visible:
+            deleted = self.deleted
+            start = self._base_index(index)
+            for order_id in self.base.iter_from(start):
+                pos = bisect_left(deleted, order_id)
+                if pos < len(deleted) and deleted[pos] == order_id:
+                    continue
+                yield order_id
+            index = self.base_visible
+        yield from self.added[index - self.base_visible :]
+
+    def id_at(self, index: int) -> int:
+        """The id served at position ``index`` (0-based)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"store {self.identifier}: position {index} is past the end")
+        return next(self.iter_from(index))
+
+    def page_ids(self, page: int, per_page: int) -> list[int]:
+        """The ids on ``page`` (1-based), [] past the end."""
+        start = (page - 1) * per_page
+        if page < 1 or start >= len(self):
+            return []
+        out: list[int] = []
+        for order_id in self.iter_from(start):
+            out.append(order_id)
+            if len(out) == per_page:
+                break
+        return out
+
+    def rank(self, order_id: int) -> tuple[int, bool]:
+        """(number of served ids below ``order_id``, whether ``order_id`` is served)."""
+        base_rank, in_base = self.base.locate(order_id)
+        pos = bisect_left(self.deleted, order_id)
+        was_deleted = pos < len(self.deleted) and self.deleted[pos] == order_id
+        added_pos = bisect_left(self.added, order_id)
+        in_added = added_pos < len(self.added) and self.added[added_pos] == order_id
+        return base_rank - pos + added_pos, (in_base and not was_deleted) or in_added
+
+    def contains(self, order_id: int) -> bool:
+        """Whether ``order_id`` is currently served."""
+        return self.rank(order_id)[1]
+
+    def page_of(self, order_id: int, per_page: int) -> int | None:
+        """The page (1-based) that holds ``order_id`` now, or None if it is not served."""
+        rank, present = self.rank(order_id)
+        return rank // per_page + 1 if present else None
+
+    def snapshot(self) -> Iterator[int]:
+        """Every served id, ascending, as of now (later changes do not affect it)."""
+        base, deleted, added = self.base, tuple(self.deleted), tuple(self.added)
+
+        def generate() -> Iterator[int]:
+            skip = iter(deleted)
+            next_deleted = next(skip, None)
+            for order_id in base:
+                if order_id == next_deleted:
+                    next_deleted = next(skip, None)
+                    continue
+                yield order_id
+            yield from added
+
+        return generate()
+
+    def order(self, order_id: int) -> dict[str, Any]:
+        """The served order with this id (its generated content plus status changes)."""
+        body = self.factory.build(order_id)
+        override = self.overrides.get(order_id)
+        if override is not None:
+            state, confirmation, at = override
+            body["order_state_name"] = state
+            body["confirmation_state_name"] = confirmation
+            body["updated_at"] = max(at, body["updated_at"])
+        return body
+
+    # --- changing ----------------------------------------------------------------
+
+    def add(self, count: int) -> list[int]:
+        """Append ``count`` new orders after the last id; return their ids."""
+        new: list[int] = []
+        span = self.base.step_span
+        for _ in range(count):
+            new.append(self.next_id)
+            self.added.append(self.next_id)
+            self.next_id += 1 + self.rng.randrange(span)
+        return new
+
+    def delete(self, ids: Iterable[int]) -> list[int]:
+        """Delete the given ids; return those that were served (the others are ignored)."""
+        done: list[int] = []
+        for order_id in sorted(set(ids)):
+            if order_id > self.base.last_id:
+                pos = bisect_left(self.added, order_id)
+                if pos < len(self.added) and self.added[pos] == order_id:
+                    del self.added[pos]
+                    done.append(order_id)
+            elif self.base.locate(order_id)[1]:
+                pos = bisect_left(self.deleted, order_id)
+                if pos == len(self.deleted) or self.deleted[pos] != order_id:
+                    insort(self.deleted, order_id)
+                    done.append(order_id)
+            self.overrides.pop(order_id, None)
+        return done
+
+    def delete_random(
+        self, n: int, min_id: int | None = None, max_id: int | None = None
+    ) -> list[int]:
+        """Delete ``n`` random served ids (within [min_id, max_id] when given)."""
+        low = self.rank(min_id)[0] if min_id is not None else 0
+        high = len(self)
+        if max_id is not None:
+            rank, present = self.rank(max_id)
+            high = rank + 1 if present else rank
+        if high <= low:
+            return []
+        positions = sorted(self.rng.sample(range(low, high), min(n, high - low)), reverse=True)
+        # Highest position first, so each deletion leaves the lower positions in place.
+        victims = [self.id_at(p) for p in positions]
+        return self.delete(victims)
+
+    def set_status(self, order_id: int, state: str, confirmation: str | None = None) -> None:
+        """Change an order's state; its updated_at moves to now (never backwards)."""
+        if state not in ORDER_STATES:
+            raise SimulatorError(
+                f"store {self.identifier}: unknown order state {state!r}; "
+                f"use one of {', '.join(ORDER_STATES)}"
+            )
+        if not self.contains(order_id):
+            raise SimulatorError(
+                f"store {self.identifier}: order {order_id} is not served; "
+                "pick an id from ids() or page_ids()"
+            )
+        current = self.order(order_id)["updated_at"]
+        now = timestamp(datetime.now(timezone.utc))
+        if now <= current:
+            bumped = datetime.fromisoformat(current.replace("Z", "+00:00"))
+            now = timestamp(bumped + timedelta(seconds=1))
+        self.overrides[order_id] = (state, confirmation or confirmation_for(state), now)
+
+    def change_random_statuses(self, n: int) -> list[int]:
+        """Move ``n`` random orders to their next state; return their ids."""
+        size = len(self)
+        if size == 0:
+            return []
+        changed = []
+        for p in sorted(self.rng.sample(range(size), min(n, size))):
+            order_id = self.id_at(p)
+            self.set_status(order_id, NEXT_STATE[self.order(order_id)["order_state_name"]])
+            changed.append(order_id)
+        return changed
