@@ -7,9 +7,11 @@ under test; those tests measure real time.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from email.utils import formatdate
 from typing import Any
 
@@ -29,6 +31,7 @@ from ecosync_pipeline.errors import (
     MalformedPage,
     MissingToken,
 )
+from ecosync_pipeline.simulator import Simulator, StoreSpec
 
 TOKEN = "Zq9Tk" * 16  # 80 alphanumeric characters, easy to spot if it ever leaks
 TOKEN_ENV = "ECOSYNC_TEST_STORE_TOKEN"
@@ -488,3 +491,102 @@ def test_explicit_rate_limiter_is_used_instead_of_the_shared_one() -> None:
     with client:
         client.fetch_page(1)
     assert client.rate_limiter is limiter
+
+
+# --- against the simulator, over real HTTP ------------------------------------------
+
+
+def served_client(simulator: Simulator, **kw: Any) -> tuple[EcoManagerClient, str, Sleeps]:
+    """A simulated store with a fresh identifier and a client for it (fake sleep)."""
+    identifier = f"C{uuid.uuid4().hex[:12].upper()}"
+    simulator.configure([StoreSpec(identifier, count=95, first_id=1000, gap_rate=0.1)])
+    store = replace(simulator.as_store(identifier), requests_per_second=200.0)
+    sleeps = Sleeps()
+    kw.setdefault("sleep", sleeps)
+    client = EcoManagerClient.from_store(
+        store, {store.token_env: simulator.token(identifier)}, **kw
+    )
+    return client, identifier, sleeps
+
+
+def test_served_pages_match_the_simulator_ground_truth(simulator: Simulator) -> None:
+    client, sid, _ = served_client(simulator)
+    with client:
+        first, last, past = client.fetch_page(1), client.fetch_page(5), client.fetch_page(6)
+    assert first.ids == simulator.page_ids(sid, 1)
+    assert last.ids == simulator.page_ids(sid, 5) and len(last.ids) == 15
+    assert past.is_empty
+    assert first.last_page == 5 and first.total == 95
+    assert simulator.request_count(sid) == client.stats.total == 3
+
+
+def test_served_503s_then_success_cost_exactly_the_requests_counted(
+    simulator: Simulator,
+) -> None:
+    client, sid, sleeps = served_client(simulator)
+    simulator.fail_next(sid, 3, "unavailable")
+    with client:
+        page = client.fetch_page(2)
+    assert page.ids == simulator.page_ids(sid, 2)
+    assert simulator.request_count(sid) == 4 == client.stats.total
+    assert simulator.request_count(sid, "unavailable") == 3 == client.stats.server_error
+    assert len(sleeps.calls) == 3
+
+
+def test_served_429_is_retried_after_its_retry_after_in_real_time(simulator: Simulator) -> None:
+    client, sid, _ = served_client(simulator, sleep=time.sleep)
+    simulator.fail_next(sid, 1, "rate_limited")  # Retry-After: 1
+    start = time.monotonic()
+    with client:
+        client.fetch_page(1)
+    assert time.monotonic() - start >= 1.0
+    assert simulator.request_count(sid) == 2 and client.stats.rate_limited == 1
+
+
+def test_served_timeout_is_retried_then_succeeds(simulator: Simulator) -> None:
+    client, sid, _ = served_client(simulator, timeout=0.3)
+    simulator.fail_next(sid, 1, "timeout")
+    with client:
+        page = client.fetch_page(1)
+    assert page.ids == simulator.page_ids(sid, 1)
+    assert (client.stats.timeout, client.stats.ok) == (1, 1)
+
+
+def test_served_refused_token_is_tried_once(simulator: Simulator) -> None:
+    client, sid, _ = served_client(simulator)
+    simulator.fail_next(sid, 1, "forbidden")
+    with client, pytest.raises(ApiAuthError, match="HTTP 403"):
+        client.fetch_page(1)
+    assert simulator.request_count(sid) == 1
+
+
+def test_served_wrong_token_is_refused_with_403_and_not_leaked(simulator: Simulator) -> None:
+    identifier = f"C{uuid.uuid4().hex[:12].upper()}"
+    simulator.configure([StoreSpec(identifier, count=5)])
+    client = EcoManagerClient(simulator.as_store(identifier), TOKEN)
+    with client, pytest.raises(ApiAuthError) as info:
+        client.fetch_page(1)
+    assert TOKEN not in str(info.value) and "HTTP 403" in str(info.value)
+    assert simulator.request_count(identifier, "forbidden") == 1
+
+
+@pytest.mark.parametrize("kind", ["malformed_data", "malformed_id"])
+def test_served_malformed_page_raises_naming_the_page(simulator: Simulator, kind: str) -> None:
+    client, sid, _ = served_client(simulator)
+    simulator.fail_next(sid, 1, kind)
+    with client, pytest.raises(MalformedPage, match=f"store {sid}: page 3: "):
+        client.fetch_page(3)
+    assert simulator.request_count(sid) == 1
+
+
+def test_connection_refused_is_retried_then_raises_api_unavailable() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = replace(make_store(), base_url=f"http://127.0.0.1:{port}")
+    sleeps = Sleeps()
+    client = EcoManagerClient(store, TOKEN, max_retries=2, sleep=sleeps)
+    with client, pytest.raises(ApiUnavailable, match="connection error") as info:
+        client.fetch_page(1)
+    assert client.stats.connection_error == 3 and len(sleeps.calls) == 2
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
