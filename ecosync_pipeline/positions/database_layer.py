@@ -1,0 +1,78 @@
+"""Layer 3: a position computed from the orders database, the truth.
+
+The database knows each store's last order id and how many orders it holds, not which
+page they were on. The last order id is the target; the count gives the page hint,
+``ceil(order_count / per_page)``, because the count is what page numbers are made of
+(ids have gaps, so ``last id / per_page`` can be thousands of pages off). The hint is
+only a starting point: the chain locates the real page on the API before using it.
+
+A store without orders is a first sync: page 1, source ``calculated``, nothing to verify.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Final
+
+from sqlalchemy.engine import Engine
+
+from ecosync_pipeline.config import Store
+from ecosync_pipeline.positions.model import SyncPosition, utc_now
+from ecosync_pipeline.storage import StoreSummary, store_summaries, store_summary
+
+logger = logging.getLogger(__name__)
+
+
+def page_hint(order_count: int, per_page: int) -> int:
+    """The page the store's last synced order would be on without deletions."""
+    return max(1, math.ceil(order_count / per_page))
+
+
+def position_from_summary(store: Store, summary: StoreSummary | None) -> SyncPosition:
+    """The database's position for a store: a hint to verify, or the first-sync position."""
+    if summary is None or summary.order_count == 0 or summary.last_order_id is None:
+        return SyncPosition.first_sync(store.identifier, store.name, store.per_page)
+    return SyncPosition(
+        store=store.identifier,
+        store_name=store.name,
+        last_page=page_hint(summary.order_count, store.per_page),
+        first_id=None,
+        last_id=None,
+        last_order_id=summary.last_order_id,
+        updated_at=utc_now(),
+        source="database",
+        per_page=store.per_page,
+        verified=False,
+    )
+
+
+class DatabaseLayer:
+    """Positions computed from the orders table (read only: the sync writes the orders)."""
+
+    name: Final = "database"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def summaries(self) -> dict[str, StoreSummary]:
+        """Last order id and count of every store with orders, in one query."""
+        return store_summaries(self.engine)
+
+    def summary(self, store: str) -> StoreSummary:
+        """Last order id and count of one store (None and 0 without orders)."""
+        return store_summary(self.engine, store)
+
+    def read(self, store: Store) -> SyncPosition:
+        """The store's position as the database sees it (one query)."""
+        return position_from_summary(store, self.summary(store.identifier))
+
+    def read_all(
+        self,
+        stores: list[Store] | tuple[Store, ...],
+        summaries: Mapping[str, StoreSummary] | None = None,
+    ) -> dict[str, SyncPosition]:
+        """Every store's database position, from one query (or the summaries given)."""
+        known = self.summaries() if summaries is None else summaries
+        return {s.identifier: position_from_summary(s, known.get(s.identifier)) for s in stores}

@@ -1,0 +1,298 @@
+"""Layer 2: the JSON backup file, in the original system's format.
+
+    {"version": "1.0.0", "timestamp": "...",
+     "stores": {"NATUR": {"storeIdentifier": "NATUR", "storeName": "...", "lastPage": 9081,
+                          "lastOrderId": 181601, "firstId": 181590, "lastId": 181601,
+                          "timestamp": "...", "source": "redis", "perPage": 20, ...}}}
+
+The file may live on any fsspec filesystem (a local path, ``file://``, ``memory://``,
+``s3://``...). Every write is a read-modify-write under a lock (a FileLock next to a
+local file, an in-process lock otherwise), so updating one store never loses another's
+entry, and lands atomically: a temporary file in the same folder, fsync, rename. The file
+and its lock are created with mode 0600.
+
+A file that is empty, truncated, not JSON, or of an unknown version is never trusted and
+never deleted: it is renamed with a ``.corrupt-<UTC time>`` suffix, reported once as a
+WARNING (and as ``last_quarantined``), and treated as absent, so positions come from the
+database until the next write recreates the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import filelock
+from fsspec.implementations.local import LocalFileSystem
+from upath import UPath
+
+from ecosync_pipeline.config import STORE_ID_PATTERN
+from ecosync_pipeline.errors import BackupCorrupt, PositionError
+from ecosync_pipeline.positions.codec import (
+    InvalidStoredPosition,
+    format_timestamp,
+    position_fields,
+    position_from_fields,
+)
+from ecosync_pipeline.positions.model import SyncPosition, utc_now
+
+logger = logging.getLogger(__name__)
+
+BACKUP_VERSION: Final = "1.0.0"
+KNOWN_VERSIONS: Final = frozenset({BACKUP_VERSION})
+DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 10.0
+FILE_MODE: Final = 0o600
+
+# One lock per non-local file URL: filesystems like memory:// or s3:// have no file locks,
+# so writers in this process at least never interleave.
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+class _Unreadable(Exception):
+    """The file's content cannot be trusted (the reason is the message)."""
+
+
+class JsonBackup:
+    """The JSON backup of every store's position (layer 2)."""
+
+    name: Final = "json"
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | UPath,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    ) -> None:
+        self.path = location if isinstance(location, UPath) else UPath(location)
+        self.lock_timeout = lock_timeout
+        self.last_quarantined: BackupCorrupt | None = None
+        self._local = isinstance(self.path.fs, LocalFileSystem)
+        self._warned_entries: set[tuple[str, str]] = set()
+
+    def __repr__(self) -> str:
+        return f"JsonBackup({str(self.path)!r})"
+
+    @property
+    def location(self) -> str:
+        """The file's path or URL, for messages."""
+        return str(self.path)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read_all(self) -> dict[str, SyncPosition]:
+        """Every readable store entry; {} when the file is absent or had to be moved aside."""
+        document = self._load()
+        return self._positions(document) if document is not None else {}
+
+    def read(self, store: str) -> SyncPosition | None:
+        """One store's position, or None."""
+        return self.read_all().get(store)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def write(self, position: SyncPosition) -> None:
+        """Update one store's entry (others are kept); raise PositionError if it fails."""
+        self.write_many([position])
+
+    def write_many(self, positions: Sequence[SyncPosition]) -> None:
+        """Update several stores' entries in one locked read-modify-write."""
+        if not positions:
+            return
+        with self._lock():
+            document = self._load(locked=True) or {}
+            stores = document.get("stores")
+            entries: dict[str, Any] = dict(stores) if isinstance(stores, Mapping) else {}
+            for position in positions:
+                entry = {"storeIdentifier": position.store, **position_fields(position)}
+                entries[position.store] = entry
+            # Only valid identifiers reach the file: whatever else was there is dropped.
+            kept = {k: entries[k] for k in sorted(entries) if STORE_ID_PATTERN.match(str(k))}
+            document.update(
+                version=BACKUP_VERSION, timestamp=format_timestamp(utc_now()), stores=kept
+            )
+            self._replace(json.dumps(document, indent=2).encode("utf-8") + b"\n")
+
+    # -- file handling -------------------------------------------------------------------
+
+    def _load(self, *, locked: bool = False) -> dict[str, Any] | None:
+        """The parsed document, None if absent; an untrustworthy file is moved aside."""
+        try:
+            raw = self._read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return _parse(raw)
+        except _Unreadable as exc:
+            reason = str(exc)
+        if locked:
+            self._quarantine(reason)
+            return None
+        with self._lock():
+            # Another process may have replaced the file meanwhile: judge it again.
+            return self._load(locked=True)
+
+    def _read_bytes(self) -> bytes:
+        try:
+            if self._local:
+                return Path(self.path.path).read_bytes()
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise PositionError(
+                f"backup file {self.location} cannot be read ({exc}); check its permissions "
+                "or point ECOSYNC_BACKUP_PATH elsewhere"
+            ) from exc
+
+    def _replace(self, data: bytes) -> None:
+        temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            if self._local:
+                _write_local_atomically(Path(self.path.path), Path(temp.path), data)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                temp.write_bytes(data)
+                self.path.fs.mv(temp.path, self.path.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                if temp.exists():
+                    temp.unlink()
+            raise PositionError(
+                f"backup file {self.location} cannot be written ({exc}); positions stay in "
+                "Redis and can be recomputed from the database. Check the folder's "
+                "permissions and free space."
+            ) from exc
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        moved_to: str | None = str(target)
+        try:
+            if self._local:
+                os.rename(self.path.path, target.path)
+            else:
+                self.path.fs.mv(self.path.path, target.path)
+        except OSError as exc:
+            moved_to = None
+            reason = f"{reason}; moving it aside failed: {exc}"
+        error = BackupCorrupt(self.location, moved_to, reason)
+        self.last_quarantined = error
+        logger.warning("%s", error)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        if not self._local:
+            with _process_lock(self.location):
+                yield
+            return
+        local = Path(self.path.path)
+        lock = filelock.FileLock(f"{local}.lock", timeout=self.lock_timeout, mode=FILE_MODE)
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise PositionError(
+                f"backup file {self.location}: another process has held its lock "
+                f"({local}.lock) for over {self.lock_timeout:.0f} s; if no ecosync process "
+                "is running, delete the lock file"
+            ) from exc
+        except OSError as exc:
+            raise PositionError(
+                f"backup file {self.location}: its folder or lock file cannot be created "
+                f"({exc}); check the folder's permissions"
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _positions(self, document: Mapping[str, Any]) -> dict[str, SyncPosition]:
+        stores = document["stores"]
+        positions: dict[str, SyncPosition] = {}
+        for key, entry in stores.items():
+            if not isinstance(key, str) or not STORE_ID_PATTERN.match(key):
+                self._warn_entry(
+                    str(key), "the store identifier is invalid (1 to 32 letters or digits)"
+                )
+                continue
+            declared = entry.get("storeIdentifier", key) if isinstance(entry, Mapping) else key
+            if declared != key:
+                self._warn_entry(key, f"its storeIdentifier is {declared!r}")
+                continue
+            try:
+                positions[key] = position_from_fields(key, entry, source="json")
+            except InvalidStoredPosition as exc:
+                self._warn_entry(key, str(exc))
+        return positions
+
+    def _warn_entry(self, key: str, reason: str) -> None:
+        if (key, reason) not in self._warned_entries:
+            self._warned_entries.add((key, reason))
+            logger.warning(
+                "backup file %s: entry %r is ignored: %s", self.location, key[:40], reason
+            )
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    """The document if it can be trusted, else _Unreadable with the reason."""
+    if not raw.strip():
+        raise _Unreadable("the file is empty")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise _Unreadable(
+            f"not valid JSON, perhaps truncated ({exc.msg} at line "
+            f"{exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(document, dict):
+        raise _Unreadable(f"the top level is a JSON {type(document).__name__}, not an object")
+    version = document.get("version")
+    if version not in KNOWN_VERSIONS:
+        raise _Unreadable(
+            f"unknown version {version!r} (this ecosync reads {', '.join(sorted(KNOWN_VERSIONS))})"
+        )
+    if not isinstance(document.get("stores"), dict):
+        raise _Unreadable("'stores' is missing or not an object")
+    return document
+
+
+def _write_local_atomically(path: Path, temp: Path, data: bytes) -> None:
+    """Write ``temp`` with mode 0600, fsync it, rename it over ``path``, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    with contextlib.suppress(OSError):
+        # The rename is durable only once the folder entry is on disk too.
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _process_lock(location: str) -> Iterator[None]:
+    with _PROCESS_LOCKS_GUARD:
+        lock = _PROCESS_LOCKS.setdefault(location, threading.RLock())
+    with lock:
+        yield

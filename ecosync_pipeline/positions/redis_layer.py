@@ -1,0 +1,325 @@
+"""Layer 1: positions in Redis, one key per store, plus a sentinel that tells a flush apart.
+
+Keys keep the original format, ``ecomanager:pageinfo:{STORE}`` = a JSON string (see
+positions.codec), without expiry unless a TTL is configured. With every position write,
+in the same MULTI/EXEC, we also write the sentinel hash ``ecosync:positions:sentinel``:
+
+    generation   a random token, set only when the sentinel is created (HSETNX), so it
+                 lives exactly as long as Redis keeps our data: a flush, a restart
+                 without persistence or an eviction of the sentinel all end it
+    run_id       the Redis run_id (INFO server) at the last write: a different run_id
+                 now means Redis restarted since
+    epoch        incremented by every recovery write (a position restored from the
+                 backup or the database), so a later loss of the same keys is a new event
+    written_at   when positions were last written
+    store:{ID}   one field per store ever written: a store listed here without a key
+                 lost it (deleted, expired or evicted)
+
+Reads of all stores, the sentinel and INFO go in one pipeline: one round trip.
+
+Redis is a cache here, never a dependency: connect and socket timeouts are short, and
+any failure makes the layer answer "unavailable" (reads) or skip (writes), logged once
+as a WARNING per instance. After a failure the layer does not try again for
+``retry_after`` seconds, so a hanging Redis costs one timeout, not one per page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.positions.codec import (
+    InvalidStoredPosition,
+    format_timestamp,
+    parse_timestamp,
+    position_fields,
+    position_from_fields,
+)
+from ecosync_pipeline.positions.model import SyncPosition, utc_now
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX: Final = "ecomanager:pageinfo:"
+SENTINEL_KEY: Final = "ecosync:positions:sentinel"
+STORE_FIELD_PREFIX: Final = "store:"
+DEFAULT_TIMEOUT_SECONDS: Final = 0.75
+DEFAULT_RETRY_AFTER_SECONDS: Final = 15.0
+
+
+class Unavailable(enum.Enum):
+    """The answer of a read when Redis cannot be reached."""
+
+    UNAVAILABLE = "unavailable"
+
+
+UNAVAILABLE: Final = Unavailable.UNAVAILABLE
+RedisRead = SyncPosition | None | Literal[Unavailable.UNAVAILABLE]
+"""A position, None when the store has no key, or UNAVAILABLE when Redis is down."""
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    """The sentinel hash as read: proof that Redis still holds what we wrote."""
+
+    generation: str
+    run_id: str | None
+    epoch: int
+    written_at: datetime
+    stores: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RedisSnapshot:
+    """Every requested store's key, the sentinel and the server run_id, read at once."""
+
+    available: bool
+    positions: Mapping[str, SyncPosition] = field(default_factory=dict)
+    sentinel: Sentinel | None = None
+    run_id: str | None = None
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def get(self, store: str) -> RedisRead:
+        """The store's position, None without a (readable) key, UNAVAILABLE if Redis is down."""
+        if not self.available:
+            return UNAVAILABLE
+        return self.positions.get(store)
+
+    @property
+    def restarted(self) -> bool:
+        """Redis runs under another run_id than at our last write (it restarted since)."""
+        return (
+            self.sentinel is not None
+            and self.sentinel.run_id is not None
+            and self.run_id is not None
+            and self.sentinel.run_id != self.run_id
+        )
+
+
+class RedisLayer:
+    """Positions in Redis; every operation degrades instead of raising."""
+
+    name: Final = "redis"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int | None = None,
+        key_prefix: str = KEY_PREFIX,
+        sentinel_key: str = SENTINEL_KEY,
+        retry_after: float = DEFAULT_RETRY_AFTER_SECONDS,
+        where: str = "redis",
+    ) -> None:
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive or None, got {ttl_seconds}")
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self.key_prefix = key_prefix
+        self.sentinel_key = sentinel_key
+        self.retry_after = retry_after
+        self.where = where
+        self._down_until = 0.0
+        self._warned = False
+        self._was_down = False
+        self._run_id: str | None = None
+        self._warned_keys: set[str] = set()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl_seconds: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        retry_after: float = DEFAULT_RETRY_AFTER_SECONDS,
+    ) -> RedisLayer:
+        """A layer on a new client with short timeouts and no retries (they would hang)."""
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            decode_responses=True,
+            health_check_interval=0,
+        )
+        return cls(client, ttl_seconds=ttl_seconds, retry_after=retry_after, where=_redact(url))
+
+    def key(self, store: str) -> str:
+        """The store's Redis key (the identifier is validated first: it becomes a key)."""
+        return f"{self.key_prefix}{validate_store_identifier(store)}"
+
+    @property
+    def available(self) -> bool:
+        """False while the layer is waiting out a failure (no network is used then)."""
+        return time.monotonic() >= self._down_until
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def snapshot(self, stores: Iterable[str]) -> RedisSnapshot:
+        """Read the keys of ``stores``, the sentinel and the run_id in one round trip."""
+        ids = list(dict.fromkeys(stores))
+        keys = [self.key(s) for s in ids]
+        if not self.available:
+            return RedisSnapshot(available=False, error="unavailable (waiting after a failure)")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            if keys:
+                pipe.mget(keys)
+            pipe.hgetall(self.sentinel_key)
+            pipe.info("server")
+            replies = pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            return RedisSnapshot(available=False, error=self._failed("read positions", exc))
+        self._recovered()
+        values: list[Any] = replies[0] if keys else []
+        raw_sentinel, info = replies[-2], replies[-1]
+        positions: dict[str, SyncPosition] = {}
+        unreadable: dict[str, str] = {}
+        for store, value in zip(ids, values, strict=True):
+            if value is None:
+                continue
+            try:
+                positions[store] = position_from_fields(store, json.loads(value), source="redis")
+            except (ValueError, InvalidStoredPosition) as exc:
+                unreadable[store] = str(exc)
+                self._warn_key(store, str(exc))
+        run_id = info.get("run_id") if isinstance(info, Mapping) else None
+        self._run_id = str(run_id) if run_id else self._run_id
+        return RedisSnapshot(
+            available=True,
+            positions=positions,
+            sentinel=_parse_sentinel(raw_sentinel),
+            run_id=str(run_id) if run_id else None,
+            unreadable=unreadable,
+        )
+
+    def read(self, store: str) -> RedisRead:
+        """One store's position (a snapshot of one store, so still one round trip)."""
+        return self.snapshot([store]).get(store)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def write(self, position: SyncPosition, *, recovery: bool = False) -> bool:
+        """Write one position (and the sentinel); False when Redis was skipped or failed."""
+        return self.write_many([position], recovery=recovery)
+
+    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> bool:
+        """Write positions and the sentinel in one MULTI/EXEC; False if skipped or failed.
+
+        ``recovery`` marks positions restored from a lower layer: it bumps the sentinel's
+        epoch, so a later loss of the same keys is told apart from this one.
+        """
+        if not positions:
+            return True
+        if not self.available:
+            logger.debug("redis: skipping the write of %d positions (unavailable)", len(positions))
+            return False
+        now = format_timestamp(utc_now())
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            for position in positions:
+                value = json.dumps(position_fields(position), separators=(",", ":"))
+                pipe.set(self.key(position.store), value, ex=self.ttl_seconds)
+            pipe.hsetnx(self.sentinel_key, "generation", secrets.token_hex(8))
+            mapping: dict[str, str] = {"written_at": now, "run_id": self._run_id or ""}
+            mapping.update({f"{STORE_FIELD_PREFIX}{p.store}": now for p in positions})
+            pipe.hset(self.sentinel_key, mapping=mapping)  # type: ignore[arg-type]
+            if recovery:
+                pipe.hincrby(self.sentinel_key, "epoch", 1)
+            pipe.info("server")
+            replies = pipe.execute()
+            # The run_id written above came from our last read; if Redis restarted since,
+            # record the new one now, so the restart is reported once, not forever.
+            info = replies[-1]
+            run_id = info.get("run_id") if isinstance(info, Mapping) else None
+            if run_id and run_id != self._run_id:
+                self._run_id = str(run_id)
+                self.client.hset(self.sentinel_key, "run_id", self._run_id)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(f"write {len(positions)} positions", exc)
+            return False
+        self._recovered()
+        return True
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with contextlib.suppress(redis.RedisError, OSError):
+            self.client.close()
+
+    # -- failure handling ----------------------------------------------------------------
+
+    def _failed(self, action: str, exc: BaseException) -> str:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._down_until = time.monotonic() + self.retry_after
+        self._was_down = True
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "redis at %s is unavailable (%s while trying to %s); positions are read "
+                "from the JSON backup and the database and Redis writes are skipped. "
+                "Check that Redis is running; this warning is not repeated.",
+                self.where,
+                reason,
+                action,
+            )
+        else:
+            logger.debug("redis at %s still unavailable (%s)", self.where, reason)
+        return reason
+
+    def _recovered(self) -> None:
+        if self._was_down:
+            self._was_down = False
+            logger.info("redis at %s is reachable again", self.where)
+
+    def _warn_key(self, store: str, reason: str) -> None:
+        if store not in self._warned_keys:
+            self._warned_keys.add(store)
+            logger.warning(
+                "store %s: Redis key %s is unreadable (%s); it is ignored and the "
+                "position comes from the next layer",
+                store,
+                self.key(store),
+                reason,
+            )
+
+
+def _parse_sentinel(raw: object) -> Sentinel | None:
+    if not isinstance(raw, Mapping) or not raw.get("generation"):
+        return None
+    try:
+        epoch = int(raw.get("epoch", 0))
+    except (TypeError, ValueError):
+        epoch = 0
+    run_id = raw.get("run_id") or None
+    return Sentinel(
+        generation=str(raw["generation"]),
+        run_id=str(run_id) if run_id else None,
+        epoch=epoch,
+        written_at=parse_timestamp(raw.get("written_at")),
+        stores=frozenset(
+            str(k)[len(STORE_FIELD_PREFIX) :] for k in raw if str(k).startswith(STORE_FIELD_PREFIX)
+        ),
+    )
+
+
+def _redact(url: str) -> str:
+    """The URL without a password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
