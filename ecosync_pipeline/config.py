@@ -59,8 +59,9 @@ class Store:
 def _store_from_node(raw: Any, line: int, source: str) -> Store:
     where = f"{source}, line {line}"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: each store must be a mapping with identifier, name, "
-                          "base_url and token_env")
+        raise ConfigError(
+            f"{where}: each store must be a mapping with identifier, name, base_url and token_env"
+        )
     missing = [k for k in ("identifier", "name", "base_url", "token_env") if k not in raw]
     if missing:
         raise ConfigError(f"{where}: store is missing {', '.join(missing)}")
@@ -70,22 +71,32 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         raise ConfigError(f"{where}: {exc}") from None
     base_url = str(raw["base_url"]).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: store {identifier}: base_url must start with http:// "
-                          f"or https://, got {base_url!r}")
+        raise ConfigError(
+            f"{where}: store {identifier}: base_url must start with http:// "
+            f"or https://, got {base_url!r}"
+        )
     token_env = str(raw["token_env"])
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
-        raise ConfigError(f"{where}: store {identifier}: token_env must name an environment "
-                          f"variable (the token itself never goes in this file)")
+        raise ConfigError(
+            f"{where}: store {identifier}: token_env must name an environment "
+            f"variable (the token itself never goes in this file)"
+        )
     per_page = raw.get("per_page", DEFAULT_PER_PAGE)
-    if not isinstance(per_page, int) or isinstance(per_page, bool) or not (
-        1 <= per_page <= MAX_PER_PAGE
+    if (
+        not isinstance(per_page, int)
+        or isinstance(per_page, bool)
+        or not (1 <= per_page <= MAX_PER_PAGE)
     ):
-        raise ConfigError(f"{where}: store {identifier}: per_page must be an integer from 1 "
-                          f"to {MAX_PER_PAGE}, got {per_page!r}")
+        raise ConfigError(
+            f"{where}: store {identifier}: per_page must be an integer from 1 "
+            f"to {MAX_PER_PAGE}, got {per_page!r}"
+        )
     rps = raw.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
     if not isinstance(rps, (int, float)) or isinstance(rps, bool) or rps <= 0:
-        raise ConfigError(f"{where}: store {identifier}: requests_per_second must be a "
-                          f"positive number, got {rps!r}")
+        raise ConfigError(
+            f"{where}: store {identifier}: requests_per_second must be a "
+            f"positive number, got {rps!r}"
+        )
     known = {"identifier", "name", "base_url", "token_env", "per_page", "requests_per_second"}
     return Store(
         identifier=identifier,
@@ -110,8 +121,10 @@ def parse_stores(text: str, source: str = "<stores>") -> list[Store]:
         raise ConfigError(f"{source}, line 1: expected a mapping with a 'stores' list")
     stores_node = next((v for k, v in root.value if k.value == "stores"), None)
     if not isinstance(stores_node, yaml.SequenceNode):
-        raise ConfigError(f"{source}, line {root.start_mark.line + 1}: "
-                          "expected 'stores:' followed by a list of stores")
+        raise ConfigError(
+            f"{source}, line {root.start_mark.line + 1}: "
+            "expected 'stores:' followed by a list of stores"
+        )
     loader_data = yaml.safe_load(text)
     stores: list[Store] = []
     seen: dict[str, int] = {}
@@ -119,8 +132,10 @@ def parse_stores(text: str, source: str = "<stores>") -> list[Store]:
         line = node.start_mark.line + 1
         store = _store_from_node(raw, line, source)
         if store.identifier in seen:
-            raise ConfigError(f"{source}, line {line}: store {store.identifier} is already "
-                              f"defined on line {seen[store.identifier]}")
+            raise ConfigError(
+                f"{source}, line {line}: store {store.identifier} is already "
+                f"defined on line {seen[store.identifier]}"
+            )
         seen[store.identifier] = line
         stores.append(store)
     return stores
@@ -132,8 +147,10 @@ def load_stores(path: Path | str) -> list[Store]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"stores file {p} cannot be read ({exc.strerror}); set "
-                          "ECOSYNC_STORES_FILE to the YAML file listing your stores") from exc
+        raise ConfigError(
+            f"stores file {p} cannot be read ({exc.strerror}); set "
+            "ECOSYNC_STORES_FILE to the YAML file listing your stores"
+        ) from exc
     return parse_stores(text, str(p))
 
 
@@ -147,15 +164,15 @@ class Settings:
     backup_path: str
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None,
-                 root: Path | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, root: Path | None = None
+    ) -> Settings:
         """Settings from ECOSYNC_* variables, with defaults under ``root/data``."""
         env = os.environ if environ is None else environ
         base = (root or Path.cwd()).resolve()
         data = base / "data"
         return cls(
-            database_url=env.get("ECOSYNC_DATABASE_URL")
-            or f"sqlite:///{data / 'ecosync.db'}",
+            database_url=env.get("ECOSYNC_DATABASE_URL") or f"sqlite:///{data / 'ecosync.db'}",
             redis_url=env.get("ECOSYNC_REDIS_URL") or "redis://127.0.0.1:6379/0",
             stores_file=env.get("ECOSYNC_STORES_FILE") or str(data / "stores.yaml"),
             backup_path=env.get("ECOSYNC_BACKUP_PATH")

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
-from ecosync_pipeline.positions.factory import build_chain
 from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.factory import build_chain
 from ecosync_pipeline.storage import make_engine, migrate
 from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
@@ -32,15 +32,21 @@ class Runtime:
     client_options: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, environ: Mapping[str, str] | None = None,
-                      stores: list[Store] | None = None) -> Runtime:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        environ: Mapping[str, str] | None = None,
+        stores: list[Store] | None = None,
+    ) -> Runtime:
         """Load the stores, open the database (migrating it) and compose the layers."""
         store_list = stores if stores is not None else settings.stores()
         engine = make_engine(settings.database_url)
         migrate(engine)
         chain = build_chain(settings, store_list, engine)
-        return cls(settings=settings, stores=store_list, engine=engine, chain=chain,
-                   environ=environ)
+        return cls(
+            settings=settings, stores=store_list, engine=engine, chain=chain, environ=environ
+        )
 
     def store(self, identifier: str) -> Store:
         """The configured store with this identifier."""
@@ -48,8 +54,9 @@ class Runtime:
             if store.identifier == identifier:
                 return store
         known = ", ".join(s.identifier for s in self.stores) or "none"
-        raise ConfigError(f"store {identifier} is not in {self.settings.stores_file} "
-                          f"(configured: {known})")
+        raise ConfigError(
+            f"store {identifier} is not in {self.settings.stores_file} (configured: {known})"
+        )
 
     def client(self, store: Store) -> EcoManagerClient:
         """A client for one store; raises MissingToken naming the variable when unset."""
@@ -59,8 +66,13 @@ class Runtime:
         """Sync one store (see ecosync_pipeline.sync.engine.sync_store)."""
         store = self.store(identifier)
         with self.client(store) as client:
-            return sync_store(store, chain=self.chain, client=client, engine=self.engine,
-                              budget_seconds=budget_seconds)
+            return sync_store(
+                store,
+                chain=self.chain,
+                client=client,
+                engine=self.engine,
+                budget_seconds=budget_seconds,
+            )
 
     def close(self) -> None:
         """Release the database pool and the Redis connection."""

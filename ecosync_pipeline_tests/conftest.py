@@ -25,8 +25,11 @@ REDIS_MARKER = "ecosync:test-database"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--faults-large", action="store_true",
-                     help="run the fault-injection suite in its larger form")
+    parser.addoption(
+        "--faults-large",
+        action="store_true",
+        help="run the fault-injection suite in its larger form",
+    )
 
 
 def _claim_redis_db(client: redis.Redis) -> None:
@@ -49,8 +52,11 @@ def redis_admin() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.exit(f"Redis is not reachable at {TEST_REDIS_URL} ({exc}); start it with "
-                    "scripts/services.sh or set ECOSYNC_TEST_REDIS_URL", returncode=3)
+        pytest.exit(
+            f"Redis is not reachable at {TEST_REDIS_URL} ({exc}); start it with "
+            "scripts/services.sh or set ECOSYNC_TEST_REDIS_URL",
+            returncode=3,
+        )
     _claim_redis_db(client)
     yield client
     client.close()
@@ -75,9 +81,11 @@ def postgres_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(TEST_POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.exit(f"PostgreSQL is not reachable at {TEST_POSTGRES_ADMIN_URL} ({exc}); start "
-                    "it with scripts/services.sh or set ECOSYNC_TEST_POSTGRES_URL",
-                    returncode=3)
+        pytest.exit(
+            f"PostgreSQL is not reachable at {TEST_POSTGRES_ADMIN_URL} ({exc}); start "
+            "it with scripts/services.sh or set ECOSYNC_TEST_POSTGRES_URL",
+            returncode=3,
+        )
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = TEST_POSTGRES_ADMIN_URL.rsplit("/", 1)[0]

@@ -10,32 +10,50 @@ from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
 
-COLUMNS = ("store", "from", "to", "pages", "calls", "new", "updated", "source", "seconds",
-           "ended")
+COLUMNS = ("store", "from", "to", "pages", "calls", "new", "updated", "source", "seconds", "ended")
 
 
 def result_row(r: SyncResult) -> tuple[str, ...]:
     """One line of the result table."""
     ended = "budget" if r.stopped_by_budget else ("end" if r.reached_end else "-")
-    return (r.store, str(r.from_page), str(r.to_page), str(r.pages_fetched), str(r.api_calls),
-            str(r.orders_new), str(r.orders_updated), r.position_source, f"{r.seconds:.1f}",
-            ended)
+    return (
+        r.store,
+        str(r.from_page),
+        str(r.to_page),
+        str(r.pages_fetched),
+        str(r.api_calls),
+        str(r.orders_new),
+        str(r.orders_updated),
+        r.position_source,
+        f"{r.seconds:.1f}",
+        ended,
+    )
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """A plain aligned text table."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-             for row in (header, *rows)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+        for row in (header, *rows)
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 @click.command("sync")
-@click.option("--store", "stores", multiple=True, help="Store identifier (repeatable); "
-              "default: every configured store.")
-@click.option("--budget-seconds", type=float, default=None,
-              help="Stop each store cleanly after this many seconds; the next run continues.")
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    help="Store identifier (repeatable); default: every configured store.",
+)
+@click.option(
+    "--budget-seconds",
+    type=float,
+    default=None,
+    help="Stop each store cleanly after this many seconds; the next run continues.",
+)
 @reports_errors
 def sync(stores: tuple[str, ...], budget_seconds: float | None) -> None:
     """Sync orders of the configured stores from their verified positions."""

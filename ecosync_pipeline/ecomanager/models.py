@@ -64,18 +64,23 @@ class Order:
             raise MalformedPage(
                 f"store {store}: page {page}: data[{index}] is {type(data).__name__}, "
                 "not an order object",
-                store=store, page=page,
+                store=store,
+                page=page,
             )
         raw_id = data.get("id")
         if not isinstance(raw_id, int) or isinstance(raw_id, bool) or raw_id <= 0:
             raise MalformedPage(
                 f"store {store}: page {page}: data[{index}] field 'id' is {raw_id!r}, "
                 "not a positive integer",
-                store=store, page=page,
+                store=store,
+                page=page,
             )
         raw_items = data.get("items")
-        items = tuple(i for i in raw_items if isinstance(i, Mapping)) if isinstance(
-            raw_items, list) else ()
+        items = (
+            tuple(i for i in raw_items if isinstance(i, Mapping))
+            if isinstance(raw_items, list)
+            else ()
+        )
         return cls(
             id=raw_id,
             reference=_text(data.get("reference")),
@@ -136,13 +141,15 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
         raise MalformedPage(
             f"store {store}: page {page}: response body is {type(payload).__name__}, "
             "not a JSON object with 'data'",
-            store=store, page=page,
+            store=store,
+            page=page,
         )
     data = payload.get("data")
     if not isinstance(data, list):
         raise MalformedPage(
             f"store {store}: page {page}: 'data' is {type(data).__name__}, not a list",
-            store=store, page=page,
+            store=store,
+            page=page,
         )
     orders = tuple(
         Order.from_payload(item, store=store, page=page, index=i) for i, item in enumerate(data)
@@ -151,7 +158,8 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
     if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
         raise MalformedPage(
             f"store {store}: page {page}: order ids are not strictly ascending",
-            store=store, page=page,
+            store=store,
+            page=page,
         )
     meta = payload.get("meta")
     last_page = total = None
@@ -159,8 +167,9 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
         lp, tt = meta.get("last_page"), meta.get("total")
         last_page = lp if isinstance(lp, int) and not isinstance(lp, bool) else None
         total = tt if isinstance(tt, int) and not isinstance(tt, bool) else None
-    return Page(store=store, number=page, per_page=per_page, orders=orders,
-                last_page=last_page, total=total)
+    return Page(
+        store=store, number=page, per_page=per_page, orders=orders, last_page=last_page, total=total
+    )
 
 
 def orders_from(pages: Sequence[Page]) -> list[Order]:

@@ -48,15 +48,25 @@ class SyncPosition:
 
     def with_source(self, source: PositionSource, *, verified: bool | None = None) -> SyncPosition:
         """A copy tagged with another source (and optionally verification)."""
-        return replace(self, source=source,
-                       verified=self.verified if verified is None else verified)
+        return replace(
+            self, source=source, verified=self.verified if verified is None else verified
+        )
 
     @classmethod
     def first_sync(cls, store: str, store_name: str, per_page: int = 20) -> SyncPosition:
         """The position of a store with no orders yet: page 1, nothing synced."""
-        return cls(store=store, store_name=store_name, last_page=1, first_id=None,
-                   last_id=None, last_order_id=None, updated_at=utc_now(),
-                   source="calculated", per_page=per_page, verified=True)
+        return cls(
+            store=store,
+            store_name=store_name,
+            last_page=1,
+            first_id=None,
+            last_id=None,
+            last_order_id=None,
+            updated_at=utc_now(),
+            source="calculated",
+            per_page=per_page,
+            verified=True,
+        )
 
     def hint_for(self, per_page: int) -> int:
         """This position's page converted to another page size (a hint, to be verified)."""

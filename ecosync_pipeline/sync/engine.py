@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.models import Page
-from ecosync_pipeline.errors import StorageError
+from ecosync_pipeline.errors import DatabaseUnavailable
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
@@ -54,21 +53,21 @@ class SyncResult:
 
 
 def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
-    """Commit one page's orders in one transaction, retrying once on a dropped connection."""
-    for attempt in (1, 2):
-        try:
-            with engine.begin() as conn:
-                return upsert_orders(conn, store.identifier, page.orders)
-        except (OperationalError, DBAPIError) as exc:
-            if attempt == 2 or not getattr(exc, "connection_invalidated", True):
-                raise StorageError(
-                    f"store {store.identifier}: page {page.number}: writing "
-                    f"{len(page.orders)} orders failed ({exc.orig or exc}); the position was "
-                    "not advanced, so the next run re-reads this page. Check the database."
-                ) from exc
-            logger.warning("store %s: page %d: database connection lost, retrying once",
-                           store.identifier, page.number)
-    raise AssertionError("unreachable")
+    """Commit one page's orders in one transaction, retrying once on a dropped connection.
+
+    The retry is safe because the upsert is idempotent and nothing else was written.
+    """
+    try:
+        with engine.begin() as conn:
+            return upsert_orders(conn, store.identifier, page.orders)
+    except DatabaseUnavailable:
+        logger.warning(
+            "store %s: page %d: database connection lost, retrying once",
+            store.identifier,
+            page.number,
+        )
+    with engine.begin() as conn:
+        return upsert_orders(conn, store.identifier, page.orders)
 
 
 def _advance(position: SyncPosition, page: Page) -> SyncPosition:
@@ -78,9 +77,16 @@ def _advance(position: SyncPosition, page: Page) -> SyncPosition:
     last = page.last_id
     assert last is not None
     highest = last if position.last_order_id is None else max(position.last_order_id, last)
-    return replace(position, last_page=page.number, first_id=page.first_id, last_id=last,
-                   last_order_id=highest, updated_at=utc_now(), per_page=page.per_page,
-                   verified=True)
+    return replace(
+        position,
+        last_page=page.number,
+        first_id=page.first_id,
+        last_id=last,
+        last_order_id=highest,
+        updated_at=utc_now(),
+        per_page=page.per_page,
+        verified=True,
+    )
 
 
 def sync_store(
@@ -110,7 +116,10 @@ def sync_store(
         source = position.source
         logger.info(
             "store %s: resuming at page %d (last order id %s, from %s, %d verification calls)",
-            store.identifier, position.last_page, position.last_order_id, source,
+            store.identifier,
+            position.last_page,
+            position.last_order_id,
+            source,
             verification_calls,
         )
         per_page = store.per_page
@@ -137,9 +146,13 @@ def sync_store(
                 break
             if budget_seconds is not None and clock() - started >= budget_seconds:
                 stopped_by_budget = True
-                logger.info("store %s: time budget of %.0f s used after page %d; the next "
-                            "run continues from there", store.identifier, budget_seconds,
-                            page.number)
+                logger.info(
+                    "store %s: time budget of %.0f s used after page %d; the next "
+                    "run continues from there",
+                    store.identifier,
+                    budget_seconds,
+                    page.number,
+                )
                 break
             page_no = page.number + 1
             page = None
@@ -161,8 +174,14 @@ def sync_store(
     )
     logger.info(
         "store %s: synced pages %d..%d, %d new and %d updated orders, %d API calls, %.1f s%s",
-        store.identifier, result.from_page, result.to_page, new, updated, result.api_calls,
-        result.seconds, " (stopped by budget)" if stopped_by_budget else "",
+        store.identifier,
+        result.from_page,
+        result.to_page,
+        new,
+        updated,
+        result.api_calls,
+        result.seconds,
+        " (stopped by budget)" if stopped_by_budget else "",
     )
     return result
 
@@ -173,5 +192,12 @@ def _log_progress(store: Store, page: Page, pages: int, new: int, elapsed: float
     if page.last_page is not None and rate > 0:
         left = max(0, page.last_page - page.number)
         remaining = f", {left} pages left (~{left / rate:.0f} s)"
-    logger.info("store %s: page %d, %d pages, %d new orders, %.1f pages/s%s",
-                store.identifier, page.number, pages, new, rate, remaining)
+    logger.info(
+        "store %s: page %d, %d pages, %d new orders, %.1f pages/s%s",
+        store.identifier,
+        page.number,
+        pages,
+        new,
+        rate,
+        remaining,
+    )

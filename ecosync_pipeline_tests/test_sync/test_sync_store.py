@@ -1,0 +1,309 @@
+"""sync_store against the simulator over HTTP and the real databases (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import redis
+
+from ecosync_pipeline.errors import MalformedPage, MissingToken, StorageError, StoreLocked
+from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.storage import order_state, store_lock, store_summary
+from ecosync_pipeline_tests.helpers import World, make_world, reconcile
+
+SPEC = StoreSpec("SHOP", name="Shop", first_id=1000, count=430, gap_rate=0.05, seed=7)
+
+
+@pytest.fixture
+def world(
+    simulator: Simulator,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    return make_world(
+        simulator,
+        [SPEC],
+        database_url=database_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+
+
+def _assert_complete(world: World, store: str = "SHOP") -> None:
+    with world.open() as rt:
+        rec = reconcile(rt, world.simulator, store)
+        assert (rec.missing, rec.duplicated) == (0, 0), rec
+        assert rec.stored >= rec.expected
+
+
+def _position_not_ahead(world: World, store: str = "SHOP") -> None:
+    """Invariant 2: every stored position is at or behind the data."""
+    with world.open() as rt:
+        db_last = store_summary(rt.engine, store).last_order_id
+        for position in (rt.chain.redis.read(store), rt.chain.backup.read(store)):
+            if (
+                position is not None
+                and not isinstance(position, type(None))
+                and hasattr(position, "target")
+            ):
+                assert position.target is None or (
+                    db_last is not None and position.target <= db_last
+                )
+
+
+def test_first_sync_imports_every_order_and_checkpoints_the_last_page(world: World) -> None:
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.reached_end and not result.stopped_by_budget
+    assert result.orders_new == world.simulator.count("SHOP")
+    assert result.from_page == 1
+    assert result.to_page == world.simulator.last_page("SHOP")
+    assert result.position_source == "calculated"
+    _assert_complete(world)
+    with world.open() as rt:
+        pos = rt.chain.redis.read("SHOP")
+        assert not isinstance(pos, type(None))
+        assert getattr(pos, "last_order_id", None) == world.simulator.last_id("SHOP")
+        assert rt.chain.backup.read("SHOP") is not None
+
+
+def test_incremental_sync_fetches_only_the_new_pages(world: World) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 45)
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.orders_new == 45
+    assert result.position_source == "redis"
+    # The last page is re-read (it verifies the position), then the new pages, then the end.
+    assert result.api_calls <= math.ceil(45 / 20) + 2
+    _assert_complete(world)
+
+
+def test_sync_after_redis_flush_misses_and_duplicates_nothing(world: World, redis_url: str) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 33)
+    redis.Redis.from_url(redis_url).flushdb()
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.position_source == "json"
+    assert result.orders_new == 33
+    assert result.api_calls <= math.ceil(33 / 20) + 2 + 2
+    _assert_complete(world)
+
+
+def test_sync_with_redis_and_backup_lost_resumes_from_the_database(
+    world: World, redis_url: str
+) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 21)
+    redis.Redis.from_url(redis_url).flushdb()
+    Path(world.settings.backup_path).unlink()
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.position_source == "database"
+    assert result.orders_new == 21
+    assert result.from_page > 1
+    _assert_complete(world)
+
+
+def test_sync_runs_from_the_other_layers_when_redis_is_down(
+    simulator: Simulator,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    closed_port = "redis://127.0.0.1:1/0"
+    world = make_world(
+        simulator,
+        [SPEC],
+        database_url=database_url,
+        redis_url=closed_port,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    with world.open() as rt:
+        first = rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 10)
+    with world.open() as rt:
+        second = rt.sync("SHOP")
+    assert first.reached_end and second.orders_new == 10
+    assert second.position_source == "json"
+    assert any(
+        "redis" in r.getMessage().lower() for r in caplog.records if r.levelname == "WARNING"
+    )
+    _assert_complete(world)
+
+
+def test_crash_after_commit_before_position_write_neither_skips_nor_duplicates(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 50)
+    with world.open() as rt:
+        calls = {"n": 0}
+        real_save = rt.chain.save
+
+        def crash_on_second_save(position):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("killed between commit and checkpoint")
+            return real_save(position)
+
+        monkeypatch.setattr(rt.chain, "save", crash_on_second_save)
+        with pytest.raises(KeyboardInterrupt):
+            rt.sync("SHOP")
+    _position_not_ahead(world)
+    with world.open() as rt:
+        again = rt.sync("SHOP")
+    assert again.reached_end
+    _assert_complete(world)
+    _position_not_ahead(world)
+
+
+def test_crash_before_commit_leaves_position_behind_and_next_run_completes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.add_orders("SHOP", 50)
+    import ecosync_pipeline.sync.engine as engine_module
+
+    real = engine_module.upsert_orders
+    calls = {"n": 0}
+
+    def fail_second(conn, store, orders, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise StorageError("disk full")
+        return real(conn, store, orders, **kw)
+
+    monkeypatch.setattr(engine_module, "upsert_orders", fail_second)
+    with world.open() as rt, pytest.raises(StorageError):
+        rt.sync("SHOP")
+    monkeypatch.setattr(engine_module, "upsert_orders", real)
+    _position_not_ahead(world)
+    with world.open() as rt:
+        rt.sync("SHOP")
+    _assert_complete(world)
+
+
+def test_deletions_that_shift_pages_between_runs_lose_nothing(world: World) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.delete_random("SHOP", 30)
+    world.simulator.add_orders("SHOP", 25)
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.orders_new == 25
+    _assert_complete(world)
+
+
+def test_time_budget_spreads_a_first_import_over_several_runs(world: World) -> None:
+    ticks = iter(range(10_000))
+    runs = []
+    with world.open() as rt:
+        store = rt.store("SHOP")
+        from ecosync_pipeline.sync.engine import sync_store
+
+        while True:
+            with rt.client(store) as client:
+                # one "second" per clock reading: the budget of 5 stops after a few pages
+                result = sync_store(
+                    store,
+                    chain=rt.chain,
+                    client=client,
+                    engine=rt.engine,
+                    budget_seconds=5,
+                    clock=lambda: float(next(ticks)),
+                )
+            runs.append(result)
+            if result.reached_end:
+                break
+            assert len(runs) < 50
+    assert len(runs) >= 3
+    assert all(r.stopped_by_budget for r in runs[:-1])
+    # each run starts where the previous stopped (re-reading that one page)
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert after.from_page == before.to_page
+    _assert_complete(world)
+
+
+def test_second_sync_of_the_same_store_exits_at_once(world: World) -> None:
+    with world.open() as rt, store_lock(rt.engine, "SHOP"), pytest.raises(StoreLocked):
+        rt.sync("SHOP")
+
+
+def test_status_change_is_picked_up_when_its_page_is_reread(world: World) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    last = world.simulator.last_id("SHOP")
+    assert last is not None
+    world.simulator.set_status("SHOP", last, "Livré")
+    with world.open() as rt:
+        result = rt.sync("SHOP")
+        assert result.orders_updated >= 1
+        assert order_state(rt.engine, "SHOP", last) == "Livré"
+
+
+def test_malformed_page_fails_the_run_and_leaves_the_position(world: World) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+        before = rt.chain.redis.read("SHOP")
+    world.simulator.add_orders("SHOP", 60)
+    world.simulator.fail_next("SHOP", 1, "malformed_id")
+    with world.open() as rt:
+        with pytest.raises(MalformedPage, match="SHOP.*page"):
+            rt.sync("SHOP")
+        assert rt.chain.redis.read("SHOP") == before
+    with world.open() as rt:
+        rt.sync("SHOP")
+    _assert_complete(world)
+
+
+def test_missing_token_fails_the_store_naming_the_variable(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ECOSYNC_TOKEN_SHOP", raising=False)
+    with world.open() as rt, pytest.raises(MissingToken, match="ECOSYNC_TOKEN_SHOP"):
+        rt.sync("SHOP")
+
+
+def test_per_page_change_converts_the_position(
+    simulator: Simulator,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = make_world(
+        simulator,
+        [SPEC],
+        database_url=database_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        per_page=100,
+    )
+    with first.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.pages_fetched == math.ceil(simulator.count("SHOP") / 100)
+    simulator.add_orders("SHOP", 30)
+    # same data, same database: only the page size changes
+    from dataclasses import replace
+
+    second = World(simulator, first.settings, [replace(s, per_page=20) for s in first.stores])
+    with second.open() as rt:
+        result = rt.sync("SHOP")
+    assert result.orders_new == 30
+    assert result.api_calls <= math.ceil(30 / 20) + 2 + 2 * math.ceil(math.log2(6)) + 2
+    _assert_complete(second)
