@@ -178,7 +178,7 @@ class PositionChain:
         Fetchers built by a callable are closed afterwards.
         """
         snapshot = self.redis.snapshot(s.identifier for s in self.stores)
-        backup = self.backup.read_all()
+        backup = self.read_backup()
         summaries = self.database.summaries()
         reports: list[RestoreReport] = []
         for store in self.stores:
@@ -223,6 +223,14 @@ class PositionChain:
         self._write_backup(restored)
         return reports
 
+    def read_backup(self) -> dict[str, SyncPosition]:
+        """Every entry of the JSON backup; {} (with a warning) when it cannot be read."""
+        try:
+            return self.backup.read_all()
+        except PositionError as exc:
+            logger.warning("%s", exc)
+            return {}
+
     def close(self) -> None:
         """Release the Redis connection."""
         self.redis.close()
@@ -250,7 +258,12 @@ class PositionChain:
             ("json", read_backup),
         )
         for layer, read in layers:
-            offered = read()
+            try:
+                offered = read()
+            except PositionError as exc:  # the backup cannot be read: the database decides
+                logger.warning("store %s: %s", store.identifier, exc)
+                trail.append(LayerOutcome(layer, "unavailable", str(exc)))
+                continue
             if offered is None or offered is UNAVAILABLE:
                 trail.append(LayerOutcome(layer, "absent" if offered is None else "unavailable"))
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, get_args
+from typing import Any
 
 from ecosync_pipeline.config import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
@@ -22,8 +22,6 @@ ORIGINAL_PER_PAGE = DEFAULT_PER_PAGE
 
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 """The time given to a stored position whose timestamp is missing or unreadable."""
-
-_SOURCES: frozenset[str] = frozenset(get_args(PositionSource))
 
 
 class InvalidStoredPosition(ValueError):
@@ -107,11 +105,3 @@ def position_from_fields(store: str, data: object, *, source: PositionSource) ->
         per_page=per_page,
         verified=verified is True,
     )
-
-
-def stored_source(data: Mapping[str, Any]) -> PositionSource | None:
-    """The layer a stored value says it was first taken from (provenance), if it says."""
-    value = data.get("source")
-    if isinstance(value, str) and value in _SOURCES:
-        return value  # type: ignore[return-value]
-    return None

@@ -253,7 +253,7 @@ def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusR
     """Read every layer once (one Redis round trip, one file read, one query) and judge."""
     stores = chain.stores
     snap = chain.redis.snapshot(s.identifier for s in stores)
-    backup = chain.backup.read_all()
+    backup = chain.read_backup()
     summaries = chain.database.summaries()
     loss = detect_cache_loss(chain.redis, stores, cursor=cursor, summaries=summaries, snapshot=snap)
     rows: list[StoreStatus] = []

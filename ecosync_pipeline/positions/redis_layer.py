@@ -7,15 +7,18 @@ in the same MULTI/EXEC, we also write the sentinel hash ``ecosync:positions:sent
     generation   a random token, set only when the sentinel is created (HSETNX), so it
                  lives exactly as long as Redis keeps our data: a flush, a restart
                  without persistence or an eviction of the sentinel all end it
-    run_id       the Redis run_id (INFO server) at the last write: a different run_id
-                 now means Redis restarted since
+    run_id       the Redis run_id (INFO server) as last read, recorded by each write
+                 (and read again when a write creates the sentinel): a different
+                 run_id now means Redis restarted since
     epoch        incremented by every recovery write (a position restored from the
                  backup or the database), so a later loss of the same keys is a new event
     written_at   when positions were last written
     store:{ID}   one field per store ever written: a store listed here without a key
                  lost it (deleted, expired or evicted)
 
-Reads of all stores, the sentinel and INFO go in one pipeline: one round trip.
+Reads of all stores, the sentinel and INFO go in one pipeline: one round trip. INFO is
+never inside the write transaction, so an ACL that refuses it only costs the restart
+detection, never the writes.
 
 Redis is a cache here, never a dependency: connect and socket timeouts are short, and
 any failure makes the layer answer "unavailable" (reads) or skip (writes), logged once
@@ -182,12 +185,25 @@ class RedisLayer:
                 pipe.mget(keys)
             pipe.hgetall(self.sentinel_key)
             pipe.info("server")
-            replies = pipe.execute()
+            # A command refused on its own (INFO denied by an ACL, a sentinel of the wrong
+            # type) must not make the whole layer unavailable: errors come back as values.
+            replies = pipe.execute(raise_on_error=False)
+            if keys and isinstance(replies[0], Exception):
+                raise replies[0]
         except (redis.RedisError, OSError) as exc:
             return RedisSnapshot(available=False, error=self._failed("read positions", exc))
         self._recovered()
         values: list[Any] = replies[0] if keys else []
         raw_sentinel, info = replies[-2], replies[-1]
+        for name, reply in (("the sentinel", raw_sentinel), ("INFO server", info)):
+            if isinstance(reply, Exception):
+                self._warn_once(
+                    f"reply:{name}",
+                    "redis at %s: reading %s failed (%s); loss detection is limited",
+                    self.where,
+                    name,
+                    reply,
+                )
         positions: dict[str, SyncPosition] = {}
         unreadable: dict[str, str] = {}
         for store, value in zip(ids, values, strict=True):
@@ -236,20 +252,18 @@ class RedisLayer:
                 value = json.dumps(position_fields(position), separators=(",", ":"))
                 pipe.set(self.key(position.store), value, ex=self.ttl_seconds)
             pipe.hsetnx(self.sentinel_key, "generation", secrets.token_hex(8))
-            mapping: dict[str, str] = {"written_at": now, "run_id": self._run_id or ""}
+            mapping: dict[str, str] = {"written_at": now}
+            if self._run_id:
+                mapping["run_id"] = self._run_id
             mapping.update({f"{STORE_FIELD_PREFIX}{p.store}": now for p in positions})
             pipe.hset(self.sentinel_key, mapping=mapping)  # type: ignore[arg-type]
             if recovery:
                 pipe.hincrby(self.sentinel_key, "epoch", 1)
-            pipe.info("server")
             replies = pipe.execute()
-            # The run_id written above came from our last read; if Redis restarted since,
-            # record the new one now, so the restart is reported once, not forever.
-            info = replies[-1]
-            run_id = info.get("run_id") if isinstance(info, Mapping) else None
-            if run_id and run_id != self._run_id:
-                self._run_id = str(run_id)
-                self.client.hset(self.sentinel_key, "run_id", self._run_id)
+            if replies[len(positions)] == 1:
+                # This write created the sentinel (Redis lost the previous one, perhaps by
+                # restarting since our last read): record the run_id Redis has now.
+                self._record_run_id()
         except (redis.RedisError, OSError) as exc:
             self._failed(f"write {len(positions)} positions", exc)
             return False
@@ -281,14 +295,38 @@ class RedisLayer:
             logger.debug("redis at %s still unavailable (%s)", self.where, reason)
         return reason
 
+    def _record_run_id(self) -> None:
+        try:
+            info = self.client.info("server")
+            run_id = info.get("run_id") if isinstance(info, Mapping) else None
+            if run_id:
+                self._run_id = str(run_id)
+                self.client.hset(self.sentinel_key, "run_id", self._run_id)
+        except redis.ResponseError as exc:  # INFO denied by an ACL: run without it
+            self._warn_once(
+                "info",
+                "redis at %s: INFO server refused (%s); a restart of "
+                "Redis is then only seen as a flush",
+                self.where,
+                exc,
+            )
+        except (redis.RedisError, OSError) as exc:
+            # The positions are written; the next read or write finds Redis as it is.
+            logger.debug("redis at %s: recording the run_id failed (%s)", self.where, exc)
+
+    def _warn_once(self, topic: str, message: str, *args: object) -> None:
+        if topic not in self._warned_keys:
+            self._warned_keys.add(topic)
+            logger.warning(message, *args)
+
     def _recovered(self) -> None:
         if self._was_down:
             self._was_down = False
             logger.info("redis at %s is reachable again", self.where)
 
     def _warn_key(self, store: str, reason: str) -> None:
-        if store not in self._warned_keys:
-            self._warned_keys.add(store)
+        if f"key:{store}" not in self._warned_keys:
+            self._warned_keys.add(f"key:{store}")
             logger.warning(
                 "store %s: Redis key %s is unreadable (%s); it is ignored and the "
                 "position comes from the next layer",

@@ -281,6 +281,16 @@ def test_chain_skips_unreadable_backup_to_database(world: World, content: bytes)
     assert set(world.layer_json()) == {"PURNA"}  # a fresh file was written
 
 
+def test_chain_goes_to_database_when_backup_cannot_be_read_or_written(world: World) -> None:
+    world.backup_path.mkdir()  # a folder where the file should be: reads and writes fail
+    resolved = world.chain.get_position("PURNA", world.api["PURNA"])
+    assert resolved.source == "database"
+    assert resolved.trail[1].verdict == "unavailable"
+    assert resolved.position.last_page == world.truth("PURNA")
+    saved = world.chain.save(resolved.position)
+    assert (saved.redis, saved.json) == (True, False)
+
+
 def test_chain_uses_backup_written_by_original_system(world: World) -> None:
     good = world.good_position("NATUR")
     world.backup_path.write_text(

@@ -193,3 +193,18 @@ def test_redis_layer_records_restart_then_heals_on_next_write(
     assert layer.snapshot(["NATUR"]).restarted
     layer.write(_position())
     assert not layer.snapshot(["NATUR"]).restarted
+
+
+def test_redis_layer_survives_a_refused_command_in_the_probe(
+    layer: RedisLayer, redis_admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer.write(_position())
+    redis_admin.delete(SENTINEL_KEY)
+    redis_admin.set(SENTINEL_KEY, "not a hash")  # HGETALL now fails with WRONGTYPE
+    with caplog.at_level(logging.WARNING):
+        first = layer.snapshot(["NATUR"])
+        second = layer.snapshot(["NATUR"])
+    assert first.available and second.available
+    assert isinstance(first.get("NATUR"), SyncPosition)
+    assert first.sentinel is None
+    assert len([r for r in caplog.records if "sentinel" in r.message]) == 1
