@@ -45,6 +45,8 @@ class Store:
     token_env: str
     per_page: int = DEFAULT_PER_PAGE
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    import_per_page: int = MAX_PER_PAGE
+    """Page size of a first import (fewer calls); incremental syncs use ``per_page``."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def token(self, environ: Mapping[str, str] | None = None) -> str:
@@ -54,6 +56,16 @@ class Store:
         if not value:
             raise MissingToken(self.identifier, self.token_env)
         return value
+
+
+def _page_size(raw: dict[str, Any], key: str, default: int, where: str, store: str) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PER_PAGE:
+        raise ConfigError(
+            f"{where}: store {store}: {key} must be an integer from 1 to {MAX_PER_PAGE}, "
+            f"got {value!r}"
+        )
+    return value
 
 
 def _store_from_node(raw: Any, line: int, source: str) -> Store:
@@ -81,23 +93,23 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
             f"{where}: store {identifier}: token_env must name an environment "
             f"variable (the token itself never goes in this file)"
         )
-    per_page = raw.get("per_page", DEFAULT_PER_PAGE)
-    if (
-        not isinstance(per_page, int)
-        or isinstance(per_page, bool)
-        or not (1 <= per_page <= MAX_PER_PAGE)
-    ):
-        raise ConfigError(
-            f"{where}: store {identifier}: per_page must be an integer from 1 "
-            f"to {MAX_PER_PAGE}, got {per_page!r}"
-        )
+    per_page = _page_size(raw, "per_page", DEFAULT_PER_PAGE, where, identifier)
+    import_per_page = _page_size(raw, "import_per_page", MAX_PER_PAGE, where, identifier)
     rps = raw.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
     if not isinstance(rps, (int, float)) or isinstance(rps, bool) or rps <= 0:
         raise ConfigError(
             f"{where}: store {identifier}: requests_per_second must be a "
             f"positive number, got {rps!r}"
         )
-    known = {"identifier", "name", "base_url", "token_env", "per_page", "requests_per_second"}
+    known = {
+        "identifier",
+        "name",
+        "base_url",
+        "token_env",
+        "per_page",
+        "import_per_page",
+        "requests_per_second",
+    }
     return Store(
         identifier=identifier,
         name=str(raw["name"]),
@@ -105,6 +117,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         token_env=token_env,
         per_page=per_page,
         requests_per_second=float(rps),
+        import_per_page=max(per_page, import_per_page),
         extra={k: v for k, v in raw.items() if k not in known},
     )
 

@@ -25,6 +25,7 @@ def write_stores_file(path: Path, stores: Sequence[Store]) -> Path:
             f"    base_url: {s.base_url}",
             f"    token_env: {s.token_env}",
             f"    per_page: {s.per_page}",
+            f"    import_per_page: {s.import_per_page}",
             f"    requests_per_second: {s.requests_per_second}",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -61,6 +62,7 @@ def make_world(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     per_page: int = 20,
+    import_per_page: int | None = None,
     requests_per_second: float = 1000.0,
 ) -> World:
     """Configure the simulator with ``specs`` and build settings that sync from it."""
@@ -75,6 +77,7 @@ def make_world(
             token_env=base.token_env,
             per_page=per_page,
             requests_per_second=requests_per_second,
+            import_per_page=import_per_page or per_page,
         )
         monkeypatch.setenv(store.token_env, simulator.token(spec.identifier))
         stores.append(store)

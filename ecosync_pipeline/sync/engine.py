@@ -70,6 +70,25 @@ def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
         return upsert_orders(conn, store.identifier, page.orders)
 
 
+def _page_size_for_run(chain: PositionChain, store: Store) -> int:
+    """The page size of this run: the import size for a first import until it ends.
+
+    A store with no orders in the database starts a first import; a run that continues
+    an import (its position was taken with the import size) keeps that size, so a
+    budgeted import of thousands of pages costs a fifth of the calls.
+    """
+    if store.import_per_page <= store.per_page:
+        return store.per_page
+    if chain.database.summary(store.identifier).order_count == 0:
+        return store.import_per_page
+    cached = chain.redis.read(store.identifier)
+    if not isinstance(cached, SyncPosition):
+        cached = chain.read_backup().get(store.identifier)
+    if cached is not None and cached.per_page == store.import_per_page:
+        return store.import_per_page
+    return store.per_page
+
+
 def _advance(position: SyncPosition, page: Page) -> SyncPosition:
     """The position after committing ``page`` (unchanged by an empty page)."""
     if page.is_empty:
@@ -110,19 +129,21 @@ def sync_store(
     with store_lock(engine, store.identifier):
         with engine.begin() as conn:
             ensure_store(conn, store.identifier, store.name)
-        resolved = chain.get_position(store, client)
+        per_page = _page_size_for_run(chain, store)
+        resolved = chain.get_position(replace(store, per_page=per_page), client)
         position = resolved.position
         verification_calls = client.stats.total - calls_before
         source = position.source
         logger.info(
-            "store %s: resuming at page %d (last order id %s, from %s, %d verification calls)",
+            "store %s: resuming at page %d of %d orders (last order id %s, from %s, "
+            "%d verification calls)",
             store.identifier,
             position.last_page,
+            per_page,
             position.last_order_id,
             source,
             verification_calls,
         )
-        per_page = store.per_page
         page_no = position.last_page
         page: Page | None = resolved.page
         first_page = page_no
@@ -143,6 +164,16 @@ def sync_store(
                 _log_progress(store, page, pages, new, clock() - started)
             if page.is_end:
                 reached_end = True
+                if per_page != store.per_page and position.target is not None:
+                    # The import is done: from now on read store.per_page pages. The
+                    # converted page is a hint that the next run verifies.
+                    position = replace(
+                        position,
+                        last_page=position.hint_for(store.per_page),
+                        per_page=store.per_page,
+                        verified=False,
+                    )
+                    chain.save(position)
                 break
             if budget_seconds is not None and clock() - started >= budget_seconds:
                 stopped_by_budget = True

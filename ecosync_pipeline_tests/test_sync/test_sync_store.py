@@ -307,3 +307,36 @@ def test_per_page_change_converts_the_position(
     assert result.orders_new == 30
     assert result.api_calls <= math.ceil(30 / 20) + 2 + 2 * math.ceil(math.log2(6)) + 2
     _assert_complete(second)
+
+
+def test_first_import_reads_100_per_page_then_syncs_20_per_page(
+    simulator: Simulator,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = make_world(
+        simulator,
+        [SPEC],
+        database_url=database_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        per_page=20,
+        import_per_page=100,
+    )
+    count = simulator.count("SHOP")
+    with world.open() as rt:
+        first = rt.sync("SHOP")
+    assert first.pages_fetched == math.ceil(count / 100)
+    simulator.add_orders("SHOP", 30)
+    with world.open() as rt:
+        second = rt.sync("SHOP")
+    # the converted position is at most 4 pages of 20 off: a few verification calls
+    assert second.orders_new == 30
+    assert second.api_calls <= math.ceil(30 / 20) + 2 + 2 * math.ceil(math.log2(5))
+    with world.open() as rt:
+        position = rt.chain.redis.read("SHOP")
+        assert getattr(position, "per_page", None) == 20
+    _assert_complete(world)
