@@ -138,24 +138,46 @@ def upsert_orders(
     return UpsertCounts(new=new, updated=updated)
 
 
-def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
-    """Upsert rows of one store; return how many were new."""
-    insert = _insert_for(conn)
-    stmt = insert(orders_table).values(rows)
+def _upsert_statement(dialect: str) -> Any:
+    """The upsert, built once per dialect so SQLAlchemy compiles it once and caches it.
+
+    Executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends it as ONE
+    multi-row INSERT ... ON CONFLICT per batch; building ``.values(rows)`` instead would
+    compile a new statement for every page, which costs more than the database work.
+    """
+    cached = _STATEMENTS.get(dialect)
+    if cached is not None:
+        return cached
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(orders_table)
     stmt = stmt.on_conflict_do_update(
         index_elements=[orders_table.c.store, orders_table.c.order_id],
         set_={name: stmt.excluded[name] for name in UPDATED_ON_CONFLICT},
     )
-    if conn.dialect.name == "postgresql":
+    built: Any = stmt
+    if dialect == "postgresql":
         # xmax is 0 for a row version this statement inserted, not for one it updated.
-        flags = conn.execute(stmt.returning(literal_column("(xmax = 0)"))).scalars().all()
+        built = stmt.returning(literal_column("(xmax = 0)"))
+    _STATEMENTS[dialect] = built
+    return built
+
+
+_STATEMENTS: dict[str, Any] = {}
+
+
+def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
+    """Upsert rows of one store; return how many were new."""
+    dialect = conn.dialect.name
+    stmt = _upsert_statement(dialect)
+    if dialect == "postgresql":
+        flags = conn.execute(stmt, rows).scalars().all()
         return sum(1 for inserted in flags if inserted)
     # SQLite: which of these ids exist, read in the same (write-locked) transaction.
     ids = [row["order_id"] for row in rows]
     existing = conn.execute(
         select(func.count()).where(orders_table.c.store == store, orders_table.c.order_id.in_(ids))
     ).scalar_one()
-    conn.execute(stmt)
+    conn.execute(stmt, rows)
     return len(rows) - int(existing)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Engine
@@ -89,6 +90,25 @@ def _page_size_for_run(chain: PositionChain, store: Store) -> int:
     return store.per_page
 
 
+def _leave_import_size(
+    chain: PositionChain, store: Store, position: SyncPosition, per_page: int
+) -> SyncPosition:
+    """At the end of a first import, convert the position to the store's page size.
+
+    The converted page is a hint (a few pages off at most) that the next run verifies.
+    """
+    if per_page == store.per_page or position.target is None:
+        return position
+    converted = replace(
+        position,
+        last_page=position.hint_for(store.per_page),
+        per_page=store.per_page,
+        verified=False,
+    )
+    chain.save(converted)
+    return converted
+
+
 def _advance(position: SyncPosition, page: Page) -> SyncPosition:
     """The position after committing ``page`` (unchanged by an empty page)."""
     if page.is_empty:
@@ -150,43 +170,41 @@ def sync_store(
         pages = new = updated = 0
         stopped_by_budget = reached_end = False
         last_before = position.last_order_id
-        while True:
-            if page is None:
-                page = client.fetch_page(page_no, per_page)
-            pages += 1
-            if not page.is_empty:
-                counts = _write_page(engine, store, page)
-                new += counts.new
-                updated += counts.updated
-                position = _advance(position, page)
-                chain.save(position)
-            if pages % progress_every == 0:
-                _log_progress(store, page, pages, new, clock() - started)
-            if page.is_end:
-                reached_end = True
-                if per_page != store.per_page and position.target is not None:
-                    # The import is done: from now on read store.per_page pages. The
-                    # converted page is a hint that the next run verifies.
-                    position = replace(
-                        position,
-                        last_page=position.hint_for(store.per_page),
-                        per_page=store.per_page,
-                        verified=False,
-                    )
+        # One page is fetched ahead while the current one is committed, so the API and
+        # the database work at the same time; positions still advance strictly in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecosync-fetch") as pool:
+            ahead: Future[Page] | None = None
+            while True:
+                if page is None:
+                    page = ahead.result() if ahead else client.fetch_page(page_no, per_page)
+                    ahead = None
+                pages += 1
+                out_of_time = budget_seconds is not None and clock() - started >= budget_seconds
+                if not page.is_end and not out_of_time:
+                    ahead = pool.submit(client.fetch_page, page.number + 1, per_page)
+                if not page.is_empty:
+                    counts = _write_page(engine, store, page)
+                    new += counts.new
+                    updated += counts.updated
+                    position = _advance(position, page)
                     chain.save(position)
-                break
-            if budget_seconds is not None and clock() - started >= budget_seconds:
-                stopped_by_budget = True
-                logger.info(
-                    "store %s: time budget of %.0f s used after page %d; the next "
-                    "run continues from there",
-                    store.identifier,
-                    budget_seconds,
-                    page.number,
-                )
-                break
-            page_no = page.number + 1
-            page = None
+                if pages % progress_every == 0:
+                    _log_progress(store, page, pages, new, clock() - started)
+                if page.is_end:
+                    reached_end = True
+                    position = _leave_import_size(chain, store, position, per_page)
+                    break
+                if out_of_time:
+                    stopped_by_budget = True
+                    logger.info(
+                        "store %s: time budget of %.0f s used after page %d; the next "
+                        "run continues from there",
+                        store.identifier,
+                        budget_seconds,
+                        page.number,
+                    )
+                    break
+                page = None
     result = SyncResult(
         store=store.identifier,
         pages_fetched=pages,

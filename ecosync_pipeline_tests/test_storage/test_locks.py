@@ -71,7 +71,8 @@ def test_lock_is_free_again_after_the_block_even_when_it_raised(lock_engine: Eng
         # The pooled connection went back without the lock: no session holds it.
         with lock_engine.connect() as conn:
             held = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
             ).scalar()
         assert held == 0
 
