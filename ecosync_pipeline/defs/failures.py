@@ -1,0 +1,38 @@
+"""Our errors as Dagster failures: the store and the remedy in the description."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dagster import Failure
+
+from ecosync_pipeline.errors import ApiAuthError, ConfigError, EcosyncError, StoreLocked
+
+
+def as_failure(exc: EcosyncError, store: str | None = None) -> Failure:
+    """The Failure that reports ``exc``; the core's messages already name what to do."""
+    where = f"store {store}: " if store and f"store {store}" not in str(exc) else ""
+    if isinstance(exc, StoreLocked):
+        description = (
+            f"store {exc.store}: another run holds this store's sync lock, so this run "
+            "synced nothing. Let that run finish; the next scheduled run continues from "
+            "where it stops."
+        )
+    else:
+        description = f"{type(exc).__name__}: {where}{exc}"
+    metadata: dict[str, str] = {"error": type(exc).__name__}
+    if store:
+        metadata["store"] = store
+    # Retrying cannot fix a bad token, a bad config or a held lock; it may fix the rest.
+    permanent = isinstance(exc, (ApiAuthError, ConfigError, StoreLocked))
+    return Failure(description=description, metadata=metadata, allow_retries=not permanent)
+
+
+@contextmanager
+def reported(store: str | None = None) -> Iterator[None]:
+    """Run a block, turning any EcosyncError into a Failure naming ``store``."""
+    try:
+        yield
+    except EcosyncError as exc:
+        raise as_failure(exc, store) from exc

@@ -1,0 +1,1 @@
+"""The orders domain: new_orders, its check, the sync job and its schedule."""

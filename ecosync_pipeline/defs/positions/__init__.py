@@ -1,0 +1,1 @@
+"""The positions domain: position assets and checks, the recovery job, the loss sensor."""

@@ -1,0 +1,184 @@
+"""recover_sync_positions: the recovery of every store's position, one op per step.
+
+    detect_cache_loss --+--> load_json_backup -------+
+                        +--> calculate_from_database -+--> verify_positions --> write_positions
+                        +-----------------------------+
+
+Each op calls one function of ecosync_pipeline.positions.recovery. The job runs in one
+process (the steps are sequential and small, and a recovery should finish within
+seconds of the loss). A store that cannot be recovered fails the run, naming the store
+and why, after every other store's position has been written.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context parameter's
+# annotation at definition time and rejects it as a string.
+
+from dagster import (
+    In,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    in_process_executor,
+    job,
+    op,
+)
+
+from ecosync_pipeline.defs.failures import reported
+from ecosync_pipeline.defs.positions.assets import (
+    POSITIONS_POOL,
+    restore_metadata,
+    unrecovered_failure,
+)
+from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.positions import recovery
+from ecosync_pipeline.positions.chain import RestoreReport
+from ecosync_pipeline.positions.model import SyncPosition
+
+RECOVERY_TAG = "ecosync/recovery"
+
+
+@op(description="Probe Redis once (every key, the sentinel, the run_id) and name the loss.")
+def detect_cache_loss(context: OpExecutionContext, ecosync: EcosyncResource) -> recovery.Detection:
+    with reported(), ecosync.runtime() as runtime:
+        detection = recovery.detect(runtime.chain)
+    loss = detection.loss
+    context.log.info(
+        "Redis %s; %d of %d expected stores without a key%s",
+        loss.redis_state,
+        len(loss.missing),
+        loss.expected,
+        f"; loss event {loss.event_id}" if loss.event_id else "",
+    )
+    context.add_output_metadata(
+        {
+            "redis_state": MetadataValue.text(loss.redis_state),
+            "stores_without_key": MetadataValue.int(len(loss.missing)),
+            "loss_event": MetadataValue.text(loss.event_id or "none"),
+        }
+    )
+    return detection
+
+
+@op(
+    ins={"detected": In(Nothing)},
+    description="Read every store's entry in the JSON backup (layer 2).",
+)
+def load_json_backup(
+    context: OpExecutionContext, ecosync: EcosyncResource
+) -> dict[str, SyncPosition]:
+    with reported(), ecosync.runtime() as runtime:
+        backup = recovery.load_backup(runtime.chain)
+        location = runtime.chain.backup.location
+    context.log.info("backup %s holds %d store positions", location, len(backup))
+    context.add_output_metadata(
+        {
+            "stores_in_backup": MetadataValue.int(len(backup)),
+            "backup_location": MetadataValue.path(location),
+        }
+    )
+    return backup
+
+
+@op(
+    ins={"detected": In(Nothing)},
+    description="Read every store's last order id and order count from the orders database "
+    "and the position they give (layer 3, a hint the next step locates on the API).",
+)
+def calculate_from_database(
+    context: OpExecutionContext, ecosync: EcosyncResource
+) -> recovery.DatabasePositions:
+    with reported(), ecosync.runtime() as runtime:
+        database = recovery.from_database(runtime.chain)
+    context.log.info("orders database: %d stores with orders", len(database.summaries))
+    context.add_output_metadata({"stores_with_orders": MetadataValue.int(len(database.summaries))})
+    return database
+
+
+@op(
+    description="Per store, take the first layer that agrees with the database and verify "
+    "it on the API (one fetch when it is right, a few when it is not). Writes nothing."
+)
+def verify_positions(
+    context: OpExecutionContext,
+    ecosync: EcosyncResource,
+    detection: recovery.Detection,
+    backup: dict[str, SyncPosition],
+    database: recovery.DatabasePositions,
+) -> list[RestoreReport]:
+    with reported(), ecosync.runtime() as runtime:
+        reports = recovery.verify_all(
+            runtime.chain, detection.redis, backup, database, runtime.client
+        )
+    for r in reports:
+        if r.ok and r.after is not None:
+            context.log.info(
+                "store %s: verified from %s at page %d (last order id %s, %d API calls)",
+                r.store,
+                r.restored_from,
+                r.after.last_page,
+                r.after.target,
+                r.api_calls,
+            )
+        else:
+            context.log.error("store %s: cannot be recovered: %s", r.store, r.error)
+    context.add_output_metadata(
+        {
+            "verified": MetadataValue.int(sum(r.ok for r in reports)),
+            "failed": MetadataValue.int(sum(not r.ok for r in reports)),
+        }
+    )
+    return reports
+
+
+@op(
+    pool=POSITIONS_POOL,
+    description="Write every verified position to Redis (one transaction) and the JSON "
+    "backup; fail, naming each store that could not be recovered, after writing the rest.",
+)
+def write_positions(
+    context: OpExecutionContext, ecosync: EcosyncResource, reports: list[RestoreReport]
+) -> recovery.RecoveryCounts:
+    with reported(), ecosync.runtime() as runtime:
+        outcome = recovery.write_restored(runtime.chain, reports)
+    counts = recovery.count_sources(reports)
+    context.log.info(
+        "%d positions written (Redis %s, backup %s): %d already healthy, %d from Redis, "
+        "%d from the JSON backup, %d from the database, %d first syncs, %d failed",
+        outcome.written,
+        "ok" if outcome.redis else "skipped",
+        "ok" if outcome.json else "failed",
+        counts.already_healthy,
+        counts.from_redis,
+        counts.from_json,
+        counts.from_database,
+        counts.calculated,
+        counts.failed,
+    )
+    if not outcome.redis:
+        context.log.warning(
+            "Redis did not take the positions (unreachable?); syncs resume "
+            "from the JSON backup until it is back, then rewrite it"
+        )
+    if outcome.json_error:
+        context.log.warning("the JSON backup was not written: %s", outcome.json_error)
+    if counts.failed:
+        raise unrecovered_failure(reports, "recovered")
+    metadata = restore_metadata(reports)
+    metadata["redis_written"] = MetadataValue.bool(outcome.redis)
+    metadata["json_written"] = MetadataValue.bool(outcome.json)
+    context.add_output_metadata(metadata)
+    return counts
+
+
+@job(
+    executor_def=in_process_executor,
+    tags={RECOVERY_TAG: "true"},
+    description="Recover every store's sync position after a cache loss: detect, load the "
+    "JSON backup, calculate from the orders database, verify on the API, write Redis and "
+    "the backup. Launched by cache_loss_sensor; safe to launch by hand at any time.",
+)
+def recover_sync_positions() -> None:
+    detection = detect_cache_loss()
+    backup = load_json_backup(detection)
+    database = calculate_from_database(detection)
+    write_positions(verify_positions(detection, backup, database))

@@ -1,0 +1,138 @@
+"""The code location loads, validates and resolves; the instance configs load."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, Definitions
+
+import ecosync_pipeline.definitions as definitions_module
+from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.errors import ConfigError
+from ecosync_pipeline_tests.test_defs.conftest import STORES, Env
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env) -> None:
+    defs = build_definitions(env.settings, resource=env.resource)
+    Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    jobs = {job.name for job in repo.get_all_jobs()}
+    assert {"sync_orders", "recover_sync_positions"} <= jobs
+    for name in jobs:
+        assert defs.resolve_job_def(name).name == name
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {"store_sync_positions", "restored_sync_positions", "new_orders"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("store_sync_positions", "cache_health"),
+        ("store_sync_positions", "position_health"),
+        ("store_sync_positions", "layer_agreement"),
+        ("new_orders", "new_orders_complete"),
+    }
+    assert [s.name for s in repo.schedule_defs] == ["order_sync_schedule"]
+    assert [s.name for s in repo.sensor_defs] == ["cache_loss_sensor"]
+
+
+def test_new_orders_has_one_partition_per_store_in_file_order(env: Env) -> None:
+    defs = build_definitions(env.settings, resource=env.resource)
+    job = defs.resolve_job_def("sync_orders")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys() == list(STORES)
+
+
+def test_lineage_runs_from_store_positions_through_restore_to_new_orders(env: Env) -> None:
+    graph = build_definitions(env.settings, resource=env.resource).resolve_asset_graph()
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert parents == {
+        "store_sync_positions": set(),
+        "restored_sync_positions": {"store_sync_positions"},
+        "new_orders": {"restored_sync_positions"},
+    }
+
+
+def test_code_location_refuses_to_load_when_stores_file_is_missing(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECOSYNC_STORES_FILE", str(tmp_path / "absent.yaml"))
+    with pytest.raises(ConfigError, match="absent.yaml"):
+        definitions_module.defs()
+
+
+def test_code_location_refuses_a_bad_sensor_interval(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECOSYNC_SENSOR_INTERVAL_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="ECOSYNC_SENSOR_INTERVAL_SECONDS"):
+        definitions_module.defs()
+
+
+def test_code_location_takes_cron_and_interval_from_environment(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECOSYNC_SYNC_CRON", "*/5 * * * *")
+    monkeypatch.setenv("ECOSYNC_SENSOR_INTERVAL_SECONDS", "45")
+    repo = definitions_module.defs().get_repository_def()
+    assert repo.get_schedule_def("order_sync_schedule").cron_schedule == "*/5 * * * *"
+    assert repo.get_sensor_def("cache_loss_sensor").minimum_interval_seconds == 45
+
+
+def test_dagster_cli_validates_the_code_location_and_import_reads_no_environment(
+    env: Env, tmp_path: Path
+) -> None:
+    # The validation loads the code location with the test settings...
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data" / "dagster.yaml", home / "dagster.yaml")
+    validate = subprocess.run(
+        [DAGSTER, "definitions", "validate", "-m", "ecosync_pipeline.definitions"],
+        cwd=ROOT,
+        env=env.subprocess_env(DAGSTER_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "Validation successful" in validate.stdout + validate.stderr
+    # ...while importing the module with a broken environment still works: nothing is
+    # read until Dagster asks for the definitions.
+    imported = subprocess.run(
+        [sys.executable, "-c", "import ecosync_pipeline.definitions"],
+        cwd=ROOT,
+        env=env.subprocess_env(ECOSYNC_STORES_FILE=str(tmp_path / "absent.yaml")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert imported.returncode == 0, imported.stderr
+
+
+def test_local_instance_config_queues_runs_one_per_store(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "data" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(tmp_path))
+        instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None
+        assert queue.max_concurrent_runs == 4
+        assert {
+            "key": "dagster/partition",
+            "value": {"applyLimitPerUniqueValue": True},
+            "limit": 1,
+        } in queue.tag_concurrency_limits
+        assert not instance.telemetry_enabled
+    finally:
+        instance.dispose()

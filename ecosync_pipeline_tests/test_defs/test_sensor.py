@@ -1,0 +1,167 @@
+"""cache_loss_sensor: one scenario per test, asserting the run requests and the cursor."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance, SensorDefinition, build_sensor_context
+
+from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
+from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
+from ecosync_pipeline.defs.resources import EcosyncResource, ecosync_resource
+from ecosync_pipeline.positions.model import SyncPosition
+from ecosync_pipeline.positions.redis_layer import SENTINEL_KEY
+from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, flush_redis, sync_all
+
+
+@pytest.fixture(scope="module")
+def sensor() -> SensorDefinition:
+    return build_cache_loss_sensor(recover_sync_positions)
+
+
+@pytest.fixture
+def sensor_instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    """A persistent instance, as the daemon gives the sensor."""
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        yield instance
+
+
+def tick(
+    sensor: SensorDefinition,
+    env: Env,
+    instance: DagsterInstance,
+    cursor: str | None,
+    resource: EcosyncResource | None = None,
+) -> Any:
+    with build_sensor_context(
+        instance=instance, cursor=cursor, resources={"ecosync": resource or env.resource}
+    ) as context:
+        return sensor.evaluate_tick(context)
+
+
+def cursor_of(result: Any) -> dict[str, Any]:
+    return json.loads(result.cursor)
+
+
+def healthy_cursor(sensor: SensorDefinition, env: Env, instance: DagsterInstance) -> str:
+    """Sync both stores and take one healthy tick: the cursor a running sensor holds."""
+    sync_all(env)
+    result = tick(sensor, env, instance, None)
+    assert not result.run_requests
+    return str(result.cursor)
+
+
+def test_sensor_skips_and_remembers_the_sentinel_when_every_store_is_healthy(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    sync_all(env)
+    result = tick(sensor, env, sensor_instance, None)
+    assert result.run_requests == []
+    assert result.skip_message == f"all {len(STORES)} stores healthy"
+    saved = cursor_of(result)
+    assert saved["generation"] == env.redis.hget(SENTINEL_KEY, "generation")
+    assert saved["run_id"] == env.redis.info("server")["run_id"]
+    assert saved["last_event"] is None
+
+
+def test_sensor_requests_one_recovery_per_flush_across_ticks_and_a_new_one_next_time(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    generation = json.loads(cursor)["generation"]
+    flush_redis(env)
+    first = tick(sensor, env, sensor_instance, cursor)
+    [request] = first.run_requests
+    assert request.run_key == f"recover:flushed:{generation}"
+    assert request.tags["ecosync/redis-state"] == "flushed"
+    assert cursor_of(first)["last_event"] == f"flushed:{generation}"
+    # The same loss on the next tick names the same run: the daemon launches it once.
+    second = tick(sensor, env, sensor_instance, first.cursor)
+    assert [r.run_key for r in second.run_requests] == [request.run_key]
+    # The recovery writes a new sentinel; the next tick sees it and settles.
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources={"ecosync": env.resource}
+    ).success
+    # The first tick after it still names the old loss (same run_key, no new run) and
+    # moves the cursor to the new sentinel; from then on all is healthy.
+    settling = tick(sensor, env, sensor_instance, second.cursor)
+    assert [r.run_key for r in settling.run_requests] == [request.run_key]
+    settled = tick(sensor, env, sensor_instance, settling.cursor)
+    assert settled.run_requests == []
+    assert cursor_of(settled)["generation"] != generation
+    # A second flush later is a new loss, and a new run.
+    flush_redis(env)
+    again = tick(sensor, env, sensor_instance, settled.cursor)
+    [new_request] = again.run_requests
+    assert new_request.run_key != request.run_key
+    assert new_request.run_key.startswith("recover:flushed:")
+
+
+def test_sensor_requests_recovery_when_one_store_key_is_lost(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    env.redis.delete("ecomanager:pageinfo:PURNA")
+    result = tick(sensor, env, sensor_instance, cursor)
+    [request] = result.run_requests
+    assert request.run_key.startswith("recover:missing:")
+    assert cursor_of(result)["last_event"] == request.run_key.removeprefix("recover:")
+
+
+def test_sensor_requests_recovery_when_one_store_key_is_reset_to_page_one(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    runtime = env.runtime()
+    try:
+        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
+    finally:
+        runtime.close()
+    result = tick(sensor, env, sensor_instance, cursor)
+    [request] = result.run_requests
+    assert request.run_key.startswith("recover:reset:")
+    # Seen again, the same reset is the same run.
+    again = tick(sensor, env, sensor_instance, result.cursor)
+    assert [r.run_key for r in again.run_requests] == [request.run_key]
+
+
+def test_sensor_requests_recovery_when_redis_restarted_under_a_new_run_id(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    # A restart with persistence keeps the keys but changes the server's run_id; the
+    # sentinel still holds the run_id of the last write.
+    env.redis.hset(SENTINEL_KEY, "run_id", "0" * 40)
+    result = tick(sensor, env, sensor_instance, cursor)
+    [request] = result.run_requests
+    assert request.run_key.startswith("recover:restarted:")
+    assert request.tags["ecosync/redis-state"] == "restarted"
+
+
+def test_sensor_sees_a_flush_that_happened_before_its_first_tick(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    sync_all(env)
+    flush_redis(env)
+    result = tick(sensor, env, sensor_instance, None)
+    [request] = result.run_requests
+    assert request.run_key.startswith("recover:flushed:")
+
+
+def test_sensor_skips_quickly_and_keeps_its_cursor_when_redis_is_unreachable(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    down = ecosync_resource(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
+    started = time.monotonic()
+    result = tick(sensor, env, sensor_instance, cursor, down)
+    assert time.monotonic() - started < 10
+    assert result.run_requests == []
+    assert "unreachable" in (result.skip_message or "")
+    assert result.cursor == cursor  # kept: the next tick compares with what was seen
