@@ -74,6 +74,12 @@ class Runtime:
                 budget_seconds=budget_seconds,
             )
 
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Release the database pool and the Redis connection."""
         self.chain.close()
