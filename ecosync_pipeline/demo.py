@@ -361,8 +361,18 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
                 rows[store].restored_from = layer
             run = demo.instance.get_run_by_id(run_id)
             say(f"   recover_sync_positions run {run_id[:8]}: {run.status.value if run else '?'}")
-        again, _ = demo.sensor_tick(cursor)
-        say(f"   next tick: {_describe(again)}")
+        launched = (
+            {r.run_key for r in (tick.run_requests or [])}
+            if isinstance(tick, SensorResult)
+            else set()
+        )
+        for n in (1, 2):
+            again, cursor = demo.sensor_tick(cursor)
+            requests = again.run_requests if isinstance(again, SensorResult) else None
+            if requests and {r.run_key for r in requests} <= launched:
+                say(f"   tick +{n}: the same loss event, same run_key: no second run")
+            else:
+                say(f"   tick +{n}: {_describe(again)}")
         for row in rows.values():
             row.sensor_saw = _sensor_saw(tick, row.store)
     else:
