@@ -7,7 +7,13 @@ from contextlib import contextmanager
 
 from dagster import Failure
 
-from ecosync_pipeline.errors import ApiAuthError, ConfigError, EcosyncError, StoreLocked
+from ecosync_pipeline.errors import (
+    ApiAuthError,
+    ConfigError,
+    EcosyncError,
+    MalformedPage,
+    StoreLocked,
+)
 
 
 def as_failure(exc: EcosyncError, store: str | None = None) -> Failure:
@@ -24,8 +30,9 @@ def as_failure(exc: EcosyncError, store: str | None = None) -> Failure:
     metadata: dict[str, str] = {"error": type(exc).__name__}
     if store:
         metadata["store"] = store
-    # Retrying cannot fix a bad token, a bad config or a held lock; it may fix the rest.
-    permanent = isinstance(exc, (ApiAuthError, ConfigError, StoreLocked))
+    # Retrying cannot fix a bad token, a bad config, a payload that breaks the contract or
+    # a held lock (the holder is still syncing); it may fix the rest.
+    permanent = isinstance(exc, (ApiAuthError, ConfigError, MalformedPage, StoreLocked))
     return Failure(description=description, metadata=metadata, allow_retries=not permanent)
 
 

@@ -209,6 +209,10 @@ def verify_all(
 def write_restored(chain: PositionChain, reports: Sequence[RestoreReport]) -> WriteOutcome:
     """Write every verified position to Redis (as a recovery) and to the JSON backup."""
     positions = [r.after for r in reports if r.after is not None]
+    # A write records the run_id the layer last read; this chain has not read Redis yet,
+    # and after a restart the new run_id is exactly what must be recorded to end the
+    # event. One probe (no keys) reads it.
+    probe(chain.redis, [])
     redis_ok = chain.redis.write_many(positions, recovery=True)
     json_error = None
     try:

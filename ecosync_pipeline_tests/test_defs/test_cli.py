@@ -54,7 +54,6 @@ def test_cli_materializes_new_orders_for_each_store_partition(
     for store, run in zip(STORES, runs, strict=True):
         output, _ = run.communicate(timeout=180)
         assert run.returncode == 0, f"{store}:\n{output[-3000:]}"
-        assert "RUN_SUCCESS" in output
     runtime = env.runtime()
     try:
         summaries = store_summaries(runtime.engine)

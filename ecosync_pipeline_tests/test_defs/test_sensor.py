@@ -112,6 +112,14 @@ def test_sensor_requests_recovery_when_one_store_key_is_lost(
     [request] = result.run_requests
     assert request.run_key.startswith("recover:missing:")
     assert cursor_of(result)["last_event"] == request.run_key.removeprefix("recover:")
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources={"ecosync": env.resource}
+    ).success
+    assert tick(sensor, env, sensor_instance, result.cursor).run_requests == []
+    # The same key lost again later is a new loss (the recovery moved the epoch on).
+    env.redis.delete("ecomanager:pageinfo:PURNA")
+    [later] = tick(sensor, env, sensor_instance, result.cursor).run_requests
+    assert later.run_key != request.run_key
 
 
 def test_sensor_requests_recovery_when_one_store_key_is_reset_to_page_one(
@@ -129,6 +137,10 @@ def test_sensor_requests_recovery_when_one_store_key_is_reset_to_page_one(
     # Seen again, the same reset is the same run.
     again = tick(sensor, env, sensor_instance, result.cursor)
     assert [r.run_key for r in again.run_requests] == [request.run_key]
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources={"ecosync": env.resource}
+    ).success
+    assert tick(sensor, env, sensor_instance, again.cursor).run_requests == []
 
 
 def test_sensor_requests_recovery_when_redis_restarted_under_a_new_run_id(
@@ -142,6 +154,12 @@ def test_sensor_requests_recovery_when_redis_restarted_under_a_new_run_id(
     [request] = result.run_requests
     assert request.run_key.startswith("recover:restarted:")
     assert request.tags["ecosync/redis-state"] == "restarted"
+    # The recovery records the run_id Redis runs under now, which ends the event.
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources={"ecosync": env.resource}
+    ).success
+    after = tick(sensor, env, sensor_instance, result.cursor)
+    assert after.run_requests == []
 
 
 def test_sensor_sees_a_flush_that_happened_before_its_first_tick(
@@ -165,3 +183,11 @@ def test_sensor_skips_quickly_and_keeps_its_cursor_when_redis_is_unreachable(
     assert result.run_requests == []
     assert "unreachable" in (result.skip_message or "")
     assert result.cursor == cursor  # kept: the next tick compares with what was seen
+
+
+def test_sensor_says_there_is_nothing_to_lose_before_any_position_is_written(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    result = tick(sensor, env, sensor_instance, None)
+    assert result.run_requests == []
+    assert "nothing to lose" in (result.skip_message or "")

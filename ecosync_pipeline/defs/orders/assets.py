@@ -15,10 +15,12 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    Backoff,
     Config,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
+    RetryPolicy,
     asset,
 )
 from pydantic import Field
@@ -83,6 +85,10 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         deps=[RESTORED_SYNC_POSITIONS],
         group_name="orders",
         kinds={"python", "sql"},
+        # A transient failure (EcoManager or the database unavailable) is retried: the
+        # retry resumes from the last committed page, and the upsert makes a re-read
+        # harmless. Failures that a retry cannot fix are raised with retries disallowed.
+        retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
         description="The orders of one store (a partition), synced page by page from "
         "EcoManager into the orders database from the store's verified sync position.",
     )

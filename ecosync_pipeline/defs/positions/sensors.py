@@ -144,9 +144,12 @@ def _decide(
         last_event=loss.event_id or cursor.last_event,
     )
     if loss.event_id is None:
-        return SensorResult(
-            skip_reason=SkipReason(f"all {store_count} stores healthy"), cursor=new_cursor.dump()
+        reason = (
+            f"all {store_count} stores healthy"
+            if loss.expected
+            else f"no position written to Redis yet for the {store_count} stores: nothing to lose"
         )
+        return SensorResult(skip_reason=SkipReason(reason), cursor=new_cursor.dump())
     context.log.info(
         "cache loss %s: Redis %s; without a key: %s; reset: %s",
         loss.event_id,
