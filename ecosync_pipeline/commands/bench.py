@@ -1,0 +1,221 @@
+"""`ecosync bench ...`: the benchmarks, each a thin layer over ecosync_pipeline.bench.
+
+    ecosync bench recovery [--json] [--quick]
+    ecosync bench sensor   [--stores 10,100,1000,10000] [--ticks 7] [--json]
+    ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
+                           [--database-url URL] [--json]
+
+Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
+or db 10; a database holding someone else's keys is refused) and an orders database it
+creates and drops itself. Progress goes to stderr, the table (or JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ecosync_pipeline.commands import reports_errors
+
+REDIS_OPTION = click.option(
+    "--redis-url",
+    default=None,
+    help="A Redis database of the benchmark's own (default: ECOSYNC_BENCH_REDIS_URL, else "
+    "redis://127.0.0.1:6379/10). It is flushed; one holding other keys is refused.",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+
+
+def _numbers(kind: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], Any]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Any, ...]:
+        try:
+            values = tuple(kind(v.strip().replace("_", "")) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+        if not values or any(v < 0 for v in values):
+            raise click.BadParameter(f"expected comma-separated numbers >= 0, got {value!r}")
+        return values
+
+    return parse
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextmanager
+def _quiet_core() -> Iterator[None]:
+    """Keep INFO lines (the sync's, httpx's per request, the sensor's) out of the output."""
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("ecosync_pipeline", "httpx", "dagster")]
+    previous = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, previous, strict=True):
+            lg.setLevel(level)
+
+
+def _emit(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        click.echo(report.table())
+
+
+@click.group("bench")
+def bench() -> None:
+    """Benchmarks: recovery after a lost position, the loss sensor's tick, sync throughput."""
+
+
+@bench.command("recovery")
+@JSON_OPTION
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Fetch only the first pages of the page-1 restart over HTTP and extrapolate its "
+    "time (labelled); calls, missing and re-read stay exact.",
+)
+@click.option(
+    "--k",
+    "ks",
+    default="0,15,400,5000",
+    show_default=True,
+    callback=_numbers(int),
+    help="New orders after the last sync, comma-separated.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+    help="The orders database: a PostgreSQL database created for the run "
+    "(ECOSYNC_BENCH_POSTGRES_URL is the admin URL), or a SQLite file in a temporary folder.",
+)
+@REDIS_OPTION
+@reports_errors
+def recovery(
+    as_json: bool, quick: bool, ks: tuple[int, ...], backend: str, redis_url: str | None
+) -> None:
+    """Resume after a lost position: ecosync against the old system's two strategies."""
+    from ecosync_pipeline.bench import run_recovery_bench
+
+    with _quiet_core():
+        report = run_recovery_bench(
+            quick=quick,
+            ks=ks,
+            redis_url=redis_url,
+            backend="sqlite" if backend == "sqlite" else "postgresql",
+            progress=_progress,
+        )
+    _emit(report, as_json)
+
+
+@bench.command("sensor")
+@JSON_OPTION
+@click.option(
+    "--stores",
+    "store_counts",
+    default="10,100,1000,10000",
+    show_default=True,
+    callback=_numbers(int),
+    help="Store counts to time, comma-separated.",
+)
+@click.option("--ticks", default=7, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-dagster", is_flag=True, help="Time the core probe only.")
+@REDIS_OPTION
+@reports_errors
+def sensor(
+    as_json: bool,
+    store_counts: tuple[int, ...],
+    ticks: int,
+    no_dagster: bool,
+    redis_url: str | None,
+) -> None:
+    """Tick time of the cache-loss probe and sensor, healthy and after a flush."""
+    from ecosync_pipeline.bench import run_sensor_bench
+
+    with _quiet_core():
+        report = run_sensor_bench(
+            store_counts=store_counts,
+            ticks=ticks,
+            redis_url=redis_url,
+            dagster=not no_dagster,
+            progress=_progress,
+        )
+    _emit(report, as_json)
+
+
+@bench.command("sync")
+@JSON_OPTION
+@click.option(
+    "--orders",
+    default="10000,200000",
+    show_default=True,
+    callback=_numbers(int),
+    help="Store sizes for the memory runs; the smallest is also the throughput store.",
+)
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--latency-ms",
+    "latencies",
+    default="0,20",
+    show_default=True,
+    callback=_numbers(float),
+    help="Simulated latency per request, comma-separated.",
+)
+@click.option(
+    "--throughput-orders",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Size of the throughput store (default: the smallest of --orders).",
+)
+@click.option("--per-page", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--database-url",
+    default=None,
+    help="Use this orders database instead of creating one (only the benchmark's own "
+    "stores are written and deleted).",
+)
+@click.option("--no-profile", is_flag=True, help="Skip the cProfile run.")
+@click.option("--no-memory", is_flag=True, help="Skip the traced memory runs.")
+@REDIS_OPTION
+@reports_errors
+def sync_bench(
+    as_json: bool,
+    orders: tuple[int, ...],
+    runs: int,
+    latencies: tuple[float, ...],
+    throughput_orders: int | None,
+    per_page: int,
+    database_url: str | None,
+    no_profile: bool,
+    no_memory: bool,
+    redis_url: str | None,
+) -> None:
+    """Orders per second, fetch only against fetch + upsert, and memory of a first sync."""
+    from ecosync_pipeline.bench import run_sync_bench
+
+    with _quiet_core():
+        report = run_sync_bench(
+            orders=orders,
+            runs=runs,
+            latencies_ms=latencies,
+            throughput_orders=throughput_orders,
+            per_page=per_page,
+            database_url=database_url,
+            redis_url=redis_url,
+            profile=not no_profile,
+            memory=not no_memory,
+            progress=_progress,
+        )
+    _emit(report, as_json)

@@ -1,0 +1,1 @@
+"""Tests of the benchmarks (ecosync_pipeline.bench and `ecosync bench`)."""
