@@ -45,8 +45,9 @@ def verify(position: SyncPosition, fetcher: PageFetcher, per_page: int | None = 
     verified = replace(
         position,
         last_page=located.page,
-        first_id=page.first_id,
-        last_id=page.last_id,
+        # Nothing synced yet: the page's ids are not ours, and would read as a target.
+        first_id=page.first_id if position.target is not None else None,
+        last_id=page.last_id if position.target is not None else None,
         last_order_id=position.target,
         per_page=size,
         verified=True,

@@ -340,3 +340,18 @@ def test_first_import_reads_100_per_page_then_syncs_20_per_page(
         position = rt.chain.redis.read("SHOP")
         assert getattr(position, "per_page", None) == 20
     _assert_complete(world)
+
+
+def test_restoring_a_store_never_synced_does_not_invent_a_synced_order(world: World) -> None:
+    from ecosync_pipeline.positions.health import status_report
+
+    with world.open() as rt:
+        reports = rt.chain.restore_all(rt.client)
+        assert [r.ok for r in reports] == [True]
+        after = reports[0].after
+        assert after is not None and after.target is None and after.last_page == 1
+        statuses = {s.store: s.status for s in status_report(rt.chain).stores}
+    assert statuses["SHOP"] not in ("ahead", "missing", "reset")
+    with world.open() as rt:
+        assert rt.sync("SHOP").orders_new == world.simulator.count("SHOP")
+    _assert_complete(world)
