@@ -43,7 +43,7 @@ def test_cli_materializes_new_orders_for_each_store_partition(
                 "--partition",
                 store,
             ],
-            cwd=ROOT,
+            cwd=tmp_path,  # not the project root: a .env there must not leak in
             env=child_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -96,7 +96,7 @@ def test_dagster_cli_validates_the_code_location_and_import_reads_no_environment
     shutil.copy(ROOT / "data" / "dagster.yaml", home / "dagster.yaml")
     validate = subprocess.run(
         [DAGSTER, "definitions", "validate", "-m", "ecosync_pipeline.definitions"],
-        cwd=ROOT,
+        cwd=tmp_path,  # not the project root: a .env there must not leak in
         env=env.subprocess_env(DAGSTER_HOME=str(home)),
         capture_output=True,
         text=True,
@@ -108,7 +108,7 @@ def test_dagster_cli_validates_the_code_location_and_import_reads_no_environment
     # read until Dagster asks for the definitions.
     imported = subprocess.run(
         [sys.executable, "-c", "import ecosync_pipeline.definitions"],
-        cwd=ROOT,
+        cwd=tmp_path,  # not the project root: a .env there must not leak in
         env=env.subprocess_env(ECOSYNC_STORES_FILE=str(tmp_path / "absent.yaml")),
         capture_output=True,
         text=True,
