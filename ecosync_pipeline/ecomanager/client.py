@@ -383,10 +383,14 @@ class EcoManagerClient:
         )
         try:
             payload = response.json()
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; a body nested deeper than
+        # the interpreter's recursion limit makes the json module raise RecursionError.
+        except (ValueError, RecursionError) as exc:
             self._stats.record("malformed")
             content_type = response.headers.get("Content-Type", "none")
-            snippet = response.text[:80]
+            # Not response.text: the charset the server declares may be what is broken
+            # (a UTF-16 body without its BOM raises UnicodeError while decoding).
+            snippet = response.content[:80].decode("utf-8", "replace")
             raise MalformedPage(
                 self._scrub(
                     f"store {sid}: page {page}: response body is not JSON "

@@ -254,10 +254,15 @@ def _parse(raw: bytes) -> dict[str, Any]:
             f"not valid JSON, perhaps truncated ({exc.msg} at line "
             f"{exc.lineno}, column {exc.colno})"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        # What json raises for a number of over 4,300 digits or nesting deeper than the
+        # recursion limit: no backup file looks like either.
+        raise _Unreadable(f"not a backup file ({type(exc).__name__}: {exc})") from None
     if not isinstance(document, dict):
         raise _Unreadable(f"the top level is a JSON {type(document).__name__}, not an object")
     version = document.get("version")
-    if version not in KNOWN_VERSIONS:
+    # A list or an object is unhashable: `in` a frozenset would raise TypeError.
+    if not isinstance(version, str) or version not in KNOWN_VERSIONS:
         raise _Unreadable(
             f"unknown version {version!r} (this ecosync reads {', '.join(sorted(KNOWN_VERSIONS))})"
         )

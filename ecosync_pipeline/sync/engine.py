@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.models import Page
-from ecosync_pipeline.errors import DatabaseUnavailable
+from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
+from ecosync_pipeline.storage.database import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +56,33 @@ class SyncResult:
         return self.orders_new + self.orders_updated
 
 
+@contextmanager
+def _transaction(engine: Engine, what: str) -> Iterator[Connection]:
+    """``engine.begin()`` with a failed COMMIT converted to our StorageError.
+
+    The storage functions convert their statements' errors; a connection dropped between
+    the last statement and the COMMIT only surfaces here, when the block ends. It is
+    DatabaseUnavailable (retryable) when the connection was lost.
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except DBAPIError as exc:
+        error = DatabaseUnavailable if exc.connection_invalidated else StorageError
+        raise error(
+            f"{what}: the commit failed ({describe_error(exc)}); positions only advance "
+            "after a commit, so nothing is lost: run the sync again once the database answers"
+        ) from exc
+
+
 def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
     """Commit one page's orders in one transaction, retrying once on a dropped connection.
 
     The retry is safe because the upsert is idempotent and nothing else was written.
     """
+    what = f"store {store.identifier}: page {page.number}"
     try:
-        with engine.begin() as conn:
+        with _transaction(engine, what) as conn:
             return upsert_orders(conn, store.identifier, page.orders)
     except DatabaseUnavailable:
         logger.warning(
@@ -67,7 +90,7 @@ def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
             store.identifier,
             page.number,
         )
-    with engine.begin() as conn:
+    with _transaction(engine, what) as conn:
         return upsert_orders(conn, store.identifier, page.orders)
 
 
@@ -147,7 +170,7 @@ def sync_store(
     started = clock()
     calls_before = client.stats.total
     with store_lock(engine, store.identifier):
-        with engine.begin() as conn:
+        with _transaction(engine, f"store {store.identifier}: registering the store") as conn:
             ensure_store(conn, store.identifier, store.name)
         per_page = _page_size_for_run(chain, store)
         resolved = chain.get_position(replace(store, per_page=per_page), client)
