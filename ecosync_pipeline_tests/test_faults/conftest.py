@@ -1,0 +1,88 @@
+"""Fixtures of the fault-injection suite, and the summary of its figures.
+
+Every scenario records a FaultFigures row; at the end of the session the rows are
+printed as one table by pytest's terminal reporter, so the figures show with or
+without ``-s``. ``--faults-large`` switches every scenario to its larger form.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ecosync_pipeline.simulator import Simulator
+from ecosync_pipeline_tests.faults_support import (
+    LARGE,
+    SMALL,
+    FaultFigures,
+    Scale,
+    summary_lines,
+)
+from ecosync_pipeline_tests.helpers import World, make_world
+
+FIGURES = pytest.StashKey[list[FaultFigures]]()
+FORM = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session")
+def scale(request: pytest.FixtureRequest) -> Scale:
+    """The small form (CI) or, with --faults-large, the large one."""
+    chosen = LARGE if request.config.getoption("--faults-large") else SMALL
+    request.config.stash[FORM] = chosen.name
+    return chosen
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Iterator[Callable[[str], FaultFigures]]:
+    """``record(fault)`` starts the test's row of figures; it is timed and kept on failure too."""
+    rows = request.config.stash.setdefault(FIGURES, [])
+    mine: list[tuple[FaultFigures, float]] = []
+
+    def start(fault: str) -> FaultFigures:
+        figures = FaultFigures(fault)
+        mine.append((figures, time.monotonic()))
+        return figures
+
+    yield start
+    for figures, started in mine:
+        figures.seconds = time.monotonic() - started
+        rows.append(figures)
+
+
+@pytest.fixture
+def build_world(
+    simulator: Simulator,
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scale: Scale,
+) -> Callable[[str], World]:
+    """``build_world(redis_url)``: the scale's five stores, synced into PostgreSQL."""
+
+    def build(redis_url: str) -> World:
+        return make_world(
+            simulator,
+            scale.specs,
+            database_url=postgres_url,
+            redis_url=redis_url,
+            tmp_path=tmp_path,
+            monkeypatch=monkeypatch,
+        )
+
+    return build
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    rows = config.stash.get(FIGURES, [])
+    if not rows:
+        return
+    form = config.stash.get(FORM, "small")
+    total = sum(r.seconds for r in rows)
+    terminalreporter.write_sep("=", f"fault injection, {form} form ({total:.1f} s)")
+    for line in summary_lines(sorted(rows, key=lambda r: r.fault)):
+        terminalreporter.write_line(line)
