@@ -132,6 +132,35 @@ def _leave_import_size(
     return converted
 
 
+def _deleted_during_run(total_before: int | None, page: Page) -> bool:
+    """Orders were deleted upstream since the previous page was read (meta.total fell).
+
+    A deletion on a page already read moves the first order of the next page back onto
+    it: reading on by page number would skip that order for good.
+    """
+    return total_before is not None and page.total is not None and page.total < total_before
+
+
+def _relocate(
+    chain: PositionChain,
+    client: EcoManagerClient,
+    store: Store,
+    position: SyncPosition,
+    page: Page,
+    total_before: int | None,
+) -> Page:
+    """Find again the page holding the last committed order, to read on from there."""
+    logger.warning(
+        "store %s: %s orders were deleted upstream while page %d was read; locating order "
+        "id %s again so the orders that moved back a page are not skipped",
+        store.identifier,
+        (total_before or 0) - (page.total or 0),
+        page.number,
+        position.target,
+    )
+    return chain.verify(position, client, page.per_page).page
+
+
 def _advance(position: SyncPosition, page: Page) -> SyncPosition:
     """The position after committing ``page`` (unchanged by an empty page)."""
     if page.is_empty:
@@ -197,10 +226,15 @@ def sync_store(
         # the database work at the same time; positions still advance strictly in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecosync-fetch") as pool:
             ahead: Future[Page] | None = None
+            total: int | None = resolved.page.total if resolved.page else None
             while True:
                 if page is None:
                     page = ahead.result() if ahead else client.fetch_page(page_no, per_page)
                     ahead = None
+                    if _deleted_during_run(total, page) and position.target is not None:
+                        page = _relocate(chain, client, store, position, page, total)
+                        pages += 1
+                total = page.total if page.total is not None else total
                 pages += 1
                 out_of_time = budget_seconds is not None and clock() - started >= budget_seconds
                 if not page.is_end and not out_of_time:
