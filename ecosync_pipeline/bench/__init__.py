@@ -9,7 +9,7 @@
                 the sync's time goes, and its memory (run_sync_bench)
     baselines   the old system's strategies over any PageFetcher
     resources   the benchmark's own Redis database and a database it creates and drops
-    simserver   the simulator served over HTTP from a process of its own
+    simserver   the simulator served over HTTP from a process of its own (simchild)
 
 Nothing here is imported by the pipeline; the CLI (`ecosync bench ...`) calls it.
 """

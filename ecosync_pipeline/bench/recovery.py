@@ -80,6 +80,8 @@ PER_PAGE = 20
 DEFAULT_KS: tuple[int, ...] = (0, 15, 400, 5_000)
 LOAD_BATCH = 5_000
 QUICK_REAL_PAGES = 300
+PRODUCTION_RATE = 4.0
+"""Requests per second the original client kept to (ecomanager-api.md)."""
 Loss = Literal["redis", "redis+json"]
 LOSSES: tuple[Loss, ...] = ("redis", "redis+json")
 
@@ -201,10 +203,23 @@ class RecoveryReport:
             "in the first k's run and replayed with their measured times; extrapolated = "
             f"--quick, only {QUICK_REAL_PAGES} history pages fetched, the rest timed at the "
             "measured mean",
+            f"API time at the production limit of {PRODUCTION_RATE:g} requests/s: "
+            + self._at_production_rate(),
             f"setup: {setup}; backend {self.backend}; whole command {self.seconds:.1f} s "
             f"on {machine()['cpus']} CPUs",
         ]
         return body + "\n\n" + "\n".join(legend)
+
+    def _at_production_rate(self) -> str:
+        """Per store and strategy, the most calls of any row, as time at 4 requests/s."""
+        most: dict[tuple[str, str], int] = {}
+        for r in self.rows:
+            key = (r.store, r.strategy)
+            most[key] = max(most.get(key, 0), r.calls)
+        return "; ".join(
+            f"{store} {strategy} <= {_duration(calls / PRODUCTION_RATE)}"
+            for (store, strategy), calls in most.items()
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -218,6 +233,10 @@ class RecoveryReport:
             "machine": machine(),
             "rows": [asdict(r) for r in self.rows],
         }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
 # -- the page-1 restart's history, fetched once per store ----------------------------------

@@ -50,19 +50,20 @@ def _progress(message: str) -> None:
 
 @contextmanager
 def _quiet_core() -> Iterator[None]:
-    """Keep INFO lines (the sync's, httpx's per request, the sensor's) out of the output."""
+    """Keep INFO lines (the sync's, httpx's per request, the sensor's) out of the output.
+
+    Without -v, log records below WARNING are dropped process-wide while a benchmark
+    runs: the Dagster sensor logs through loggers of its own, not under one name.
+    """
     if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
         yield
         return
-    loggers = [logging.getLogger(name) for name in ("ecosync_pipeline", "httpx", "dagster")]
-    previous = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
     try:
         yield
     finally:
-        for lg, level in zip(loggers, previous, strict=True):
-            lg.setLevel(level)
+        logging.disable(previous)
 
 
 def _emit(report: Any, as_json: bool) -> None:
