@@ -8,6 +8,7 @@ duplicates (which the unique constraint should make impossible).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -164,13 +165,64 @@ def _upsert_statement(dialect: str) -> Any:
 
 _STATEMENTS: dict[str, Any] = {}
 
+# PostgreSQL: one row of arrays, unnested. The statement text and its 16 parameters are
+# the same for every page, so psycopg caches and prepares it; a multi-row VALUES list
+# has 16 parameters an order, which psycopg re-parses on every page (its cache stops at
+# 50 parameters) and which costs more CPU than the database's own work.
+_ARRAY_COLUMNS = (
+    ("store", "text"),
+    ("order_id", "bigint"),
+    ("reference", "text"),
+    ("order_state", "text"),
+    ("confirmation_state", "text"),
+    ("full_name", "text"),
+    ("telephone", "text"),
+    ("wilaya", "text"),
+    ("commune", "text"),
+    ("items", "text"),
+    ("total_products", "numeric"),
+    ("total", "numeric"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("first_seen_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"),
+)
+_POSTGRES_UPSERT = (
+    f"INSERT INTO {orders_table.name} ({', '.join(c for c, _ in _ARRAY_COLUMNS)}) "
+    f"SELECT {', '.join(f'{c}::jsonb' if c == 'items' else c for c, _ in _ARRAY_COLUMNS)} "
+    f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _ARRAY_COLUMNS)}) "
+    f"AS page({', '.join(c for c, _ in _ARRAY_COLUMNS)}) "
+    "ON CONFLICT (store, order_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATED_ON_CONFLICT)
+    + " RETURNING (xmax = 0)"
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def _as_arrays(rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """The rows as one list per column, in _ARRAY_COLUMNS order, ready for unnest."""
+    columns: list[list[Any]] = []
+    for name, kind in _ARRAY_COLUMNS:
+        if name == "items":
+            columns.append([json.dumps(row[name]) for row in rows])
+        elif kind == "timestamptz":
+            columns.append([_utc(row[name]) for row in rows])
+        else:
+            columns.append([row[name] for row in rows])
+    return tuple(columns)
+
 
 def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
     """Upsert rows of one store; return how many were new."""
     dialect = conn.dialect.name
     stmt = _upsert_statement(dialect)
     if dialect == "postgresql":
-        flags = conn.execute(stmt, rows).scalars().all()
+        flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(rows)).scalars().all()
         return sum(1 for inserted in flags if inserted)
     # SQLite: which of these ids exist, read in the same (write-locked) transaction.
     ids = [row["order_id"] for row in rows]
