@@ -34,9 +34,13 @@ def chromium_executable() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Any]:
-    """A headless Chromium (Playwright Browser) for the session."""
+    """A headless Chromium (Playwright Browser) for this module's tests.
+
+    Not for the session: Playwright's sync API keeps an asyncio loop running in the main
+    thread while it is open, and later tests that call asyncio.run() would fail.
+    """
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError as exc:
