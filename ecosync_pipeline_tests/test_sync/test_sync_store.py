@@ -355,3 +355,17 @@ def test_restoring_a_store_never_synced_does_not_invent_a_synced_order(world: Wo
     with world.open() as rt:
         assert rt.sync("SHOP").orders_new == world.simulator.count("SHOP")
     _assert_complete(world)
+
+
+def test_the_token_never_reaches_redis_the_backup_or_the_logs(
+    world: World, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = world.simulator.token("SHOP")
+    with caplog.at_level("DEBUG"), world.open() as rt:
+        rt.sync("SHOP")
+    client = redis.Redis.from_url(redis_url)
+    stored = b"".join((client.dump(key) or b"") + key for key in client.scan_iter(count=1000))
+    assert stored and token.encode() not in stored
+    backup = Path(world.settings.backup_path).read_text()
+    assert "SHOP" in backup and token not in backup
+    assert caplog.records and all(token not in r.getMessage() for r in caplog.records)
