@@ -45,6 +45,8 @@ ENV_MARKER = "# written by `ecosync demo`"
 NEW_ORDERS = {"NATUR": 15, "JWLR": 400, "DILST": 57, "MGSTR": 120, "PURNA": 33}
 SMALL_DIVISOR = 40
 OLD_PER_PAGE = 20
+# The demo prints its own story; each run's full log stays in the instance (dagster dev).
+RUN_LOGS: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -211,7 +213,10 @@ class Demo:
         result = job.execute_in_process(
             instance=self.instance,
             partition_key=store,
-            run_config={"ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}}},
+            run_config={
+                "ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}},
+                **RUN_LOGS,
+            },
             tags={"ecosync/demo": "true"},
         )
         self.report.runs += 1
@@ -253,7 +258,9 @@ class Demo:
             "dagster/run_key": request.run_key or "",
             "dagster/sensor_name": "cache_loss_sensor",
         }
-        run = job.execute_in_process(instance=self.instance, tags=tags, raise_on_error=False)
+        run = job.execute_in_process(
+            instance=self.instance, tags=tags, raise_on_error=False, run_config=RUN_LOGS
+        )
         self.report.runs += 1
         layers: dict[str, str] = {}
         if run.success:
@@ -323,7 +330,7 @@ def run_demo(
 def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
     say, sim = demo.say, demo.simulator
     rows = {s.identifier: StoreRow(s.identifier) for s in demo.stores}
-    say(f"1. First import of {len(rows)} stores ({budget:.0f} s budget per run), then catch up")
+    say(f"1. First import of {len(rows)} stores ({budget:g} s budget per run), then catch up")
     for store in rows:
         runs = demo.sync_to_end(store, budget)
         orders = sum(int(r["orders_new"]) for r in runs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import click
@@ -23,7 +25,16 @@ from ecosync_pipeline.commands.sync import format_table
 @reports_errors
 def demo(small: bool, redis_url: str, port: int, budget_seconds: float | None) -> None:
     """Sync, clear Redis, watch the sensor recover, sync again: nothing missed."""
+    import dagster
+
     from ecosync_pipeline.demo import COLUMNS, report_rows, run_demo
+
+    # The demo's own lines tell the story; each run's full log is in `dagster dev`.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=dagster.BetaWarning)
+    warnings.filterwarnings("ignore", category=dagster.PreviewWarning)
 
     root = Path.cwd()
     if not (root / "data" / "stores.yaml").exists():
