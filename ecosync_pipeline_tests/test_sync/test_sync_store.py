@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from ecosync_pipeline.errors import MalformedPage, MissingToken, StorageError, StoreLocked
+from ecosync_pipeline.positions.model import SyncPosition
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import order_state, store_lock, store_summary
 from ecosync_pipeline_tests.helpers import World, make_world, reconcile
@@ -17,43 +22,52 @@ SPEC = StoreSpec("SHOP", name="Shop", first_id=1000, count=430, gap_rate=0.05, s
 
 
 @pytest.fixture
-def world(
+def build(
     simulator: Simulator,
     database_url: str,
     redis_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> World:
-    return make_world(
-        simulator,
-        [SPEC],
-        database_url=database_url,
-        redis_url=redis_url,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-    )
+) -> Callable[..., World]:
+    """make_world for SPEC on this test's databases; keyword arguments override."""
+
+    def build_world(**overrides: Any) -> World:
+        options: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "tmp_path": tmp_path,
+            "monkeypatch": monkeypatch,
+        }
+        return make_world(simulator, [SPEC], **{**options, **overrides})
+
+    return build_world
+
+
+@pytest.fixture
+def world(build: Callable[..., World]) -> World:
+    return build()
 
 
 def _assert_complete(world: World, store: str = "SHOP") -> None:
     with world.open() as rt:
         rec = reconcile(rt, world.simulator, store)
-        assert (rec.missing, rec.duplicated) == (0, 0), rec
-        assert rec.stored >= rec.expected
+    assert (rec.missing, rec.duplicated) == (0, 0), rec
+
+
+def _redis_position(rt: Runtime, store: str = "SHOP") -> SyncPosition:
+    position = rt.chain.redis.read(store)
+    assert isinstance(position, SyncPosition), position
+    return position
 
 
 def _position_not_ahead(world: World, store: str = "SHOP") -> None:
-    """Invariant 2: every stored position is at or behind the data."""
+    """Invariant 2: every stored position (Redis and JSON) is at or behind the data."""
     with world.open() as rt:
         db_last = store_summary(rt.engine, store).last_order_id
-        for position in (rt.chain.redis.read(store), rt.chain.backup.read(store)):
-            if (
-                position is not None
-                and not isinstance(position, type(None))
-                and hasattr(position, "target")
-            ):
-                assert position.target is None or (
-                    db_last is not None and position.target <= db_last
-                )
+        positions = [_redis_position(rt, store), rt.chain.backup.read(store)]
+    for position in positions:
+        assert position is not None and position.target is not None
+        assert db_last is not None and position.target <= db_last, (position, db_last)
 
 
 def test_first_sync_imports_every_order_and_checkpoints_the_last_page(world: World) -> None:
@@ -66,9 +80,7 @@ def test_first_sync_imports_every_order_and_checkpoints_the_last_page(world: Wor
     assert result.position_source == "calculated"
     _assert_complete(world)
     with world.open() as rt:
-        pos = rt.chain.redis.read("SHOP")
-        assert not isinstance(pos, type(None))
-        assert getattr(pos, "last_order_id", None) == world.simulator.last_id("SHOP")
+        assert _redis_position(rt).last_order_id == world.simulator.last_id("SHOP")
         assert rt.chain.backup.read("SHOP") is not None
 
 
@@ -115,21 +127,9 @@ def test_sync_with_redis_and_backup_lost_resumes_from_the_database(
 
 
 def test_sync_runs_from_the_other_layers_when_redis_is_down(
-    simulator: Simulator,
-    database_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    build: Callable[..., World], caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed_port = "redis://127.0.0.1:1/0"
-    world = make_world(
-        simulator,
-        [SPEC],
-        database_url=database_url,
-        redis_url=closed_port,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-    )
+    world = build(redis_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
     with world.open() as rt:
         first = rt.sync("SHOP")
     world.simulator.add_orders("SHOP", 10)
@@ -279,28 +279,14 @@ def test_missing_token_fails_the_store_naming_the_variable(
 
 
 def test_per_page_change_converts_the_position(
-    simulator: Simulator,
-    database_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    simulator: Simulator, build: Callable[..., World]
 ) -> None:
-    first = make_world(
-        simulator,
-        [SPEC],
-        database_url=database_url,
-        redis_url=redis_url,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-        per_page=100,
-    )
+    first = build(per_page=100)
     with first.open() as rt:
         result = rt.sync("SHOP")
     assert result.pages_fetched == math.ceil(simulator.count("SHOP") / 100)
     simulator.add_orders("SHOP", 30)
     # same data, same database: only the page size changes
-    from dataclasses import replace
-
     second = World(simulator, first.settings, [replace(s, per_page=20) for s in first.stores])
     with second.open() as rt:
         result = rt.sync("SHOP")
@@ -310,22 +296,9 @@ def test_per_page_change_converts_the_position(
 
 
 def test_first_import_reads_100_per_page_then_syncs_20_per_page(
-    simulator: Simulator,
-    database_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    simulator: Simulator, build: Callable[..., World]
 ) -> None:
-    world = make_world(
-        simulator,
-        [SPEC],
-        database_url=database_url,
-        redis_url=redis_url,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-        per_page=20,
-        import_per_page=100,
-    )
+    world = build(per_page=20, import_per_page=100)
     count = simulator.count("SHOP")
     with world.open() as rt:
         first = rt.sync("SHOP")
@@ -337,8 +310,7 @@ def test_first_import_reads_100_per_page_then_syncs_20_per_page(
     assert second.orders_new == 30
     assert second.api_calls <= math.ceil(30 / 20) + 2 + 2 * math.ceil(math.log2(5))
     with world.open() as rt:
-        position = rt.chain.redis.read("SHOP")
-        assert getattr(position, "per_page", None) == 20
+        assert _redis_position(rt).per_page == 20
     _assert_complete(world)
 
 
