@@ -17,7 +17,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -139,31 +139,16 @@ def upsert_orders(
     return UpsertCounts(new=new, updated=updated)
 
 
-def _upsert_statement(dialect: str) -> Any:
-    """The upsert, built once per dialect so SQLAlchemy compiles it once and caches it.
-
-    Executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends it as ONE
-    multi-row INSERT ... ON CONFLICT per batch; building ``.values(rows)`` instead would
-    compile a new statement for every page, which costs more than the database work.
-    """
-    cached = _STATEMENTS.get(dialect)
-    if cached is not None:
-        return cached
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(orders_table)
-    stmt = stmt.on_conflict_do_update(
+def _sqlite_upsert() -> Any:
+    """The SQLite upsert, executed with a list of rows (executemany, one compiled statement)."""
+    stmt = sqlite.insert(orders_table)
+    return stmt.on_conflict_do_update(
         index_elements=[orders_table.c.store, orders_table.c.order_id],
         set_={name: stmt.excluded[name] for name in UPDATED_ON_CONFLICT},
     )
-    built: Any = stmt
-    if dialect == "postgresql":
-        # xmax is 0 for a row version this statement inserted, not for one it updated.
-        built = stmt.returning(literal_column("(xmax = 0)"))
-    _STATEMENTS[dialect] = built
-    return built
 
 
-_STATEMENTS: dict[str, Any] = {}
+_SQLITE_UPSERT = _sqlite_upsert()
 
 # PostgreSQL: one row of arrays, unnested. The statement text and its 16 parameters are
 # the same for every page, so psycopg caches and prepares it; a multi-row VALUES list
@@ -198,38 +183,35 @@ _POSTGRES_UPSERT = (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """The rows as one list per column, in _ARRAY_COLUMNS order, ready for unnest.
 
-
-def _as_arrays(rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
-    """The rows as one list per column, in _ARRAY_COLUMNS order, ready for unnest."""
+    Each value goes through its column type's own bind processing (UTC timestamps,
+    rounded amounts), as a SQLAlchemy statement would; JSON is sent as text for ::jsonb.
+    """
     columns: list[list[Any]] = []
-    for name, kind in _ARRAY_COLUMNS:
+    for name, _ in _ARRAY_COLUMNS:
+        column_type = orders_table.c[name].type
         if name == "items":
             columns.append([json.dumps(row[name]) for row in rows])
-        elif kind == "timestamptz":
-            columns.append([_utc(row[name]) for row in rows])
-        else:
-            columns.append([row[name] for row in rows])
+            continue
+        bind = column_type.bind_processor(conn.dialect)
+        values = [row[name] for row in rows]
+        columns.append([bind(v) for v in values] if bind else values)
     return tuple(columns)
 
 
 def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
     """Upsert rows of one store; return how many were new."""
-    dialect = conn.dialect.name
-    stmt = _upsert_statement(dialect)
-    if dialect == "postgresql":
-        flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(rows)).scalars().all()
+    if conn.dialect.name == "postgresql":
+        flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(conn, rows)).scalars().all()
         return sum(1 for inserted in flags if inserted)
     # SQLite: which of these ids exist, read in the same (write-locked) transaction.
     ids = [row["order_id"] for row in rows]
     existing = conn.execute(
         select(func.count()).where(orders_table.c.store == store, orders_table.c.order_id.in_(ids))
     ).scalar_one()
-    conn.execute(stmt, rows)
+    conn.execute(_SQLITE_UPSERT, rows)
     return len(rows) - int(existing)
 
 
