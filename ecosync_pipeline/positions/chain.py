@@ -32,7 +32,7 @@ from ecosync_pipeline.errors import ConfigError, EcosyncError, PositionError
 from ecosync_pipeline.positions.database_layer import DatabaseLayer, position_from_summary
 from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
-from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisLayer, RedisRead
+from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisLayer, RedisRead, RedisSnapshot
 from ecosync_pipeline.positions.verify import Verified, verify
 from ecosync_pipeline.storage import StoreSummary
 
@@ -83,6 +83,16 @@ class LayerPositions:
     redis: RedisRead
     json: SyncPosition | None
     database: SyncPosition | None
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """How many verified positions were written, and whether each layer took them."""
+
+    written: int
+    redis: bool
+    json: bool
+    json_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +178,7 @@ class PositionChain:
     def save(self, position: SyncPosition) -> SaveResult:
         """Write a position to Redis and to the JSON backup, each on its own; never raises."""
         redis_ok = self.redis.write(position)
-        return SaveResult(redis=redis_ok, json=self._write_backup([position]))
+        return SaveResult(redis=redis_ok, json=self._write_backup([position]) is None)
 
     def restore_all(self, fetchers: Fetchers) -> list[RestoreReport]:
         """Restore and verify every configured store's position in every layer.
@@ -177,14 +187,32 @@ class PositionChain:
         stop the others; Redis is written in one pipeline and the backup in one write.
         Fetchers built by a callable are closed afterwards.
         """
-        snapshot = self.redis.snapshot(s.identifier for s in self.stores)
-        backup = self.read_backup()
-        summaries = self.database.summaries()
+        reports = self.verify_all(
+            self.redis.snapshot(s.identifier for s in self.stores),
+            self.read_backup(),
+            self.database.summaries(),
+            fetchers,
+        )
+        self.write_restored(reports)
+        return reports
+
+    def verify_all(
+        self,
+        redis: RedisSnapshot,
+        backup: Mapping[str, SyncPosition],
+        summaries: Mapping[str, StoreSummary],
+        fetchers: Fetchers,
+    ) -> list[RestoreReport]:
+        """Per store, choose the layer from what the layers held and verify it; write nothing.
+
+        A store that fails (API down, token unset, ...) gets a report with its error and
+        does not stop the others. Fetchers built by a callable are closed afterwards.
+        """
         reports: list[RestoreReport] = []
         for store in self.stores:
             sid = store.identifier
             before = LayerPositions(
-                redis=snapshot.get(sid),
+                redis=redis.get(sid),
                 json=backup.get(sid),
                 database=position_from_summary(store, summaries.get(sid)),
             )
@@ -218,10 +246,14 @@ class PositionChain:
                     resolved.trail,
                 )
             )
-        restored = [r.after for r in reports if r.after is not None]
-        self.redis.write_many(restored, recovery=True)
-        self._write_backup(restored)
         return reports
+
+    def write_restored(self, reports: Sequence[RestoreReport]) -> WriteOutcome:
+        """Write every verified position to Redis (one MULTI/EXEC, as a recovery) and JSON."""
+        positions = [r.after for r in reports if r.after is not None]
+        redis_ok = self.redis.write_many(positions, recovery=True)
+        json_error = self._write_backup(positions)
+        return WriteOutcome(len(positions), redis_ok, json_error is None, json_error)
 
     def read_backup(self) -> dict[str, SyncPosition]:
         """Every entry of the JSON backup; {} (with a warning) when it cannot be read."""
@@ -284,15 +316,14 @@ class PositionChain:
             break
         return _verified(position_from_summary(store, summary), fetcher, store, "database", trail)
 
-    _resolve = resolve  # the name the recovery steps first used
-
-    def _write_backup(self, positions: list[SyncPosition]) -> bool:
+    def _write_backup(self, positions: list[SyncPosition]) -> str | None:
+        """Write positions to the JSON backup; the error (logged) when it failed."""
         try:
             self.backup.write_many(positions)
         except PositionError as exc:
             logger.warning("%s", exc)
-            return False
-        return True
+            return str(exc)
+        return None
 
 
 def _verified(

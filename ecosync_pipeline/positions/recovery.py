@@ -3,14 +3,14 @@
 ``PositionChain.restore_all`` does the whole restore in one call. The recovery job runs
 it as separate steps so each one is visible (and retried) on its own:
 
-    detect          one probe of Redis (keys, sentinel, run_id) and the loss it shows
-    load_backup     every store's entry in the JSON backup
-    from_database   every store's last order id and count, and the position they give
-    verify_all      per store, the chain's own choice of layer, verified on the API
-    write_restored  the verified positions into Redis (one MULTI/EXEC) and the backup
+    detect                       one probe of Redis (keys, sentinel, run_id) and the loss
+    PositionChain.read_backup    every store's entry in the JSON backup
+    from_database                every store's last order id and count, and positions
+    PositionChain.verify_all     per store, the chain's choice of layer, verified on the API
+    PositionChain.write_restored the verified positions into Redis and the backup
 
-``verify_all`` makes the same choice as the chain (it calls ``PositionChain.resolve``), so
-the job and ``restore_all`` cannot disagree about which layer wins.
+The job calls the very methods ``restore_all`` is made of, so the two cannot disagree
+about which layer wins.
 
 ``watch`` is the sensor's look at Redis: the core's probe and loss detection, plus the
 reset keys (a store's key back at page 1 with nothing synced while the database holds
@@ -31,14 +31,10 @@ from dataclasses import dataclass, replace
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
-from ecosync_pipeline.errors import EcosyncError, PositionError
 from ecosync_pipeline.positions.chain import (
-    Fetchers,
-    LayerPositions,
     PositionChain,
     RestoreReport,
 )
-from ecosync_pipeline.positions.database_layer import position_from_summary
 from ecosync_pipeline.positions.health import LossReport, detect_cache_loss, probe
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
 from ecosync_pipeline.positions.redis_layer import RedisLayer, RedisSnapshot
@@ -61,16 +57,6 @@ class DatabasePositions:
 
     summaries: Mapping[str, StoreSummary]
     positions: Mapping[str, SyncPosition]
-
-
-@dataclass(frozen=True)
-class WriteOutcome:
-    """How many verified positions were written, and whether each layer took them."""
-
-    written: int
-    redis: bool
-    json: bool
-    json_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,85 +128,10 @@ def watch(
     return Watch(loss=loss, resets=resets, redis=snapshot, consulted_database=wanted)
 
 
-def load_backup(chain: PositionChain) -> dict[str, SyncPosition]:
-    """Every readable entry of the JSON backup ({} when absent, moved aside or unreadable)."""
-    return chain.read_backup()
-
-
 def from_database(chain: PositionChain) -> DatabasePositions:
     """Every store's last order id and count (one query) and the positions they give."""
     summaries = chain.database.summaries()
-    positions = {
-        s.identifier: position_from_summary(s, summaries.get(s.identifier)) for s in chain.stores
-    }
-    return DatabasePositions(summaries=summaries, positions=positions)
-
-
-def verify_all(
-    chain: PositionChain,
-    redis: RedisSnapshot,
-    backup: Mapping[str, SyncPosition],
-    database: DatabasePositions,
-    fetchers: Fetchers,
-) -> list[RestoreReport]:
-    """Choose each store's layer as the chain does and verify it on the API; write nothing.
-
-    A store that fails (API down, token unset, ...) gets a report with its error and
-    does not stop the others. Fetchers built by a callable are closed afterwards.
-    """
-    reports: list[RestoreReport] = []
-    for store in chain.stores:
-        sid = store.identifier
-        summary = database.summaries.get(sid)
-        before = LayerPositions(
-            redis=redis.get(sid), json=backup.get(sid), database=database.positions.get(sid)
-        )
-        try:
-            fetcher = fetchers(store) if callable(fetchers) else fetchers[sid]
-        except (EcosyncError, KeyError) as exc:
-            reports.append(_failed(sid, before, exc))
-            continue
-        try:
-            # The chain's resolver: the same order of layers and the same verdicts.
-            resolved = chain.resolve(store, before.redis, before.json, summary, fetcher)
-        except Exception as exc:  # one store's failure must not stop the others
-            if not isinstance(exc, EcosyncError):
-                logger.exception("store %s: position not verified", sid)
-            reports.append(_failed(sid, before, exc))
-            continue
-        finally:
-            close = getattr(fetcher, "close", None)
-            if callable(fetchers) and callable(close):
-                close()
-        reports.append(
-            RestoreReport(
-                sid,
-                before,
-                resolved.position,
-                resolved.source,
-                resolved.fetches,
-                None,
-                resolved.trail,
-            )
-        )
-    return reports
-
-
-def write_restored(chain: PositionChain, reports: Sequence[RestoreReport]) -> WriteOutcome:
-    """Write every verified position to Redis (as a recovery) and to the JSON backup."""
-    positions = [r.after for r in reports if r.after is not None]
-    # A write records the run_id the layer last read; this chain has not read Redis yet,
-    # and after a restart the new run_id is exactly what must be recorded to end the
-    # event. One probe (no keys) reads it.
-    probe(chain.redis, [])
-    redis_ok = chain.redis.write_many(positions, recovery=True)
-    json_error = None
-    try:
-        chain.backup.write_many(positions)
-    except PositionError as exc:
-        logger.warning("%s", exc)
-        json_error = str(exc)
-    return WriteOutcome(len(positions), redis_ok, json_error is None, json_error)
+    return DatabasePositions(summaries, chain.database.read_all(chain.stores, summaries))
 
 
 def already_healthy(report: RestoreReport) -> bool:
@@ -277,9 +188,3 @@ def count_served_through(
     on_page = sum(1 for order_id in located.page_data.ids if order_id <= target)
     served = (located.page - 1) * store.per_page + on_page
     return ServedCount(store.identifier, target, located.page, served, located.fetches)
-
-
-def _failed(store: str, before: LayerPositions, exc: BaseException) -> RestoreReport:
-    if isinstance(exc, EcosyncError):
-        logger.warning("store %s: position not recovered: %s", store, exc)
-    return RestoreReport(store, before, None, None, 0, f"{type(exc).__name__}: {exc}")

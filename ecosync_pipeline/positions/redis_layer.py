@@ -246,6 +246,10 @@ class RedisLayer:
             logger.debug("redis: skipping the write of %d positions (unavailable)", len(positions))
             return False
         now = format_timestamp(utc_now())
+        if self._run_id is None:
+            # Every write records the run_id Redis runs under, even from a fresh layer
+            # that has not read yet: a restart is recognised by it changing.
+            self._read_run_id()
         try:
             pipe = self.client.pipeline(transaction=True)
             for position in positions:
@@ -295,13 +299,10 @@ class RedisLayer:
             logger.debug("redis at %s still unavailable (%s)", self.where, reason)
         return reason
 
-    def _record_run_id(self) -> None:
+    def _read_run_id(self) -> bool:
+        """Ask Redis for its run_id (INFO server); False when it could not be read."""
         try:
             info = self.client.info("server")
-            run_id = info.get("run_id") if isinstance(info, Mapping) else None
-            if run_id:
-                self._run_id = str(run_id)
-                self.client.hset(self.sentinel_key, "run_id", self._run_id)
         except redis.ResponseError as exc:  # INFO denied by an ACL: run without it
             self._warn_once(
                 "info",
@@ -310,9 +311,20 @@ class RedisLayer:
                 self.where,
                 exc,
             )
+            return False
         except (redis.RedisError, OSError) as exc:
             # The positions are written; the next read or write finds Redis as it is.
-            logger.debug("redis at %s: recording the run_id failed (%s)", self.where, exc)
+            logger.debug("redis at %s: reading the run_id failed (%s)", self.where, exc)
+            return False
+        run_id = info.get("run_id") if isinstance(info, Mapping) else None
+        if run_id:
+            self._run_id = str(run_id)
+        return bool(run_id)
+
+    def _record_run_id(self) -> None:
+        if self._read_run_id():
+            with contextlib.suppress(redis.RedisError, OSError):
+                self.client.hset(self.sentinel_key, "run_id", str(self._run_id))
 
     def _warn_once(self, topic: str, message: str, *args: object) -> None:
         if topic not in self._warned_keys:

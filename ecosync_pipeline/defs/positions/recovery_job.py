@@ -67,7 +67,7 @@ def load_json_backup(
     context: OpExecutionContext, ecosync: EcosyncResource
 ) -> dict[str, SyncPosition]:
     with reported(), ecosync.runtime() as runtime:
-        backup = recovery.load_backup(runtime.chain)
+        backup = runtime.chain.read_backup()
         location = runtime.chain.backup.location
     context.log.info("backup %s holds %d store positions", location, len(backup))
     context.add_output_metadata(
@@ -106,8 +106,8 @@ def verify_positions(
     database: recovery.DatabasePositions,
 ) -> list[RestoreReport]:
     with reported(), ecosync.runtime() as runtime:
-        reports = recovery.verify_all(
-            runtime.chain, detection.redis, backup, database, runtime.client
+        reports = runtime.chain.verify_all(
+            detection.redis, backup, database.summaries, runtime.client
         )
     for r in reports:
         if r.ok and r.after is not None:
@@ -139,7 +139,7 @@ def write_positions(
     context: OpExecutionContext, ecosync: EcosyncResource, reports: list[RestoreReport]
 ) -> recovery.RecoveryCounts:
     with reported(), ecosync.runtime() as runtime:
-        outcome = recovery.write_restored(runtime.chain, reports)
+        outcome = runtime.chain.write_restored(reports)
     counts = recovery.count_sources(reports)
     context.log.info(
         "%d positions written (Redis %s, backup %s): %d already healthy, %d from Redis, "
