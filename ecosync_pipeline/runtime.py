@@ -6,7 +6,6 @@ layers, engine and clients lives in this one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -16,7 +15,7 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.factory import build_chain
-from ecosync_pipeline.storage import make_engine, migrate
+from ecosync_pipeline.storage import LATEST_VERSION, current_version, make_engine, migrate
 from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
 
@@ -28,7 +27,6 @@ class Runtime:
     stores: list[Store]
     engine: Engine
     chain: PositionChain
-    environ: Mapping[str, str] | None = None
     client_options: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -36,17 +34,16 @@ class Runtime:
         cls,
         settings: Settings,
         *,
-        environ: Mapping[str, str] | None = None,
         stores: list[Store] | None = None,
     ) -> Runtime:
         """Load the stores, open the database (migrating it) and compose the layers."""
         store_list = stores if stores is not None else settings.stores()
         engine = make_engine(settings.database_url)
-        migrate(engine)
+        # A read first: migrating takes a write lock, and every run and op builds a Runtime.
+        if current_version(engine) < LATEST_VERSION:
+            migrate(engine)
         chain = build_chain(settings, store_list, engine)
-        return cls(
-            settings=settings, stores=store_list, engine=engine, chain=chain, environ=environ
-        )
+        return cls(settings=settings, stores=store_list, engine=engine, chain=chain)
 
     def store(self, identifier: str) -> Store:
         """The configured store with this identifier."""
@@ -60,7 +57,7 @@ class Runtime:
 
     def client(self, store: Store) -> EcoManagerClient:
         """A client for one store; raises MissingToken naming the variable when unset."""
-        return EcoManagerClient.from_store(store, self.environ, **self.client_options)
+        return EcoManagerClient.from_store(store, **self.client_options)
 
     def sync(self, identifier: str, *, budget_seconds: float | None = None) -> SyncResult:
         """Sync one store (see ecosync_pipeline.sync.engine.sync_store)."""

@@ -113,6 +113,21 @@ class RestoreReport:
         return self.error is None and self.after is not None
 
 
+def run_page_size(store: Store, position: SyncPosition, summary: StoreSummary | None) -> int:
+    """The page size to verify and sync with: ``import_per_page`` during a first import.
+
+    A store with no orders starts a first import; a position taken with the import size
+    continues it (a budgeted import of thousands of pages costs a fifth of the calls).
+    The sync converts the position to ``per_page`` when the import reaches the end.
+    """
+    if store.import_per_page <= store.per_page:
+        return store.per_page
+    importing = (
+        summary is None or summary.order_count == 0 or position.per_page == store.import_per_page
+    )
+    return store.import_per_page if importing else store.per_page
+
+
 def judge(position: SyncPosition, summary: StoreSummary | None) -> Verdict:
     """Whether a layer's position agrees with the database ("used") or why not."""
     db_last = summary.last_order_id if summary is not None and summary.order_count else None
@@ -302,7 +317,7 @@ class PositionChain:
             assert isinstance(offered, SyncPosition)
             verdict = judge(offered, summary)
             if verdict == "used":
-                return _verified(offered, fetcher, store, layer, trail)
+                return _verified(offered, fetcher, store, layer, trail, summary)
             trail.append(LayerOutcome(layer, verdict, _disagreement(offered, summary)))
             logger.warning(
                 "store %s: the %s position (page %d, last order id %s) is %s of the "
@@ -314,7 +329,9 @@ class PositionChain:
                 verdict,
             )
             break
-        return _verified(position_from_summary(store, summary), fetcher, store, "database", trail)
+        return _verified(
+            position_from_summary(store, summary), fetcher, store, "database", trail, summary
+        )
 
     def _write_backup(self, positions: list[SyncPosition]) -> str | None:
         """Write positions to the JSON backup; the error (logged) when it failed."""
@@ -332,8 +349,9 @@ def _verified(
     store: Store,
     layer: Literal["redis", "json", "database"],
     trail: list[LayerOutcome],
+    summary: StoreSummary | None,
 ) -> ResolvedPosition:
-    checked = verify(position, fetcher, store.per_page)
+    checked = verify(position, fetcher, run_page_size(store, position, summary))
     trail.append(LayerOutcome(layer, "used", f"page {checked.position.last_page}"))
     if layer != "redis":
         logger.info(

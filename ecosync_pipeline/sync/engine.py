@@ -94,25 +94,6 @@ def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
         return upsert_orders(conn, store.identifier, page.orders)
 
 
-def _page_size_for_run(chain: PositionChain, store: Store) -> int:
-    """The page size of this run: the import size for a first import until it ends.
-
-    A store with no orders in the database starts a first import; a run that continues
-    an import (its position was taken with the import size) keeps that size, so a
-    budgeted import of thousands of pages costs a fifth of the calls.
-    """
-    if store.import_per_page <= store.per_page:
-        return store.per_page
-    if chain.database.summary(store.identifier).order_count == 0:
-        return store.import_per_page
-    cached = chain.redis.read(store.identifier)
-    if not isinstance(cached, SyncPosition):
-        cached = chain.read_backup().get(store.identifier)
-    if cached is not None and cached.per_page == store.import_per_page:
-        return store.import_per_page
-    return store.per_page
-
-
 def _leave_import_size(
     chain: PositionChain, store: Store, position: SyncPosition, per_page: int
 ) -> SyncPosition:
@@ -201,9 +182,9 @@ def sync_store(
     with store_lock(engine, store.identifier):
         with _transaction(engine, f"store {store.identifier}: registering the store") as conn:
             ensure_store(conn, store.identifier, store.name)
-        per_page = _page_size_for_run(chain, store)
-        resolved = chain.get_position(replace(store, per_page=per_page), client)
+        resolved = chain.get_position(store, client)
         position = resolved.position
+        per_page = position.per_page  # the import size during a first import
         verification_calls = client.stats.total - calls_before
         source = position.source
         logger.info(
