@@ -13,7 +13,6 @@ data/demo/, and one Redis database number that must hold nothing but ecosync's k
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import socket
@@ -28,11 +27,14 @@ import redis
 import yaml
 from dagster import DagsterInstance, Definitions, SensorResult, SkipReason, build_sensor_context
 
+from ecosync_pipeline.bench.baselines import OLD_PER_PAGE
+from ecosync_pipeline.bench.recovery import goal_bound
 from ecosync_pipeline.config import Settings, Store, load_stores
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.positions.sensors import LOSS_EVENT_TAG, REDIS_STATE_TAG
 from ecosync_pipeline.defs.resources import ecosync_resource
 from ecosync_pipeline.errors import ConfigError
+from ecosync_pipeline.positions.factory import build_backup
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.simulator import Simulator, SimulatorServer, StoreSpec
 from ecosync_pipeline.storage import duplicate_count, iter_order_ids
@@ -44,7 +46,6 @@ OWN_KEY_PREFIXES = ("ecomanager:pageinfo:", "ecosync:")
 ENV_MARKER = "# written by `ecosync demo`"
 NEW_ORDERS = {"NATUR": 15, "JWLR": 400, "DILST": 57, "MGSTR": 120, "PURNA": 33}
 SMALL_DIVISOR = 40
-OLD_PER_PAGE = 20
 # The demo prints its own story; each run's full log stays in the instance (dagster dev).
 RUN_LOGS: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -191,14 +192,12 @@ class Demo:
 
     def __init__(
         self,
-        root: Path,
         simulator: Simulator,
         settings: Settings,
         stores: list[Store],
         instance: DagsterInstance,
         say: Callable[[str], None],
     ) -> None:
-        self.root = root
         self.simulator = simulator
         self.settings = settings
         self.stores = stores
@@ -318,7 +317,7 @@ def run_demo(
         with _environment(env):
             stores = load_stores(stores_file)
             instance = DagsterInstance.get()
-            demo = Demo(root, simulator, settings, stores, instance, say)
+            demo = Demo(simulator, settings, stores, instance, say)
             demo.report.redis_available = redis_ok
             _play(demo, budget, redis_ok)
             _write_env_file(root, settings, stores)
@@ -345,11 +344,11 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
     if redis_ok:
         first, cursor = demo.sensor_tick(None)
         say(f"   sensor: {_describe(first)}")
-    with Runtime.from_settings(demo.settings, stores=demo.stores) as runtime:
-        for store, row in rows.items():
-            position = runtime.chain.backup.read(store)
-            row.page_before = position.last_page if position else None
-            row.last_id_before = position.target if position else None
+    backup = build_backup(demo.settings).read_all()
+    for store, row in rows.items():
+        position = backup.get(store)
+        row.page_before = position.last_page if position else None
+        row.last_id_before = position.target if position else None
     say("2. New orders arrive in EcoManager")
     for store, row in rows.items():
         row.new_orders = NEW_ORDERS.get(store, 25)
@@ -380,8 +379,9 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
                 say(f"   tick +{n}: the same loss event, same run_key: no second run")
             else:
                 say(f"   tick +{n}: {_describe(again)}")
+        saw = _sensor_saw(tick)
         for row in rows.values():
-            row.sensor_saw = _sensor_saw(tick, row.store)
+            row.sensor_saw = saw
     else:
         demo.report.sensor_message = "Redis unreachable: nothing to flush, the sensor skips"
     recovery_calls = {store: sim.request_count(store) for store in rows}
@@ -392,7 +392,7 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
         row.resume_calls = recovery_calls[store] + int(meta["api_calls"])
         row.new_synced = int(meta["orders_new"])
         row.old_calls = row.orders // OLD_PER_PAGE + 1
-        row.bound = resume_bound(row.new_orders, 0)
+        row.bound = goal_bound(row.new_orders, 0)
     with Runtime.from_settings(demo.settings, stores=demo.stores) as runtime:
         for row in rows.values():
             ids = set(iter_order_ids(runtime.engine, row.store))
@@ -401,11 +401,6 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
             row.duplicated = duplicate_count(runtime.engine, row.store)
             row.orders = len(truth)
     demo.report.rows = list(rows.values())
-
-
-def resume_bound(new_orders: int, page_error: int) -> int:
-    """The API calls a resume may cost: the new pages, 2, and the search (DESIGN, inv. 5)."""
-    return math.ceil(new_orders / OLD_PER_PAGE) + 2 + 2 * math.ceil(math.log2(page_error + 1))
 
 
 def _describe(result: SensorResult | SkipReason) -> str:
@@ -418,7 +413,7 @@ def _describe(result: SensorResult | SkipReason) -> str:
     return f"skip: {skip.skip_message}" if skip is not None else "nothing to do"
 
 
-def _sensor_saw(result: SensorResult | SkipReason, store: str) -> str:
+def _sensor_saw(result: SensorResult | SkipReason) -> str:
     if isinstance(result, SensorResult) and result.run_requests:
         return result.run_requests[0].tags.get(REDIS_STATE_TAG, "loss")
     return "healthy"

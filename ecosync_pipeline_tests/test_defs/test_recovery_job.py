@@ -89,7 +89,9 @@ def test_recovery_job_recomputes_from_the_database_when_backup_is_gone_too(
     result = recover(env, instance)
     assert result.success
     assert counts(result)["from_database"] == len(STORES)
-    for store, position in redis_positions(env).items():
+    positions = redis_positions(env)
+    assert set(positions) == set(STORES)
+    for store, position in positions.items():
         assert position.last_order_id == last_ids[store]
         # Located and verified on the API, not estimated from the id.
         assert position.last_page == env.simulator.page_of(store, last_ids[store])

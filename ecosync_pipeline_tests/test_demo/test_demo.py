@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ecosync_pipeline.demo import resume_bound, run_demo
+from ecosync_pipeline.bench.recovery import goal_bound
+from ecosync_pipeline.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
         assert row.restored_from == "json", row
         assert (row.missing, row.duplicated) == (0, 0), row
         assert row.new_synced == row.new_orders, row
-        assert row.resume_calls <= resume_bound(row.new_orders, 0), row
+        assert row.resume_calls <= goal_bound(row.new_orders, 0), row
         assert row.old_calls > row.resume_calls, row
     # the runs are in the persistent instance under data/, for `dagster dev`
     assert (demo_root / "data" / "history").exists() or (demo_root / "data" / "storage").exists()

@@ -80,8 +80,12 @@ def test_first_sync_imports_every_order_and_checkpoints_the_last_page(world: Wor
     assert result.position_source == "calculated"
     _assert_complete(world)
     with world.open() as rt:
-        assert _redis_position(rt).last_order_id == world.simulator.last_id("SHOP")
-        assert rt.chain.backup.read("SHOP") is not None
+        cached = _redis_position(rt)
+        backup = rt.chain.backup.read("SHOP")
+    assert cached.last_order_id == world.simulator.last_id("SHOP")
+    assert cached.last_page == world.simulator.last_page("SHOP")
+    assert backup is not None
+    assert (backup.last_page, backup.last_order_id) == (cached.last_page, cached.last_order_id)
 
 
 def test_incremental_sync_fetches_only_the_new_pages(world: World) -> None:
