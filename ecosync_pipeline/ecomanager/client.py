@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import httpx
 
@@ -84,16 +84,7 @@ class RequestStats:
     @property
     def total(self) -> int:
         """Every HTTP request made, whatever its outcome."""
-        return (
-            self.ok
-            + self.server_error
-            + self.timeout
-            + self.connection_error
-            + self.rate_limited
-            + self.auth_error
-            + self.malformed
-            + self.http_error
-        )
+        return sum(getattr(self, name) for name in get_args(Outcome))
 
     @property
     def pages(self) -> int:
@@ -305,7 +296,7 @@ class EcoManagerClient:
                     page=page,
                 ) from self._cause(exc)
             else:
-                failure = self._judge(response, page, size)
+                failure = self._judge(response, page)
                 if failure is None:
                     return self._parse(response, page, size)
                 cause = None
@@ -326,7 +317,7 @@ class EcoManagerClient:
         assert failure is not None  # the loop ran at least once and did not return
         raise self._exhausted(failure, page, attempts) from self._cause(cause)
 
-    def _judge(self, response: httpx.Response, page: int, size: int) -> _Failure | None:
+    def _judge(self, response: httpx.Response, page: int) -> _Failure | None:
         """None for a 2xx; a retryable _Failure for 429/5xx; raise for anything else."""
         status = response.status_code
         sid = self._store.identifier

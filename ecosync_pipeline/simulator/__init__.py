@@ -27,9 +27,10 @@ variable is unset).
 
 from __future__ import annotations
 
+from ecosync_pipeline.ecomanager.client import ORDERS_PATH
 from ecosync_pipeline.simulator.app import create_app
 from ecosync_pipeline.simulator.client import SimulatorClient
-from ecosync_pipeline.simulator.core import ORDERS_PATH, Reply, Simulator, check_authorization
+from ecosync_pipeline.simulator.core import Reply, Simulator, check_authorization
 from ecosync_pipeline.simulator.faults import FailKind, Faults, Outcome, RequestRecord
 from ecosync_pipeline.simulator.orders import ORDER_STATES
 from ecosync_pipeline.simulator.server import SimulatorServer

@@ -30,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ecosync_pipeline.simulator.core import ORDERS_PATH, Simulator
+from ecosync_pipeline.ecomanager.client import ORDERS_PATH
+from ecosync_pipeline.simulator.core import Simulator
 from ecosync_pipeline.simulator.spec import SimulatorError, UnknownStore
 
 IDS_CHUNK = 4096

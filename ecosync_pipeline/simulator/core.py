@@ -37,7 +37,6 @@ from ecosync_pipeline.simulator.store import SimStore
 
 logger = logging.getLogger(__name__)
 
-ORDERS_PATH = "/api/shop/v2/orders"
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{80}$")
 
 _MESSAGES = {
