@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ecosync_pipeline.commands import reports_errors
-from ecosync_pipeline.commands.sync import format_table
+from ecosync_pipeline.tables import format_table
 
 
 @click.command("demo")

@@ -9,6 +9,7 @@ from ecosync_pipeline.config import Settings
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
+from ecosync_pipeline.tables import format_table
 
 COLUMNS = ("store", "from", "to", "pages", "calls", "new", "updated", "source", "seconds", "ended")
 
@@ -28,17 +29,6 @@ def result_row(r: SyncResult) -> tuple[str, ...]:
         f"{r.seconds:.1f}",
         ended,
     )
-
-
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """A plain aligned text table."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-        for row in (header, *rows)
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 @click.command("sync")
