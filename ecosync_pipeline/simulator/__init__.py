@@ -35,12 +35,16 @@ from ecosync_pipeline.simulator.faults import FailKind, Faults, Outcome, Request
 from ecosync_pipeline.simulator.orders import ORDER_STATES
 from ecosync_pipeline.simulator.server import SimulatorServer
 from ecosync_pipeline.simulator.spec import SimulatorError, StoreSpec, UnknownStore, demo_token
+from ecosync_pipeline.simulator.store import Change, ChangeKind, Observer
 
 __all__ = [
     "ORDERS_PATH",
     "ORDER_STATES",
+    "Change",
+    "ChangeKind",
     "FailKind",
     "Faults",
+    "Observer",
     "Outcome",
     "Reply",
     "RequestRecord",

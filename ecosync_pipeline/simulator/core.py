@@ -33,7 +33,7 @@ from ecosync_pipeline.simulator.spec import (
     demo_token,
     store_key,
 )
-from ecosync_pipeline.simulator.store import SimStore
+from ecosync_pipeline.simulator.store import Observer, SimStore
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class Simulator:
         self._lock = threading.RLock()
         self._specs: list[StoreSpec] = []
         self._entries: dict[str, _Entry] = {}
+        self._observers: list[Observer] = []
         self.configure(specs)
 
     @classmethod
@@ -148,13 +149,28 @@ class Simulator:
             token = spec.token or env.get(spec.token_env) or demo_token(spec.identifier, self.seed)
             fault_seed = store_key(spec.identifier, self.seed) ^ 0xFA17
             entries[spec.identifier] = _Entry(
-                SimStore(spec, self.seed), FaultState(fault_seed), token
+                SimStore(spec, self.seed, self._observers), FaultState(fault_seed), token
             )
         with self._lock:
             self._specs = specs
             self._entries = entries
         logger.debug("simulator configured with stores %s", ", ".join(seen) or "(none)")
         return self
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer`` with every Change (creation, deletion, status) of every store.
+
+        Observers are kept across configure() and reset(); they run under the
+        simulator's lock, so they must only record or enqueue.
+        """
+        with self._lock:
+            self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer`` (no error if it was not registered)."""
+        with self._lock:
+            if observer in self._observers:
+                self._observers.remove(observer)
 
     def reset(self) -> None:
         """Back to the initial state of the current stores (changes, faults, counts gone)."""

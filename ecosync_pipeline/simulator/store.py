@@ -10,10 +10,12 @@ Simulator serialises access.
 from __future__ import annotations
 
 import random
+import time
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from ecosync_pipeline.simulator.idspace import IdSpace
 from ecosync_pipeline.simulator.orders import (
@@ -25,12 +27,37 @@ from ecosync_pipeline.simulator.orders import (
 )
 from ecosync_pipeline.simulator.spec import SimulatorError, StoreSpec
 
+ChangeKind = Literal["created", "deleted", "status"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a simulated store, as its observers see it.
+
+    ``order`` is the order as served after the change; for a deletion, as it was served
+    just before. ``at`` is the wall-clock time of the change (time.time()).
+    """
+
+    store: str
+    kind: ChangeKind
+    order_id: int
+    order: dict[str, Any]
+    at: float
+
+
+Observer = Callable[[Change], None]
+"""Called for every change, under the simulator's lock: it must return quickly."""
+
 
 class SimStore:
     """The live state of one simulated store."""
 
-    def __init__(self, spec: StoreSpec, simulator_seed: int) -> None:
+    def __init__(
+        self, spec: StoreSpec, simulator_seed: int, observers: list[Observer] | None = None
+    ) -> None:
         self.spec = spec
+        # Shared with the Simulator, so observers outlive a reconfiguration.
+        self.observers: list[Observer] = observers if observers is not None else []
         self.identifier = spec.identifier
         key = spec.key(simulator_seed)
         self.base = IdSpace(
@@ -171,6 +198,19 @@ class SimStore:
 
     # --- changing ----------------------------------------------------------------
 
+    def _notify(self, kind: ChangeKind, order_id: int, order: dict[str, Any] | None = None) -> None:
+        if not self.observers:
+            return
+        change = Change(
+            self.identifier,
+            kind,
+            order_id,
+            order if order is not None else self.order(order_id),
+            time.time(),
+        )
+        for observer in list(self.observers):
+            observer(change)
+
     def add(self, count: int) -> list[int]:
         """Append ``count`` new orders after the last id; return their ids."""
         new: list[int] = []
@@ -179,12 +219,14 @@ class SimStore:
             new.append(self.next_id)
             self.added.append(self.next_id)
             self.next_id += 1 + self.rng.randrange(span)
+            self._notify("created", new[-1])
         return new
 
     def delete(self, ids: Iterable[int]) -> list[int]:
         """Delete the given ids; return those that were served (the others are ignored)."""
         done: list[int] = []
         for order_id in sorted(set(ids)):
+            before = self.order(order_id) if self.observers and self.contains(order_id) else None
             if order_id > self.base.last_id:
                 pos = bisect_left(self.added, order_id)
                 if pos < len(self.added) and self.added[pos] == order_id:
@@ -196,6 +238,8 @@ class SimStore:
                     insort(self.deleted, order_id)
                     done.append(order_id)
             self.overrides.pop(order_id, None)
+            if before is not None and done and done[-1] == order_id:
+                self._notify("deleted", order_id, before)
         return done
 
     def delete_random(
@@ -232,6 +276,7 @@ class SimStore:
             bumped = datetime.fromisoformat(current.replace("Z", "+00:00"))
             now = timestamp(bumped + timedelta(seconds=1))
         self.overrides[order_id] = (state, confirmation or confirmation_for(state), now)
+        self._notify("status", order_id)
 
     def change_random_statuses(self, n: int) -> list[int]:
         """Move ``n`` random orders to their next state; return their ids."""
