@@ -1,6 +1,8 @@
 """The simulator over HTTP: the orders contract plus /_sim control endpoints (starlette).
 
-    GET    /{STORE}/api/shop/v2/orders?page=N&per_page=M   the contract
+    GET    /{STORE}/api/shop/v2/orders?page=N&per_page=M   the contract (and the other
+                                     ways of reading: sort=-id, sort_direction + cursor)
+    GET    /{STORE}/api/shop/v2/orders/{ID}                  one order, {"data": order}
     GET    /_sim/stores                                      every store, described
     POST   /_sim/reset                                       initial state, faults off
     POST   /_sim/faults            {switch: value, ...}      switches of every store
@@ -31,7 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ecosync_pipeline.ecomanager.client import ORDERS_PATH
-from ecosync_pipeline.simulator.core import Simulator
+from ecosync_pipeline.simulator.core import Reply, Simulator
 from ecosync_pipeline.simulator.spec import SimulatorError, UnknownStore
 
 IDS_CHUNK = 4096
@@ -77,21 +79,33 @@ async def _client_left(request: Request, seconds: float) -> bool:
     return False
 
 
+async def _send(request: Request, reply: Reply) -> Response:
+    """Wait the reply's delay (unless the client leaves), then send it."""
+    if reply.delay > 0 and await _client_left(request, reply.delay):
+        # The client gave up (a simulated timeout did its job): nobody to answer.
+        return Response(status_code=499)
+    return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
+
+
 def create_app(simulator: Simulator) -> Starlette:
     """The ASGI app serving ``simulator`` (usable with uvicorn or httpx.ASGITransport)."""
 
     async def orders(request: Request) -> Response:
         reply = simulator.handle_orders(
             request.path_params["store"],
-            page=request.query_params.get("page"),
-            per_page=request.query_params.get("per_page"),
             authorization=request.headers.get("authorization"),
             path=str(request.url.replace(query="")),
+            query=dict(request.query_params),
         )
-        if reply.delay > 0 and await _client_left(request, reply.delay):
-            # The client gave up (a simulated timeout did its job): nobody to answer.
-            return Response(status_code=499)
-        return JSONResponse(reply.body, status_code=reply.status, headers=dict(reply.headers))
+        return await _send(request, reply)
+
+    async def order(request: Request) -> Response:
+        reply = simulator.handle_order(
+            request.path_params["store"],
+            request.path_params["order_id"],
+            authorization=request.headers.get("authorization"),
+        )
+        return await _send(request, reply)
 
     async def stores(request: Request) -> Response:
         return JSONResponse({"stores": [simulator.describe(s) for s in simulator.stores()]})
@@ -221,6 +235,7 @@ def create_app(simulator: Simulator) -> Starlette:
         Route("/_sim/{store}/ids", ids, methods=["GET"]),
         Route("/_sim/{store}/page-of", page_of, methods=["GET"]),
         Route("/{store}" + ORDERS_PATH, orders, methods=["GET"]),
+        Route("/{store}" + ORDERS_PATH + "/{order_id:int}", order, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -14,18 +14,19 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecosync_pipeline.config import DEFAULT_PER_PAGE, MAX_PER_PAGE, Store, load_stores
+from ecosync_pipeline.config import DEFAULT_PER_PAGE, Store, load_stores
 from ecosync_pipeline.simulator.faults import (
     FAIL_OUTCOME,
     Faults,
     FaultState,
     RequestRecord,
 )
+from ecosync_pipeline.simulator.reading import InvalidQuery, Query, order_body, orders_body
 from ecosync_pipeline.simulator.spec import (
     SimulatorError,
     StoreSpec,
@@ -64,15 +65,6 @@ def _error(
     status: int, outcome: str, delay: float = 0.0, headers: Mapping[str, str] | None = None
 ) -> Reply:
     return Reply(status, {"message": _MESSAGES[status]}, headers or {}, delay, outcome)
-
-
-def _int_param(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
 
 
 def check_authorization(header: str | None, expected: str) -> str | None:
@@ -371,38 +363,65 @@ class Simulator:
         self,
         store: str,
         *,
-        page: str | None,
-        per_page: str | None,
+        page: str | None = None,
+        per_page: str | None = None,
         authorization: str | None,
         path: str,
+        query: Mapping[str, str] | None = None,
     ) -> Reply:
-        """The reply to ``GET {path}?page=..&per_page=..`` with this Authorization header."""
+        """The reply to ``GET {path}?{query}`` with this Authorization header.
+
+        ``query`` holds every parameter (see reading.py for the modes); ``page`` and
+        ``per_page``, when given, override it.
+        """
+        params = dict(query or {})
+        for name, value in (("page", page), ("per_page", per_page)):
+            if value is not None:
+                params[name] = value
         with self._lock:
             entry = self._entries.get(store)
             if entry is None:
                 return _error(404, "not_found")
-            return self._orders_reply(entry, page, per_page, authorization, path)
+            f = entry.faults.faults
+            try:
+                parsed = Query.parse(params, cursor_mode=f.cursor_mode, sort_mode=f.sort_mode)
+            except InvalidQuery as exc:
+                # Answered after the token check, as a server validates after authenticating.
+                problem = str(exc)
+                return self._reply(entry, authorization, Query("pages", 1, 0), problem)
+            return self._reply(
+                entry, authorization, parsed, lambda: orders_body(entry.store, parsed, path)
+            )
 
-    def _orders_reply(
+    def handle_order(self, store: str, order_id: int, *, authorization: str | None) -> Reply:
+        """The reply to ``GET .../orders/{order_id}`` (404 once the order is deleted)."""
+        with self._lock:
+            entry = self._entries.get(store)
+            if entry is None:
+                return _error(404, "not_found")
+            parsed = Query("order", order_id, 1)
+            return self._reply(
+                entry, authorization, parsed, lambda: order_body(entry.store, order_id)
+            )
+
+    def _reply(
         self,
         entry: _Entry,
-        raw_page: str | None,
-        raw_per_page: str | None,
         authorization: str | None,
-        path: str,
+        query: Query,
+        build: Callable[[], dict[str, Any] | None] | str,
     ) -> Reply:
+        """Faults first (token, churn, failures), then the body ``build`` makes (None: 404;
+        a string: the query is refused with 422 and that message)."""
         state, st = entry.faults, entry.store
         f = state.faults
         delay = f.latency_ms / 1000
-        # Laravel's paginator: a missing or bad page is 1, per_page is capped.
-        page = max(1, _int_param(raw_page) or 1)
-        per_page = _int_param(raw_per_page) or DEFAULT_PER_PAGE
-        per_page = DEFAULT_PER_PAGE if per_page < 1 else min(per_page, MAX_PER_PAGE)
+        page, per_page, mode = query.page, query.per_page, query.mode
 
         if f.check_token:
             refused = check_authorization(authorization, entry.token)
             if refused is not None:
-                state.record(page, per_page, refused, 0)
+                state.record(page, per_page, refused, 0, mode)
                 return _error(401 if refused == "unauthorized" else 403, refused, delay)
 
         add, delete, change = state.churn()
@@ -415,34 +434,34 @@ class Simulator:
 
         failure = state.draw_failure()
         if failure is not None and failure != "timeout" and not failure.startswith("malformed"):
-            return self._failure_reply(state, failure, page, per_page, delay)
+            return self._failure_reply(state, failure, query, delay)
 
-        body = self._page_body(st, page, per_page, path)
+        if isinstance(build, str):
+            state.record(page, per_page, "invalid", 0, mode)
+            return Reply(422, {"message": build}, {}, delay, "invalid")
+        body = build()
+        if body is None:
+            state.record(page, per_page, "not_found", 0, mode)
+            message = f"No query results for model [Order] {query.page}"
+            return Reply(404, {"message": message}, {}, delay, "not_found")
         outcome = "ok"
         if failure == "timeout":
             delay += f.timeout_seconds
             outcome = "timeout"
-        elif failure == "malformed_data":
-            body["data"] = {str(i): order for i, order in enumerate(body["data"])}
-            outcome = "malformed"
-        elif failure == "malformed_id":
-            if body["data"]:
-                del body["data"][0]["id"]
-            else:
-                body["data"] = [{"reference": f"{st.identifier}", "order_state_name": None}]
+        elif failure is not None:
+            _malform(body, failure, st.identifier)
             outcome = "malformed"
         served = body["data"]
-        state.record(page, per_page, outcome, len(served))
+        state.record(page, per_page, outcome, len(served) if isinstance(served, list) else 1, mode)
         return Reply(200, body, {}, delay, outcome)
 
-    def _failure_reply(
-        self, state: FaultState, failure: str, page: int, per_page: int, delay: float
-    ) -> Reply:
+    def _failure_reply(self, state: FaultState, failure: str, query: Query, delay: float) -> Reply:
+        page, per_page, mode = query.page, query.per_page, query.mode
         if failure == "rate_limited_window":
-            state.record(page, per_page, "rate_limited", 0)
+            state.record(page, per_page, "rate_limited", 0, mode)
             return _error(429, "rate_limited", delay, {"Retry-After": "1"})
         outcome = FAIL_OUTCOME[failure]
-        state.record(page, per_page, outcome, 0)
+        state.record(page, per_page, outcome, 0, mode)
         if failure == "rate_limited":
             retry_after = state.faults.retry_after
             headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
@@ -454,31 +473,17 @@ class Simulator:
         ]
         return _error(status, outcome, delay)
 
-    @staticmethod
-    def _page_body(st: SimStore, page: int, per_page: int, path: str) -> dict[str, Any]:
-        total = len(st)
-        last_page = max(1, math.ceil(total / per_page))
-        data = [st.order(order_id) for order_id in st.page_ids(page, per_page)]
-        first = (page - 1) * per_page + 1 if data else None
 
-        def link(number: int) -> str:
-            return f"{path}?page={number}&per_page={per_page}"
-
-        return {
-            "data": data,
-            "links": {
-                "first": link(1),
-                "last": link(last_page),
-                "prev": link(page - 1) if page > 1 else None,
-                "next": link(page + 1) if page < last_page else None,
-            },
-            "meta": {
-                "current_page": page,
-                "last_page": last_page,
-                "per_page": per_page,
-                "total": total,
-                "from": first,
-                "to": first + len(data) - 1 if first is not None else None,
-                "path": path,
-            },
-        }
+def _malform(body: dict[str, Any], failure: str, identifier: str) -> None:
+    """Break a body the way a malformed_* failure says (data not a list, or an id gone)."""
+    data = body["data"]
+    if failure == "malformed_data":
+        body["data"] = (
+            {str(i): order for i, order in enumerate(data)} if isinstance(data, list) else [data]
+        )
+    elif isinstance(data, dict):
+        del data["id"]
+    elif data:
+        del data[0]["id"]
+    else:
+        body["data"] = [{"reference": identifier, "order_state_name": None}]

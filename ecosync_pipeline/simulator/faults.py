@@ -29,6 +29,8 @@ Outcome = Literal[
     "server_error",
     "timeout",
     "malformed",
+    "not_found",
+    "invalid",
 ]
 """How the simulator answered one orders request (the keys of request counts)."""
 
@@ -83,6 +85,10 @@ class Faults:
     deletion_rate: float = 0.0
     status_change_rate: float = 0.0
     check_token: bool = True
+    cursor_mode: bool = True
+    """Serve ``sort_direction``/``cursor`` reads; off, they are ignored (ascending pages)."""
+    sort_mode: bool = True
+    """Serve ``sort=-id`` and ``created_at_from``; off, they are ignored."""
 
     def updated(self, **switches: Any) -> Faults:
         """A copy with some switches changed; unknown names and bad values raise."""
@@ -134,10 +140,11 @@ class Faults:
                 f"{', '.join(get_args(MalformedKind))}, "
                 f"got {self.malformed_kind!r}"
             )
-        if not isinstance(self.check_token, bool):
-            raise SimulatorError(
-                f"fault switch check_token must be true or false, got {self.check_token!r}"
-            )
+        for name in ("check_token", "cursor_mode", "sort_mode"):
+            if not isinstance(getattr(self, name), bool):
+                raise SimulatorError(
+                    f"fault switch {name} must be true or false, got {getattr(self, name)!r}"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         """The switches as JSON-ready values."""
@@ -157,6 +164,8 @@ class RequestRecord:
     outcome: str
     orders: int
     at: float
+    mode: str = "pages"
+    """How the store was read: pages, pages_desc, cursor or order (see reading.ReadMode)."""
 
 
 class FaultState:
@@ -214,11 +223,13 @@ class FaultState:
             bool(f.status_change_rate) and rng.random() < f.status_change_rate,
         )
 
-    def record(self, page: int, per_page: int, outcome: str, orders: int) -> None:
+    def record(
+        self, page: int, per_page: int, outcome: str, orders: int, mode: str = "pages"
+    ) -> None:
         """Count one request and keep it in the (bounded) log."""
         self.counts[outcome] += 1
         self.counts["total"] += 1
-        self.log.append(RequestRecord(page, per_page, outcome, orders, time.time()))
+        self.log.append(RequestRecord(page, per_page, outcome, orders, time.time(), mode))
 
     def stats(self) -> dict[str, int]:
         """Request counts by outcome, every outcome present, plus 'total'."""

@@ -289,3 +289,33 @@ class SimStore:
             self.set_status(order_id, NEXT_STATE[self.order(order_id)["order_state_name"]])
             changed.append(order_id)
         return changed
+
+    # --- reading newest first and by keyset --------------------------------------
+
+    def positions(self, start: int, stop: int) -> list[int]:
+        """The ids at positions [start, stop) (clamped to the store), ascending."""
+        start, stop = max(0, start), min(len(self), stop)
+        if stop <= start:
+            return []
+        out: list[int] = []
+        for order_id in self.iter_from(start):
+            out.append(order_id)
+            if len(out) == stop - start:
+                break
+        return out
+
+    def first_index_created_from(self, moment: datetime) -> int:
+        """The position of the first order created at or after ``moment`` (len when none).
+
+        created_at increases strictly with the id, so the orders created since a moment
+        are a suffix of the store: a bisection over positions finds where it starts.
+        """
+        wanted = timestamp(moment)
+        low, high = 0, len(self)
+        while low < high:
+            mid = (low + high) // 2
+            if self.order(self.id_at(mid))["created_at"] < wanted:
+                low = mid + 1
+            else:
+                high = mid
+        return low

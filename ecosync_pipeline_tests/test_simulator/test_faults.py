@@ -81,6 +81,8 @@ def test_next_five_requests_fail_with_503_then_the_store_answers(natur: Simulato
         "server_error": 0,
         "timeout": 0,
         "malformed": 0,
+        "not_found": 0,
+        "invalid": 0,
     }
 
 
