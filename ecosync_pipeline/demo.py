@@ -101,12 +101,15 @@ def _scaled(spec: StoreSpec, divisor: int) -> StoreSpec:
     return replace(spec, last_id=spec.first_id + max(50 * spec.stride, span // divisor))
 
 
-def _write_stores(path: Path, stores: list[Store], specs: list[StoreSpec], url: str) -> None:
+def write_stores_file(path: Path, stores: list[Store], simulator: Simulator, url: str) -> None:
+    """The demo's stores file: each store as ``simulator`` serves it now, added orders too.
+
+    ``ecosync simulator serve --stores-file`` on it serves the same ids again, so a sync
+    against the re-served stores finds nothing deleted and nothing new.
+    """
     entries = []
-    for store, spec in zip(stores, specs, strict=True):
-        sim: dict[str, Any] = {"first_id": spec.first_id, "gap_rate": spec.gap_rate}
-        sim.update({"stride": spec.stride, "seed": spec.seed} if spec.seed is not None else {})
-        sim.update({"count": spec.count} if spec.count is not None else {"last_id": spec.last_id})
+    for store in stores:
+        spec = replace(simulator.spec(store.identifier), added=simulator.added(store.identifier))
         entries.append(
             {
                 "identifier": store.identifier,
@@ -117,12 +120,14 @@ def _write_stores(path: Path, stores: list[Store], specs: list[StoreSpec], url: 
                 "import_per_page": store.import_per_page,
                 # The simulator is local: the 4/s meant for EcoManager would only slow the demo.
                 "requests_per_second": 500,
-                "simulator": sim,
+                "simulator": spec.simulator_keys(),
             }
         )
     path.write_text(
-        "# The demo's stores: data/stores.yaml, sized by `ecosync demo`, served on "
-        f"{url}.\n" + yaml.safe_dump({"stores": entries}, sort_keys=False),
+        "# The demo's stores as the demo left them (new orders included), served on "
+        f"{url}:\n# `ecosync simulator serve --stores-file {path.name} --port "
+        f"{url.rsplit(':', 1)[-1]}` serves them again.\n"
+        + yaml.safe_dump({"stores": entries}, sort_keys=False),
         encoding="utf-8",
     )
 
@@ -299,7 +304,7 @@ def run_demo(
     tokens = {s.token_env: simulator.token(s.identifier) for s in base}
     with SimulatorServer(simulator, port=_free_port(port)) as server:
         stores_file = demo_dir / "stores.yaml"
-        _write_stores(stores_file, base, specs, server.url)
+        write_stores_file(stores_file, base, simulator, server.url)
         settings = Settings(
             database_url=f"sqlite:///{demo_dir / 'orders.db'}",
             redis_url=redis_url,
@@ -353,6 +358,7 @@ def _play(demo: Demo, budget: float, redis_ok: bool) -> None:
     for store, row in rows.items():
         row.new_orders = NEW_ORDERS.get(store, 25)
         sim.add_orders(store, row.new_orders)
+    write_stores_file(Path(demo.settings.stores_file), demo.stores, sim, str(sim.url))
     sim.reset_counts()
     say(f"3. Redis is cleared: FLUSHDB on the demo's own database ({demo.settings.redis_url})")
     if redis_ok:

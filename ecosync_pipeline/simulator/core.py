@@ -261,6 +261,11 @@ class Simulator:
         with self._lock:
             return self._entry(store).store.add(count)
 
+    def added(self, store: str) -> int:
+        """How many orders were appended since the store's initial ones (``added`` of a spec)."""
+        with self._lock:
+            return self._entry(store).store.created
+
     def delete_orders(self, store: str, ids: Iterable[int]) -> list[int]:
         """Delete these ids (later orders shift towards page 1); return those deleted."""
         with self._lock:

@@ -4,7 +4,9 @@ A store's orders are described, never listed: ``first_id``, how many orders (``c
 or up to which id (``last_id``), the share of ids missing (``gap_rate``) and the mean
 step between consecutive ids (``stride``). The ids and every order are then computed on
 demand from (seed, store, position), so the same spec and seed always serve the same
-pages.
+pages. ``added`` replays orders created since (``Simulator.add_orders``): the same spec,
+seed and ``added`` serve the same ids again, so a stores file can describe a store as a
+demo left it.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class StoreSpec:
     Give ``count`` (exact number of orders) or ``last_id`` (the exact highest id; the
     count then follows from the gaps), not both; with neither, 1000 orders. ``stride``
     is the mean step between consecutive candidate ids (1 = dense apart from gaps).
-    ``seed`` overrides the simulator's seed for this store. ``token`` overrides the
-    token otherwise read from ``token_env`` (or derived with demo_token).
+    ``seed`` overrides the simulator's seed for this store. ``added`` orders follow the
+    initial ones, with the ids ``add_orders`` gives a fresh store. ``token`` overrides
+    the token otherwise read from ``token_env`` (or derived with demo_token).
     """
 
     identifier: str
@@ -78,6 +81,7 @@ class StoreSpec:
     gap_rate: float = 0.0
     stride: int = 1
     seed: int | None = None
+    added: int = 0
     catalog: str = "cosmetics"
     token_env: str = ""
     token: str | None = field(default=None, repr=False)
@@ -104,6 +108,8 @@ class StoreSpec:
             problems.append(f"last_id must be an integer >= first_id, got {self.last_id!r}")
         if not isinstance(self.gap_rate, (int, float)) or not 0 <= self.gap_rate < 1:
             problems.append(f"gap_rate must be a number in [0, 1), got {self.gap_rate!r}")
+        if not _is_int(self.added) or self.added < 0:
+            problems.append(f"added must be an integer >= 0, got {self.added!r}")
         if not _is_int(self.stride) or self.stride < 1:
             problems.append(f"stride must be an integer >= 1, got {self.stride!r}")
         if self.catalog not in CATALOGS:
@@ -123,6 +129,26 @@ class StoreSpec:
     def key(self, simulator_seed: int) -> int:
         """This store's 64-bit hash key under the simulator's seed."""
         return store_key(self.identifier, self.seed if self.seed is not None else simulator_seed)
+
+    def simulator_keys(self) -> dict[str, Any]:
+        """The ``simulator:`` mapping of a stores file that rebuilds exactly this spec."""
+        keys: dict[str, Any] = {
+            "first_id": self.first_id,
+            "gap_rate": self.gap_rate,
+            "stride": self.stride,
+            "catalog": self.catalog,
+            "started": self.started.isoformat(),
+            "until": self.until.isoformat(),
+        }
+        if self.count is not None or self.last_id is None:
+            keys["count"] = self.order_count
+        else:
+            keys["last_id"] = self.last_id
+        if self.seed is not None:
+            keys["seed"] = self.seed
+        if self.added:
+            keys["added"] = self.added
+        return keys
 
     @classmethod
     def from_store(cls, store: Store) -> StoreSpec:
@@ -159,6 +185,7 @@ SPEC_KEYS = (
     "gap_rate",
     "stride",
     "seed",
+    "added",
     "catalog",
     "started",
     "until",

@@ -84,6 +84,8 @@ class SimStore:
         # Runtime choices (which ids to delete, new ids' steps) are seeded too, so a
         # scripted scenario replays identically.
         self.rng = random.Random(key ^ 0xC0FFEE)
+        self.created = 0  # orders appended by add(), the spec's ``added`` included
+        self.add(spec.added)
 
     # --- reading -----------------------------------------------------------------
 
@@ -215,6 +217,7 @@ class SimStore:
         """Append ``count`` new orders after the last id; return their ids."""
         new: list[int] = []
         span = self.base.step_span
+        self.created += count
         for _ in range(count):
             new.append(self.next_id)
             self.added.append(self.next_id)

@@ -9,6 +9,8 @@ import pytest
 
 from ecosync_pipeline.bench.recovery import goal_bound
 from ecosync_pipeline.demo import run_demo
+from ecosync_pipeline.simulator import Simulator
+from ecosync_pipeline.storage import iter_order_ids, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,3 +48,11 @@ def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
     assert (demo_root / "data" / "history").exists() or (demo_root / "data" / "storage").exists()
     env = (demo_root / ".env").read_text()
     assert f"ECOSYNC_REDIS_URL={redis_url}" in env
+    # the stores file it wrote serves exactly the synced ids again: nothing deleted, no new
+    re_served = Simulator.from_stores_file(demo_root / "data" / "demo" / "stores.yaml")
+    engine = make_engine(f"sqlite:///{demo_root / 'data' / 'demo' / 'orders.db'}")
+    try:
+        for row in report.rows:
+            assert list(re_served.ids(row.store)) == sorted(iter_order_ids(engine, row.store))
+    finally:
+        engine.dispose()

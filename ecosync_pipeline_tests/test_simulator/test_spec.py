@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+import yaml
 
 from ecosync_pipeline.config import parse_stores
 from ecosync_pipeline.errors import ConfigError
@@ -102,3 +105,31 @@ def test_simulator_fixture_starts_each_test_with_no_stores(simulator: Simulator)
     assert simulator.stores() == []
     simulator.configure([StoreSpec("NATUR", count=2)])
     assert page_ids(simulator, "NATUR", 1) == [1, 2]
+
+
+def test_simulator_keys_rebuild_a_store_with_its_stride_and_added_orders() -> None:
+    live = Simulator(
+        [
+            StoreSpec("PURNA", first_id=500_000, count=60, stride=7, gap_rate=0.05),
+            StoreSpec("NATUR", first_id=1, last_id=90, gap_rate=0.1, catalog="jewelry"),
+        ]
+    )
+    live.add_orders("PURNA", 5)
+    live.add_orders("PURNA", 3)
+    live.add_orders("NATUR", 4)
+    entries = [
+        {
+            "identifier": store,
+            "name": store,
+            "base_url": f"http://127.0.0.1:8765/{store}",
+            "token_env": f"TOKEN_{store}",
+            "simulator": replace(live.spec(store), added=live.added(store)).simulator_keys(),
+        }
+        for store in live.stores()
+    ]
+    again = Simulator.from_stores(parse_stores(yaml.safe_dump({"stores": entries})))
+    for store in live.stores():
+        assert list(again.ids(store)) == list(live.ids(store)), store
+        assert again.spec(store).catalog == live.spec(store).catalog
+    assert again.added("PURNA") == 8
+    assert max(again.ids("PURNA")) > 500_000 + 60 * 7 // 2  # the stride survived
