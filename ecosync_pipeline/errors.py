@@ -9,8 +9,7 @@
     │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry
     │   └── MalformedPage        the payload breaks the contract
     ├── PositionError            a sync position could not be read or trusted
-    │   ├── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
-    │   └── PositionUnrecoverable  no layer could give a verified position
+    │   └── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
     ├── StorageError             the orders database failed
     │   └── DatabaseUnavailable  it cannot be reached, or the connection dropped (retryable)
     └── SyncError
@@ -84,15 +83,6 @@ class BackupCorrupt(PositionError):
             f"backup file {path} is unreadable ({reason}); {where}. Positions will be "
             "recomputed from the orders database; inspect the moved file if you need it."
         )
-
-
-class PositionUnrecoverable(PositionError):
-    """No layer could give a verified position for a store."""
-
-    def __init__(self, store: str, reason: str) -> None:
-        self.store = store
-        self.reason = reason
-        super().__init__(f"store {store}: position could not be recovered: {reason}")
 
 
 class StorageError(EcosyncError):

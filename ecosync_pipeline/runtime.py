@@ -15,7 +15,7 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.factory import build_chain
-from ecosync_pipeline.storage import LATEST_VERSION, current_version, make_engine, migrate
+from ecosync_pipeline.storage import is_current, make_engine, migrate
 from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
 
@@ -40,7 +40,7 @@ class Runtime:
         store_list = stores if stores is not None else settings.stores()
         engine = make_engine(settings.database_url)
         # A read first: migrating takes a write lock, and every run and op builds a Runtime.
-        if current_version(engine) < LATEST_VERSION:
+        if not is_current(engine):
             migrate(engine)
         chain = build_chain(settings, store_list, engine)
         return cls(settings=settings, stores=store_list, engine=engine, chain=chain)

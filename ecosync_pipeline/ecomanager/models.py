@@ -6,7 +6,7 @@ leniently, so a server that omits or reshapes a field never stops the sync.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -170,8 +170,3 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
     return Page(
         store=store, number=page, per_page=per_page, orders=orders, last_page=last_page, total=total
     )
-
-
-def orders_from(pages: Sequence[Page]) -> list[Order]:
-    """All orders of several pages, in order."""
-    return [o for p in pages for o in p.orders]

@@ -46,11 +46,6 @@ class RateLimiter:
         """Requests per second this limiter allows."""
         return self._rate
 
-    @property
-    def interval(self) -> float:
-        """Seconds between the starts of two consecutive calls."""
-        return 1.0 / self._rate
-
     def slow_to(self, rate: float) -> None:
         """Lower the rate to ``rate`` if it is below the current one (never raises it)."""
         if not rate > 0:

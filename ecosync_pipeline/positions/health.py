@@ -84,11 +84,6 @@ class LossReport:
         """Positions were lost (a flush, or keys gone): a recovery is due."""
         return self.flushed or bool(self.missing)
 
-    @property
-    def needs_recovery(self) -> bool:
-        """There is a loss event to act on (a loss, or a restart to re-verify after)."""
-        return self.event_id is not None
-
 
 def _digest(stores: Sequence[str]) -> str:
     return hashlib.sha256(",".join(sorted(stores)).encode()).hexdigest()[:12]

@@ -9,10 +9,10 @@ from __future__ import annotations
 from ecosync_pipeline.storage.database import make_engine, normalize_url, ping, redact, sqlite_path
 from ecosync_pipeline.storage.locks import advisory_key, store_lock, store_lock_key
 from ecosync_pipeline.storage.migrations import (
-    LATEST_VERSION,
-    MIGRATIONS,
-    Migration,
-    current_version,
+    alembic_config,
+    current_revision,
+    head_revision,
+    is_current,
     migrate,
 )
 from ecosync_pipeline.storage.orders import (
@@ -27,18 +27,18 @@ from ecosync_pipeline.storage.orders import (
     store_summary,
     upsert_orders,
 )
-from ecosync_pipeline.storage.schema import metadata, orders, schema_version, stores
+from ecosync_pipeline.storage.schema import metadata, orders, stores
 
 __all__ = [
-    "LATEST_VERSION",
-    "MIGRATIONS",
-    "Migration",
     "StoreSummary",
     "UpsertCounts",
     "advisory_key",
-    "current_version",
+    "alembic_config",
+    "current_revision",
     "duplicate_count",
     "ensure_store",
+    "head_revision",
+    "is_current",
     "iter_order_ids",
     "make_engine",
     "metadata",
@@ -49,7 +49,6 @@ __all__ = [
     "orders_after",
     "ping",
     "redact",
-    "schema_version",
     "sqlite_path",
     "store_lock",
     "store_lock_key",

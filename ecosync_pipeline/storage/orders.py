@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -26,8 +27,8 @@ from ecosync_pipeline.config import validate_store_identifier
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
 from ecosync_pipeline.storage.database import READ_ONLY, describe_error
+from ecosync_pipeline.storage.schema import ORDER_FIELD, stores
 from ecosync_pipeline.storage.schema import orders as orders_table
-from ecosync_pipeline.storage.schema import stores
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +36,17 @@ MAX_ROWS_PER_STATEMENT = 1000
 """Orders per INSERT: a page (at most 100) or a batch of pages is one statement, while
 staying far below the bind-parameter limits (PostgreSQL 65,535; SQLite 32,766)."""
 
-UPDATED_ON_CONFLICT = (
-    "reference",
-    "order_state",
-    "confirmation_state",
-    "full_name",
-    "telephone",
-    "wilaya",
-    "commune",
-    "items",
-    "total_products",
-    "total",
-    "created_at",
-    "updated_at",
-    "last_seen_at",
-)
+ORDER_FIELDS = {
+    column.name: column.info[ORDER_FIELD]
+    for column in orders_table.columns
+    if ORDER_FIELD in column.info
+}
+"""Each column the page upsert fills from an ``Order``, and the attribute it comes from."""
+
+UPSERT_COLUMNS = ("store", *ORDER_FIELDS, "first_seen_at", "last_seen_at")
+"""Every column a page upsert writes, in the table's order of the order fields."""
+
+UPDATED_ON_CONFLICT = (*(c for c in ORDER_FIELDS if c != "order_id"), "last_seen_at")
 """What a re-read refreshes: everything EcoManager may change, and when we last saw it.
 ``first_seen_at`` and the row's own id are kept."""
 
@@ -150,49 +147,53 @@ def _sqlite_upsert() -> Any:
 
 _SQLITE_UPSERT = _sqlite_upsert()
 
-# PostgreSQL: one row of arrays, unnested. The statement text and its 16 parameters are
-# the same for every page, so psycopg caches and prepares it; a multi-row VALUES list
-# has 16 parameters an order, which psycopg re-parses on every page (its cache stops at
-# 50 parameters) and which costs more CPU than the database's own work.
-_ARRAY_COLUMNS = (
-    ("store", "text"),
-    ("order_id", "bigint"),
-    ("reference", "text"),
-    ("order_state", "text"),
-    ("confirmation_state", "text"),
-    ("full_name", "text"),
-    ("telephone", "text"),
-    ("wilaya", "text"),
-    ("commune", "text"),
-    ("items", "text"),
-    ("total_products", "numeric"),
-    ("total", "numeric"),
-    ("created_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
-    ("first_seen_at", "timestamptz"),
-    ("last_seen_at", "timestamptz"),
-)
-_POSTGRES_UPSERT = (
-    f"INSERT INTO {orders_table.name} ({', '.join(c for c, _ in _ARRAY_COLUMNS)}) "
-    f"SELECT {', '.join(f'{c}::jsonb' if c == 'items' else c for c, _ in _ARRAY_COLUMNS)} "
-    f"FROM unnest({', '.join(f'%s::{t}[]' for _, t in _ARRAY_COLUMNS)}) "
-    f"AS page({', '.join(c for c, _ in _ARRAY_COLUMNS)}) "
-    "ON CONFLICT (store, order_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATED_ON_CONFLICT)
-    + " RETURNING (xmax = 0)"
-)
+# PostgreSQL: one row of arrays, unnested. The statement text and its parameters (one
+# array a column) are the same for every page, so psycopg caches and prepares it; a
+# multi-row VALUES list has a parameter per value, which psycopg re-parses on every page
+# (its cache stops at 50 parameters) and which costs more CPU than the database's work.
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _pg_type(name: str) -> str:
+    """The column's PostgreSQL type for its array, without length or precision (an explicit
+    cast would truncate or round silently where the column itself refuses); JSON travels
+    as text and is cast after unnest."""
+    column_type = orders_table.c[name].type
+    if isinstance(column_type, JSON):
+        return "TEXT"
+    return re.sub(r"\(.*?\)", "", column_type.compile(dialect=_PG_DIALECT))
+
+
+def _postgres_upsert() -> str:
+    columns = ", ".join(UPSERT_COLUMNS)
+    selected = ", ".join(
+        f"{c}::{orders_table.c[c].type.compile(dialect=_PG_DIALECT)}"
+        if isinstance(orders_table.c[c].type, JSON)
+        else c
+        for c in UPSERT_COLUMNS
+    )
+    arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in UPSERT_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATED_ON_CONFLICT)
+    return (
+        f"INSERT INTO {orders_table.name} ({columns}) SELECT {selected} "
+        f"FROM unnest({arrays}) AS page({columns}) "
+        f"ON CONFLICT (store, order_id) DO UPDATE SET {updates} RETURNING (xmax = 0)"
+    )
+
+
+_POSTGRES_UPSERT = _postgres_upsert()
 
 
 def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
-    """The rows as one list per column, in _ARRAY_COLUMNS order, ready for unnest.
+    """The rows as one list per column, in UPSERT_COLUMNS order, ready for unnest.
 
     Each value goes through its column type's own bind processing (UTC timestamps,
     rounded amounts), as a SQLAlchemy statement would; JSON is sent as text for ::jsonb.
     """
     columns: list[list[Any]] = []
-    for name, _ in _ARRAY_COLUMNS:
+    for name in UPSERT_COLUMNS:
         column_type = orders_table.c[name].type
-        if name == "items":
+        if isinstance(column_type, JSON):
             columns.append([json.dumps(row[name]) for row in rows])
             continue
         bind = column_type.bind_processor(conn.dialect)
@@ -310,24 +311,11 @@ def order_state(bind: Bind, store: str, order_id: int) -> str | None:
 
 
 def _row(store: str, order: Order, seen: datetime) -> dict[str, Any]:
-    return {
-        "store": store,
-        "order_id": order.id,
-        "reference": order.reference,
-        "order_state": order.order_state_name,
-        "confirmation_state": order.confirmation_state_name,
-        "full_name": order.full_name,
-        "telephone": order.telephone,
-        "wilaya": order.wilaya,
-        "commune": order.commune,
-        "items": [_jsonable(item) for item in order.items],
-        "total_products": order.total_products,
-        "total": order.total,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at,
-        "first_seen_at": seen,
-        "last_seen_at": seen,
-    }
+    row: dict[str, Any] = {"store": store, "first_seen_at": seen, "last_seen_at": seen}
+    for column, field in ORDER_FIELDS.items():
+        value = getattr(order, field)
+        row[column] = _jsonable(value) if isinstance(orders_table.c[column].type, JSON) else value
+    return row
 
 
 def _jsonable(value: Any) -> Any:

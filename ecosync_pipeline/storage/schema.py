@@ -1,7 +1,10 @@
 """The orders database schema, as SQLAlchemy Core tables: the current version.
 
-``migrations.py`` brings any database to this shape; a test checks that a database
-migrated from scratch matches these definitions exactly.
+The Alembic revisions in ``migrations/versions`` bring any database to this shape; a
+test checks that a database upgraded from scratch matches these definitions exactly.
+The writes and reads of ``orders.py`` derive their column lists from these tables: a
+column of ``orders`` whose ``info`` names an ``Order`` field (``from_order``) is
+written by the page upsert and refreshed when a page is read again.
 """
 
 from __future__ import annotations
@@ -107,6 +110,14 @@ def surrogate_key() -> TypeEngine[int]:
     return BigInteger().with_variant(Integer(), "sqlite")
 
 
+ORDER_FIELD = "order_field"
+
+
+def from_order(field: str) -> dict[str, str]:
+    """Column ``info`` naming the ``Order`` attribute the page upsert writes into the column."""
+    return {ORDER_FIELD: field}
+
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 stores = Table(
@@ -129,37 +140,34 @@ orders = Table(
         ForeignKey("stores.identifier", ondelete="RESTRICT"),
         nullable=False,
     ),
-    Column("order_id", BigInteger, nullable=False, comment="EcoManager's order id"),
-    Column("reference", Text),
-    Column("order_state", Text),
-    Column("confirmation_state", Text),
-    Column("full_name", Text),
-    Column("telephone", Text),
-    Column("wilaya", Text),
-    Column("commune", Text),
-    Column("items", json_type(), nullable=False),
-    Column("total_products", Money),
-    Column("total", Money),
-    Column("created_at", UtcDateTime, comment="EcoManager's"),
-    Column("updated_at", UtcDateTime, comment="EcoManager's"),
+    Column(
+        "order_id",
+        BigInteger,
+        nullable=False,
+        comment="EcoManager's order id",
+        info=from_order("id"),
+    ),
+    Column("reference", Text, info=from_order("reference")),
+    Column("order_state", Text, info=from_order("order_state_name")),
+    Column("confirmation_state", Text, info=from_order("confirmation_state_name")),
+    Column("full_name", Text, info=from_order("full_name")),
+    Column("telephone", Text, info=from_order("telephone")),
+    Column("wilaya", Text, info=from_order("wilaya")),
+    Column("commune", Text, info=from_order("commune")),
+    Column("items", json_type(), nullable=False, info=from_order("items")),
+    Column("total_products", Money, info=from_order("total_products")),
+    Column("total", Money, info=from_order("total")),
+    Column("created_at", UtcDateTime, comment="EcoManager's", info=from_order("created_at")),
+    Column("updated_at", UtcDateTime, comment="EcoManager's", info=from_order("updated_at")),
     Column("first_seen_at", UtcDateTime, nullable=False, comment="when ecosync first read it"),
     Column("last_seen_at", UtcDateTime, nullable=False, comment="when ecosync last read it"),
     # The unique index on (store, order_id) makes re-reading a page harmless (upsert) and
     # answers "last order id and count per store" from the index alone.
     UniqueConstraint("store", "order_id"),
-    # v2: orders of a store not seen since a date (deleted upstream, for reconciliation).
+    # Revision 0002: orders of a store not seen since a date (deleted upstream, for reconciliation).
     Index(None, "store", "last_seen_at"),
 )
 """Every order ever read, once per (store, order_id)."""
-
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("description", Text, nullable=False),
-    Column("applied_at", UtcDateTime, nullable=False),
-)
-"""One row per applied migration."""
 
 ORDERS_UNIQUE = "uq_orders_store_order_id"
 ORDERS_SEEN_INDEX = "ix_orders_store_last_seen_at"

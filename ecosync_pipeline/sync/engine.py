@@ -51,10 +51,6 @@ class SyncResult:
     last_order_id_before: int | None
     last_order_id: int | None
 
-    @property
-    def orders_seen(self) -> int:
-        return self.orders_new + self.orders_updated
-
 
 @contextmanager
 def _transaction(engine: Engine, what: str) -> Iterator[Connection]:

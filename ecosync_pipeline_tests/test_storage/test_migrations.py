@@ -1,38 +1,72 @@
-"""Migrations: a new database gets the current schema, an old one keeps its data."""
+"""Migrations (Alembic): a new database gets the current schema, an old one keeps its data."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
-import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import Connection, Engine
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.cli import main
 from ecosync_pipeline.errors import StorageError
 from ecosync_pipeline.storage import (
-    LATEST_VERSION,
-    MIGRATIONS,
-    Migration,
-    current_version,
+    alembic_config,
+    current_revision,
     ensure_store,
+    head_revision,
     make_engine,
     metadata,
     migrate,
     orders_after,
-    schema_version,
     upsert_orders,
 )
+from ecosync_pipeline.storage.migrations import script_directory
 from ecosync_pipeline.storage.schema import ORDERS_SEEN_INDEX, ORDERS_UNIQUE
 from ecosync_pipeline_tests.test_storage.factories import make_page
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAD = head_revision()
+BOOKKEEPING = "alembic_version"
+
+
+def _revision_file(folder: Path, rev: str, parent: str, body: str, doc: str) -> None:
+    """A synthetic later release: one revision file after ``parent``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"v{rev}_test.py").write_text(
+        f'''"""{doc}"""
+from alembic import op
+from sqlalchemy import text
+
+revision = "{rev}"
+down_revision = "{parent}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{body}
+
+
+def downgrade() -> None:
+    pass
+'''
+    )
 
 
 def _shape(engine: Engine) -> dict[str, Any]:
     """Tables, columns (name, nullable), unique constraints and indexes, as reflected."""
     insp = inspect(engine)
     shape: dict[str, Any] = {}
-    for table in sorted(insp.get_table_names()):
+    for table in sorted(set(insp.get_table_names()) - {BOOKKEEPING}):
         shape[table] = {
             "columns": sorted((c["name"], bool(c["nullable"])) for c in insp.get_columns(table)),
             "unique": sorted(
@@ -76,31 +110,44 @@ def _model_shape() -> dict[str, Any]:
 
 
 def test_migrate_creates_the_current_schema_on_an_empty_database(fresh_engine: Engine) -> None:
-    assert current_version(fresh_engine) == 0
-    assert migrate(fresh_engine) == LATEST_VERSION
-    assert current_version(fresh_engine) == LATEST_VERSION
+    assert current_revision(fresh_engine) is None
+    assert migrate(fresh_engine) == HEAD
+    assert current_revision(fresh_engine) == HEAD
     assert _shape(fresh_engine) == _model_shape()
     assert (ORDERS_UNIQUE, ("store", "order_id")) in _shape(fresh_engine)["orders"]["unique"]
+
+
+def test_table_definitions_and_migrations_agree(fresh_engine: Engine) -> None:
+    """Alembic's own comparison: a column, index or type in schema.py with no revision
+    (or a revision with no counterpart in schema.py) fails here."""
+    migrate(fresh_engine)
+    with fresh_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_a_column_missing_from_the_migrations_is_detected(fresh_engine: Engine) -> None:
+    migrate(fresh_engine)
+    with fresh_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE orders ADD COLUMN stray TEXT"))
+    with fresh_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d[0] for d in diff] == ["remove_column"]
+    assert diff[0][3].name == "stray"
 
 
 def test_migrate_twice_is_a_no_op(fresh_engine: Engine) -> None:
     migrate(fresh_engine)
     migrate(fresh_engine)
     with fresh_engine.connect() as conn:
-        versions = conn.execute(select(schema_version.c.version)).scalars().all()
-    assert sorted(versions) == [m.version for m in MIGRATIONS]
+        versions = conn.execute(text(f"SELECT version_num FROM {BOOKKEEPING}")).scalars().all()
+    assert versions == [HEAD]
 
 
-def _add_note_column(conn: Connection) -> None:
-    """A synthetic later release: a new column, backfilled from existing data."""
-    conn.execute(text("ALTER TABLE orders ADD COLUMN note TEXT"))
-    conn.execute(text("UPDATE orders SET note = 'was ' || order_state"))
-
-
-def test_database_at_v1_with_data_migrates_to_latest_and_later_without_loss(
-    fresh_engine: Engine,
+def test_database_at_0001_with_data_migrates_to_latest_and_later_without_loss(
+    fresh_engine: Engine, tmp_path: Path
 ) -> None:
-    assert migrate(fresh_engine, migrations=MIGRATIONS[:1]) == 1
+    assert migrate(fresh_engine, revision="0001") == "0001"
     assert ORDERS_SEEN_INDEX not in {i["name"] for i in inspect(fresh_engine).get_indexes("orders")}
     with fresh_engine.begin() as conn:
         ensure_store(conn, "NATUR", "Natur")
@@ -109,61 +156,118 @@ def test_database_at_v1_with_data_migrates_to_latest_and_later_without_loss(
         upsert_orders(conn, "PURNA", make_page(9_490, 20, step=3, state="Livré"))
     before = {s: orders_after(fresh_engine, s, None, 1000) for s in ("NATUR", "PURNA")}
 
-    assert migrate(fresh_engine) == LATEST_VERSION
+    assert migrate(fresh_engine) == HEAD
     assert ORDERS_SEEN_INDEX in {i["name"] for i in inspect(fresh_engine).get_indexes("orders")}
     assert {s: orders_after(fresh_engine, s, None, 1000) for s in before} == before
 
-    later = (*MIGRATIONS, Migration(LATEST_VERSION + 1, "orders.note", _add_note_column))
-    assert migrate(fresh_engine, migrations=later) == LATEST_VERSION + 1
+    _revision_file(
+        tmp_path,
+        "9001",
+        HEAD,
+        '    op.execute(text("ALTER TABLE orders ADD COLUMN note TEXT"))\n'
+        "    op.execute(text(\"UPDATE orders SET note = 'was ' || order_state\"))",
+        "orders.note",
+    )
+    later = alembic_config(version_locations=(tmp_path,))
+    assert migrate(fresh_engine, config=later) == "9001"
     assert {s: orders_after(fresh_engine, s, None, 1000) for s in before} == before
     with fresh_engine.connect() as conn:
         notes = set(conn.execute(text("SELECT note FROM orders")).scalars())
-        recorded = conn.execute(select(schema_version.c.version)).scalars().all()
     assert notes == {"was En cours", "was Livré"}
-    assert sorted(recorded) == list(range(1, LATEST_VERSION + 2))
+    assert current_revision(fresh_engine) == "9001"
 
 
-def test_failing_migration_rolls_back_every_step_of_the_run(fresh_engine: Engine) -> None:
-    def broken(conn: Connection) -> None:
-        conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
-        conn.execute(text("SELECT * FROM no_such_table"))
+@pytest.mark.parametrize("legacy_version", [1, 2])
+def test_database_of_the_first_migration_framework_upgrades_in_place(
+    fresh_engine: Engine, legacy_version: int
+) -> None:
+    """A database at schema_version v1 or v2 (ecosync's own framework before Alembic)."""
+    migrate(fresh_engine, revision=f"000{legacy_version}")
+    with fresh_engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {BOOKKEEPING}"))
+        conn.execute(
+            text(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at TIMESTAMP NOT NULL)"
+            )
+        )
+        for v in range(1, legacy_version + 1):
+            conn.execute(
+                text("INSERT INTO schema_version VALUES (:v, 'legacy', CURRENT_TIMESTAMP)"),
+                {"v": v},
+            )
+        ensure_store(conn, "NATUR", "Natur")
+        upsert_orders(conn, "NATUR", make_page(1, 30))
+    assert current_revision(fresh_engine) == f"000{legacy_version}"
+    before = orders_after(fresh_engine, "NATUR", None, 100)
 
-    with pytest.raises(StorageError, match=r"migration v2 \(broken\) failed.*unchanged"):
-        migrate(fresh_engine, migrations=(MIGRATIONS[0], Migration(2, "broken", broken)))
-    assert current_version(fresh_engine) == 0
+    assert migrate(fresh_engine) == HEAD
+    assert _shape(fresh_engine) == _model_shape()
+    assert "schema_version" not in inspect(fresh_engine).get_table_names()
+    assert orders_after(fresh_engine, "NATUR", None, 100) == before
+
+
+def test_failing_migration_rolls_back_every_step_of_the_run(
+    fresh_engine: Engine, tmp_path: Path
+) -> None:
+    _revision_file(
+        tmp_path,
+        "9001",
+        HEAD,
+        '    op.execute(text("CREATE TABLE half_done (x INTEGER)"))\n'
+        '    op.execute(text("SELECT * FROM no_such_table"))',
+        "broken",
+    )
+    config = alembic_config(version_locations=(tmp_path,))
+    with pytest.raises(StorageError, match=r"migration 9001 \(broken\) failed.*unchanged"):
+        migrate(fresh_engine, config=config)
+    assert current_revision(fresh_engine) is None
     assert not {"orders", "half_done"} & set(inspect(fresh_engine).get_table_names())
-    assert migrate(fresh_engine) == LATEST_VERSION
+    assert migrate(fresh_engine) == HEAD
 
 
-def test_database_newer_than_the_code_is_refused(fresh_engine: Engine) -> None:
-    migrate(fresh_engine)
+def test_database_newer_than_the_code_is_refused(fresh_engine: Engine, tmp_path: Path) -> None:
+    _revision_file(tmp_path, "9001", HEAD, "    pass", "from a newer ecosync")
+    migrate(fresh_engine, config=alembic_config(version_locations=(tmp_path,)))
     with pytest.raises(StorageError, match="newer than this ecosync knows"):
-        migrate(fresh_engine, migrations=MIGRATIONS[:1])
+        migrate(fresh_engine)
 
 
-def test_migrate_rejects_a_list_with_gaps_or_out_of_order(fresh_engine: Engine) -> None:
-    with pytest.raises(ValueError, match="1, 2, 3"):
-        migrate(fresh_engine, migrations=(MIGRATIONS[1], MIGRATIONS[0]))
+def test_the_revisions_form_one_line_and_a_second_head_is_refused(tmp_path: Path) -> None:
+    """Two revisions on one parent (two engineers' changes) must be put in a line."""
+    script = script_directory()
+    revisions = list(script.walk_revisions())
+    assert [r.revision for r in reversed(revisions)] == [
+        f"{n:04d}" for n in range(1, len(revisions) + 1)
+    ]
+    assert script.get_heads() == [HEAD]
+    parent = revisions[1].revision
+    _revision_file(tmp_path, "9001", parent, "    pass", "a sibling of the head")
+    with pytest.raises(StorageError, match="2 heads"):
+        head_revision(alembic_config(version_locations=(tmp_path,)))
 
 
-def test_two_migrators_at_once_apply_each_migration_once(database_url: str) -> None:
-    calls: list[int] = []
-
-    def counted(conn: Connection) -> None:
-        calls.append(1)
-        # Slow enough that the other migrator arrives while this one holds the lock.
-        time.sleep(0.3)
-
-    steps = (*MIGRATIONS, Migration(LATEST_VERSION + 1, "counted", counted))
+def test_two_migrators_at_once_apply_each_migration_once(database_url: str, tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    _revision_file(
+        tmp_path / "versions",
+        "9001",
+        HEAD,
+        f"    with open({str(calls)!r}, 'a') as f:\n        f.write('1')\n"
+        "    import time\n    time.sleep(0.3)",
+        "counted",
+    )
     engines = [make_engine(database_url) for _ in range(2)]
-    results: list[int] = []
+    results: list[str] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
     def run(engine: Engine) -> None:
         try:
             barrier.wait()
-            results.append(migrate(engine, migrations=steps))
+            # A config each: it carries the migrator's connection.
+            config = alembic_config(version_locations=(tmp_path / "versions",))
+            results.append(migrate(engine, config=config))
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
@@ -174,11 +278,9 @@ def test_two_migrators_at_once_apply_each_migration_once(database_url: str) -> N
         for t in threads:
             t.join(timeout=60)
         assert errors == []
-        assert results == [LATEST_VERSION + 1] * 2
-        assert calls == [1]
-        with engines[0].connect() as conn:
-            versions = conn.execute(select(schema_version.c.version)).scalars().all()
-        assert sorted(versions) == list(range(1, LATEST_VERSION + 2))
+        assert results == ["9001"] * 2
+        assert calls.read_text() == "1"
+        assert current_revision(engines[0]) == "9001"
     finally:
         for e in engines:
             e.dispose()
@@ -189,13 +291,37 @@ def test_tables_created_without_bookkeeping_are_adopted(fresh_engine: Engine) ->
         metadata.create_all(conn, tables=[metadata.tables["stores"], metadata.tables["orders"]])
         ensure_store(conn, "NATUR", "Natur")
         upsert_orders(conn, "NATUR", make_page(1, 5))
-    assert migrate(fresh_engine) == LATEST_VERSION
+    assert migrate(fresh_engine) == HEAD
     assert len(orders_after(fresh_engine, "NATUR", None, 100)) == 5
 
 
-def test_schema_version_records_description_and_time(fresh_engine: Engine) -> None:
-    migrate(fresh_engine)
-    with fresh_engine.connect() as conn:
-        row = conn.execute(select(schema_version).where(schema_version.c.version == 1)).one()
-    assert row.description == MIGRATIONS[0].description
-    assert row.applied_at.tzinfo is not None
+def test_ecosync_db_upgrade_brings_the_configured_database_to_the_head(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECOSYNC_DATABASE_URL", sqlite_url)
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert f"schema empty -> {HEAD}" in result.output
+    result = CliRunner().invoke(main, ["db", "current"])
+    assert f"at {HEAD}, newest {HEAD}" in result.output
+    engine = make_engine(sqlite_url)
+    try:
+        assert current_revision(engine) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_the_alembic_cli_with_the_project_config_upgrades_and_reports(sqlite_url: str) -> None:
+    env = {**os.environ, "ECOSYNC_DATABASE_URL": sqlite_url}
+    alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+    done = subprocess.run(
+        [*alembic, "upgrade", "head"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    shown = subprocess.run([*alembic, "current"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert f"{HEAD} (head)" in shown.stdout, shown.stdout + shown.stderr
+    engine = make_engine(sqlite_url)
+    try:
+        assert _shape(engine) == _model_shape()
+    finally:
+        engine.dispose()
