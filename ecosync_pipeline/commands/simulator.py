@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 
 import click
 
@@ -43,26 +42,29 @@ def simulator() -> None:
     type=int,
     help="Seed of every generated id, order and fault draw.",
 )
+@click.option(
+    "--webhook-time-scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Shrink (or stretch) the webhook retry schedule: 0.001 plays a day in 86 s.",
+)
 @reports_errors
-def serve(host: str, port: int, stores_file: str | None, seed: int) -> None:
+def serve(
+    host: str, port: int, stores_file: str | None, seed: int, webhook_time_scale: float
+) -> None:
     """Serve every configured store at http://HOST:PORT/<STORE>/api/shop/v2/orders."""
     import uvicorn
 
+    from ecosync_pipeline.serving import bind_socket, uvicorn_config
     from ecosync_pipeline.simulator import Simulator, create_app
 
     path = stores_file or Settings.from_env().stores_file
     sim = Simulator.from_stores_file(path, seed=seed)
-    # IPPROTO_TCP explicitly, so asyncio sets TCP_NODELAY (else ~40 ms per keep-alive reply).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"cannot serve on {host}:{port} ({exc.strerror}); pick another "
-            "--port or stop what is using it"
-        ) from exc
+    if webhook_time_scale != 1.0:
+        hub = sim.webhooks.dispatcher
+        hub.policy = hub.policy.updated(time_scale=webhook_time_scale)
+    sock = bind_socket(host, port)
     # With --port 0 the system picks the port: report the real one.
     base = f"http://{host}:{sock.getsockname()[1]}"
     sim.url = base
@@ -73,18 +75,11 @@ def serve(host: str, port: int, stores_file: str | None, seed: int) -> None:
             f"{info['last_page']} pages of 20 at {base}/{store}"
         )
     click.echo(f"simulator ready at {base} (seed {seed}); Ctrl-C to stop")
-    config = uvicorn.Config(
-        create_app(sim),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(create_app(sim))).run(sockets=[sock])
     finally:
         sock.close()
+        sim.webhooks.dispatcher.stop()
 
 
 @simulator.command("add-orders")

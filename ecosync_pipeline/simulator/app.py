@@ -17,6 +17,7 @@
     GET    /_sim/{STORE}/ids                                 every id, one a line, streamed
     GET    /_sim/{STORE}/page-of?id=X&per_page=20            -> {"id": X, "page": P|null}
 
+The webhooks endpoints of the contract and their control are in webhooks.py.
 Control endpoints need no token: the simulator is a local test server.
 """
 
@@ -35,6 +36,7 @@ from starlette.routing import Route
 from ecosync_pipeline.ecomanager.client import ORDERS_PATH
 from ecosync_pipeline.simulator.core import Reply, Simulator
 from ecosync_pipeline.simulator.spec import SimulatorError, UnknownStore
+from ecosync_pipeline.simulator.webhook_routes import webhook_routes
 
 IDS_CHUNK = 4096
 DISCONNECT_POLL = 0.05
@@ -236,6 +238,7 @@ def create_app(simulator: Simulator) -> Starlette:
         Route("/_sim/{store}/page-of", page_of, methods=["GET"]),
         Route("/{store}" + ORDERS_PATH, orders, methods=["GET"]),
         Route("/{store}" + ORDERS_PATH + "/{order_id:int}", order, methods=["GET"]),
+        *webhook_routes(simulator),
     ]
     app = Starlette(
         routes=routes,

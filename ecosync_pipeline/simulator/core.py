@@ -35,6 +35,7 @@ from ecosync_pipeline.simulator.spec import (
     store_key,
 )
 from ecosync_pipeline.simulator.store import Observer, SimStore
+from ecosync_pipeline.simulator.webhooks import WebhookHub
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Simulator:
         self._specs: list[StoreSpec] = []
         self._entries: dict[str, _Entry] = {}
         self._observers: list[Observer] = []
+        self.webhooks = WebhookHub(self)
+        """Registered webhooks and their delivery (simulator/webhooks.py)."""
         self.configure(specs)
 
     @classmethod
@@ -146,6 +149,7 @@ class Simulator:
         with self._lock:
             self._specs = specs
             self._entries = entries
+        self.webhooks.clear()
         logger.debug("simulator configured with stores %s", ", ".join(seen) or "(none)")
         return self
 

@@ -10,13 +10,8 @@ anything that wants a real HTTP endpoint inside its own process:
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
-from types import TracebackType
 
-import uvicorn
-
+from ecosync_pipeline.serving import ServerError, ThreadedServer
 from ecosync_pipeline.simulator.app import create_app
 from ecosync_pipeline.simulator.core import Simulator
 from ecosync_pipeline.simulator.spec import SimulatorError
@@ -24,7 +19,7 @@ from ecosync_pipeline.simulator.spec import SimulatorError
 logger = logging.getLogger(__name__)
 
 
-class SimulatorServer:
+class SimulatorServer(ThreadedServer):
     """Serve a Simulator over real HTTP on 127.0.0.1 from a daemon thread."""
 
     def __init__(
@@ -36,13 +31,9 @@ class SimulatorServer:
         startup_timeout: float = 10.0,
     ) -> None:
         self.simulator = simulator if simulator is not None else Simulator()
-        self.host = host
-        self._requested_port = port
-        self._startup_timeout = startup_timeout
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__(
+            create_app(self.simulator), host=host, port=port, startup_timeout=startup_timeout
+        )
 
     @property
     def url(self) -> str:
@@ -57,41 +48,10 @@ class SimulatorServer:
 
     def start(self) -> SimulatorServer:
         """Bind the port, start serving, and return once requests are answered."""
-        if self._thread is not None:
-            return self
-        # Binding here (instead of letting uvicorn bind) gives the real port with port=0.
-        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
-        # proto says TCP, and without it every keep-alive response waits ~40 ms (Nagle).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.simulator),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            loop="asyncio",
-            http="h11",
-            # A request sleeping through a simulated timeout must not hold up shutdown.
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"simulator-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise SimulatorError(f"the simulator did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
+        try:
+            super().start()
+        except ServerError as exc:
+            raise SimulatorError(str(exc)) from exc
         self.simulator.url = self.url
         logger.info(
             "simulator serving %s at %s",
@@ -101,24 +61,10 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
+        """Stop serving (and delivering webhooks) and release the port."""
+        super().stop()
+        self.simulator.webhooks.dispatcher.stop()
         self.simulator.url = None
-        self._server = self._thread = self._socket = None
-        self.port = 0
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

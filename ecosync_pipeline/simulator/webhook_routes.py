@@ -1,0 +1,141 @@
+"""The webhook endpoints of the simulator's HTTP app (see webhooks.py for what they do)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ecosync_pipeline.simulator.core import Simulator, check_authorization
+from ecosync_pipeline.simulator.spec import SimulatorError, UnknownStore
+from ecosync_pipeline.simulator.webhooks import (
+    DEFAULT_PER_PAGE,
+    InvalidWebhook,
+    WebhookNotFound,
+)
+
+WEBHOOKS_PATH = "/api/shop/v2/webhooks"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise InvalidWebhook({"body": f"is not JSON ({exc})"}) from exc
+    if not isinstance(body, dict):
+        raise InvalidWebhook({"body": "must be a JSON object"})
+    return body
+
+
+def _authorized(simulator: Simulator, handler: Handler) -> Handler:
+    """Check the store and its token (as the orders endpoint does), then run ``handler``."""
+
+    async def wrapped(request: Request) -> Response:
+        store = request.path_params["store"]
+        try:
+            token = simulator.token(store)
+            check = simulator.faults(store).check_token
+        except UnknownStore:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        refused = check_authorization(request.headers.get("authorization"), token)
+        if check and refused is not None:
+            status = 401 if refused == "unauthorized" else 403
+            message = "Unauthenticated." if status == 401 else "This action is unauthorized."
+            return JSONResponse({"message": message}, status_code=status)
+        try:
+            return await handler(request)
+        except InvalidWebhook as exc:
+            return JSONResponse(
+                {"message": "The given data was invalid.", "errors": exc.errors}, status_code=422
+            )
+        except WebhookNotFound as exc:
+            return JSONResponse({"message": str(exc)}, status_code=404)
+
+    return wrapped
+
+
+def webhook_routes(simulator: Simulator) -> list[Route]:
+    """The routes to add to the simulator's app."""
+    hub = simulator.webhooks
+
+    async def collection(request: Request) -> Response:
+        store = request.path_params["store"]
+        if request.method == "POST":
+            body = await _body(request)
+            hook = await run_in_threadpool(hub.create, store, body)
+            return JSONResponse({"data": hook.as_json()}, status_code=201)
+        query = request.query_params
+        try:
+            ids = [int(i) for i in query["ids"].split(",") if i] if "ids" in query else None
+            per_page = max(1, min(100, int(query.get("per_page", DEFAULT_PER_PAGE))))
+        except ValueError:
+            raise InvalidWebhook({"ids": "must be comma-separated integers"}) from None
+        try:
+            page, next_cursor = hub.page(store, ids, per_page, query.get("cursor"))
+        except SimulatorError as exc:
+            raise InvalidWebhook({"cursor": str(exc)}) from exc
+        path = str(request.url.replace(query=""))
+        return JSONResponse(
+            {
+                "data": [h.as_json() for h in page],
+                "links": {"next": f"{path}?cursor={next_cursor}" if next_cursor else None},
+                "meta": {
+                    "path": path,
+                    "per_page": per_page,
+                    "next_cursor": next_cursor,
+                    "prev_cursor": None,
+                },
+            }
+        )
+
+    async def member(request: Request) -> Response:
+        store, webhook_id = request.path_params["store"], request.path_params["id"]
+        if request.method == "DELETE":
+            hub.delete(store, webhook_id)
+            return Response(status_code=204)
+        if request.method == "PUT":
+            body = await _body(request)
+            hook = await run_in_threadpool(hub.update, store, webhook_id, body)
+        else:
+            hook = hub.get(store, webhook_id)
+        return JSONResponse({"data": hook.as_json()})
+
+    async def status(request: Request) -> Response:
+        store, webhook_id = request.path_params["store"], request.path_params["id"]
+        wanted = (await _body(request)).get("status")
+        if not isinstance(wanted, bool):
+            raise InvalidWebhook({"status": "must be true or false"})
+        hook = await run_in_threadpool(hub.set_status, store, webhook_id, wanted)
+        return JSONResponse({"data": hook.as_json()})
+
+    async def policy(request: Request) -> Response:
+        if request.method == "POST":
+            switches = json.loads(await request.body() or b"{}")
+            hub.dispatcher.policy = hub.dispatcher.policy.updated(**switches)
+        return JSONResponse(hub.dispatcher.policy.as_dict())
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(hub.stats())
+
+    prefix = "/{store}"
+    return [
+        Route("/_sim/webhooks/policy", policy, methods=["GET", "POST"]),
+        Route("/_sim/webhooks/stats", stats, methods=["GET"]),
+        Route(prefix + WEBHOOKS_PATH, _authorized(simulator, collection), methods=["GET", "POST"]),
+        Route(
+            prefix + WEBHOOKS_PATH + "/{id:int}",
+            _authorized(simulator, member),
+            methods=["GET", "PUT", "DELETE"],
+        ),
+        Route(
+            prefix + WEBHOOKS_PATH + "/{id:int}/status",
+            _authorized(simulator, status),
+            methods=["PUT"],
+        ),
+    ]
