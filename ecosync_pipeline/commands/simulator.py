@@ -75,9 +75,11 @@ def serve(
             f"{info['last_page']} pages of 20 at {base}/{store}"
         )
     click.echo(f"simulator ready at {base} (seed {seed}); Ctrl-C to stop")
+    sim.start_clock()  # status flow and the other timed switches move while nobody asks
     try:
         uvicorn.Server(uvicorn_config(create_app(sim))).run(sockets=[sock])
     finally:
+        sim.stop_clock()
         sock.close()
         sim.webhooks.dispatcher.stop()
 

@@ -10,6 +10,8 @@
     POST   /_sim/{STORE}/orders    {"count": k}              new orders -> {"ids": [...]}
     POST   /_sim/{STORE}/delete    {"ids": [...]} or {"random": n, "min_id", "max_id"}
     POST   /_sim/{STORE}/status    {"id", "status", "confirmation"} or {"random": n}
+                                   or {"advance": n} (n open orders move one state)
+    POST   /_sim/{STORE}/swap      {"count": n}   n deleted and n added at one instant
     POST   /_sim/{STORE}/faults    {switch: value, ...}      -> {"faults": {...}}
     DELETE /_sim/{STORE}/faults                              well-behaved again
     POST   /_sim/{STORE}/fail-next {"count": n, "kind": k}   scripted failures
@@ -59,6 +61,13 @@ def _int_field(body: dict[str, Any], name: str, default: int | None = None) -> i
     value = body.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise SimulatorError(f"field {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _count(body: dict[str, Any], name: str) -> int:
+    value = _int_field(body, name, 1)
+    if value < 0:
+        raise SimulatorError(f"{name} must be >= 0, got {value}")
     return value
 
 
@@ -126,9 +135,7 @@ def create_app(simulator: Simulator) -> Starlette:
 
     async def add_orders(request: Request) -> Response:
         body = await _json_body(request)
-        count = _int_field(body, "count", 1)
-        if count < 0:
-            raise SimulatorError(f"count must be >= 0, got {count}")
+        count = _count(body, "count")
         return JSONResponse({"ids": simulator.add_orders(request.path_params["store"], count)})
 
     async def delete(request: Request) -> Response:
@@ -163,9 +170,16 @@ def create_app(simulator: Simulator) -> Starlette:
                 store, order_id, new_status, confirmation if isinstance(confirmation, str) else None
             )
             changed = [order_id]
+        elif "advance" in body:
+            changed = simulator.advance_statuses(store, _count(body, "advance"))
         else:
             changed = simulator.change_random_statuses(store, _int_field(body, "random", 1))
         return JSONResponse({"changed": changed})
+
+    async def swap(request: Request) -> Response:
+        body = await _json_body(request)
+        deleted, added = simulator.swap_orders(request.path_params["store"], _count(body, "count"))
+        return JSONResponse({"deleted": deleted, "added": added})
 
     async def faults(request: Request) -> Response:
         store = request.path_params["store"]
@@ -231,6 +245,7 @@ def create_app(simulator: Simulator) -> Starlette:
         Route("/_sim/{store}/orders", add_orders, methods=["POST"]),
         Route("/_sim/{store}/delete", delete, methods=["POST"]),
         Route("/_sim/{store}/status", status, methods=["POST"]),
+        Route("/_sim/{store}/swap", swap, methods=["POST"]),
         Route("/_sim/{store}/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sim/{store}/fail-next", fail_next, methods=["POST"]),
         Route("/_sim/{store}/reset-counts", reset_counts, methods=["POST"]),

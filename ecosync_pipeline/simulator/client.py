@@ -91,6 +91,15 @@ class SimulatorClient:
         """Move ``n`` random orders to their next state; return their ids."""
         return list(self._call("POST", f"/_sim/{store}/status", json={"random": n})["changed"])
 
+    def advance_statuses(self, store: str, n: int) -> list[int]:
+        """Move ``n`` random open orders one state along the flow; return their ids."""
+        return list(self._call("POST", f"/_sim/{store}/status", json={"advance": n})["changed"])
+
+    def swap_orders(self, store: str, n: int) -> tuple[list[int], list[int]]:
+        """Delete ``n`` random orders and add as many at one instant: (deleted, added)."""
+        body = self._call("POST", f"/_sim/{store}/swap", json={"count": n})
+        return list(body["deleted"]), list(body["added"])
+
     def set_faults(self, store: str | None, **switches: Any) -> dict[str, Any]:
         """Change fault switches of one store (or every store with None)."""
         if store is None:

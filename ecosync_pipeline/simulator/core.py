@@ -14,6 +14,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from ecosync_pipeline.simulator.faults import (
     FaultState,
     RequestRecord,
 )
+from ecosync_pipeline.simulator.flow import StatusClock
 from ecosync_pipeline.simulator.reading import InvalidQuery, Query, order_body, orders_body
 from ecosync_pipeline.simulator.spec import (
     SimulatorError,
@@ -90,6 +92,7 @@ class _Entry:
     store: SimStore
     faults: FaultState
     token: str
+    clock: StatusClock = field(default_factory=StatusClock)
 
 
 class Simulator:
@@ -112,6 +115,7 @@ class Simulator:
         self._observers: list[Observer] = []
         self.webhooks = WebhookHub(self)
         """Registered webhooks and their delivery (simulator/webhooks.py)."""
+        self._ticker: tuple[threading.Thread, threading.Event] | None = None
         self.configure(specs)
 
     @classmethod
@@ -206,10 +210,52 @@ class Simulator:
     def _entry(self, store: str) -> _Entry:
         with self._lock:
             entry = self._entries.get(store)
+            if entry is not None:
+                self._advance(entry)
         if entry is None:
             known = ", ".join(self._entries) or "none"
             raise UnknownStore(f"store {store} is not simulated (simulated stores: {known})")
         return entry
+
+    def _advance(self, entry: _Entry) -> None:
+        """Apply the status moves due since the store was last looked at (status flow)."""
+        f = entry.faults.faults
+        open_count = len(entry.store.open_ids()) if f.status_flow_rate > 0 else 0
+        due = entry.clock.due(time.monotonic(), f.status_flow_rate, f.time_scale, open_count)
+        if due:
+            entry.store.advance_statuses(due)
+
+    def start_clock(self, interval: float = 0.1) -> None:
+        """Tick every ``interval`` seconds from a daemon thread until stop_clock()."""
+        with self._lock:
+            if self._ticker is not None:
+                return
+            stopping = threading.Event()
+
+            def run() -> None:
+                while not stopping.wait(interval):
+                    self.tick()
+
+            self._ticker = (
+                threading.Thread(target=run, name="simulator-clock", daemon=True),
+                stopping,
+            )
+            self._ticker[0].start()
+
+    def stop_clock(self) -> None:
+        """Stop the thread start_clock() started (no error if none runs)."""
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker[1].set()
+            ticker[0].join(timeout=5)
+
+    def tick(self) -> None:
+        """Apply every store's due status moves now (a served simulator does this often,
+        so observers see the changes as they happen rather than at the next request)."""
+        with self._lock:
+            for entry in self._entries.values():
+                self._advance(entry)
 
     # --- ground truth ------------------------------------------------------------
 
@@ -294,6 +340,22 @@ class Simulator:
         with self._lock:
             return self._entry(store).store.change_random_statuses(n)
 
+    def advance_statuses(self, store: str, n: int) -> list[int]:
+        """Move ``n`` random open orders one state along the flow at once; return their ids
+        (an order may appear more than once; fewer when every order is final)."""
+        with self._lock:
+            return self._entry(store).store.advance_statuses(n)
+
+    def open_ids(self, store: str) -> list[int]:
+        """The ids of the store's orders not yet in a final state (Livré, Annulé, Retourné)."""
+        with self._lock:
+            return self._entry(store).store.open_ids()
+
+    def swap_orders(self, store: str, n: int) -> tuple[list[int], list[int]]:
+        """Delete ``n`` random orders and add as many at the same instant: (deleted, added)."""
+        with self._lock:
+            return self._entry(store).store.swap(n)
+
     # --- faults and counts -------------------------------------------------------
 
     def set_faults(self, store: str | None, **switches: Any) -> Faults:
@@ -302,6 +364,8 @@ class Simulator:
         Returns the resulting switches (of the last store changed).
         """
         with self._lock:
+            if store is None:
+                self.tick()  # moves due under the old switches happen first
             targets = [self._entry(store)] if store is not None else list(self._entries.values())
             result = Faults().updated(**switches)
             for entry in targets:
@@ -361,6 +425,7 @@ class Simulator:
                 "first_id": st.first_id,
                 "last_id": st.last_id,
                 "last_page": max(1, math.ceil(len(st) / DEFAULT_PER_PAGE)),
+                "open_orders": len(st.open_ids()),
                 "requests": entry.faults.stats(),
                 "faults": entry.faults.faults.as_dict(),
                 "scripted_failures": len(entry.faults.scripted),
@@ -391,6 +456,7 @@ class Simulator:
             entry = self._entries.get(store)
             if entry is None:
                 return _error(404, "not_found")
+            self._advance(entry)
             f = entry.faults.faults
             try:
                 parsed = Query.parse(params, cursor_mode=f.cursor_mode, sort_mode=f.sort_mode)
@@ -408,6 +474,7 @@ class Simulator:
             entry = self._entries.get(store)
             if entry is None:
                 return _error(404, "not_found")
+            self._advance(entry)
             parsed = Query("order", order_id, 1)
             return self._reply(
                 entry, authorization, parsed, lambda: order_body(entry.store, order_id)
@@ -433,13 +500,15 @@ class Simulator:
                 state.record(page, per_page, refused, 0, mode)
                 return _error(401 if refused == "unauthorized" else 403, refused, delay)
 
-        add, delete, change = state.churn()
+        add, delete, change, swap = state.churn()
         if add:
             st.add(1)
         if delete:
             st.delete_random(1)
         if change:
             st.change_random_statuses(1)
+        if swap:
+            st.swap(1)
 
         failure = state.draw_failure()
         if failure is not None and failure != "timeout" and not failure.startswith("malformed"):

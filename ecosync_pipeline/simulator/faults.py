@@ -84,6 +84,12 @@ class Faults:
     arrival_rate: float = 0.0
     deletion_rate: float = 0.0
     status_change_rate: float = 0.0
+    swap_rate: float = 0.0
+    """Per request: delete one random order and add one at the same instant."""
+    status_flow_rate: float = 0.0
+    """Share of the open orders moving one state on each simulated minute."""
+    time_scale: float = 1.0
+    """Simulated seconds per real second (status flow; 60 makes a minute a second)."""
     check_token: bool = True
     cursor_mode: bool = True
     """Serve ``sort_direction``/``cursor`` reads; off, they are ignored (ascending pages)."""
@@ -112,6 +118,8 @@ class Faults:
             "arrival_rate",
             "deletion_rate",
             "status_change_rate",
+            "swap_rate",
+            "status_flow_rate",
         ):
             value = getattr(self, name)
             if not _number(value) or not 0 <= value <= 1:
@@ -129,6 +137,8 @@ class Faults:
                 "fault switch retry_after must be whole seconds >= 0 or "
                 f"None (no header), got {self.retry_after!r}"
             )
+        if not _number(self.time_scale) or not self.time_scale > 0:
+            raise SimulatorError(f"fault switch time_scale must be > 0, got {self.time_scale!r}")
         rps = self.max_requests_per_second
         if rps is not None and (not _number(rps) or rps <= 0):
             raise SimulatorError(
@@ -214,13 +224,14 @@ class FaultState:
             return "malformed_data" if f.malformed_kind == "data_not_list" else "malformed_id"
         return None
 
-    def churn(self) -> tuple[bool, bool, bool]:
-        """(add one order, delete one order, change one status) for this request."""
+    def churn(self) -> tuple[bool, bool, bool, bool]:
+        """(add one order, delete one, change one status, swap one) for this request."""
         f, rng = self.faults, self.rng
         return (
             bool(f.arrival_rate) and rng.random() < f.arrival_rate,
             bool(f.deletion_rate) and rng.random() < f.deletion_rate,
             bool(f.status_change_rate) and rng.random() < f.status_change_rate,
+            bool(f.swap_rate) and rng.random() < f.swap_rate,
         )
 
     def record(

@@ -242,6 +242,14 @@ _STATES_BY_AGE: tuple[tuple[float, tuple[tuple[str, int], ...]], ...] = (
 )
 
 
+OPEN_AGE_DAYS = max(
+    limit
+    for limit, states in _STATES_BY_AGE
+    if limit != float("inf") and any(s not in ("Livré", "Annulé", "Retourné") for s, _ in states)
+)
+"""Orders generated older than this are all in a final state (Livré, Annulé, Retourné)."""
+
+
 def timestamp(moment: datetime) -> str:
     """ISO-8601 the way Laravel serialises dates: 2024-05-17T10:23:45.000000Z."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -53,6 +53,7 @@ class SimulatorServer(ThreadedServer):
         except ServerError as exc:
             raise SimulatorError(str(exc)) from exc
         self.simulator.url = self.url
+        self.simulator.start_clock()
         logger.info(
             "simulator serving %s at %s",
             ", ".join(self.simulator.stores()) or "no stores",
@@ -61,7 +62,8 @@ class SimulatorServer(ThreadedServer):
         return self
 
     def stop(self) -> None:
-        """Stop serving (and delivering webhooks) and release the port."""
+        """Stop serving (and delivering webhooks, and the clock) and release the port."""
+        self.simulator.stop_clock()
         super().stop()
         self.simulator.webhooks.dispatcher.stop()
         self.simulator.url = None

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from ecosync_pipeline.simulator.flow import is_open, next_open_state
 from ecosync_pipeline.simulator.idspace import IdSpace
 from ecosync_pipeline.simulator.orders import (
     NEXT_STATE,
+    OPEN_AGE_DAYS,
     ORDER_STATES,
     OrderFactory,
     confirmation_for,
@@ -84,6 +86,8 @@ class SimStore:
         # Runtime choices (which ids to delete, new ids' steps) are seeded too, so a
         # scripted scenario replays identically.
         self.rng = random.Random(key ^ 0xC0FFEE)
+        # The ids of open orders (not yet in a final state), sorted; found on first use.
+        self._open: list[int] | None = None
         self.created = 0  # orders appended by add(), the spec's ``added`` included
         self.add(spec.added)
 
@@ -222,6 +226,7 @@ class SimStore:
             new.append(self.next_id)
             self.added.append(self.next_id)
             self.next_id += 1 + self.rng.randrange(span)
+            self._track(new[-1])
             self._notify("created", new[-1])
         return new
 
@@ -241,6 +246,7 @@ class SimStore:
                     insort(self.deleted, order_id)
                     done.append(order_id)
             self.overrides.pop(order_id, None)
+            self._untrack(order_id)
             if before is not None and done and done[-1] == order_id:
                 self._notify("deleted", order_id, before)
         return done
@@ -279,6 +285,8 @@ class SimStore:
             bumped = datetime.fromisoformat(current.replace("Z", "+00:00"))
             now = timestamp(bumped + timedelta(seconds=1))
         self.overrides[order_id] = (state, confirmation or confirmation_for(state), now)
+        self._untrack(order_id)
+        self._track(order_id)
         self._notify("status", order_id)
 
     def change_random_statuses(self, n: int) -> list[int]:
@@ -322,3 +330,54 @@ class SimStore:
             else:
                 high = mid
         return low
+
+    # --- open orders and their flow ------------------------------------------------
+
+    def open_ids(self) -> list[int]:
+        """The ids of the orders not yet in a final state, ascending."""
+        if self._open is None:
+            # Generated orders older than OPEN_AGE_DAYS are all final: scan the rest
+            # (a day early, to be safe), plus any order a status change reopened.
+            since = self.spec.until - timedelta(days=OPEN_AGE_DAYS + 1)
+            start = self.first_index_created_from(since)
+            found = {i for i in self.positions(start, len(self)) if self._is_open(i)}
+            found.update(i for i in self.overrides if self.contains(i) and self._is_open(i))
+            self._open = sorted(found)
+        return list(self._open)
+
+    def _is_open(self, order_id: int) -> bool:
+        return is_open(self.order(order_id)["order_state_name"])
+
+    def _track(self, order_id: int) -> None:
+        if self._open is not None and self._is_open(order_id):
+            insort(self._open, order_id)
+
+    def _untrack(self, order_id: int) -> None:
+        if self._open is not None:
+            pos = bisect_left(self._open, order_id)
+            if pos < len(self._open) and self._open[pos] == order_id:
+                del self._open[pos]
+
+    def advance_statuses(self, n: int) -> list[int]:
+        """Move ``n`` random open orders one state along the flow; return their ids.
+
+        An order may move more than once; it stops when every order is final.
+        """
+        moved: list[int] = []
+        self.open_ids()  # finds them on first use; kept up to date from then on
+        for _ in range(n):
+            if not self._open:
+                break
+            order_id = self._open[self.rng.randrange(len(self._open))]
+            state = self.order(order_id)["order_state_name"]
+            self.set_status(order_id, next_open_state(state, self.rng))
+            moved.append(order_id)
+        return moved
+
+    def swap(self, n: int) -> tuple[list[int], list[int]]:
+        """Delete ``n`` random orders and add ``n`` new ones at the same instant.
+
+        The total stays the same, so a reader watching ``meta.total`` sees nothing.
+        """
+        deleted = self.delete_random(n)
+        return deleted, self.add(len(deleted))
