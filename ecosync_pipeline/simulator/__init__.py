@@ -30,10 +30,11 @@ from __future__ import annotations
 from ecosync_pipeline.ecomanager.client import ORDERS_PATH
 from ecosync_pipeline.simulator.app import create_app
 from ecosync_pipeline.simulator.client import SimulatorClient
-from ecosync_pipeline.simulator.core import Reply, Simulator, check_authorization
+from ecosync_pipeline.simulator.core import Simulator
 from ecosync_pipeline.simulator.faults import FailKind, Faults, Outcome, RequestRecord
 from ecosync_pipeline.simulator.orders import ORDER_STATES
 from ecosync_pipeline.simulator.server import SimulatorServer
+from ecosync_pipeline.simulator.serving import Reply, check_authorization
 from ecosync_pipeline.simulator.spec import SimulatorError, StoreSpec, UnknownStore, demo_token
 from ecosync_pipeline.simulator.store import Change, ChangeKind, Observer
 

@@ -8,27 +8,24 @@ drive the simulator from their own thread while uvicorn serves it from another.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ecosync_pipeline.config import DEFAULT_PER_PAGE, Store, load_stores
 from ecosync_pipeline.simulator.faults import (
-    FAIL_OUTCOME,
     Faults,
     FaultState,
     RequestRecord,
 )
-from ecosync_pipeline.simulator.flow import StatusClock
 from ecosync_pipeline.simulator.reading import InvalidQuery, Query, order_body, orders_body
+from ecosync_pipeline.simulator.serving import Reply, StoreState, error, respond
+from ecosync_pipeline.simulator.serving import check_authorization as check_authorization
 from ecosync_pipeline.simulator.spec import (
     SimulatorError,
     StoreSpec,
@@ -40,59 +37,6 @@ from ecosync_pipeline.simulator.store import Observer, SimStore
 from ecosync_pipeline.simulator.webhooks import WebhookHub
 
 logger = logging.getLogger(__name__)
-
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{80}$")
-
-_MESSAGES = {
-    401: "Unauthenticated.",
-    403: "This action is unauthorized.",
-    404: "Not Found",
-    429: "Too Many Attempts.",
-    500: "Server Error",
-    503: "Service Unavailable",
-}
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the server sends for one request, and how long it waits before sending it."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    outcome: str = "ok"
-
-
-def _error(
-    status: int, outcome: str, delay: float = 0.0, headers: Mapping[str, str] | None = None
-) -> Reply:
-    return Reply(status, {"message": _MESSAGES[status]}, headers or {}, delay, outcome)
-
-
-def check_authorization(header: str | None, expected: str) -> str | None:
-    """None if the header carries the expected token, else 'unauthorized' or 'forbidden'.
-
-    Missing or malformed (not ``Bearer`` + 80 letters or digits) is 401; a well-formed
-    token that is not this store's is 403, as the contract says.
-    """
-    if not header:
-        return "unauthorized"
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return "unauthorized"
-    if hmac.compare_digest(token.encode(), expected.encode()):
-        return None
-    return "forbidden" if TOKEN_PATTERN.match(token) else "unauthorized"
-
-
-@dataclass
-class _Entry:
-    store: SimStore
-    faults: FaultState
-    token: str
-    clock: StatusClock = field(default_factory=StatusClock)
 
 
 class Simulator:
@@ -111,7 +55,7 @@ class Simulator:
         self._environ = environ
         self._lock = threading.RLock()
         self._specs: list[StoreSpec] = []
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, StoreState] = {}
         self._observers: list[Observer] = []
         self.webhooks = WebhookHub(self)
         """Registered webhooks and their delivery (simulator/webhooks.py)."""
@@ -147,7 +91,7 @@ class Simulator:
         for spec in specs:
             token = spec.token or env.get(spec.token_env) or demo_token(spec.identifier, self.seed)
             fault_seed = store_key(spec.identifier, self.seed) ^ 0xFA17
-            entries[spec.identifier] = _Entry(
+            entries[spec.identifier] = StoreState(
                 SimStore(spec, self.seed, self._observers), FaultState(fault_seed), token
             )
         with self._lock:
@@ -207,7 +151,7 @@ class Simulator:
             per_page=per_page,
         )
 
-    def _entry(self, store: str) -> _Entry:
+    def _entry(self, store: str) -> StoreState:
         with self._lock:
             entry = self._entries.get(store)
             if entry is not None:
@@ -217,7 +161,7 @@ class Simulator:
             raise UnknownStore(f"store {store} is not simulated (simulated stores: {known})")
         return entry
 
-    def _advance(self, entry: _Entry) -> None:
+    def _advance(self, entry: StoreState) -> None:
         """Apply the status moves due since the store was last looked at (status flow)."""
         f = entry.faults.faults
         open_count = len(entry.store.open_ids()) if f.status_flow_rate > 0 else 0
@@ -413,6 +357,16 @@ class Simulator:
             for entry in targets:
                 entry.faults.reset_counts()
 
+    def window_usage(self, store: str) -> dict[str, dict[str, Any]]:
+        """Per rate-limit window: its limit, requests counted, refused, seconds to reset."""
+        with self._lock:
+            return self._window_usage(self._entry(store))
+
+    @staticmethod
+    def _window_usage(entry: StoreState) -> dict[str, dict[str, Any]]:
+        f = entry.faults.faults
+        return entry.faults.windows.usage(time.monotonic(), f.window_limits(), f.time_scale)
+
     def describe(self, store: str) -> dict[str, Any]:
         """A JSON-ready summary: size, ids, pages, switches and request counts."""
         with self._lock:
@@ -426,6 +380,7 @@ class Simulator:
                 "last_id": st.last_id,
                 "last_page": max(1, math.ceil(len(st) / DEFAULT_PER_PAGE)),
                 "open_orders": len(st.open_ids()),
+                "rate_windows": self._window_usage(entry),
                 "requests": entry.faults.stats(),
                 "faults": entry.faults.faults.as_dict(),
                 "scripted_failures": len(entry.faults.scripted),
@@ -455,7 +410,7 @@ class Simulator:
         with self._lock:
             entry = self._entries.get(store)
             if entry is None:
-                return _error(404, "not_found")
+                return error(404, "not_found")
             self._advance(entry)
             f = entry.faults.faults
             try:
@@ -463,8 +418,8 @@ class Simulator:
             except InvalidQuery as exc:
                 # Answered after the token check, as a server validates after authenticating.
                 problem = str(exc)
-                return self._reply(entry, authorization, Query("pages", 1, 0), problem)
-            return self._reply(
+                return respond(entry, authorization, Query("pages", 1, 0), problem)
+            return respond(
                 entry, authorization, parsed, lambda: orders_body(entry.store, parsed, path)
             )
 
@@ -473,95 +428,7 @@ class Simulator:
         with self._lock:
             entry = self._entries.get(store)
             if entry is None:
-                return _error(404, "not_found")
+                return error(404, "not_found")
             self._advance(entry)
             parsed = Query("order", order_id, 1)
-            return self._reply(
-                entry, authorization, parsed, lambda: order_body(entry.store, order_id)
-            )
-
-    def _reply(
-        self,
-        entry: _Entry,
-        authorization: str | None,
-        query: Query,
-        build: Callable[[], dict[str, Any] | None] | str,
-    ) -> Reply:
-        """Faults first (token, churn, failures), then the body ``build`` makes (None: 404;
-        a string: the query is refused with 422 and that message)."""
-        state, st = entry.faults, entry.store
-        f = state.faults
-        delay = f.latency_ms / 1000
-        page, per_page, mode = query.page, query.per_page, query.mode
-
-        if f.check_token:
-            refused = check_authorization(authorization, entry.token)
-            if refused is not None:
-                state.record(page, per_page, refused, 0, mode)
-                return _error(401 if refused == "unauthorized" else 403, refused, delay)
-
-        add, delete, change, swap = state.churn()
-        if add:
-            st.add(1)
-        if delete:
-            st.delete_random(1)
-        if change:
-            st.change_random_statuses(1)
-        if swap:
-            st.swap(1)
-
-        failure = state.draw_failure()
-        if failure is not None and failure != "timeout" and not failure.startswith("malformed"):
-            return self._failure_reply(state, failure, query, delay)
-
-        if isinstance(build, str):
-            state.record(page, per_page, "invalid", 0, mode)
-            return Reply(422, {"message": build}, {}, delay, "invalid")
-        body = build()
-        if body is None:
-            state.record(page, per_page, "not_found", 0, mode)
-            message = f"No query results for model [Order] {query.page}"
-            return Reply(404, {"message": message}, {}, delay, "not_found")
-        outcome = "ok"
-        if failure == "timeout":
-            delay += f.timeout_seconds
-            outcome = "timeout"
-        elif failure is not None:
-            _malform(body, failure, st.identifier)
-            outcome = "malformed"
-        served = body["data"]
-        state.record(page, per_page, outcome, len(served) if isinstance(served, list) else 1, mode)
-        return Reply(200, body, {}, delay, outcome)
-
-    def _failure_reply(self, state: FaultState, failure: str, query: Query, delay: float) -> Reply:
-        page, per_page, mode = query.page, query.per_page, query.mode
-        if failure == "rate_limited_window":
-            state.record(page, per_page, "rate_limited", 0, mode)
-            return _error(429, "rate_limited", delay, {"Retry-After": "1"})
-        outcome = FAIL_OUTCOME[failure]
-        state.record(page, per_page, outcome, 0, mode)
-        if failure == "rate_limited":
-            retry_after = state.faults.retry_after
-            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-            return _error(429, outcome, delay, headers)
-        if failure == "rate_limited_no_retry_after":
-            return _error(429, outcome, delay)
-        status = {"unavailable": 503, "server_error": 500, "unauthorized": 401, "forbidden": 403}[
-            failure
-        ]
-        return _error(status, outcome, delay)
-
-
-def _malform(body: dict[str, Any], failure: str, identifier: str) -> None:
-    """Break a body the way a malformed_* failure says (data not a list, or an id gone)."""
-    data = body["data"]
-    if failure == "malformed_data":
-        body["data"] = (
-            {str(i): order for i, order in enumerate(data)} if isinstance(data, list) else [data]
-        )
-    elif isinstance(data, dict):
-        del data["id"]
-    elif data:
-        del data[0]["id"]
-    else:
-        body["data"] = [{"reference": identifier, "order_state_name": None}]
+            return respond(entry, authorization, parsed, lambda: order_body(entry.store, order_id))

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, get_args
 
 from ecosync_pipeline.simulator.spec import SimulatorError
+from ecosync_pipeline.simulator.windows import FixedWindows
 
 Outcome = Literal[
     "ok",
@@ -90,6 +91,13 @@ class Faults:
     """Share of the open orders moving one state on each simulated minute."""
     time_scale: float = 1.0
     """Simulated seconds per real second (status flow; 60 makes a minute a second)."""
+    rate_windows: bool = False
+    """Enforce the four windows below (429 with Retry-After for the fullest full window)."""
+    limit_per_second: int | None = 5
+    limit_per_minute: int | None = 50
+    limit_per_hour: int | None = 1000
+    limit_per_day: int | None = 10000
+    """The contract's windows; None leaves a window unlimited. time_scale shortens them."""
     check_token: bool = True
     cursor_mode: bool = True
     """Serve ``sort_direction``/``cursor`` reads; off, they are ignored (ascending pages)."""
@@ -150,7 +158,13 @@ class Faults:
                 f"{', '.join(get_args(MalformedKind))}, "
                 f"got {self.malformed_kind!r}"
             )
-        for name in ("check_token", "cursor_mode", "sort_mode"):
+        for name in ("limit_per_second", "limit_per_minute", "limit_per_hour", "limit_per_day"):
+            value = getattr(self, name)
+            if value is not None and (not _whole(value) or value < 1):
+                raise SimulatorError(
+                    f"fault switch {name} must be a whole number >= 1 or None, got {value!r}"
+                )
+        for name in ("check_token", "cursor_mode", "sort_mode", "rate_windows"):
             if not isinstance(getattr(self, name), bool):
                 raise SimulatorError(
                     f"fault switch {name} must be true or false, got {getattr(self, name)!r}"
@@ -159,6 +173,19 @@ class Faults:
     def as_dict(self) -> dict[str, Any]:
         """The switches as JSON-ready values."""
         return asdict(self)
+
+    def window_limits(self) -> dict[str, int | None]:
+        """The rate-limit windows by name (second, minute, hour, day) and their limits."""
+        return {
+            "second": self.limit_per_second,
+            "minute": self.limit_per_minute,
+            "hour": self.limit_per_hour,
+            "day": self.limit_per_day,
+        }
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(value: object) -> bool:
@@ -190,6 +217,7 @@ class FaultState:
         self.window: deque[float] = deque()
         self.counts: Counter[str] = Counter()
         self.log: deque[RequestRecord] = deque(maxlen=self.LOG_SIZE)
+        self.windows = FixedWindows()
 
     def fail_next(self, n: int, kind: str) -> None:
         """Queue ``n`` failures of ``kind`` for the next requests."""
@@ -247,6 +275,7 @@ class FaultState:
         return {"total": self.counts["total"], **{o: self.counts[o] for o in OUTCOMES}}
 
     def reset_counts(self) -> None:
-        """Forget the counts and the log (the switches stay)."""
+        """Forget the counts, the log and the rate windows (the switches stay)."""
         self.counts.clear()
         self.log.clear()
+        self.windows.reset()
