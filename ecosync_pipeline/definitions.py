@@ -1,8 +1,9 @@
 """The code location: Definitions assembled from ecosync_pipeline.defs, nothing else.
 
 Dagster loads ``defs`` lazily: the environment is read when the code location loads,
-never at import. The stores file gives the partitions then, so reload the code location
-after editing it. Tests call ``build_definitions`` with their own settings.
+never at import. The store partitions are dynamic (the instance holds them; a sensor and
+the schedule add the stores of the file), so editing the stores file needs no reload.
+Tests call ``build_definitions`` with their own settings.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from dagster import Definitions, definitions
 
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.orders.checks import build_new_orders_check
+from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS, MAX_WORKERS
 from ecosync_pipeline.defs.orders.schedules import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_SYNC_CRON,
     build_order_sync_schedule,
     sync_orders_job,
 )
+from ecosync_pipeline.defs.orders.sensors import build_store_partitions_sensor
 from ecosync_pipeline.defs.partitions import store_partitions
 from ecosync_pipeline.defs.positions.assets import restored_sync_positions, store_sync_positions
 from ecosync_pipeline.defs.positions.checks import position_checks
@@ -38,30 +41,49 @@ def build_definitions(
     resource: EcosyncResource | None = None,
     sync_cron: str = DEFAULT_SYNC_CRON,
     sensor_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
 ) -> Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the stores of ``settings``.
 
     ``resource`` defaults to one that reads the ECOSYNC_* variables when a run starts.
     """
-    partitions = store_partitions(settings)
+    # The stores file is read now so that a missing or broken file fails the code location
+    # with its line and reason; the partitions themselves follow the file at every tick.
+    settings.stores()
+    partitions = store_partitions()
+    schedule = build_order_sync_schedule(
+        sync_orders_job, sync_cron, batch_size=batch_size, workers=workers
+    )
     return Definitions(
         assets=[store_sync_positions, restored_sync_positions, build_new_orders(partitions)],
-        asset_checks=[position_checks, build_new_orders_check(partitions)],
+        asset_checks=[position_checks],
         jobs=[sync_orders_job, recover_sync_positions],
-        schedules=[build_order_sync_schedule(sync_orders_job, partitions, sync_cron)],
-        sensors=[build_cache_loss_sensor(recover_sync_positions, sensor_interval_seconds)],
+        schedules=[schedule],
+        sensors=[
+            build_cache_loss_sensor(recover_sync_positions, sensor_interval_seconds),
+            build_store_partitions_sensor(sensor_interval_seconds),
+        ],
         resources={RESOURCE_KEY: resource if resource is not None else ecosync_resource()},
     )
 
 
-def _interval(environ: Mapping[str, str]) -> int:
-    raw = environ.get("ECOSYNC_SENSOR_INTERVAL_SECONDS") or str(DEFAULT_INTERVAL_SECONDS)
-    if not raw.isdigit() or not 5 <= int(raw) <= 3600:
+def _whole_number(
+    environ: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str
+) -> int:
+    raw = environ.get(name) or str(default)
+    if not raw.isdigit() or not low <= int(raw) <= high:
         raise ConfigError(
-            f"ECOSYNC_SENSOR_INTERVAL_SECONDS={raw!r} is invalid: give a whole "
-            "number of seconds from 5 to 3600 (default 30)"
+            f"{name}={raw!r} is invalid: give a whole number of {unit} from {low} to "
+            f"{high} (default {default})"
         )
     return int(raw)
+
+
+def _interval(environ: Mapping[str, str]) -> int:
+    return _whole_number(
+        environ, "ECOSYNC_SENSOR_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, 5, 3600, "seconds"
+    )
 
 
 @definitions
@@ -71,4 +93,10 @@ def defs() -> Definitions:
         Settings.from_env(),
         sync_cron=os.environ.get("ECOSYNC_SYNC_CRON") or DEFAULT_SYNC_CRON,
         sensor_interval_seconds=_interval(os.environ),
+        batch_size=_whole_number(
+            os.environ, "ECOSYNC_SYNC_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 10_000, "stores"
+        ),
+        workers=_whole_number(
+            os.environ, "ECOSYNC_SYNC_WORKERS", DEFAULT_WORKERS, 1, MAX_WORKERS, "stores"
+        ),
     )

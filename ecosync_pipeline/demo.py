@@ -31,6 +31,7 @@ from ecosync_pipeline.bench.baselines import OLD_PER_PAGE
 from ecosync_pipeline.bench.recovery import goal_bound
 from ecosync_pipeline.config import Settings, Store, load_stores
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.partitions import register_stores
 from ecosync_pipeline.defs.positions.sensors import LOSS_EVENT_TAG, REDIS_STATE_TAG
 from ecosync_pipeline.defs.resources import ecosync_resource
 from ecosync_pipeline.errors import ConfigError
@@ -209,6 +210,8 @@ class Demo:
         self.instance = instance
         self.say = say
         self.defs: Definitions = build_definitions(settings, resource=ecosync_resource(settings))
+        # What store_partitions_sensor does on its first tick under `dagster dev`.
+        register_stores(instance, [store.identifier for store in stores])
         self.report = DemoReport()
 
     def sync(self, store: str, budget_seconds: float) -> dict[str, Any]:

@@ -1,17 +1,83 @@
-"""One partition per store, read from the stores file when the code location loads."""
+"""One partition per store, kept in step with the stores file without reloading the code.
+
+The partitions are dynamic: the instance holds the store keys, and the
+``store_partitions_sensor`` (and the sync schedule, before each tick) adds the stores
+the file lists. A store removed from the file keeps its partition, so its run history
+and materializations stay visible; it is no longer scheduled.
+
+The schedule syncs the stores in batches, one run per batch: a run targets a range of
+consecutive partition keys (the order in which the instance holds them), so a batch
+never spans a store that left the file.
+"""
 
 from __future__ import annotations
 
-from dagster import StaticPartitionsDefinition
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from ecosync_pipeline.config import Settings
+from dagster import DagsterInstance, DynamicPartitionsDefinition
+
+STORE_PARTITIONS_NAME = "stores"
+STORE_PARTITIONS = DynamicPartitionsDefinition(name=STORE_PARTITIONS_NAME)
 
 
-def store_partitions(settings: Settings) -> StaticPartitionsDefinition:
-    """The stores of ``settings.stores_file`` as static partitions, in file order.
+def store_partitions() -> DynamicPartitionsDefinition:
+    """The stores' partitions definition (one key per store ever configured)."""
+    return STORE_PARTITIONS
 
-    Raises ConfigError (with the file, line and reason) when the file is missing or
-    wrong, so the code location fails to load and says why, rather than loading with
-    no stores.
+
+def missing_stores(instance: DagsterInstance, configured: Iterable[str]) -> list[str]:
+    """The configured stores the instance does not hold a partition for yet, in file order."""
+    known = set(instance.get_dynamic_partitions(STORE_PARTITIONS_NAME))
+    return [store for store in configured if store not in known]
+
+
+def register_stores(instance: DagsterInstance, configured: Iterable[str]) -> list[str]:
+    """Add a partition for each configured store that has none; return the ones added."""
+    added = missing_stores(instance, configured)
+    if added:
+        instance.add_dynamic_partitions(STORE_PARTITIONS_NAME, added)
+    return added
+
+
+@dataclass(frozen=True)
+class StoreBatch:
+    """Consecutive partition keys synced by one run: ``first`` to ``last``, both included."""
+
+    stores: tuple[str, ...]
+
+    @property
+    def first(self) -> str:
+        return self.stores[0]
+
+    @property
+    def last(self) -> str:
+        return self.stores[-1]
+
+
+def store_batches(
+    partition_keys: Sequence[str], active: Iterable[str], size: int
+) -> list[StoreBatch]:
+    """Cut the active stores into runs of at most ``size`` consecutive partition keys.
+
+    ``partition_keys`` is the instance's order; a key not in ``active`` (a store removed
+    from the file) ends the current batch, so no run's range includes it.
     """
-    return StaticPartitionsDefinition([store.identifier for store in settings.stores()])
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    wanted = set(active)
+    batches: list[StoreBatch] = []
+    current: list[str] = []
+    for key in partition_keys:
+        if key not in wanted:
+            if current:
+                batches.append(StoreBatch(tuple(current)))
+                current = []
+            continue
+        current.append(key)
+        if len(current) == size:
+            batches.append(StoreBatch(tuple(current)))
+            current = []
+    if current:
+        batches.append(StoreBatch(tuple(current)))
+    return batches

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions, DynamicPartitionsDefinition
 
 import ecosync_pipeline.definitions as definitions_module
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.partitions import register_stores
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env
 
@@ -38,14 +39,26 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         ("new_orders", "new_orders_complete"),
     }
     assert [s.name for s in repo.schedule_defs] == ["order_sync_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["cache_loss_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "cache_loss_sensor",
+        "store_partitions_sensor",
+    ]
 
 
-def test_new_orders_has_one_partition_per_store_in_file_order(env: Env) -> None:
+def test_new_orders_partitions_are_the_stores_the_instance_holds_in_file_order(
+    env: Env, tmp_path: Path
+) -> None:
     defs = build_definitions(env.settings, resource=env.resource)
     job = defs.resolve_job_def("sync_orders")
-    assert job.partitions_def is not None
-    assert job.partitions_def.get_partition_keys() == list(STORES)
+    assert isinstance(job.partitions_def, DynamicPartitionsDefinition)
+    with DagsterInstance.ephemeral() as instance:
+        assert register_stores(instance, [s.identifier for s in env.settings.stores()]) == list(
+            STORES
+        )
+        assert job.partitions_def.get_partition_keys(dynamic_partitions_store=instance) == list(
+            STORES
+        )
+        assert register_stores(instance, STORES) == []
 
 
 def test_lineage_runs_from_store_positions_through_restore_to_new_orders(env: Env) -> None:

@@ -1,9 +1,12 @@
-"""new_orders per store partition, its completeness check, errors as failures, the schedule."""
+"""new_orders per store partition, its completeness check, errors as failures.
+
+Batches of stores (partition ranges), the schedule and the partitions sensor are in
+test_batches.py.
+"""
 
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +15,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
-    build_schedule_context,
     materialize,
 )
 from sqlalchemy import delete
 
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.orders.checks import build_new_orders_check
-from ecosync_pipeline.defs.partitions import store_partitions
+from ecosync_pipeline.defs.partitions import register_stores, store_partitions
 from ecosync_pipeline.storage import orders as orders_table
 from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline_tests.test_defs.conftest import (
@@ -38,14 +39,14 @@ def sync_partition(
     env: Env, instance: DagsterInstance, store: str, budget_seconds: float | None = None
 ) -> Any:
     """Materialize new_orders for one store, with its completeness check."""
-    partitions = store_partitions(env.settings)
+    register_stores(instance, STORES)
     config = (
         {"ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}}}
         if budget_seconds is not None
         else None
     )
     return materialize(
-        [build_new_orders(partitions), build_new_orders_check(partitions)],
+        [build_new_orders(store_partitions())],
         partition_key=store,
         instance=instance,
         resources={"ecosync": env.resource},
@@ -186,26 +187,6 @@ def test_completeness_check_warns_when_orders_were_deleted_on_ecomanager(
     assert check.metadata["deleted_upstream"].value == 2
 
 
-def test_schedule_tick_requests_one_run_per_store_partition(env: Env) -> None:
-    defs = build_definitions(env.settings, resource=env.resource)
-    schedule = defs.resolve_schedule_def("order_sync_schedule")
-    assert schedule.cron_schedule == "*/15 * * * *"
-    tick = datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc)
-    context = build_schedule_context(
-        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
-    )
-    requests = schedule.evaluate_tick(context).run_requests or []
-    assert [r.partition_key for r in requests] == list(STORES)
-    assert [r.tags["ecosync/store"] for r in requests] == list(STORES)
-    assert len({r.run_key for r in requests}) == len(STORES)
-    again = schedule.evaluate_tick(
-        build_schedule_context(
-            scheduled_execution_time=tick, repository_def=defs.get_repository_def()
-        )
-    )
-    assert [r.run_key for r in again.run_requests or []] == [r.run_key for r in requests]
-
-
 def test_new_orders_materializes_on_an_instance_stored_in_postgres(
     env: Env, tmp_path: Path, dagster_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +198,7 @@ def test_new_orders_materializes_on_an_instance_stored_in_postgres(
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 4
         defs = build_definitions(env.settings, resource=env.resource)
+        register_stores(instance, STORES)
         result = defs.resolve_job_def("sync_orders").execute_in_process(
             instance=instance, partition_key="NATUR"
         )

@@ -1,40 +1,61 @@
-"""new_orders: one store's sync, one partition per store.
+"""new_orders: the stores' syncs, one partition per store, many stores per run.
 
-Materializing a partition runs ``Runtime.sync`` for that store: it resumes from the
-store's verified position, fetches the new pages, upserts their orders and advances the
-position after each commit. Its metadata is the SyncResult, numbers first so the UI
-plots them across runs.
+A run targets one store or a range of stores (the schedule's batches). The stores of the
+run are synced concurrently by a few workers (``defs.orders.batch``), each under its own
+lock and rate limit; as each store finishes, its own materialization is recorded with its
+own metadata (the SyncResult, numbers first so the UI plots them across runs), and its
+``new_orders_complete`` check is evaluated in the same step, because a separate step is a
+separate process and the process start costs more than the check. A store that fails
+gets no materialization and fails the run after the others are recorded, naming each
+failed store and what to do.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
+    AssetMaterialization,
+    AssetRecordsFilter,
     AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
     Backoff,
     Config,
-    MaterializeResult,
+    Failure,
     MetadataValue,
     PartitionsDefinition,
     RetryPolicy,
-    asset,
+    multi_asset,
 )
 from pydantic import Field
 
-from ecosync_pipeline.defs.failures import reported
+from ecosync_pipeline.defs.failures import as_failure
 from ecosync_pipeline.defs.metadata import markdown_table
+from ecosync_pipeline.defs.orders.batch import (
+    DEFAULT_WORKERS,
+    MAX_WORKERS,
+    StoreOutcome,
+    sync_batch,
+)
+from ecosync_pipeline.defs.orders.checks import (
+    CHECK_DESCRIPTION,
+    NEW_ORDERS,
+    NEW_ORDERS_COMPLETE,
+    completeness_evaluation,
+)
 from ecosync_pipeline.defs.positions.assets import RESTORED_SYNC_POSITIONS
 from ecosync_pipeline.defs.resources import EcosyncResource
-from ecosync_pipeline.storage import orders_after, store_summary
 from ecosync_pipeline.sync.engine import SyncResult
 
-NEW_ORDERS = AssetKey("new_orders")
+__all__ = ["NEW_ORDERS", "SyncConfig", "build_new_orders", "sync_metadata"]
 DEFAULT_BUDGET_SECONDS = 600.0
-PREVIEW_ROWS = 10
 # No customer names or phone numbers: metadata is visible to everyone with UI access.
 PREVIEW_COLUMNS = ("order_id", "reference", "order_state", "wilaya", "total", "created_at")
 
@@ -45,13 +66,19 @@ class SyncConfig(Config):
     budget_seconds: float = Field(
         default=DEFAULT_BUDGET_SECONDS,
         gt=0,
-        description="Stop cleanly after this many seconds; the next run continues from the "
-        "committed position. The default fits inside the 15-minute schedule.",
+        description="Stop each store cleanly after this many seconds; the next run continues "
+        "from the committed position. The default fits inside the 15-minute schedule.",
+    )
+    workers: int = Field(
+        default=DEFAULT_WORKERS,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Stores of the run synced at the same time (threads of the run's process).",
     )
 
 
 def sync_metadata(
-    result: SyncResult, preview: list[dict[str, Any]], order_count: int
+    result: SyncResult, preview: Sequence[dict[str, Any]], order_count: int
 ) -> dict[str, Any]:
     """The metadata of one store's sync: numbers the UI plots, the source, a preview."""
     return {
@@ -76,44 +103,118 @@ def sync_metadata(
     }
 
 
-def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
-    """The new_orders asset over ``partitions`` (one per store)."""
+def _log_result(context: AssetExecutionContext, result: SyncResult) -> None:
+    context.log.info(
+        "store %s: pages %d..%d from %s, %d new and %d updated orders, %d API calls, %.1f s%s",
+        result.store,
+        result.from_page,
+        result.to_page,
+        result.position_source,
+        result.orders_new,
+        result.orders_updated,
+        result.api_calls,
+        result.seconds,
+        " (stopped by the time budget; the next run continues)" if result.stopped_by_budget else "",
+    )
 
-    @asset(
-        key=NEW_ORDERS,
+
+def _store_events(
+    context: AssetExecutionContext, outcome: StoreOutcome, materialize: bool, check: bool
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The materialization of one store's partition, then its check on that materialization."""
+    assert outcome.summary is not None
+    if materialize and outcome.result is not None:
+        _log_result(context, outcome.result)
+        yield AssetMaterialization(
+            asset_key=NEW_ORDERS,
+            partition=outcome.store,
+            metadata=sync_metadata(outcome.result, outcome.preview, outcome.summary.order_count),
+        )
+    if check and outcome.served is not None:
+        latest = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[outcome.store]), limit=1
+        ).records
+        yield completeness_evaluation(
+            outcome.summary, outcome.served, latest[0] if latest else None
+        )
+
+
+def batch_failure(failed: Sequence[StoreOutcome], total: int) -> Failure:
+    """One Failure for the run naming every store that failed, each with its remedy."""
+    failures = [as_failure(o.error, o.store) for o in failed if o.error is not None]
+    if len(failures) == 1 and total == 1:
+        return failures[0]
+    lines = "\n".join(f"- {f.description}" for f in failures)
+    return Failure(
+        description=f"{len(failures)} of {total} stores failed; the others were synced and "
+        f"recorded:\n{lines}",
+        metadata={
+            "failed_stores": ", ".join(o.store for o in failed),
+            "errors": ", ".join(sorted({type(o.error).__name__ for o in failed})),
+        },
+        # A retry would sync the whole range again; the next tick retries the failed ones.
+        allow_retries=False,
+    )
+
+
+def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
+    """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
+
+    @multi_asset(
+        name="new_orders",
+        specs=[
+            AssetSpec(
+                NEW_ORDERS,
+                deps=[RESTORED_SYNC_POSITIONS],
+                group_name="orders",
+                kinds={"python", "sql"},
+                # Each store's materialization is recorded as the store finishes, so the
+                # output itself carries nothing.
+                skippable=True,
+                description="The orders of each store (a partition), synced page by page "
+                "from EcoManager into the orders database from the store's verified sync "
+                "position. One run syncs one store or a batch of them.",
+            )
+        ],
+        check_specs=[
+            AssetCheckSpec(
+                NEW_ORDERS_COMPLETE,
+                asset=NEW_ORDERS,
+                partitions_def=partitions,
+                description=CHECK_DESCRIPTION,
+            )
+        ],
         partitions_def=partitions,
-        deps=[RESTORED_SYNC_POSITIONS],
-        group_name="orders",
-        kinds={"python", "sql"},
-        # A transient failure (EcoManager or the database unavailable) is retried: the
-        # retry resumes from the last committed page, and the upsert makes a re-read
-        # harmless. Failures that a retry cannot fix are raised with retries disallowed.
+        # A backfill (UI or `dagster asset materialize --partition-range`) of many stores is
+        # one run, its stores synced side by side as the schedule's batches are.
+        backfill_policy=BackfillPolicy.single_run(),
+        can_subset=True,
+        # A transient failure of a one-store run (EcoManager or the database unavailable)
+        # is retried: the retry resumes from the last committed page, and the upsert makes
+        # a re-read harmless. Failures that a retry cannot fix disallow retries.
         retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
-        description="The orders of one store (a partition), synced page by page from "
-        "EcoManager into the orders database from the store's verified sync position.",
     )
     def new_orders(
         context: AssetExecutionContext, config: SyncConfig, ecosync: EcosyncResource
-    ) -> MaterializeResult:
-        store = context.partition_key
-        with reported(store), ecosync.runtime() as runtime:
-            result = runtime.sync(store, budget_seconds=config.budget_seconds)
-            preview = orders_after(runtime.engine, store, result.last_order_id_before, PREVIEW_ROWS)
-            count = store_summary(runtime.engine, store).order_count
-        context.log.info(
-            "store %s: pages %d..%d from %s, %d new and %d updated orders, %d API calls, %.1f s%s",
-            store,
-            result.from_page,
-            result.to_page,
-            result.position_source,
-            result.orders_new,
-            result.orders_updated,
-            result.api_calls,
-            result.seconds,
-            " (stopped by the time budget; the next run continues)"
-            if result.stopped_by_budget
-            else "",
-        )
-        return MaterializeResult(metadata=sync_metadata(result, preview, count))
+    ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+        stores = list(context.partition_keys)
+        materialize = NEW_ORDERS in context.selected_asset_keys
+        check = AssetCheckKey(NEW_ORDERS, NEW_ORDERS_COMPLETE) in context.selected_asset_check_keys
+        failed: list[StoreOutcome] = []
+        with ecosync.runtime() as runtime:
+            for outcome in sync_batch(
+                runtime,
+                stores,
+                workers=config.workers,
+                budget_seconds=config.budget_seconds,
+                sync=materialize,
+                check=check,
+            ):
+                if outcome.error is not None:
+                    failed.append(outcome)
+                    continue
+                yield from _store_events(context, outcome, materialize, check)
+        if failed:
+            raise batch_failure(failed, len(stores))
 
     return new_orders

@@ -13,29 +13,32 @@ what the sync itself cannot see:
   they were synced; they stay in the database and shift later pages towards page 1.
 
 It costs one API call when the database's count names the right page, a few more
-(logarithmic) when it does not.
+(logarithmic) when it does not. The check is evaluated in new_orders' own step, right
+after each store's sync (see defs.orders.assets), for the partition of that store.
 """
 
-# No `from __future__ import annotations` here: Dagster reads the context parameter's
-# annotation at definition time and rejects it as a string.
+from __future__ import annotations
 
 from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetChecksDefinition,
+    AssetCheckEvaluation,
     AssetCheckSeverity,
+    AssetKey,
+    EventLogRecord,
     MetadataValue,
-    PartitionsDefinition,
-    asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
-from ecosync_pipeline.defs.failures import reported
-from ecosync_pipeline.defs.orders.assets import NEW_ORDERS
-from ecosync_pipeline.defs.resources import EcosyncResource
-from ecosync_pipeline.positions.database_layer import page_hint
-from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
-from ecosync_pipeline.storage import StoreSummary, store_summary
+from ecosync_pipeline.positions.recovery import ServedCount
+from ecosync_pipeline.storage import StoreSummary
 
+NEW_ORDERS = AssetKey("new_orders")
+NEW_ORDERS_COMPLETE = "new_orders_complete"
+CHECK_DESCRIPTION = (
+    "The orders database holds exactly the orders the API serves up to the store's last "
+    "synced order id (ERROR when some are missing, WARN when some were deleted on EcoManager)."
+)
 MISSING_ACTION = (
     "Orders the API serves are not in the database. Re-read the store from before the gap: "
     "find the first missing id by comparing the store's ids with the API, then run the sync "
@@ -48,8 +51,39 @@ DELETED_ACTION = (
 )
 
 
-def completeness_result(summary: StoreSummary, served: ServedCount) -> AssetCheckResult:
-    """Compare the database's count with the API's count up to the same last order id."""
+def _verdict(summary: StoreSummary, served: ServedCount) -> tuple[bool, AssetCheckSeverity, str]:
+    stored = summary.order_count
+    difference = served.served - stored
+    store, last = summary.store, summary.last_order_id
+    if difference == 0:
+        return (
+            True,
+            AssetCheckSeverity.ERROR,
+            f"store {store}: all {stored} orders up to id {last} are in the database",
+        )
+    if difference > 0:
+        return (
+            False,
+            AssetCheckSeverity.ERROR,
+            f"store {store}: the API serves {served.served} orders up to id {last} but the "
+            f"database holds {stored}: {difference} missing. {MISSING_ACTION}",
+        )
+    return (
+        False,
+        AssetCheckSeverity.WARN,
+        f"store {store}: the database holds {stored} orders up to id {last} but the API "
+        f"serves {served.served}: {-difference} deleted on EcoManager. {DELETED_ACTION}",
+    )
+
+
+def completeness_evaluation(
+    summary: StoreSummary, served: ServedCount, materialization: EventLogRecord | None = None
+) -> AssetCheckEvaluation:
+    """Compare the database's count with the API's count up to the same last order id.
+
+    ``materialization`` is the store's materialization the check judges (the one its
+    sync just recorded), so the UI shows the result against it.
+    """
     stored = summary.order_count
     difference = served.served - stored
     metadata = {
@@ -61,60 +95,27 @@ def completeness_result(summary: StoreSummary, served: ServedCount) -> AssetChec
         "page_of_last_order": MetadataValue.int(served.page),
         "api_calls": MetadataValue.int(served.fetches),
     }
-    store = summary.store
-    if difference == 0:
-        return AssetCheckResult(
-            passed=True,
-            metadata=metadata,
-            description=f"store {store}: all {stored} orders up to id "
-            f"{summary.last_order_id} are in the database",
+    passed, severity, description = _verdict(summary, served)
+    if difference:
+        metadata["what_to_do"] = MetadataValue.md(
+            MISSING_ACTION if difference > 0 else DELETED_ACTION
         )
-    if difference > 0:
-        metadata["what_to_do"] = MetadataValue.md(MISSING_ACTION)
-        return AssetCheckResult(
-            passed=False,
-            severity=AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description=f"store {store}: the API serves {served.served} orders up to id "
-            f"{summary.last_order_id} but the database holds {stored}: {difference} missing. "
-            f"{MISSING_ACTION}",
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(
+            storage_id=materialization.storage_id,
+            run_id=materialization.run_id,
+            timestamp=materialization.timestamp,
         )
-    metadata["what_to_do"] = MetadataValue.md(DELETED_ACTION)
-    return AssetCheckResult(
-        passed=False,
-        severity=AssetCheckSeverity.WARN,
+        if materialization is not None
+        else None
+    )
+    return AssetCheckEvaluation(
+        asset_key=NEW_ORDERS,
+        check_name=NEW_ORDERS_COMPLETE,
+        passed=passed,
+        severity=severity,
         metadata=metadata,
-        description=f"store {store}: the database holds {stored} orders up to id "
-        f"{summary.last_order_id} but the API serves {served.served}: {-difference} deleted "
-        f"on EcoManager. {DELETED_ACTION}",
+        description=description,
+        target_materialization_data=target,
+        partition=summary.store,
     )
-
-
-def build_new_orders_check(partitions: PartitionsDefinition) -> AssetChecksDefinition:
-    """The new_orders_complete check, partitioned like new_orders (one result per store)."""
-
-    @asset_check(
-        asset=NEW_ORDERS,
-        name="new_orders_complete",
-        partitions_def=partitions,
-        description="The orders database holds exactly the orders the API serves up to the "
-        "store's last synced order id (ERROR when some are missing, WARN when some were "
-        "deleted on EcoManager).",
-    )
-    def new_orders_complete(
-        context: AssetCheckExecutionContext, ecosync: EcosyncResource
-    ) -> AssetCheckResult:
-        store_id = context.partition_key
-        with reported(store_id), ecosync.runtime() as runtime:
-            store = runtime.store(store_id)
-            summary = store_summary(runtime.engine, store_id)
-            with runtime.client(store) as client:
-                served = count_served_through(
-                    client,
-                    store,
-                    summary.last_order_id,
-                    page_hint(summary.order_count, store.per_page),
-                )
-        return completeness_result(summary, served)
-
-    return new_orders_complete

@@ -1,4 +1,11 @@
-"""The order sync job and its schedule: one run per store every 15 minutes by default."""
+"""The order sync job and its schedule: every store every 15 minutes, in batches of stores.
+
+Each tick registers the stores the file lists (a store added since the last tick gets
+its partition now, with no reload), cuts them into batches of consecutive partitions and
+asks for one run per batch. A run costs a process start (seconds of imports), a store
+with nothing new one or two API calls: batching is what lets one machine serve a
+thousand stores a tick.
+"""
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
@@ -9,15 +16,27 @@ from typing import TYPE_CHECKING
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
-    PartitionsDefinition,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
+    in_process_executor,
     schedule,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
 )
 
 from ecosync_pipeline.defs.orders.assets import NEW_ORDERS
+from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS
+from ecosync_pipeline.defs.partitions import (
+    STORE_PARTITIONS_NAME,
+    StoreBatch,
+    register_stores,
+    store_batches,
+)
+from ecosync_pipeline.defs.resources import EcosyncResource
 
 if TYPE_CHECKING:
     # What define_asset_job returns; Dagster does not export the name itself.
@@ -26,24 +45,49 @@ if TYPE_CHECKING:
     )
 
 DEFAULT_SYNC_CRON = "*/15 * * * *"
+DEFAULT_BATCH_SIZE = 250
 STORE_TAG = "ecosync/store"
+BATCH_TAG = "ecosync/batch"
 
 sync_orders_job = define_asset_job(
     "sync_orders",
     selection=AssetSelection.assets(NEW_ORDERS),
-    description="Sync one store's new orders (new_orders for one partition, with its checks).",
+    # One process per run: the step runs in the run's own process, so a run does not pay
+    # for a second interpreter importing Dagster and the code location.
+    executor_def=in_process_executor,
+    description="Sync the new orders of one store or a batch of stores (new_orders for a "
+    "partition or a range of partitions, with its completeness check).",
 )
+
+
+def batch_run_request(batch: StoreBatch, stamp: str, workers: int) -> RunRequest:
+    """The run syncing one batch: a partition range, or one partition for a lone store."""
+    tags = {BATCH_TAG: f"{batch.first}..{batch.last}"}
+    if len(batch.stores) == 1:
+        tags[STORE_TAG] = batch.first
+    else:
+        tags[ASSET_PARTITION_RANGE_START_TAG] = batch.first
+        tags[ASSET_PARTITION_RANGE_END_TAG] = batch.last
+    return RunRequest(
+        # A tick evaluated twice (daemon restart) must not start a batch twice.
+        run_key=f"{batch.first}..{batch.last}:{stamp}",
+        partition_key=batch.first if len(batch.stores) == 1 else None,
+        run_config={"ops": {"new_orders": {"config": {"workers": workers}}}},
+        tags=tags,
+    )
 
 
 def build_order_sync_schedule(
     job: "UnresolvedAssetJobDefinition",
-    partitions: PartitionsDefinition,
     cron: str = DEFAULT_SYNC_CRON,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
 ) -> ScheduleDefinition:
-    """A schedule asking for one run of ``job`` per store partition on every tick.
+    """A schedule asking for one run of ``job`` per batch of ``batch_size`` stores a tick.
 
-    Each store is its own run, so a slow or failing store never holds the others back;
-    the run queue (dagster.yaml) keeps one run per store and a few runs in all.
+    Inside a run, ``workers`` stores sync at once, each under its own lock: a store still
+    held by a run of the previous tick fails alone (StoreLocked) and the others go on.
     """
 
     @schedule(
@@ -51,17 +95,22 @@ def build_order_sync_schedule(
         cron_schedule=cron,
         job=job,
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Sync every store's new orders ({cron}); one run per store.",
+        description=f"Sync every store's new orders ({cron}), {batch_size} stores a run, "
+        f"{workers} at a time within a run.",
     )
-    def order_sync_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
+    def order_sync_schedule(
+        context: ScheduleEvaluationContext, ecosync: EcosyncResource
+    ) -> Iterator[RunRequest]:
         tick = context.scheduled_execution_time
         stamp = tick.isoformat() if tick is not None else "manual"
-        for store in partitions.get_partition_keys():
-            yield RunRequest(
-                # A tick evaluated twice (daemon restart) must not start a store twice.
-                run_key=f"{store}:{stamp}",
-                partition_key=store,
-                tags={STORE_TAG: store},
-            )
+        configured = [store.identifier for store in ecosync.settings().stores()]
+        # Schedules cannot return partition requests as sensors do; a store added since
+        # the sensor's last tick is registered here so that this tick syncs it.
+        added = register_stores(context.instance, configured)
+        if added:
+            context.log.info("registered %d new stores: %s", len(added), ", ".join(added))
+        keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
+        for batch in store_batches(keys, configured, batch_size):
+            yield batch_run_request(batch, stamp, workers)
 
     return order_sync_schedule

@@ -1,0 +1,111 @@
+"""A batch of stores synced concurrently in one process, each store on its own.
+
+Every store runs ``Runtime.sync`` (its own lock, its own client and rate limiter), then
+the completeness count its check needs, in a pool of ``workers`` threads: the work is
+mostly waiting on EcoManager and the database, so threads overlap it. A store that fails
+is reported with its error and never stops the others. Outcomes come back as each store
+finishes, so the asset can record each store's materialization at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.positions.database_layer import page_hint
+from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
+from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.storage import StoreSummary, orders_after, store_summary
+from ecosync_pipeline.sync.engine import SyncResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 4
+# Each worker holds up to two connections of the orders database pool (the store lock
+# and a transaction); SQLAlchemy's default pool gives 15.
+MAX_WORKERS = 7
+PREVIEW_ROWS = 10
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """One store's part of a batch: its sync and check figures, or the error that stopped it."""
+
+    store: str
+    result: SyncResult | None = None
+    preview: tuple[dict[str, Any], ...] = ()
+    summary: StoreSummary | None = None
+    served: ServedCount | None = None
+    error: EcosyncError | None = None
+
+
+def sync_and_count(
+    runtime: Runtime,
+    store_id: str,
+    budget_seconds: float | None,
+    *,
+    sync: bool = True,
+    check: bool = True,
+) -> StoreOutcome:
+    """Sync one store (unless ``sync`` is False), then read what its metadata and its
+    completeness check need."""
+    result = runtime.sync(store_id, budget_seconds=budget_seconds) if sync else None
+    preview = (
+        orders_after(runtime.engine, store_id, result.last_order_id_before, PREVIEW_ROWS)
+        if result is not None
+        else []
+    )
+    summary = store_summary(runtime.engine, store_id)
+    served = count_served(runtime, summary) if check else None
+    return StoreOutcome(store_id, result, tuple(preview), summary, served)
+
+
+def count_served(runtime: Runtime, summary: StoreSummary) -> ServedCount:
+    """What EcoManager serves up to the store's last order id in the database."""
+    store = runtime.store(summary.store)
+    with runtime.client(store) as client:
+        return count_served_through(
+            client, store, summary.last_order_id, page_hint(summary.order_count, store.per_page)
+        )
+
+
+def _guarded(
+    runtime: Runtime, store_id: str, budget_seconds: float | None, sync: bool, check: bool
+) -> StoreOutcome:
+    try:
+        return sync_and_count(runtime, store_id, budget_seconds, sync=sync, check=check)
+    except EcosyncError as exc:
+        logger.warning("store %s: %s: %s", store_id, type(exc).__name__, exc)
+        return StoreOutcome(store_id, error=exc)
+
+
+def sync_batch(
+    runtime: Runtime,
+    stores: Sequence[str],
+    *,
+    workers: int = DEFAULT_WORKERS,
+    budget_seconds: float | None = None,
+    sync: bool = True,
+    check: bool = True,
+) -> Iterator[StoreOutcome]:
+    """Sync ``stores`` with at most ``workers`` at once, yielding each outcome as it ends.
+
+    An error that is not ours (a bug) still propagates, after the running stores finish.
+    """
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    if workers == 1 or len(stores) == 1:
+        for store_id in stores:
+            yield _guarded(runtime, store_id, budget_seconds, sync, check)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecosync-store") as pool:
+        futures: list[Future[StoreOutcome]] = [
+            pool.submit(_guarded, runtime, store_id, budget_seconds, sync, check)
+            for store_id in stores
+        ]
+        for future in as_completed(futures):
+            yield future.result()

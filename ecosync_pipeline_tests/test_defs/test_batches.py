@@ -1,0 +1,190 @@
+"""Many stores per run: partition ranges, one store failing alone, the schedule's batches,
+and stores that come and go without reloading the code location."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import (
+    DagsterInstance,
+    build_schedule_context,
+    build_sensor_context,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.partitions import (
+    STORE_PARTITIONS_NAME,
+    StoreBatch,
+    register_stores,
+    store_batches,
+)
+from ecosync_pipeline.simulator import StoreSpec
+from ecosync_pipeline.storage import store_summary
+from ecosync_pipeline_tests.test_defs.conftest import (
+    SPECS,
+    STORES,
+    Env,
+    metadata_values,
+    write_stores_file,
+)
+
+TICK = datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc)
+NEWCOMER = StoreSpec(
+    "DILST", name="Dilstore", first_id=1, count=41, token_env="ECOSYNC_TEST_TOKEN_DILST"
+)
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    """A Dagster instance on disk: schedules reach the instance through its reference,
+    which an ephemeral instance does not have."""
+    (tmp_path / "dagster").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster")) as inst:
+        yield inst
+
+
+def run_range(env: Env, instance: DagsterInstance, first: str, last: str) -> Any:
+    defs = build_definitions(env.settings, resource=env.resource)
+    register_stores(instance, STORES)
+    return defs.resolve_job_def("sync_orders").execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        raise_on_error=False,
+    )
+
+
+def materialized(result: Any) -> dict[str, dict[str, Any]]:
+    return {
+        m.partition: metadata_values(m.metadata)
+        for m in result.asset_materializations_for_node("new_orders")
+    }
+
+
+def tick(env: Env, instance: DagsterInstance, batch_size: int) -> list[Any]:
+    defs = build_definitions(env.settings, resource=env.resource, batch_size=batch_size)
+    schedule = defs.resolve_schedule_def("order_sync_schedule")
+    with build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=TICK,
+        repository_def=defs.get_repository_def(),
+        resources={"ecosync": env.resource},
+    ) as context:
+        return list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def test_store_batches_cut_at_removed_stores_and_at_the_batch_size() -> None:
+    keys = ["A", "B", "C", "GONE", "D", "E"]
+    batches = store_batches(keys, ["E", "D", "C", "B", "A"], 2)
+    assert batches == [
+        StoreBatch(("A", "B")),
+        StoreBatch(("C",)),
+        StoreBatch(("D", "E")),
+    ]
+    with pytest.raises(ValueError, match="at least 1"):
+        store_batches(keys, keys, 0)
+
+
+def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
+    env: Env, instance: DagsterInstance
+) -> None:
+    result = run_range(env, instance, "NATUR", "PURNA")
+    assert result.success
+    by_store = materialized(result)
+    assert set(by_store) == set(STORES)
+    for store in STORES:
+        assert by_store[store]["store"] == store
+        assert by_store[store]["orders_new"] == env.simulator.count(store)
+    checks = {e.partition: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == set(STORES)
+    assert all(c.passed for c in checks.values())
+    assert {c.metadata["orders_in_database"].value for c in checks.values()} == {
+        env.simulator.count(s) for s in STORES
+    }
+    # Each check judges its own store's materialization of this run.
+    for store, evaluation in checks.items():
+        target = evaluation.target_materialization_data
+        assert target is not None and target.run_id == result.run_id, store
+
+
+def test_one_store_failing_fails_only_that_store_and_names_it(
+    env: Env, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECOSYNC_TEST_TOKEN_NATUR", "x" * 80)
+    result = run_range(env, instance, "NATUR", "PURNA")
+    assert not result.success
+    assert set(materialized(result)) == {"PURNA"}
+    assert store_summary(env.runtime().engine, "PURNA").order_count == env.simulator.count("PURNA")
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = str(failure.step_failure_data.user_failure_data.description)
+    assert description.startswith("1 of 2 stores failed")
+    assert "store NATUR" in description and "ECOSYNC_TEST_TOKEN_NATUR" in description
+
+
+def test_schedule_batches_the_stores_and_a_rerun_tick_has_the_same_run_keys(
+    env: Env, instance: DagsterInstance
+) -> None:
+    [batch] = tick(env, instance, batch_size=2)
+    assert batch.partition_key is None
+    assert batch.tags[ASSET_PARTITION_RANGE_START_TAG] == "NATUR"
+    assert batch.tags[ASSET_PARTITION_RANGE_END_TAG] == "PURNA"
+    singles = tick(env, instance, batch_size=1)
+    assert [r.partition_key for r in singles] == list(STORES)
+    assert [r.tags["ecosync/store"] for r in singles] == list(STORES)
+    assert [r.run_key for r in tick(env, instance, 1)] == [r.run_key for r in singles]
+
+
+def test_a_store_added_to_the_file_is_synced_by_the_next_tick_and_a_removed_one_kept(
+    env: Env, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert len(tick(env, instance, batch_size=10)) == 1
+    env.simulator.configure((*SPECS, NEWCOMER))
+    monkeypatch.setenv(NEWCOMER.token_env, env.simulator.token("DILST"))
+    # NATUR leaves the file, DILST joins it: no new Definitions, only the next tick.
+    write_stores_file(Path(env.settings.stores_file), env.simulator, (SPECS[1], NEWCOMER))
+    defs = build_definitions(env.settings, resource=env.resource, batch_size=10)
+    [request] = tick(env, instance, batch_size=10)
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "PURNA"
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "DILST"
+    assert instance.get_dynamic_partitions(STORE_PARTITIONS_NAME) == ["NATUR", "PURNA", "DILST"]
+    result = defs.resolve_job_def("sync_orders").execute_in_process(
+        instance=instance, tags=request.tags, run_config=request.run_config
+    )
+    assert result.success
+    assert set(materialized(result)) == {"PURNA", "DILST"}
+    assert store_summary(env.runtime().engine, "DILST").order_count == 41
+
+
+def test_partitions_sensor_adds_new_stores_once_and_keeps_removed_ones(
+    env: Env, instance: DagsterInstance
+) -> None:
+    defs = build_definitions(env.settings, resource=env.resource)
+    sensor = defs.resolve_sensor_def("store_partitions_sensor")
+
+    def evaluate() -> Any:
+        with build_sensor_context(
+            instance=instance,
+            repository_def=defs.get_repository_def(),
+            resources={"ecosync": env.resource},
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+    first = evaluate()
+    [request] = first.dynamic_partitions_requests
+    assert request.partitions_def_name == STORE_PARTITIONS_NAME
+    assert list(request.partition_keys) == list(STORES)
+    assert first.run_requests == []
+    # The daemon applies the request; a store that left the file keeps its partition.
+    instance.add_dynamic_partitions(STORE_PARTITIONS_NAME, [*request.partition_keys, "GONE"])
+    second = evaluate()
+    assert second.dynamic_partitions_requests == []
+    assert "all with a partition" in (second.skip_message or "")
+    assert "GONE" in (second.skip_message or "")
+    assert "GONE" in instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
