@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -21,6 +21,13 @@ STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 DEFAULT_REQUESTS_PER_SECOND = 4.0
+DEFAULT_FINAL_STATES = ("Livré", "Annulé", "Retourné")
+DEFAULT_RECONCILE_CALLS_PER_DAY = 2000
+
+ReadMode = Literal["pages", "cursor"]
+"""How a store's incremental sync reads EcoManager: ascending pages from a stored
+position (the contract's baseline), or newest first with the keyset cursor."""
+READ_MODES: tuple[str, ...] = get_args(ReadMode)
 
 
 def validate_store_identifier(identifier: object) -> str:
@@ -47,6 +54,11 @@ class Store:
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     import_per_page: int = MAX_PER_PAGE
     """Page size of a first import (fewer calls); incremental syncs use ``per_page``."""
+    read_mode: ReadMode = "pages"
+    final_states: tuple[str, ...] = DEFAULT_FINAL_STATES
+    """Order states that never change again; orders in any other state are re-read."""
+    reconcile_calls_per_day: int = DEFAULT_RECONCILE_CALLS_PER_DAY
+    """API calls the reconciliation of this store may spend a day."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def token(self, environ: Mapping[str, str] | None = None) -> str:
@@ -101,7 +113,11 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
             f"{where}: store {identifier}: requests_per_second must be a "
             f"positive number, got {rps!r}"
         )
+    mirror = _mirror_options(raw, where, identifier)
     known = {
+        "read_mode",
+        "final_states",
+        "reconcile_calls_per_day",
         "identifier",
         "name",
         "base_url",
@@ -118,8 +134,32 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         per_page=per_page,
         requests_per_second=float(rps),
         import_per_page=max(per_page, import_per_page),
+        **mirror,
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _mirror_options(raw: dict[str, Any], where: str, store: str) -> dict[str, Any]:
+    """read_mode, final_states and reconcile_calls_per_day of one store, validated."""
+    mode = raw.get("read_mode", "pages")
+    if mode not in READ_MODES:
+        raise ConfigError(
+            f"{where}: store {store}: read_mode must be one of {', '.join(READ_MODES)}, "
+            f"got {mode!r}"
+        )
+    finals = raw.get("final_states", list(DEFAULT_FINAL_STATES))
+    if not isinstance(finals, list) or not finals or not all(isinstance(f, str) for f in finals):
+        raise ConfigError(
+            f"{where}: store {store}: final_states must be a list of order state names, "
+            f"got {finals!r}"
+        )
+    budget = raw.get("reconcile_calls_per_day", DEFAULT_RECONCILE_CALLS_PER_DAY)
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ConfigError(
+            f"{where}: store {store}: reconcile_calls_per_day must be a positive integer, "
+            f"got {budget!r}"
+        )
+    return {"read_mode": mode, "final_states": tuple(finals), "reconcile_calls_per_day": budget}
 
 
 # libyaml's loader when PyYAML was built with it: 30 times faster on a large stores file,

@@ -13,7 +13,8 @@
     ├── StorageError             the orders database failed
     │   └── DatabaseUnavailable  it cannot be reached, or the connection dropped (retryable)
     └── SyncError
-        └── StoreLocked          another run is syncing this store
+        ├── StoreLocked          another run is syncing this store
+        └── MirrorRefused        EcoManager served something the mirror will not act on
 
 Library exceptions are converted where they enter our code (``raise X(...) from exc``),
 and every message names the store, page or file and says what to do.
@@ -106,3 +107,15 @@ class StoreLocked(SyncError):
             f"store {store}: another sync is already running for this store; "
             "this run exits without syncing. Wait for it to finish."
         )
+
+
+class MirrorRefused(SyncError):
+    """What EcoManager served would flag or skip orders on evidence the contract does not give.
+
+    Raised before anything is written for the page concerned, naming the store and page.
+    """
+
+    def __init__(self, message: str, *, store: str, page: int | None = None) -> None:
+        self.store = store
+        self.page = page
+        super().__init__(message)

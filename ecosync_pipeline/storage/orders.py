@@ -43,11 +43,16 @@ ORDER_FIELDS = {
 }
 """Each column the page upsert fills from an ``Order``, and the attribute it comes from."""
 
-UPSERT_COLUMNS = ("store", *ORDER_FIELDS, "first_seen_at", "last_seen_at")
+UPSERT_COLUMNS = ("store", *ORDER_FIELDS, "first_seen_at", "last_seen_at", "deleted_at")
 """Every column a page upsert writes, in the table's order of the order fields."""
 
-UPDATED_ON_CONFLICT = (*(c for c in ORDER_FIELDS if c != "order_id"), "last_seen_at")
-"""What a re-read refreshes: everything EcoManager may change, and when we last saw it.
+UPDATED_ON_CONFLICT = (
+    *(c for c in ORDER_FIELDS if c != "order_id"),
+    "last_seen_at",
+    "deleted_at",
+)
+"""What a re-read refreshes: everything EcoManager may change, and when we last saw it;
+an order served again is no longer flagged deleted (DESIGN, invariant 10).
 ``first_seen_at`` and the row's own id are kept."""
 
 PREVIEW_COLUMNS = tuple(c for c in orders_table.columns if c.name != "id")
@@ -217,31 +222,49 @@ def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> i
 
 
 def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
-    """Last order id and order count of every store with orders, in one GROUP BY.
+    """Last order id and live order count of every store with orders.
 
-    A store without orders is absent. The unique index on (store, order_id) answers it
-    without reading the table (an index-only scan on PostgreSQL once vacuumed).
+    A store without orders is absent. The count leaves out orders flagged deleted
+    upstream; the last order id does not (it is the highest id ever synced, the mark new
+    orders come after). The unique index on (store, order_id) answers the GROUP BY
+    without reading the table, and the small partial index of flagged orders the rest.
     """
     stmt = select(orders_table.c.store, func.max(orders_table.c.order_id), func.count()).group_by(
         orders_table.c.store
     )
+    flagged = (
+        select(orders_table.c.store, func.count())
+        .where(orders_table.c.deleted_at.is_not(None))
+        .group_by(orders_table.c.store)
+    )
     with _reading(bind, "reading the last order id of every store") as conn:
+        deleted = {store: int(count) for store, count in conn.execute(flagged)}
         return {
-            store: StoreSummary(store=store, last_order_id=int(last), order_count=int(count))
+            store: StoreSummary(
+                store=store, last_order_id=int(last), order_count=int(count) - deleted.get(store, 0)
+            )
             for store, last, count in conn.execute(stmt)
         }
 
 
 def store_summary(bind: Bind, store: str) -> StoreSummary:
-    """Last order id and order count of one store (None and 0 when it has no orders)."""
+    """Last order id and live order count of one store (None and 0 when it has no orders).
+
+    As in store_summaries, orders flagged deleted are not counted but still mark the
+    highest id synced.
+    """
     validate_store_identifier(store)
-    stmt = select(func.max(orders_table.c.order_id), func.count()).where(
-        orders_table.c.store == store
+    mine = orders_table.c.store == store
+    flagged = (
+        select(func.count()).where(mine, orders_table.c.deleted_at.is_not(None)).scalar_subquery()
     )
+    stmt = select(func.max(orders_table.c.order_id), func.count(), flagged).where(mine)
     with _reading(bind, f"store {store}: reading its last order id") as conn:
-        last, count = conn.execute(stmt).one()
+        last, count, deleted = conn.execute(stmt).one()
     return StoreSummary(
-        store=store, last_order_id=None if last is None else int(last), order_count=int(count)
+        store=store,
+        last_order_id=None if last is None else int(last),
+        order_count=int(count) - int(deleted or 0),
     )
 
 
@@ -311,7 +334,12 @@ def order_state(bind: Bind, store: str, order_id: int) -> str | None:
 
 
 def _row(store: str, order: Order, seen: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {"store": store, "first_seen_at": seen, "last_seen_at": seen}
+    row: dict[str, Any] = {
+        "store": store,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+        "deleted_at": None,
+    }
     for column, field in ORDER_FIELDS.items():
         value = getattr(order, field)
         row[column] = _jsonable(value) if isinstance(orders_table.c[column].type, JSON) else value

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -161,13 +162,43 @@ orders = Table(
     Column("updated_at", UtcDateTime, comment="EcoManager's", info=from_order("updated_at")),
     Column("first_seen_at", UtcDateTime, nullable=False, comment="when ecosync first read it"),
     Column("last_seen_at", UtcDateTime, nullable=False, comment="when ecosync last read it"),
+    Column(
+        "deleted_at",
+        UtcDateTime,
+        nullable=True,
+        comment="when ecosync found it deleted upstream; NULL while EcoManager serves it",
+    ),
     # The unique index on (store, order_id) makes re-reading a page harmless (upsert) and
     # answers "last order id and count per store" from the index alone.
     UniqueConstraint("store", "order_id"),
     # Revision 0002: orders of a store not seen since a date (deleted upstream, for reconciliation).
     Index(None, "store", "last_seen_at"),
+    # v3: the few flagged orders, so live counts are the unique index's count minus these.
+    Index(
+        "ix_orders_store_deleted",
+        "store",
+        "order_id",
+        postgresql_where=text("deleted_at IS NOT NULL"),
+        sqlite_where=text("deleted_at IS NOT NULL"),
+    ),
 )
 """Every order ever read, once per (store, order_id)."""
 
+store_state = Table(
+    "store_state",
+    metadata,
+    Column(
+        "store",
+        String(STORE_ID_LENGTH),
+        ForeignKey("stores.identifier", ondelete="RESTRICT"),
+        primary_key=True,
+    ),
+    Column("name", String(32), primary_key=True),
+    Column("value", json_type(), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""Small JSON values per store kept with the data (the reconciliation's cursor, ...)."""
+
 ORDERS_UNIQUE = "uq_orders_store_order_id"
 ORDERS_SEEN_INDEX = "ix_orders_store_last_seen_at"
+ORDERS_DELETED_INDEX = "ix_orders_store_deleted"

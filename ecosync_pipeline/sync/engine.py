@@ -26,6 +26,7 @@ from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
 from ecosync_pipeline.storage.database import describe_error
+from ecosync_pipeline.storage.mirror import record_sync_window
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,9 @@ def sync_store(
                     )
                     break
                 page = None
+        # What this run read, for the completeness audit of its window (ids, not counts).
+        with _transaction(engine, f"store {store.identifier}: recording the run") as conn:
+            record_sync_window(conn, store.identifier, last_before, position.last_order_id)
     result = SyncResult(
         store=store.identifier,
         pages_fetched=pages,

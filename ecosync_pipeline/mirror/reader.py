@@ -1,0 +1,101 @@
+"""Reading a store newest page first, in segments of ids that nothing can slip between.
+
+Pages are in ascending id order and a deletion moves every later order one slot towards
+page 1. Read page P, then P-1, then P-2: a deletion between two reads moves orders onto
+pages not read yet, never onto pages already read, and new orders only ever land after
+the last page. So each page read going down covers every id from its own first id up to
+the first id of the page read before it: consecutive segments meet or overlap, and an id
+absent from a segment is not served, whatever happened during the read. Reading upwards
+has no such property (an order moving back a page is skipped unseen), which is why a
+page-mode sync can skip and this reader cannot.
+
+Each segment is ``(low, high]``-closed: ``low`` is the page's first id (0 on page 1, so
+everything below the first served id is covered too) and ``high`` the id just below
+the previous segment. Only a page holding a higher id than every later-read one may be
+short: a short page below it breaks the contract and is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ecosync_pipeline.config import MAX_PER_PAGE
+from ecosync_pipeline.ecomanager import PageFetcher
+from ecosync_pipeline.ecomanager.locator import locate_resume_page
+from ecosync_pipeline.ecomanager.models import Order, Page
+from ecosync_pipeline.errors import MirrorRefused
+
+PER_PAGE = MAX_PER_PAGE
+"""The mirror reads 100 orders a page: the fewest calls the contract allows."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The served orders with ``low <= id <= high``, as read from page ``page``."""
+
+    store: str
+    page: int
+    low: int
+    high: int
+    orders: tuple[Order, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [o.id for o in self.orders]
+
+
+def _segment(store: str, page: Page, high: int) -> Segment:
+    low = 0 if page.number == 1 else page.first_id
+    if low is None:
+        raise MirrorRefused(
+            f"store {store}: page {page.number} is empty although later pages hold orders; "
+            "the server breaks the contract (pages shift only towards page 1), so nothing "
+            "was compared or flagged. Check the store's base_url, then run it again",
+            store=store,
+            page=page.number,
+        )
+    orders = tuple(o for o in page.orders if low <= o.id <= high)
+    return Segment(store=store, page=page.number, low=low, high=high, orders=orders)
+
+
+def _check_full(store: str, page: Page, per_page: int) -> None:
+    if len(page.orders) < per_page:
+        raise MirrorRefused(
+            f"store {store}: page {page.number} holds {len(page.orders)} orders, fewer than "
+            f"the {per_page} asked, although later pages hold orders; the server breaks the "
+            "contract, so nothing below it was compared or flagged",
+            store=store,
+            page=page.number,
+        )
+
+
+def descend(
+    fetcher: PageFetcher,
+    store: str,
+    *,
+    target: int,
+    high: int,
+    hint: int,
+    floor: int | None = None,
+    calls_left: Callable[[], bool] | None = None,
+) -> Iterator[Segment]:
+    """Segments from the page holding ``target`` down to ``floor`` (or page 1).
+
+    ``target`` is located first (gallop and bisect from ``hint``, one fetch when the hint
+    is right); ``high`` caps the first segment (the previous run's ``low - 1`` when a
+    sweep continues, so its boundary page is not counted twice). Stops after the segment
+    that reaches ``floor``, after page 1, or when ``calls_left()`` says the budget is spent.
+    """
+    located = locate_resume_page(fetcher, target, hint, PER_PAGE)
+    page = located.page_data
+    while True:
+        segment = _segment(store, page, high)
+        yield segment
+        if page.number == 1 or (floor is not None and segment.low <= floor):
+            return
+        if calls_left is not None and not calls_left():
+            return
+        high = segment.low - 1
+        page = fetcher.fetch_page(page.number - 1, PER_PAGE)
+        _check_full(store, page, PER_PAGE)
