@@ -211,3 +211,29 @@ def test_new_orders_materializes_on_an_instance_stored_in_postgres(
         )
     finally:
         instance.dispose()
+
+
+def test_completeness_check_names_the_skipped_range_when_a_deletion_hides_it_from_counts(
+    env: Env, instance: DagsterInstance
+) -> None:
+    """A deleted order still in the table and a skipped one cancel out in any count."""
+    assert sync_partition(env, instance, "NATUR").success
+    new = env.simulator.add_orders("NATUR", 30)
+    env.simulator.delete_orders("NATUR", env.simulator.page_ids("NATUR", 1)[:1])
+    result = sync_partition(env, instance, "NATUR")
+    runtime = env.runtime()
+    try:
+        with runtime.engine.begin() as conn:
+            conn.execute(
+                delete(orders_table).where(
+                    orders_table.c.store == "NATUR", orders_table.c.order_id == new[10]
+                )
+            )
+    finally:
+        runtime.close()
+    # A run with nothing new audits the page of 100 around its window: it holds the gap.
+    check = checks_by_name(sync_partition(env, instance, "NATUR"))["new_orders_complete"]
+    assert result.success
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert check.metadata["missing_id_ranges"].value == str(new[10])
+    assert "ecosync reconcile --store NATUR" in (check.description or "")

@@ -135,7 +135,7 @@ def _store_events(
             AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[outcome.store]), limit=1
         ).records
         yield completeness_evaluation(
-            outcome.summary, outcome.served, latest[0] if latest else None
+            outcome.summary, outcome.served, outcome.audit, latest[0] if latest else None
         )
 
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import StoreSummary, orders_after, store_summary
+from ecosync_pipeline.storage.mirror import SyncWindow, last_sync_window
 from ecosync_pipeline.sync.engine import SyncResult
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class StoreOutcome:
     preview: tuple[dict[str, Any], ...] = ()
     summary: StoreSummary | None = None
     served: ServedCount | None = None
+    audit: WindowAudit | None = None
     error: EcosyncError | None = None
 
 
@@ -61,7 +64,8 @@ def sync_and_count(
     )
     summary = store_summary(runtime.engine, store_id)
     served = count_served(runtime, summary) if check else None
-    return StoreOutcome(store_id, result, tuple(preview), summary, served)
+    audit = audit_last_window(runtime, summary) if check else None
+    return StoreOutcome(store_id, result, tuple(preview), summary, served, audit)
 
 
 def count_served(runtime: Runtime, summary: StoreSummary) -> ServedCount:
@@ -71,6 +75,18 @@ def count_served(runtime: Runtime, summary: StoreSummary) -> ServedCount:
         return count_served_through(
             client, store, summary.last_order_id, page_hint(summary.order_count, store.per_page)
         )
+
+
+def audit_last_window(runtime: Runtime, summary: StoreSummary) -> WindowAudit | None:
+    """The id-set audit of the window the store's last sync read (None before any sync)."""
+    window = last_sync_window(runtime.engine, summary.store)
+    if window is None:
+        if summary.last_order_id is None:
+            return None
+        window = SyncWindow(summary.last_order_id, summary.last_order_id)
+    store = runtime.store(summary.store)
+    with runtime.client(store) as client:
+        return audit_window(client, runtime.engine, store.identifier, window)
 
 
 def _guarded(

@@ -1,20 +1,22 @@
-"""new_orders_complete: per store, the database holds every order the API serves up to
-the last synced id.
+"""new_orders_complete: per store, id sets prove that nothing the last sync read is missing.
 
-"Seen" is counted on the API, not by the sync: the number of orders EcoManager serves
-with an id up to the store's last order id in the database, found from the one page
-that holds that id (every page before it is full). Counting on the API side catches
-what the sync itself cannot see:
+Two comparisons, each sound on its own:
 
-- fewer orders in the database than the API serves (ERROR): orders were skipped, the
-  failure a position that overshoots (id / 20, a wrong page) causes silently, or rows
-  were lost from the database;
-- more in the database than the API serves (WARN): orders deleted on EcoManager after
-  they were synced; they stay in the database and shift later pages towards page 1.
+- the window audit (ecosync_pipeline.mirror.completeness): the ids EcoManager serves over
+  the window the last sync run read, newest page first at 100 a page, against the ids
+  the table holds live over the same range. An id served and not stored is missing,
+  whatever the counts say; the check names the missing id ranges (ERROR);
+- the count up to the last synced id, over the whole history (one call): the table's
+  live count can only be inflated (by deletions upstream not flagged yet), so a count
+  below what EcoManager serves proves at least that many orders missing (ERROR). A
+  count that agrees proves nothing, and the check never says so.
 
-It costs one API call when the database's count names the right page, a few more
-(logarithmic) when it does not. The check is evaluated in new_orders' own step, right
-after each store's sync (see defs.orders.assets), for the partition of that store.
+Nothing missing in a window the ids covered passes; orders the table holds that
+EcoManager no longer serves are a WARN (the reconciliation flags them), and so is a
+window the audit's call budget did not cover entirely. The reconciliation
+(``ecosync reconcile``, or the ``reconciled_orders`` partition) repairs every ERROR.
+The check is evaluated in new_orders' own step, right after each store's sync (see
+defs.orders.assets), for the partition of that store.
 """
 
 from __future__ import annotations
@@ -30,76 +32,106 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from ecosync_pipeline.mirror.completeness import WindowAudit
 from ecosync_pipeline.positions.recovery import ServedCount
 from ecosync_pipeline.storage import StoreSummary
 
 NEW_ORDERS = AssetKey("new_orders")
 NEW_ORDERS_COMPLETE = "new_orders_complete"
 CHECK_DESCRIPTION = (
-    "The orders database holds exactly the orders the API serves up to the store's last "
-    "synced order id (ERROR when some are missing, WARN when some were deleted on EcoManager)."
-)
-MISSING_ACTION = (
-    "Orders the API serves are not in the database. Re-read the store from before the gap: "
-    "find the first missing id by comparing the store's ids with the API, then run the sync "
-    "from that page (the upsert makes re-reading harmless). Check the position history "
-    "(store_sync_positions) for a position that jumped ahead."
-)
-DELETED_ACTION = (
-    "Orders in the database are no longer served by EcoManager (deleted there). Nothing is "
-    "lost; keep them or mark them deleted in the back office."
+    "Id sets prove that the orders database holds every order EcoManager serves in the window "
+    "the last sync read (ERROR naming the missing id ranges; WARN for orders deleted upstream "
+    "not flagged yet, or a window only partly compared)."
 )
 
 
-def _verdict(summary: StoreSummary, served: ServedCount) -> tuple[bool, AssetCheckSeverity, str]:
-    stored = summary.order_count
-    difference = served.served - stored
+def repair_action(store: str) -> str:
+    """What repairs a store's missing orders, for the check's description and metadata."""
+    return (
+        f"The reconciliation fetches them: run `ecosync reconcile --store {store}` or "
+        f"materialize the {store} partition of reconciled_orders (its schedule also runs it)."
+    )
+
+
+def _verdict(
+    summary: StoreSummary, served: ServedCount, audit: WindowAudit | None
+) -> tuple[bool, AssetCheckSeverity, str]:
     store, last = summary.store, summary.last_order_id
-    if difference == 0:
-        return (
-            True,
-            AssetCheckSeverity.ERROR,
-            f"store {store}: all {stored} orders up to id {last} are in the database",
-        )
-    if difference > 0:
+    short = served.served - summary.order_count
+    if audit is not None and audit.missing:
         return (
             False,
             AssetCheckSeverity.ERROR,
-            f"store {store}: the API serves {served.served} orders up to id {last} but the "
-            f"database holds {stored}: {difference} missing. {MISSING_ACTION}",
+            f"store {store}: {audit.missing} orders EcoManager serves in ids "
+            f"{audit.covered_low}..{audit.window.high} (the last sync's window) are not in "
+            f"the database: ids {audit.ranges_text()}. {repair_action(store)}",
+        )
+    if short > 0:
+        return (
+            False,
+            AssetCheckSeverity.ERROR,
+            f"store {store}: EcoManager serves {served.served} orders up to id {last} but the "
+            f"database holds {summary.order_count}: at least {short} missing, below the last "
+            f"sync's window. {repair_action(store)}",
+        )
+    if audit is None:
+        return (True, AssetCheckSeverity.WARN, f"store {store}: no orders synced yet")
+    window = f"ids {audit.window.low}..{audit.window.high}"
+    if not audit.complete:
+        return (
+            False,
+            AssetCheckSeverity.WARN,
+            f"store {store}: of the last sync's window ({window}) only ids "
+            f"{audit.covered_low}..{audit.window.high} were compared (call budget); none of "
+            "them is missing. The reconciliation's sweep covers the rest.",
+        )
+    gone = max(audit.gone_unflagged, -short)
+    if gone:
+        return (
+            False,
+            AssetCheckSeverity.WARN,
+            f"store {store}: every order EcoManager serves in {window} is in the database "
+            f"(ids compared), and {gone} orders the database holds are no longer served "
+            "(deleted upstream, not flagged yet): the reconciliation flags them.",
         )
     return (
-        False,
-        AssetCheckSeverity.WARN,
-        f"store {store}: the database holds {stored} orders up to id {last} but the API "
-        f"serves {served.served}: {-difference} deleted on EcoManager. {DELETED_ACTION}",
+        True,
+        AssetCheckSeverity.ERROR,
+        f"store {store}: every one of the {audit.served} orders EcoManager serves in {window} "
+        "is in the database (ids compared)",
     )
 
 
 def completeness_evaluation(
-    summary: StoreSummary, served: ServedCount, materialization: EventLogRecord | None = None
+    summary: StoreSummary,
+    served: ServedCount,
+    audit: WindowAudit | None,
+    materialization: EventLogRecord | None = None,
 ) -> AssetCheckEvaluation:
-    """Compare the database's count with the API's count up to the same last order id.
+    """The check's result from the window audit and the history-wide count.
 
     ``materialization`` is the store's materialization the check judges (the one its
     sync just recorded), so the UI shows the result against it.
     """
-    stored = summary.order_count
-    difference = served.served - stored
+    short = served.served - summary.order_count
+    missing = max(audit.missing if audit else 0, short)
     metadata = {
-        "orders_in_database": MetadataValue.int(stored),
+        "orders_in_database": MetadataValue.int(summary.order_count),
         "orders_served_by_api": MetadataValue.int(served.served),
-        "missing_from_database": MetadataValue.int(max(0, difference)),
-        "deleted_upstream": MetadataValue.int(max(0, -difference)),
+        "missing_from_database": MetadataValue.int(missing),
+        "deleted_upstream": MetadataValue.int(max(audit.gone_unflagged if audit else 0, -short, 0)),
         "last_order_id": MetadataValue.int(summary.last_order_id or 0),
-        "page_of_last_order": MetadataValue.int(served.page),
-        "api_calls": MetadataValue.int(served.fetches),
+        "api_calls": MetadataValue.int(served.fetches + (audit.api_calls if audit else 0)),
     }
-    passed, severity, description = _verdict(summary, served)
-    if difference:
-        metadata["what_to_do"] = MetadataValue.md(
-            MISSING_ACTION if difference > 0 else DELETED_ACTION
-        )
+    if audit is not None:
+        metadata["window_low"] = MetadataValue.int(audit.window.low)
+        metadata["window_high"] = MetadataValue.int(audit.window.high)
+        metadata["window_compared_from"] = MetadataValue.int(audit.covered_low or 0)
+        metadata["window_orders_compared"] = MetadataValue.int(audit.served)
+        metadata["missing_id_ranges"] = MetadataValue.text(audit.ranges_text(20) or "none")
+    passed, severity, description = _verdict(summary, served, audit)
+    if missing:
+        metadata["what_to_do"] = MetadataValue.md(repair_action(summary.store))
     target = (
         AssetCheckEvaluationTargetMaterializationData(
             storage_id=materialization.storage_id,
