@@ -240,7 +240,7 @@ class Demo:
                 return runs
 
     def sensor_tick(self, cursor: str | None) -> tuple[SensorResult | SkipReason, str | None]:
-        """Evaluate cache_loss_sensor once, as the daemon would."""
+        """Evaluate cache_loss_sensor once, and record its asset events, as the daemon would."""
         sensor = self.defs.resolve_sensor_def("cache_loss_sensor")
         with build_sensor_context(
             instance=self.instance,
@@ -250,6 +250,8 @@ class Demo:
         ) as context:
             result = sensor(context)
         assert isinstance(result, (SensorResult, SkipReason))
+        for event in result.asset_events if isinstance(result, SensorResult) else []:
+            self.instance.report_runless_asset_event(event)
         new_cursor = result.cursor if isinstance(result, SensorResult) else cursor
         return result, new_cursor
 

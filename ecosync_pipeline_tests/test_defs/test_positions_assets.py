@@ -52,39 +52,50 @@ def write_redis(env: Env, position: SyncPosition) -> None:
         runtime.close()
 
 
-def test_store_positions_show_every_layer_and_all_checks_pass_after_a_sync(
+def test_store_positions_show_each_store_with_page_id_source_and_age_and_all_checks_pass(
     env: Env, instance: DagsterInstance
 ) -> None:
     last_ids = sync_all(env)
     metadata, checks = inspect_positions(env, instance)
-    assert metadata["cache_health"] == 1.0
+    assert metadata["cache_health_percent"] == 100.0
     assert metadata["redis_state"] == "ok"
     assert metadata["stores_healthy"] == len(STORES)
-    rows = [r.data for r in metadata["positions"].records]
-    assert {(r["store"], r["layer"]) for r in rows} == {
-        (s, layer) for s in STORES for layer in ("redis", "json", "database")
-    }
-    for row in rows:
-        assert row["last_order_id"] == last_ids[row["store"]]
-        assert row["status"] in ("healthy", "truth")
-    natur_redis = next(r for r in rows if r["store"] == "NATUR" and r["layer"] == "redis")
-    assert natur_redis["page"] == env.simulator.page_of("NATUR", last_ids["NATUR"])
+    assert metadata["stores_missing"] == 0
+    assert metadata["stores_needing_attention"] == 0
+    assert metadata["recommendation"] == f"All {len(STORES)} stores healthy: nothing to do."
+    rows = {r.data["store"]: r.data for r in metadata["stores"].records}
+    assert set(rows) == set(STORES)
+    for store, row in rows.items():
+        assert row["status"] == "healthy"
+        assert row["last_order_id"] == row["database_last_order_id"] == last_ids[store]
+        assert row["page"] == env.simulator.page_of(store, last_ids[store])
+        assert row["source"] == "redis"
+        assert row["age"].endswith(" s")
+        assert row["backup"] == f"page {row['page']}, id {last_ids[store]}"
     assert all(check.passed for check in checks.values()), checks
 
 
-def test_cache_health_warns_below_80_percent_and_names_the_restore(
+def test_a_store_missing_from_redis_fails_every_check_that_judges_it(
     env: Env, instance: DagsterInstance
 ) -> None:
     sync_all(env)
     env.redis.delete("ecomanager:pageinfo:NATUR")
     metadata, checks = inspect_positions(env, instance)
-    assert metadata["cache_health"] == 0.5
+    assert metadata["cache_health_percent"] == 50.0
+    assert (metadata["stores_missing"], metadata["stores_healthy"]) == (1, 1)
+    assert metadata["recommendation"].startswith(
+        "1 store needs its position restored (NATUR): Materialize restored_sync_positions"
+    )
     cache = checks["cache_health"]
     assert not cache.passed
     assert cache.severity == AssetCheckSeverity.WARN
     assert "restored_sync_positions" in cache.metadata["what_to_do"].value
-    # The JSON backup still holds NATUR's position, so no store is without one.
-    assert checks["position_health"].passed
+    # The backup still holds NATUR's position, but Redis does not: not healthy anywhere.
+    health = checks["position_health"]
+    assert not health.passed
+    assert health.severity == AssetCheckSeverity.ERROR
+    assert "NATUR (missing)" in (health.description or "")
+    assert "PURNA" not in (health.description or "").split(".")[0]
     assert not checks["layer_agreement"].passed
 
 
@@ -130,14 +141,16 @@ def test_position_health_errors_when_no_cache_holds_a_store_position(
     assert "restored_sync_positions" in health.metadata["what_to_do"].value
 
 
-def test_position_health_warns_for_a_store_never_synced(
+def test_position_health_passes_for_stores_without_orders_and_says_a_first_sync_is_due(
     env: Env, instance: DagsterInstance
 ) -> None:
-    _, checks = inspect_positions(env, instance)
+    metadata, checks = inspect_positions(env, instance)
     health = checks["position_health"]
-    assert not health.passed
-    assert health.severity == AssetCheckSeverity.WARN
-    assert "NATUR (calculated)" in (health.description or "")
+    assert health.passed
+    assert "2 without orders yet" in (health.description or "")
+    assert checks["cache_health"].passed
+    assert metadata["stores_calculated"] == len(STORES)
+    assert "new_orders partitions" in metadata["recommendation"]
 
 
 def test_layer_agreement_fails_when_redis_and_backup_name_different_pages(
@@ -163,11 +176,15 @@ def test_store_positions_report_unreachable_redis_and_checks_say_so(
     unreachable = ecosync_resource(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
     metadata, checks = inspect_positions(env, instance, unreachable)
     assert metadata["redis_state"] == "unreachable"
-    assert metadata["cache_health"] == 0.0
+    assert metadata["cache_health_percent"] == 0.0
+    assert metadata["stores_unreachable"] == len(STORES)
+    assert metadata["recommendation"].startswith("Redis is unreachable")
     assert not checks["cache_health"].passed
     assert "unreachable" in (checks["layer_agreement"].description or "")
-    # Syncs still have the backup: every store keeps a usable position.
-    assert checks["position_health"].passed
+    health = checks["position_health"]
+    assert not health.passed
+    assert health.severity == AssetCheckSeverity.WARN
+    assert "NATUR (unreachable)" in (health.description or "")
 
 
 def test_restore_button_restores_a_flushed_redis_from_the_backup(
@@ -187,8 +204,16 @@ def test_restore_button_restores_a_flushed_redis_from_the_backup(
     for store in STORES:
         assert rows[store]["redis_before"] == "none"
         assert rows[store]["restored_from"] == "json"
+        assert rows[store]["result"] == "restored"
         assert rows[store]["last_order_id"] == last_ids[store]
         assert redis_position(env, store).last_order_id == last_ids[store]
+    # The restore records the positions as it left them: healthy, every check passed.
+    [observation] = result.asset_observations_for_node("restored_sync_positions")
+    assert observation.asset_key.path == ["store_sync_positions"]
+    assert metadata_values(observation.metadata)["stores_healthy"] == len(STORES)
+    checks = checks_by_name(result)
+    assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
+    assert all(check.passed for check in checks.values()), checks
 
 
 def test_restore_button_fails_naming_the_store_it_could_not_restore_after_the_others(

@@ -6,11 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.positions.model import SyncPosition
-from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, flush_redis, sync_all
+from ecosync_pipeline_tests.test_defs.conftest import (
+    STORES,
+    Env,
+    checks_by_name,
+    flush_redis,
+    sync_all,
+)
 
 STEPS = [
     "detect_cache_loss",
@@ -78,6 +84,17 @@ def test_recovery_job_restores_a_flushed_redis_from_the_json_backup(
     assert metadata["already_healthy"] == 0
     restored = redis_positions(env)
     assert {s: p.last_order_id for s, p in restored.items()} == last_ids
+    # The run shows in the UI as events of both positions assets: the restore, and the
+    # health it left (an observation and the three checks, all passing).
+    keys = {key.to_user_string() for key in instance.get_asset_keys()}
+    assert {"store_sync_positions", "restored_sync_positions"} <= keys
+    materialized = instance.get_latest_materialization_event(AssetKey("restored_sync_positions"))
+    assert materialized is not None and materialized.run_id == result.run_id
+    [observation] = result.asset_observations_for_node("write_positions")
+    assert observation.metadata["stores_healthy"].value == len(STORES)
+    checks = checks_by_name(result)
+    assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
+    assert all(check.passed for check in checks.values()), checks
 
 
 def test_recovery_job_recomputes_from_the_database_when_backup_is_gone_too(

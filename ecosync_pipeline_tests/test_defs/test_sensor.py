@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, SensorDefinition, build_sensor_context
+from dagster import (
+    AssetCheckEvaluation,
+    AssetObservation,
+    DagsterInstance,
+    SensorDefinition,
+    build_sensor_context,
+)
 
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
@@ -47,6 +53,18 @@ def tick(
 
 def cursor_of(result: Any) -> dict[str, Any]:
     return json.loads(result.cursor)
+
+
+def evaluations(result: Any) -> dict[str, AssetCheckEvaluation]:
+    """The check evaluations a tick returned, by check name."""
+    return {e.check_name: e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)}
+
+
+def observation(result: Any) -> dict[str, Any]:
+    """The metadata of the one observation of store_sync_positions a tick returned."""
+    [seen] = [e for e in result.asset_events if isinstance(e, AssetObservation)]
+    assert seen.asset_key.path == ["store_sync_positions"]
+    return {k: getattr(v, "value", v) for k, v in seen.metadata.items()}
 
 
 def healthy_cursor(sensor: SensorDefinition, env: Env, instance: DagsterInstance) -> str:
@@ -182,7 +200,13 @@ def test_sensor_skips_quickly_and_keeps_its_cursor_when_redis_is_unreachable(
     assert time.monotonic() - started < 10
     assert result.run_requests == []
     assert "unreachable" in (result.skip_message or "")
-    assert result.cursor == cursor  # kept: the next tick compares with what was seen
+    # The loss fields are kept: the next reachable tick compares with what was seen.
+    kept = ("generation", "run_id", "last_event")
+    assert {k: cursor_of(result)[k] for k in kept} == {k: json.loads(cursor)[k] for k in kept}
+    # and the UI is told at once that Redis is down
+    checks = evaluations(result)
+    assert not checks["cache_health"].passed
+    assert "unreachable" in (checks["position_health"].description or "")
 
 
 def test_sensor_says_there_is_nothing_to_lose_before_any_position_is_written(
@@ -191,3 +215,44 @@ def test_sensor_says_there_is_nothing_to_lose_before_any_position_is_written(
     result = tick(sensor, env, sensor_instance, None)
     assert result.run_requests == []
     assert "nothing to lose" in (result.skip_message or "")
+
+
+def test_sensor_records_a_flush_as_failed_checks_at_once_and_their_end_after_the_recovery(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    sync_all(env)
+    first = tick(sensor, env, sensor_instance, None)
+    assert all(c.passed for c in evaluations(first).values())
+    assert observation(first)["stores_healthy"] == len(STORES)
+    # Nothing changed: nothing recorded.
+    quiet = tick(sensor, env, sensor_instance, first.cursor)
+    assert quiet.asset_events == []
+    flush_redis(env)
+    lost = tick(sensor, env, sensor_instance, quiet.cursor)
+    assert len(lost.run_requests) == 1
+    seen = observation(lost)
+    assert (seen["stores_missing"], seen["cache_health_percent"]) == (len(STORES), 0.0)
+    assert seen["recommendation"].startswith("2 stores need their positions restored")
+    checks = evaluations(lost)
+    assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
+    assert not any(c.passed for c in checks.values()), checks
+    assert tick(sensor, env, sensor_instance, lost.cursor).asset_events == []
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources={"ecosync": env.resource}
+    ).success
+    back = tick(sensor, env, sensor_instance, lost.cursor)
+    assert all(c.passed for c in evaluations(back).values()), evaluations(back)
+    assert observation(back)["stores_healthy"] == len(STORES)
+
+
+def test_sensor_records_the_health_again_after_an_hour_without_change(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    sync_all(env)
+    first = tick(sensor, env, sensor_instance, None)
+    saved = cursor_of(first)
+    assert int(saved["recorded_at"]) == pytest.approx(time.time(), abs=60)
+    hour_ago = json.dumps({**saved, "recorded_at": str(int(time.time()) - 3601)})
+    again = tick(sensor, env, sensor_instance, hour_ago)
+    assert observation(again)["stores_healthy"] == len(STORES)
+    assert int(cursor_of(again)["recorded_at"]) > int(saved["recorded_at"]) - 1

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dagster import AssetKey, DagsterInstance
 
 from ecosync_pipeline.bench.recovery import goal_bound
 from ecosync_pipeline.demo import run_demo
@@ -25,7 +26,7 @@ def demo_root(tmp_path: Path) -> Path:
 
 
 def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
-    demo_root: Path, redis_url: str
+    demo_root: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines: list[str] = []
     report = run_demo(
@@ -48,6 +49,15 @@ def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
     assert (demo_root / "data" / "history").exists() or (demo_root / "data" / "storage").exists()
     env = (demo_root / ".env").read_text()
     assert f"ECOSYNC_REDIS_URL={redis_url}" in env
+    # both positions assets have a history in the instance: the sensor's observations of
+    # the loss and of its end, the recovery run's materialization
+    monkeypatch.setenv("DAGSTER_HOME", str(demo_root / "data"))
+    with DagsterInstance.get() as instance:
+        observed = instance.fetch_observations(AssetKey("store_sync_positions"), limit=10)
+        missing = [r.asset_observation.metadata["stores_missing"].value for r in observed.records]
+        assert len(report.rows) in missing and 0 in missing
+        restored = instance.get_latest_materialization_event(AssetKey("restored_sync_positions"))
+        assert restored is not None and restored.run_id == report.recovery_run_id
     # the stores file it wrote serves exactly the synced ids again: nothing deleted, no new
     re_served = Simulator.from_stores_file(demo_root / "data" / "demo" / "stores.yaml")
     engine = make_engine(f"sqlite:///{demo_root / 'data' / 'demo' / 'orders.db'}")

@@ -13,7 +13,6 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -22,108 +21,61 @@ from dagster import (
 
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.metadata import table
+from ecosync_pipeline.defs.positions.judges import health_events
+from ecosync_pipeline.defs.positions.keys import (
+    OWNERS,
+    POSITIONS_POOL,
+    RESTORED_SYNC_POSITIONS,
+    STORE_SYNC_POSITIONS,
+)
+from ecosync_pipeline.defs.positions.report import cache_health_percent, status_metadata
 from ecosync_pipeline.defs.resources import EcosyncResource
-from ecosync_pipeline.positions.chain import RestoreReport
-from ecosync_pipeline.positions.health import StatusReport, status_report
-from ecosync_pipeline.positions.model import SyncPosition
+from ecosync_pipeline.positions.chain import PositionChain, RestoreReport
+from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.recovery import already_healthy, count_sources
 from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisRead
 
-STORE_SYNC_POSITIONS = AssetKey("store_sync_positions")
-RESTORED_SYNC_POSITIONS = AssetKey("restored_sync_positions")
-POSITIONS_POOL = "ecosync_positions"
-"""Steps that write every store's position share this pool (one at a time, dagster.yaml)."""
+__all__ = ["POSITIONS_POOL", "RESTORED_SYNC_POSITIONS", "STORE_SYNC_POSITIONS"]
 
-STATUS_COLUMNS = ("store", "layer", "page", "last_order_id", "source", "status", "orders")
+# Seven short columns: the UI shows them whole at 1,600 px.
 RESTORE_COLUMNS = (
     "store",
     "redis_before",
-    "json_before",
-    "database_before",
     "restored_from",
     "page",
     "last_order_id",
     "api_calls",
-    "already_healthy",
-    "error",
+    "result",
 )
 
 
-def status_rows(report: StatusReport) -> list[dict[str, Any]]:
-    """One row per store and layer: page, last order id, source and status."""
-    rows: list[dict[str, Any]] = []
-    unreachable = report.redis_state == "unreachable"
-    for s in report.stores:
-        for layer, position, status in (
-            ("redis", s.redis, s.status),
-            ("json", s.json, s.json_status),
-        ):
-            rows.append(
-                {
-                    "store": s.store,
-                    "layer": layer,
-                    "page": position.last_page if position else None,
-                    "last_order_id": position.target if position else None,
-                    "source": position.source if position else None,
-                    "status": "unreachable" if layer == "redis" and unreachable else status,
-                }
-            )
-        rows.append(
-            {
-                "store": s.store,
-                "layer": "database",
-                "page": None,  # the database knows ids, not pages: the sync locates the page
-                "last_order_id": s.db_last_order_id,
-                "source": "database",
-                "status": "truth",
-                "orders": s.db_order_count,
-            }
-        )
-    return rows
-
-
-def status_metadata(report: StatusReport) -> dict[str, Any]:
-    """The metadata of store_sync_positions: the table, cache health, counts, Redis state."""
-    metadata: dict[str, Any] = {
-        "positions": table(STATUS_COLUMNS, status_rows(report)),
-        "cache_health": MetadataValue.float(float(report.cache_health)),
-        "redis_state": MetadataValue.text(report.redis_state),
-        "stores": MetadataValue.int(len(report.stores)),
-        "backup_location": MetadataValue.path(report.backup_location),
-        "dagster/row_count": MetadataValue.int(len(report.stores)),
-    }
-    for status in ("healthy", "missing", "reset", "stale", "ahead", "calculated"):
-        metadata[f"stores_{status}"] = MetadataValue.int(report.counts.get(status, 0))
-    if report.loss.event_id:
-        metadata["loss_event"] = MetadataValue.text(report.loss.event_id)
-    if report.backup_quarantined:
-        metadata["backup_quarantined"] = MetadataValue.path(report.backup_quarantined)
-    return metadata
-
-
 def describe(position: RedisRead) -> str:
-    """A position in a table cell: 'page 12, id 240', 'none' or 'unreachable'."""
+    """A Redis position in a table cell: 'page 12', 'none' or 'unreachable'."""
     if position is UNAVAILABLE:
         return "unreachable"
     if not isinstance(position, SyncPosition):
         return "none"
-    return f"page {position.last_page}, id {position.target}"
+    return f"page {position.last_page}"
+
+
+def _result(report: RestoreReport) -> str:
+    if not report.ok:
+        return f"failed: {report.error}"
+    return "already healthy" if already_healthy(report) else "restored"
 
 
 def restore_rows(reports: Sequence[RestoreReport]) -> list[dict[str, Any]]:
-    """One row per store: each layer before, where it was restored from, the result."""
+    """One row per store: Redis before, the layer it was restored from, the result."""
     return [
         {
             "store": r.store,
             "redis_before": describe(r.before.redis),
-            "json_before": describe(r.before.json),
-            "database_before": describe(r.before.database),
             "restored_from": r.restored_from,
             "page": r.after.last_page if r.after else None,
             "last_order_id": r.after.target if r.after else None,
             "api_calls": r.api_calls,
-            "already_healthy": already_healthy(r),
-            "error": r.error,
+            "result": _result(r),
         }
         for r in reports
     ]
@@ -142,6 +94,12 @@ def restore_metadata(reports: Sequence[RestoreReport]) -> dict[str, Any]:
         "failed": MetadataValue.int(counts.failed),
         "api_calls": MetadataValue.int(sum(r.api_calls for r in reports)),
     }
+
+
+def log_health(context: Any, chain: PositionChain) -> None:
+    """Record the positions' health as they stand now: an observation and the checks."""
+    for event in health_events(status_report(chain), utc_now()):
+        context.log_event(event)
 
 
 def unrecovered_failure(reports: Sequence[RestoreReport], what: str) -> Failure:
@@ -165,8 +123,10 @@ def unrecovered_failure(reports: Sequence[RestoreReport], what: str) -> Failure:
     key=STORE_SYNC_POSITIONS,
     group_name="positions",
     kinds={"redis", "python"},
+    owners=OWNERS,
     description="What Redis, the JSON backup and the orders database hold for each store "
-    "(page, last order id, source, status) and the cache health. Read-only.",
+    "(status, page, last order id, source, age), the cache health in percent, the stores "
+    "per status and what to do. Read-only; cache_loss_sensor observes it on every change.",
 )
 def store_sync_positions(
     context: AssetExecutionContext, ecosync: EcosyncResource
@@ -174,13 +134,13 @@ def store_sync_positions(
     with reported(), ecosync.runtime() as runtime:
         report = status_report(runtime.chain)
     context.log.info(
-        "%d stores, cache health %.0f%%, Redis %s%s",
+        "%d stores, cache health %g%%, Redis %s%s",
         len(report.stores),
-        report.cache_health * 100,
+        cache_health_percent(report),
         report.redis_state,
         f", loss event {report.loss.event_id}" if report.loss.event_id else "",
     )
-    return MaterializeResult(metadata=status_metadata(report))
+    return MaterializeResult(metadata=status_metadata(report, utc_now()))
 
 
 @asset(
@@ -188,16 +148,19 @@ def store_sync_positions(
     deps=[STORE_SYNC_POSITIONS],
     group_name="positions",
     kinds={"redis", "python"},
+    owners=OWNERS,
     pool=POSITIONS_POOL,
     description="Every store's position restored from the best layer (Redis, JSON backup, "
     "or computed from the orders database), verified on the API and written back to Redis "
-    "and the backup. Materialize it to restore positions after a cache loss.",
+    "and the backup. Materialize it to restore positions after a cache loss: the health of "
+    "store_sync_positions and its checks are recorded again right after.",
 )
 def restored_sync_positions(
     context: AssetExecutionContext, ecosync: EcosyncResource
 ) -> MaterializeResult:
     with reported(), ecosync.runtime() as runtime:
         reports = runtime.chain.restore_all(runtime.client)
+        log_health(context, runtime.chain)
     for r in reports:
         if r.ok:
             context.log.info(

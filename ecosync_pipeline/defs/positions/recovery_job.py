@@ -7,13 +7,16 @@
 Each op calls one function of ecosync_pipeline.positions.recovery. The job runs in one
 process (the steps are sequential and small, and a recovery should finish within
 seconds of the loss). A store that cannot be recovered fails the run, naming the store
-and why, after every other store's position has been written.
+and why, after every other store's position has been written. The last step records
+the run as asset events: a materialization of restored_sync_positions, and the health
+of store_sync_positions (an observation and its three checks) as the restore left it.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
 from dagster import (
+    AssetMaterialization,
     In,
     MetadataValue,
     Nothing,
@@ -26,6 +29,8 @@ from dagster import (
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.positions.assets import (
     POSITIONS_POOL,
+    RESTORED_SYNC_POSITIONS,
+    log_health,
     restore_metadata,
     unrecovered_failure,
 )
@@ -140,6 +145,8 @@ def write_positions(
 ) -> recovery.RecoveryCounts:
     with reported(), ecosync.runtime() as runtime:
         outcome = runtime.chain.write_restored(reports)
+        # The UI shows the positions as they are now, not as the last Materialize left them.
+        log_health(context, runtime.chain)
     counts = recovery.count_sources(reports)
     context.log.info(
         "%d positions written (Redis %s, backup %s): %d already healthy, %d from Redis, "
@@ -164,6 +171,7 @@ def write_positions(
     if counts.failed:
         raise unrecovered_failure(reports, "recovered")
     metadata = restore_metadata(reports)
+    context.log_event(AssetMaterialization(asset_key=RESTORED_SYNC_POSITIONS, metadata=metadata))
     metadata["redis_written"] = MetadataValue.bool(outcome.redis)
     metadata["json_written"] = MetadataValue.bool(outcome.json)
     context.add_output_metadata(metadata)

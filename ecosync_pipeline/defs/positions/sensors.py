@@ -7,14 +7,21 @@ ever seen, and when a key is back at page 1 (a reset, or a store without orders?
 
 The core names every loss with a stable event id; the run_key is built from it, so the
 same loss seen on many ticks launches one run and the next loss launches another.
+
+Every tick also reads the positions' health (positions.health.status_report: the same
+round trip, the backup file and one query) and, when what it shows changed or an hour
+passed since it was last recorded, returns it as asset events: an observation of
+store_sync_positions and its three checks. The daemon records them, so the UI shows a
+loss within a tick of it, and its end within a tick of the restore, without a click.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from dagster import (
     DefaultSensorStatus,
@@ -27,24 +34,34 @@ from dagster import (
     sensor,
 )
 
+from ecosync_pipeline.defs.positions.judges import AssetEvent, health_events
+from ecosync_pipeline.defs.positions.report import fingerprint
 from ecosync_pipeline.defs.resources import EcosyncResource
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.factory import build_redis
+from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.storage import StoreSummary, make_engine, store_summaries
 
 DEFAULT_INTERVAL_SECONDS = 30
 LOSS_EVENT_TAG = "ecosync/loss-event"
 REDIS_STATE_TAG = "ecosync/redis-state"
+HEALTH_REFRESH_SECONDS = 3600
+"""The health is recorded at least this often, even when nothing changed."""
+CURSOR_FIELDS = ("generation", "run_id", "last_event", "health", "recorded_at")
 
 
 @dataclass(frozen=True)
 class LossCursor:
-    """What the sensor keeps between ticks: the sentinel generation, run_id, last event."""
+    """What the sensor keeps between ticks: the sentinel generation, run_id, last event,
+    and the fingerprint and time (epoch seconds) of the health it last recorded."""
 
     generation: str | None = None
     run_id: str | None = None
     last_event: str | None = None
+    health: str | None = None
+    recorded_at: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "LossCursor":
@@ -58,18 +75,21 @@ class LossCursor:
         if not isinstance(data, Mapping):
             return cls()
         return cls(
-            **{
-                k: data.get(k) if isinstance(data.get(k), str) else None
-                for k in ("generation", "run_id", "last_event")
-            }
+            **{k: data.get(k) if isinstance(data.get(k), str) else None for k in CURSOR_FIELDS}
         )
 
     def dump(self) -> str:
         """The JSON form stored by Dagster."""
-        return json.dumps(
-            {"generation": self.generation, "run_id": self.run_id, "last_event": self.last_event},
-            sort_keys=True,
-        )
+        return json.dumps({k: getattr(self, k) for k in CURSOR_FIELDS}, sort_keys=True)
+
+    def health_due(self, digest: str, now: float) -> bool:
+        """The health shows something new, or was last recorded an hour ago (or never)."""
+        if digest != self.health or self.recorded_at is None:
+            return True
+        try:
+            return now - float(self.recorded_at) >= HEALTH_REFRESH_SECONDS
+        except ValueError:
+            return True
 
 
 def run_key_for(event_id: str) -> str:
@@ -120,9 +140,35 @@ def build_cache_loss_sensor(
             )
         finally:
             redis.close()
-        return _decide(context, cursor, look, len(stores))
+        requests, skip, after = _decide(context, cursor, look, len(stores))
+        events, after = _health(context, ecosync, after)
+        return SensorResult(
+            run_requests=requests,
+            skip_reason=None if requests else skip,
+            cursor=after.dump(),
+            asset_events=events,
+        )
 
     return cache_loss_sensor
+
+
+def _health(
+    context: SensorEvaluationContext, ecosync: EcosyncResource, cursor: LossCursor
+) -> tuple[Sequence[AssetEvent], LossCursor]:
+    """The health as asset events when it changed (or an hour passed); the cursor after."""
+    try:
+        with ecosync.runtime() as runtime:
+            report = status_report(runtime.chain)
+    except EcosyncError as exc:
+        # The loss decision stands; the health is recorded on a later tick.
+        context.log.warning("positions health not recorded this tick: %s", exc)
+        return [], cursor
+    digest, now = fingerprint(report), time.time()
+    if not cursor.health_due(digest, now):
+        return [], cursor
+    return health_events(report, utc_now()), replace(
+        cursor, health=digest, recorded_at=str(int(now))
+    )
 
 
 def _decide(
@@ -130,15 +176,21 @@ def _decide(
     cursor: LossCursor,
     look: recovery.Watch,
     store_count: int,
-) -> SensorResult | SkipReason:
+) -> tuple[list[RunRequest], SkipReason, LossCursor]:
+    """The run to request for a loss (or why none), and the cursor after this tick."""
     loss = look.loss
     if loss.unreachable:
-        # Keep the cursor: the next reachable tick compares with what was seen before.
-        return SkipReason(
-            f"Redis is unreachable ({look.redis.error or 'no answer'}); could not look for "
-            "a cache loss. Syncs use the JSON backup and the database meanwhile."
+        # Keep the loss fields: the next reachable tick compares with what was seen before.
+        return (
+            [],
+            SkipReason(
+                f"Redis is unreachable ({look.redis.error or 'no answer'}); could not look "
+                "for a cache loss. Syncs use the JSON backup and the database meanwhile."
+            ),
+            cursor,
         )
-    new_cursor = LossCursor(
+    after = replace(
+        cursor,
         generation=loss.cursor or None,
         run_id=loss.run_id,
         last_event=loss.event_id or cursor.last_event,
@@ -149,7 +201,7 @@ def _decide(
             if loss.expected
             else f"no position written to Redis yet for the {store_count} stores: nothing to lose"
         )
-        return SensorResult(skip_reason=SkipReason(reason), cursor=new_cursor.dump())
+        return [], SkipReason(reason), after
     context.log.info(
         "cache loss %s: Redis %s; without a key: %s; reset: %s",
         loss.event_id,
@@ -157,12 +209,8 @@ def _decide(
         ", ".join(loss.missing) or "none",
         ", ".join(look.resets) or "none",
     )
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=run_key_for(loss.event_id),
-                tags={LOSS_EVENT_TAG: loss.event_id, REDIS_STATE_TAG: loss.redis_state},
-            )
-        ],
-        cursor=new_cursor.dump(),
+    request = RunRequest(
+        run_key=run_key_for(loss.event_id),
+        tags={LOSS_EVENT_TAG: loss.event_id, REDIS_STATE_TAG: loss.redis_state},
     )
+    return [request], SkipReason(""), after
