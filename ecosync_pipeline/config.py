@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 
 from ecosync_pipeline.errors import ConfigError, MissingToken
 
-STORE_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
+# Matched with fullmatch: "$" alone would also accept a trailing newline ("S1\n").
+STORE_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
+TOKEN_ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 DEFAULT_REQUESTS_PER_SECOND = 4.0
@@ -28,6 +31,9 @@ ReadMode = Literal["pages", "cursor"]
 """How a store's incremental sync reads EcoManager: ascending pages from a stored
 position (the contract's baseline), or newest first with the keyset cursor."""
 READ_MODES: tuple[str, ...] = get_args(ReadMode)
+DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
+"""A page of 100 orders is a few hundred KB; a body past this is refused, not read whole."""
+MIN_MAX_PAGE_BYTES = 64 * 1024
 
 
 def validate_store_identifier(identifier: object) -> str:
@@ -35,11 +41,35 @@ def validate_store_identifier(identifier: object) -> str:
 
     Identifiers end up in Redis keys, file contents and SQL: nothing else gets through.
     """
-    if not isinstance(identifier, str) or not STORE_ID_PATTERN.match(identifier):
-        raise ConfigError(
-            f"store identifier {identifier!r} is invalid: use 1 to 32 letters or digits"
-        )
+    if not isinstance(identifier, str) or not STORE_ID_PATTERN.fullmatch(identifier):
+        shown = repr(identifier)
+        shown = shown if len(shown) <= 40 else f"{shown[:40]}..."
+        raise ConfigError(f"store identifier {shown} is invalid: use 1 to 32 letters or digits")
     return identifier
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without a trailing slash, or ConfigError; the error never echoes user info.
+
+    A base_url must be http(s) with a host and no ``user:password@``: credentials in a
+    URL end up in logs and error messages, and EcoManager authenticates by token.
+    """
+    base = url.rstrip("/")
+    try:
+        parts = urlsplit(base)
+        host, _ = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ConfigError(f"base_url is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise ConfigError(
+            "base_url must not hold user info (user:password@); EcoManager authenticates "
+            "with the token in token_env: remove the credentials from the URL"
+        )
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            f"base_url must start with http:// or https:// and name a host, got {base!r}"
+        )
+    return base
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,8 @@ class Store:
     """Order states that never change again; orders in any other state are re-read."""
     reconcile_calls_per_day: int = DEFAULT_RECONCILE_CALLS_PER_DAY
     """API calls the reconciliation of this store may spend a day."""
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    """The largest response body read for one page; a larger one fails the page."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def token(self, environ: Mapping[str, str] | None = None) -> str:
@@ -93,14 +125,12 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         identifier = validate_store_identifier(raw["identifier"])
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    base_url = str(raw["base_url"]).rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"{where}: store {identifier}: base_url must start with http:// "
-            f"or https://, got {base_url!r}"
-        )
+    try:
+        base_url = check_base_url(str(raw["base_url"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: store {identifier}: {exc}") from None
     token_env = str(raw["token_env"])
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
+    if not TOKEN_ENV_PATTERN.fullmatch(token_env):
         raise ConfigError(
             f"{where}: store {identifier}: token_env must name an environment "
             f"variable (the token itself never goes in this file)"
@@ -118,6 +148,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         "read_mode",
         "final_states",
         "reconcile_calls_per_day",
+        "max_page_bytes",
         "identifier",
         "name",
         "base_url",
@@ -134,9 +165,20 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         per_page=per_page,
         requests_per_second=float(rps),
         import_per_page=max(per_page, import_per_page),
+        max_page_bytes=_max_page_bytes(raw, where, identifier),
         **mirror,
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _max_page_bytes(raw: dict[str, Any], where: str, store: str) -> int:
+    value = raw.get("max_page_bytes", DEFAULT_MAX_PAGE_BYTES)
+    if not isinstance(value, int) or isinstance(value, bool) or value < MIN_MAX_PAGE_BYTES:
+        raise ConfigError(
+            f"{where}: store {store}: max_page_bytes must be an integer of at least "
+            f"{MIN_MAX_PAGE_BYTES}, got {value!r}"
+        )
+    return value
 
 
 def _mirror_options(raw: dict[str, Any], where: str, store: str) -> dict[str, Any]:

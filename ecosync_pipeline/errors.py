@@ -3,11 +3,13 @@
     EcosyncError
     ├── ConfigError              the stores file or a setting is wrong
     │   └── MissingToken         a store's token variable is unset
-    ├── ApiError                 EcoManager answered badly (carries store, page)
+    ├── ApiError                 EcoManager answered badly (carries store, page, order_id)
     │   ├── ApiAuthError         401/403: check the store's token variable
-    │   ├── ApiRateLimited       429 after every retry
-    │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry
+    │   ├── ApiRateLimited       429 after every retry (retryable)
+    │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry (retryable)
+    │   ├── ResponseTooLarge     a page's body is larger than the store's cap
     │   └── MalformedPage        the payload breaks the contract
+    │       └── ContractViolation  pages that contradict each other (served twice, ids back)
     ├── PositionError            a sync position could not be read or trusted
     │   └── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
     ├── StorageError             the orders database failed
@@ -17,7 +19,9 @@
         └── MirrorRefused        EcoManager served something the mirror will not act on
 
 Library exceptions are converted where they enter our code (``raise X(...) from exc``),
-and every message names the store, page or file and says what to do.
+and every message names the store, page or file and says what to do. ``retryable`` says
+whether running the same thing again may succeed (a server or database that was away);
+the Dagster layer retries only those.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from __future__ import annotations
 
 class EcosyncError(Exception):
     """Root of every error ecosync raises on purpose."""
+
+    retryable: bool = False
+    """True when the same run may succeed later unchanged (an outage, not a defect)."""
 
 
 class ConfigError(EcosyncError):
@@ -46,9 +53,17 @@ class MissingToken(ConfigError):
 class ApiError(EcosyncError):
     """EcoManager failed to answer a page request usefully."""
 
-    def __init__(self, message: str, *, store: str, page: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        store: str,
+        page: int | None = None,
+        order_id: int | None = None,
+    ) -> None:
         self.store = store
         self.page = page
+        self.order_id = order_id
         super().__init__(message)
 
 
@@ -59,13 +74,25 @@ class ApiAuthError(ApiError):
 class ApiRateLimited(ApiError):
     """429 persisted through every retry."""
 
+    retryable = True
+
 
 class ApiUnavailable(ApiError):
     """5xx, timeouts or connection errors persisted through every retry."""
 
+    retryable = True
+
+
+class ResponseTooLarge(ApiError):
+    """A response body grew past the store's cap (``max_page_bytes``); it was not read whole."""
+
 
 class MalformedPage(ApiError):
     """The payload breaks the contract: data not a list, an order without an integer id."""
+
+
+class ContractViolation(MalformedPage):
+    """Pages that contradict each other: a page served twice, ids going back across pages."""
 
 
 class PositionError(EcosyncError):
@@ -92,6 +119,8 @@ class StorageError(EcosyncError):
 
 class DatabaseUnavailable(StorageError):
     """The orders database cannot be reached, or the connection dropped; a retry may work."""
+
+    retryable = True
 
 
 class SyncError(EcosyncError):

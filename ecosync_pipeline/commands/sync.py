@@ -1,17 +1,28 @@
-"""`ecosync sync`: run the order sync from the terminal and print the result table."""
+"""`ecosync sync`: run the order sync from the terminal and print the result table.
+
+Each store is synced on its own: a store that fails is listed with its reason in a
+failures table and the others still run; the command exits 1 when any failed.
+"""
 
 from __future__ import annotations
+
+import os
 
 import click
 
 from ecosync_pipeline.commands import reports_errors
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.redact import Redactor, url_secrets
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
 from ecosync_pipeline.tables import format_table
 
 COLUMNS = ("store", "from", "to", "pages", "calls", "new", "updated", "source", "seconds", "ended")
+FAILURE_COLUMNS = ("store", "error", "reason")
+DEFAULT_BUDGET_SECONDS = 600.0
+"""A sync stops cleanly after this long per store unless told otherwise; the next run
+continues, so no run can spin for ever against a server that never ends."""
 
 
 def result_row(r: SyncResult) -> tuple[str, ...]:
@@ -31,6 +42,27 @@ def result_row(r: SyncResult) -> tuple[str, ...]:
     )
 
 
+def secrets_redactor(runtime: Runtime) -> Redactor:
+    """A Redactor for every secret this process knows: the stores' tokens and URL passwords."""
+    settings = runtime.settings
+    secrets = [os.environ.get(s.token_env, "") for s in runtime.stores]
+    for url in (settings.database_url, settings.redis_url, settings.backup_path):
+        secrets += url_secrets(url)
+    return Redactor(secrets)
+
+
+def sync_one(runtime: Runtime, identifier: str, budget: float | None) -> SyncResult | Exception:
+    """Sync one store; its failure, whatever it is, is returned instead of raised."""
+    try:
+        return runtime.sync(identifier, budget_seconds=budget)
+    except EcosyncError as exc:
+        return exc
+    # Every failure is converted to our errors where it arises; a stray one still must
+    # not stop the other stores (its traceback is not printed: it may quote a secret).
+    except Exception as exc:
+        return exc
+
+
 @click.command("sync")
 @click.option(
     "--store",
@@ -40,28 +72,39 @@ def result_row(r: SyncResult) -> tuple[str, ...]:
 )
 @click.option(
     "--budget-seconds",
-    type=float,
-    default=None,
-    help="Stop each store cleanly after this many seconds; the next run continues.",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_BUDGET_SECONDS,
+    show_default=True,
+    help="Stop each store cleanly after this many seconds (0: no limit); the next run continues.",
 )
 @reports_errors
-def sync(stores: tuple[str, ...], budget_seconds: float | None) -> None:
+def sync(stores: tuple[str, ...], budget_seconds: float) -> None:
     """Sync orders of the configured stores from their verified positions."""
     runtime = Runtime.from_settings(Settings.from_env())
     try:
+        redact = secrets_redactor(runtime)
         wanted = list(stores) or [s.identifier for s in runtime.stores]
         rows: list[tuple[str, ...]] = []
-        failures: list[str] = []
+        failures: list[tuple[str, str, str]] = []
+        notes: list[str] = []
         for identifier in wanted:
-            try:
-                rows.append(result_row(runtime.sync(identifier, budget_seconds=budget_seconds)))
-            except EcosyncError as exc:
-                failures.append(f"{type(exc).__name__}: {exc}")
+            outcome = sync_one(runtime, identifier, budget_seconds or None)
+            if isinstance(outcome, SyncResult):
+                rows.append(result_row(outcome))
+                notes += outcome.set_aside
+            else:
+                reason = redact(str(outcome)) or "(no message)"
+                failures.append((identifier, type(outcome).__name__, reason))
         if rows:
             click.echo(format_table(COLUMNS, rows))
-        for line in failures:
-            click.echo(line, err=True)
+        for line in notes:
+            click.echo(redact(line), err=True)
         if failures:
+            click.echo(
+                f"\n{len(failures)} of {len(wanted)} stores failed; the others were synced:",
+                err=True,
+            )
+            click.echo(format_table(FAILURE_COLUMNS, failures), err=True)
             raise SystemExit(1)
     finally:
         runtime.close()

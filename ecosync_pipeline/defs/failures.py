@@ -7,13 +7,7 @@ from contextlib import contextmanager
 
 from dagster import Failure
 
-from ecosync_pipeline.errors import (
-    ApiAuthError,
-    ConfigError,
-    EcosyncError,
-    MalformedPage,
-    StoreLocked,
-)
+from ecosync_pipeline.errors import EcosyncError, StoreLocked
 
 
 def as_failure(exc: EcosyncError, store: str | None = None) -> Failure:
@@ -30,10 +24,10 @@ def as_failure(exc: EcosyncError, store: str | None = None) -> Failure:
     metadata: dict[str, str] = {"error": type(exc).__name__}
     if store:
         metadata["store"] = store
-    # Retrying cannot fix a bad token, a bad config, a payload that breaks the contract or
-    # a held lock (the holder is still syncing); it may fix the rest.
-    permanent = isinstance(exc, (ApiAuthError, ConfigError, MalformedPage, StoreLocked))
-    return Failure(description=description, metadata=metadata, allow_retries=not permanent)
+    metadata["retryable"] = "yes" if exc.retryable else "no"
+    # Only an outage (API or database away) may pass by itself; a retry of a bad token, a
+    # bad config, a payload that breaks the contract or a held lock fails the same way.
+    return Failure(description=description, metadata=metadata, allow_retries=exc.retryable)
 
 
 @contextmanager

@@ -8,13 +8,18 @@ Failures are sorted once, here, into the errors the rest of ecosync handles:
 - 401 and 403 are never retried: ``ApiAuthError`` points at the store's token variable.
 - A body that is not JSON, or breaks the contract, is ``MalformedPage`` and not retried:
   re-reading the same bad page would not fix it.
+- A body is streamed and read up to the store's ``max_page_bytes``; a larger one is
+  ``ResponseTooLarge``, and the rest of it is never read.
 
 The token goes into the Authorization header and nowhere else: every message built
-from server or library text is scrubbed of it before it is raised or logged.
+from server or library text goes through a Redactor, which blanks any 8 consecutive
+characters of the token (or of a URL's password), before it is raised or logged, and
+a library exception whose text holds such a run is not chained.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -29,7 +34,7 @@ from typing import Any, Literal, get_args
 
 import httpx
 
-from ecosync_pipeline.config import MAX_PER_PAGE, Store
+from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
 from ecosync_pipeline.ecomanager.models import Page, parse_page
 from ecosync_pipeline.ecomanager.ratelimit import RateLimiter, shared_limiter
 from ecosync_pipeline.errors import (
@@ -40,7 +45,9 @@ from ecosync_pipeline.errors import (
     ConfigError,
     MalformedPage,
     MissingToken,
+    ResponseTooLarge,
 )
+from ecosync_pipeline.redact import Redactor, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ Outcome = Literal[
     "rate_limited",
     "auth_error",
     "malformed",
+    "too_large",
     "http_error",
 ]
 """What one HTTP request came to. ``http_error`` is any other unexpected status (404, 3xx)."""
@@ -75,6 +83,7 @@ class RequestStats:
     rate_limited: int = 0
     auth_error: int = 0
     malformed: int = 0
+    too_large: int = 0
     http_error: int = 0
     retries: int = 0
     _lock: threading.Lock = field(
@@ -150,8 +159,13 @@ class EcoManagerClient:
         default_retry_after: float = 2.0,
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_page_bytes: int | None = None,
     ) -> None:
         _check_token(store, token)
+        try:
+            check_base_url(store.base_url)
+        except ConfigError as exc:
+            raise ConfigError(f"store {store.identifier}: {exc}") from None
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         for name, value in (
@@ -166,7 +180,10 @@ class EcoManagerClient:
         if timeout <= 0:
             raise ValueError(f"timeout must be more than 0 seconds, got {timeout}")
         self._store = store
-        self._token = token
+        self._redact = Redactor([token, *url_secrets(store.base_url)])
+        self._max_bytes = store.max_page_bytes if max_page_bytes is None else max_page_bytes
+        if self._max_bytes < 1:
+            raise ValueError(f"max_page_bytes must be at least 1, got {self._max_bytes}")
         self._timeout = timeout
         self._max_retries = max_retries
         self._backoff_base = backoff_base
@@ -254,52 +271,12 @@ class EcoManagerClient:
         # Servers refuse more than 100 a page; asking for less keeps the contract.
         size = min(size, MAX_PER_PAGE)
         attempts = self._max_retries + 1
-        failure: _Failure | None = None
-        cause: Exception | None = None
         for attempt in range(1, attempts + 1):
             self._limiter.acquire()
-            try:
-                response = self._http.get(self._url, params={"page": page, "per_page": size})
-            except httpx.TimeoutException as exc:
-                self._stats.record("timeout")
-                failure = _Failure(
-                    "timeout", f"no answer within {self._timeout:g} s ({type(exc).__name__})", None
-                )
-                cause = exc
-            except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
-                self._stats.record("connection_error")
-                failure = _Failure(
-                    "connection_error", f"connection error ({type(exc).__name__}: {exc})", None
-                )
-                cause = exc
-            except httpx.DecodingError as exc:
-                self._stats.record("malformed")
-                raise MalformedPage(
-                    self._scrub(
-                        f"store {self._store.identifier}: page {page}: the response "
-                        f"body could not be decoded ({exc}); check that "
-                        f"{self._store.base_url} serves the EcoManager orders API"
-                    ),
-                    store=self._store.identifier,
-                    page=page,
-                ) from self._cause(exc)
-            except httpx.RequestError as exc:
-                # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
-                self._stats.record("connection_error")
-                raise ApiError(
-                    self._scrub(
-                        f"store {self._store.identifier}: page {page}: the request "
-                        f"could not be sent ({type(exc).__name__}: {exc}); check the "
-                        "store's base_url and token in the stores file and environment"
-                    ),
-                    store=self._store.identifier,
-                    page=page,
-                ) from self._cause(exc)
-            else:
-                failure = self._judge(response, page)
-                if failure is None:
-                    return self._parse(response, page, size)
-                cause = None
+            outcome = self._attempt(page, size)
+            if isinstance(outcome, Page):
+                return outcome
+            failure, cause = outcome
             if attempt == attempts:
                 break
             wait = self._wait_after(failure, attempt)
@@ -308,14 +285,92 @@ class EcoManagerClient:
                 "store %s: page %d: %s on attempt %d of %d; retrying in %.2f s",
                 self._store.identifier,
                 page,
-                self._scrub(failure.reason),
+                self._redact(failure.reason),
                 attempt,
                 attempts,
                 wait,
             )
             self._sleep(wait)
-        assert failure is not None  # the loop ran at least once and did not return
         raise self._exhausted(failure, page, attempts) from self._cause(cause)
+
+    def _attempt(self, page: int, size: int) -> Page | tuple[_Failure, Exception | None]:
+        """One request: the Page, or a transient failure (and its cause) to retry.
+
+        Anything that no retry can fix is raised at once as our error.
+        """
+        sid = self._store.identifier
+        request = self._http.build_request(
+            "GET", self._url, params={"page": page, "per_page": size}
+        )
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                failure = self._judge(response, page)
+                body = self._read_capped(response, page) if failure is None else b""
+            finally:
+                response.close()
+        except httpx.TimeoutException as exc:
+            self._stats.record("timeout")
+            reason = f"no answer within {self._timeout:g} s ({type(exc).__name__})"
+            return _Failure("timeout", reason, None), exc
+        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+            self._stats.record("connection_error")
+            reason = f"connection error ({type(exc).__name__}: {exc})"
+            return _Failure("connection_error", reason, None), exc
+        except httpx.DecodingError as exc:
+            self._stats.record("malformed")
+            raise self._error(
+                MalformedPage,
+                f"store {sid}: page {page}: the response body could not be decoded ({exc}); "
+                f"check that {self._store.base_url} serves the EcoManager orders API",
+                page,
+            ) from self._cause(exc)
+        except httpx.RequestError as exc:
+            # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
+            self._stats.record("connection_error")
+            raise self._error(
+                ApiError,
+                f"store {sid}: page {page}: the request could not be sent "
+                f"({type(exc).__name__}: {exc}); check the store's base_url and token in "
+                "the stores file and environment",
+                page,
+            ) from self._cause(exc)
+        if failure is not None:
+            return failure, None
+        return self._parse(response, body, page, size)
+
+    def _read_capped(self, response: httpx.Response, page: int) -> bytes:
+        """The (decoded) body, read chunk by chunk; ResponseTooLarge past ``max_page_bytes``.
+
+        Counting decoded bytes also bounds a compressed body that inflates without end.
+        """
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            self._too_large(page, f"it declares {int(declared):,} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self._max_bytes:
+                self._too_large(page, f"more than {self._max_bytes:,} bytes arrived")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, page: int, what: str) -> None:
+        self._stats.record("too_large")
+        sid = self._store.identifier
+        raise self._error(
+            ResponseTooLarge,
+            f"store {sid}: page {page}: the response is larger than the store's cap of "
+            f"{self._max_bytes:,} bytes ({what}); it was not read. If the store's orders are "
+            f"really that large, raise max_page_bytes for store {sid} in the stores file, "
+            "or lower per_page",
+            page,
+        )
+
+    def _error(self, cls: type[ApiError], message: str, page: int) -> ApiError:
+        """Our error ``cls`` with ``message`` redacted, naming the store and page."""
+        return cls(self._redact(message), store=self._store.identifier, page=page)
 
     def _judge(self, response: httpx.Response, page: int) -> _Failure | None:
         """None for a 2xx; a retryable _Failure for 429/5xx; raise for anything else."""
@@ -328,12 +383,12 @@ class EcoManagerClient:
             what = (
                 "the token was missing or malformed" if status == 401 else "the token was refused"
             )
-            raise ApiAuthError(
+            raise self._error(
+                ApiAuthError,
                 f"store {sid}: page {page}: HTTP {status}, {what}; check the store's token "
                 f"variable {self._store.token_env} (it must hold this store's current "
                 "80-character EcoManager token)",
-                store=sid,
-                page=page,
+                page,
             )
         if status == 429:
             self._stats.record("rate_limited")
@@ -356,16 +411,14 @@ class EcoManagerClient:
         hint = ""
         if 300 <= status < 400:
             hint = f" (redirect to {response.headers.get('Location', '?')[:200]!r})"
-        raise ApiError(
-            self._scrub(
-                f"store {sid}: page {page}: unexpected HTTP {status}{hint} from "
-                f"{self._url}; check the store's base_url in the stores file"
-            ),
-            store=sid,
-            page=page,
+        raise self._error(
+            ApiError,
+            f"store {sid}: page {page}: unexpected HTTP {status}{hint} from "
+            f"{self._url}; check the store's base_url in the stores file",
+            page,
         )
 
-    def _parse(self, response: httpx.Response, page: int, size: int) -> Page:
+    def _parse(self, response: httpx.Response, body: bytes, page: int, size: int) -> Page:
         """Decode and validate a 2xx body, counting it as ok or malformed."""
         sid = self._store.identifier
         remedy = (
@@ -373,7 +426,7 @@ class EcoManagerClient:
             "server or the store's base_url, then rerun"
         )
         try:
-            payload = response.json()
+            payload = json.loads(body)
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; a body nested deeper than
         # the interpreter's recursion limit makes the json module raise RecursionError.
         except (ValueError, RecursionError) as exc:
@@ -381,23 +434,28 @@ class EcoManagerClient:
             content_type = response.headers.get("Content-Type", "none")
             # Not response.text: the charset the server declares may be what is broken
             # (a UTF-16 body without its BOM raises UnicodeError while decoding).
-            snippet = response.content[:80].decode("utf-8", "replace")
-            raise MalformedPage(
-                self._scrub(
-                    f"store {sid}: page {page}: response body is not JSON "
-                    f"(HTTP {response.status_code}, Content-Type {content_type!r}, "
-                    f"body starts {snippet!r}); {remedy}"
-                ),
-                store=sid,
-                page=page,
+            snippet = body[:80].decode("utf-8", "replace")
+            raise self._error(
+                MalformedPage,
+                f"store {sid}: page {page}: response body is not JSON "
+                f"(HTTP {response.status_code}, Content-Type {content_type[:80]!r}, "
+                f"body starts {snippet!r}); {remedy}",
+                page,
             ) from self._cause(exc)
         try:
             result = parse_page(payload, store=sid, page=page, per_page=size)
         except MalformedPage as exc:
             self._stats.record("malformed")
-            raise MalformedPage(
-                self._scrub(f"{exc}; {remedy}"), store=sid, page=page
-            ) from self._cause(exc)
+            raise self._error(MalformedPage, f"{exc}; {remedy}", page) from self._cause(exc)
+        # The model reads each field defensively; anything left is still this page's fault.
+        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            self._stats.record("malformed")
+            raise self._error(
+                MalformedPage,
+                f"store {sid}: page {page}: the page could not be read ({type(exc).__name__}); "
+                f"{remedy}",
+                page,
+            ) from None
         self._stats.record("ok")
         logger.debug("store %s: page %d: %d orders", sid, page, len(result.orders))
         return result
@@ -439,33 +497,27 @@ class EcoManagerClient:
         """The error for a page whose every attempt failed transiently."""
         sid = self._store.identifier
         if failure.outcome == "rate_limited":
-            return ApiRateLimited(
+            return self._error(
+                ApiRateLimited,
                 f"store {sid}: page {page}: still rate limited (HTTP 429) after {attempts} "
                 f"attempts; lower requests_per_second for store {sid} in the stores file, or "
                 "wait a while and rerun",
-                store=sid,
-                page=page,
+                page,
             )
-        return ApiUnavailable(
-            self._scrub(
-                f"store {sid}: page {page}: EcoManager unavailable after {attempts} "
-                f"attempts (last: {failure.reason}); check that {self._store.base_url} "
-                "is up and reachable, then rerun the store's sync"
-            ),
-            store=sid,
-            page=page,
+        return self._error(
+            ApiUnavailable,
+            f"store {sid}: page {page}: EcoManager unavailable after {attempts} "
+            f"attempts (last: {failure.reason}); check that {self._store.base_url} "
+            "is up and reachable, then rerun the store's sync",
+            page,
         )
 
     def _cause(self, exc: Exception | None) -> Exception | None:
-        """``exc`` to chain from, or None when its text carries the token (a server echoing
-        it back), so a printed traceback cannot leak it either."""
-        if exc is not None and self._token and self._token in str(exc):
+        """``exc`` to chain from, or None when its text carries a run of a secret (a server
+        echoing it back), so a printed traceback cannot leak it either."""
+        if exc is not None and self._redact(str(exc)) != str(exc):
             return None
         return exc
-
-    def _scrub(self, text: str) -> str:
-        """``text`` with the token blanked out, for anything built from outside input."""
-        return text.replace(self._token, "[token]") if self._token else text
 
 
 def _check_token(store: Store, token: str) -> None:

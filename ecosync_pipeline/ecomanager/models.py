@@ -6,42 +6,61 @@ leniently, so a server that omits or reshapes a field never stops the sync.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
+from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.errors import MalformedPage
 
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return str(value)
+T = TypeVar("T")
 
 
-def _decimal(value: object) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
+@dataclass(frozen=True)
+class SetAside:
+    """One field of one order that the orders table cannot hold (or an order refused whole).
+
+    ``field`` is ``"id"`` for an order refused because its id does not fit the table.
+    """
+
+    store: str
+    page: int
+    order_id: int
+    field: str
+    reason: str
+
+    @property
+    def refused(self) -> bool:
+        return self.field == "id"
+
+    def __str__(self) -> str:
+        where = f"store {self.store}: page {self.page}: order {self.order_id}"
+        if self.refused:
+            return (
+                f"{where}: refused, its id {self.reason}; the store's other orders are "
+                "stored. Ask EcoManager about this order"
+            )
+        return (
+            f"{where}: field {self.field!r} set aside ({self.reason}); the order is stored "
+            "without it and its raw JSON is kept in raw_payload"
+        )
 
 
-def _datetime(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+def _short(value: object, limit: int = 60) -> str:
+    """A repr for messages, cut short: a server may send megabytes in one field."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
 class Order:
-    """One EcoManager order, with the fields the orders table keeps."""
+    """One EcoManager order, with the fields the orders table keeps.
+
+    ``set_aside`` lists the fields the table could not hold (stored empty); ``raw`` is
+    then the order as served (ASCII JSON), so nothing is lost.
+    """
 
     id: int
     reference: str | None = None
@@ -56,54 +75,81 @@ class Order:
     total: Decimal | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    set_aside: tuple[SetAside, ...] = field(default=(), compare=False)
+    raw: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_payload(cls, data: object, *, store: str, page: int, index: int) -> Order:
-        """Parse one element of ``data``; raise MalformedPage naming store, page and field."""
-        if not isinstance(data, Mapping):
-            raise MalformedPage(
-                f"store {store}: page {page}: data[{index}] is {type(data).__name__}, "
-                "not an order object",
-                store=store,
-                page=page,
-            )
-        raw_id = data.get("id")
-        if not isinstance(raw_id, int) or isinstance(raw_id, bool) or raw_id <= 0:
-            raise MalformedPage(
-                f"store {store}: page {page}: data[{index}] field 'id' is {raw_id!r}, "
-                "not a positive integer",
-                store=store,
-                page=page,
-            )
-        raw_items = data.get("items")
-        items = (
-            tuple(i for i in raw_items if isinstance(i, Mapping))
-            if isinstance(raw_items, list)
-            else ()
-        )
+        """Parse one element of ``data``; raise MalformedPage naming store, page and field.
+
+        Only a missing or non-integer ``id`` fails the page (the contract's one certainty);
+        any other field the table cannot hold is set aside (see ``SetAside``).
+        """
+        raw_id = order_id(data, store=store, page=page, index=index)
+        assert isinstance(data, Mapping)
+        aside: list[SetAside] = []
+
+        def take(name: str, parse: Callable[[object], T]) -> T | None:
+            value = data.get(name)
+            if value is None:
+                return None
+            try:
+                return parse(value)
+            except values.Unstorable as exc:
+                reason = exc.reason
+            # Whatever else a parser trips on is still this one field's problem.
+            except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+                reason = f"{type(exc).__name__} while reading it"
+            aside.append(SetAside(store, page, raw_id, name, reason))
+            return None
+
+        # Keyword arguments are evaluated in order: ``aside`` is complete by the last two.
         return cls(
             id=raw_id,
-            reference=_text(data.get("reference")),
-            order_state_name=_text(data.get("order_state_name")),
-            confirmation_state_name=_text(data.get("confirmation_state_name")),
-            full_name=_text(data.get("full_name")),
-            telephone=_text(data.get("telephone")),
-            wilaya=_text(data.get("wilaya")),
-            commune=_text(data.get("commune")),
-            items=items,
-            total_products=_decimal(data.get("total_products")),
-            total=_decimal(data.get("total")),
-            created_at=_datetime(data.get("created_at")),
-            updated_at=_datetime(data.get("updated_at")),
+            reference=take("reference", values.text),
+            order_state_name=take("order_state_name", values.text),
+            confirmation_state_name=take("confirmation_state_name", values.text),
+            full_name=take("full_name", values.text),
+            telephone=take("telephone", values.text),
+            wilaya=take("wilaya", values.text),
+            commune=take("commune", values.text),
+            items=take("items", values.items) or (),
+            total_products=take("total_products", values.amount),
+            total=take("total", values.amount),
+            created_at=take("created_at", values.timestamp),
+            updated_at=take("updated_at", values.timestamp),
+            set_aside=tuple(aside),
+            raw=values.raw_json(data) if aside else None,
         )
+
+
+def order_id(data: object, *, store: str, page: int, index: int) -> int:
+    """The integer id of ``data[index]``, or MalformedPage naming store, page and index."""
+    if not isinstance(data, Mapping):
+        raise MalformedPage(
+            f"store {store}: page {page}: data[{index}] is {type(data).__name__}, "
+            "not an order object",
+            store=store,
+            page=page,
+        )
+    raw_id = data.get("id")
+    if not isinstance(raw_id, int) or isinstance(raw_id, bool) or raw_id <= 0:
+        raise MalformedPage(
+            f"store {store}: page {page}: data[{index}] field 'id' is {_short(raw_id)}, "
+            "not a positive integer",
+            store=store,
+            page=page,
+        )
+    return raw_id
 
 
 @dataclass(frozen=True)
 class Page:
     """One page of orders as served, in ascending id order.
 
-    ``last_page`` and ``total`` come from ``meta`` when the server sends it; they are
-    hints only.
+    ``last_page``, ``total`` and ``meta_per_page`` come from ``meta`` when the server
+    sends it; they are hints only. ``served`` counts every element of ``data``, the
+    orders refused for an id the table cannot hold (``refused``) included.
     """
 
     store: str
@@ -112,6 +158,19 @@ class Page:
     orders: tuple[Order, ...]
     last_page: int | None = None
     total: int | None = None
+    served: int | None = None
+    refused: tuple[SetAside, ...] = ()
+    meta_per_page: int | None = None
+
+    @property
+    def count_served(self) -> int:
+        """Elements of ``data`` as served (orders plus refused ones)."""
+        return len(self.orders) if self.served is None else self.served
+
+    @property
+    def set_aside(self) -> tuple[SetAside, ...]:
+        """Every field set aside and every order refused on this page."""
+        return self.refused + tuple(a for o in self.orders for a in o.set_aside)
 
     @property
     def ids(self) -> list[int]:
@@ -132,7 +191,7 @@ class Page:
     @property
     def is_end(self) -> bool:
         """A page shorter than per_page (or empty) is the end of the store."""
-        return len(self.orders) < self.per_page
+        return self.count_served < self.per_page
 
 
 def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page:
@@ -151,22 +210,43 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
             store=store,
             page=page,
         )
-    orders = tuple(
-        Order.from_payload(item, store=store, page=page, index=i) for i, item in enumerate(data)
-    )
-    ids = [o.id for o in orders]
+    orders: list[Order] = []
+    refused: list[SetAside] = []
+    ids: list[int] = []
+    for index, item in enumerate(data):
+        oid = order_id(item, store=store, page=page, index=index)
+        ids.append(oid)
+        if oid > values.MAX_ORDER_ID:
+            reason = f"{oid} does not fit the orders table (BIGINT, at most 2^63-1)"
+            refused.append(SetAside(store, page, oid, "id", reason))
+            continue
+        orders.append(Order.from_payload(item, store=store, page=page, index=index))
     if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
         raise MalformedPage(
             f"store {store}: page {page}: order ids are not strictly ascending",
             store=store,
             page=page,
         )
-    meta = payload.get("meta")
-    last_page = total = None
-    if isinstance(meta, Mapping):
-        lp, tt = meta.get("last_page"), meta.get("total")
-        last_page = lp if isinstance(lp, int) and not isinstance(lp, bool) else None
-        total = tt if isinstance(tt, int) and not isinstance(tt, bool) else None
+    hints = _meta_ints(payload.get("meta"), ("last_page", "total", "per_page"))
     return Page(
-        store=store, number=page, per_page=per_page, orders=orders, last_page=last_page, total=total
+        store=store,
+        number=page,
+        per_page=per_page,
+        orders=tuple(orders),
+        last_page=hints["last_page"],
+        total=hints["total"],
+        served=len(data),
+        refused=tuple(refused),
+        meta_per_page=hints["per_page"],
     )
+
+
+def _meta_ints(meta: object, keys: Sequence[str]) -> dict[str, int | None]:
+    """The integer values of ``keys`` in ``meta`` (None where absent or not an integer)."""
+    found: dict[str, int | None] = dict.fromkeys(keys)
+    if isinstance(meta, Mapping):
+        for key in keys:
+            value = meta.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                found[key] = value
+    return found

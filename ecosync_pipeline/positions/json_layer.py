@@ -114,7 +114,7 @@ class JsonBackup:
                 entry = {"storeIdentifier": position.store, **position_fields(position)}
                 entries[position.store] = entry
             # Only valid identifiers reach the file: whatever else was there is dropped.
-            kept = {k: entries[k] for k in sorted(entries) if STORE_ID_PATTERN.match(str(k))}
+            kept = {k: entries[k] for k in sorted(entries) if STORE_ID_PATTERN.fullmatch(str(k))}
             document.update(
                 version=BACKUP_VERSION, timestamp=format_timestamp(utc_now()), stores=kept
             )
@@ -218,7 +218,7 @@ class JsonBackup:
         stores = document["stores"]
         positions: dict[str, SyncPosition] = {}
         for key, entry in stores.items():
-            if not isinstance(key, str) or not STORE_ID_PATTERN.match(key):
+            if not isinstance(key, str) or not STORE_ID_PATTERN.fullmatch(key):
                 self._warn_entry(
                     str(key), "the store identifier is invalid (1 to 32 letters or digits)"
                 )

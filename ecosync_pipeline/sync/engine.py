@@ -51,6 +51,8 @@ class SyncResult:
     reached_end: bool
     last_order_id_before: int | None
     last_order_id: int | None
+    set_aside: tuple[str, ...] = ()
+    """One message per field set aside or order refused (store, page, order id, field)."""
 
 
 @contextmanager
@@ -200,6 +202,7 @@ def sync_store(
         pages = new = updated = 0
         stopped_by_budget = reached_end = False
         last_before = position.last_order_id
+        set_aside: list[str] = []
         # One page is fetched ahead while the current one is committed, so the API and
         # the database work at the same time; positions still advance strictly in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecosync-fetch") as pool:
@@ -217,6 +220,9 @@ def sync_store(
                 out_of_time = budget_seconds is not None and clock() - started >= budget_seconds
                 if not page.is_end and not out_of_time:
                     ahead = pool.submit(client.fetch_page, page.number + 1, per_page)
+                for aside in page.set_aside:
+                    logger.warning("%s", aside)
+                    set_aside.append(str(aside))
                 if not page.is_empty:
                     counts = _write_page(engine, store, page)
                     new += counts.new
@@ -258,6 +264,7 @@ def sync_store(
         reached_end=reached_end,
         last_order_id_before=last_before,
         last_order_id=position.last_order_id,
+        set_aside=tuple(set_aside),
     )
     logger.info(
         "store %s: synced pages %d..%d, %d new and %d updated orders, %d API calls, %.1f s%s",

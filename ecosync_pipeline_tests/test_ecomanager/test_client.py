@@ -447,6 +447,7 @@ def test_stats_snapshot_diff_counts_one_runs_requests() -> None:
         "rate_limited": 0,
         "auth_error": 0,
         "malformed": 0,
+        "too_large": 0,
         "http_error": 0,
         "retries": 1,
         "total": 4,

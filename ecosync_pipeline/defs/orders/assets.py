@@ -77,6 +77,10 @@ class SyncConfig(Config):
     )
 
 
+SET_ASIDE_SHOWN = 50
+"""Set-aside fields listed in a run's metadata (all of them are in its log)."""
+
+
 def sync_metadata(
     result: SyncResult, preview: Sequence[dict[str, Any]], order_count: int
 ) -> dict[str, Any]:
@@ -96,6 +100,10 @@ def sync_metadata(
         "stopped_by_budget": MetadataValue.int(int(result.stopped_by_budget)),
         "reached_end": MetadataValue.int(int(result.reached_end)),
         "last_order_id": MetadataValue.int(result.last_order_id or 0),
+        "set_aside": MetadataValue.int(len(result.set_aside)),
+        "set_aside_fields": MetadataValue.md(
+            "\n".join(f"- {line}" for line in result.set_aside[:SET_ASIDE_SHOWN]) or "_none_"
+        ),
         "dagster/row_count": MetadataValue.int(order_count),
         "preview": MetadataValue.md(
             markdown_table(PREVIEW_COLUMNS, preview) if preview else "_no new orders_"
@@ -104,6 +112,8 @@ def sync_metadata(
 
 
 def _log_result(context: AssetExecutionContext, result: SyncResult) -> None:
+    for line in result.set_aside:
+        context.log.warning(line)
     context.log.info(
         "store %s: pages %d..%d from %s, %d new and %d updated orders, %d API calls, %.1f s%s",
         result.store,

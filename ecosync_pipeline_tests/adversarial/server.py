@@ -1,0 +1,204 @@
+"""A small HTTP server of the EcoManager orders contract, with a store's quirks switchable.
+
+Served from a thread on a free port (``http.server``, HTTP/1.0: a body without a length
+ends when the connection closes, so a 40 MB answer can be streamed without building it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+ORDERS_PATH = "/api/shop/v2/orders"
+CHUNK = 64 * 1024
+
+Echo = Literal["body", "html", "location", "retry_after", "id"]
+"""Where a server that echoes the Authorization header puts it back."""
+
+
+@dataclass
+class Answer:
+    """One HTTP answer: status, headers and the body as chunks."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+
+
+def base_order(store: str, order_id: int) -> dict[str, Any]:
+    """A plain, valid order of the contract."""
+    return {
+        "id": order_id,
+        "reference": f"{store}{order_id}",
+        "order_state_name": "Confirmé",
+        "full_name": f"Client {order_id}",
+        "telephone": "0550000000",
+        "items": [{"product_id": 7, "sku": "SKU-7", "quantity": 1, "selling_price": 1500}],
+        "total": "1500.00",
+        "created_at": "2024-03-01T10:00:00+01:00",
+    }
+
+
+@dataclass
+class AdversarialStore:
+    """One store and how its server misbehaves (every quirk off by default)."""
+
+    identifier: str
+    token: str
+    ids: list[int]
+    odd: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Fields replaced on some orders: order id -> {field: value}."""
+    per_page_cap: int | None = None
+    """Serve at most this many orders a page, whatever is asked (meta says so)."""
+    short: dict[int, int] = field(default_factory=dict)
+    """Page number -> how many orders to leave off the end of that page (the first read)."""
+    ignore_page: bool = False
+    """Serve page 1 whatever page is asked."""
+    echo: Echo | None = None
+    huge_name_bytes: int = 0
+    """Serve one order whose full_name is this many bytes, as the only page (streamed)."""
+    declare_length: bool = False
+    meta: bool = True
+    requests: list[tuple[int, int]] = field(default_factory=list)
+    _short_served: set[int] = field(default_factory=set)
+
+    def answer(self, page: int, per_page: int, authorization: str) -> Answer:
+        """What the server sends for one request."""
+        self.requests.append((page, per_page))
+        if authorization != f"Bearer {self.token}":
+            return _json(401, {"message": "Unauthenticated."})
+        if self.echo is not None:
+            return self._echo(authorization)
+        if self.huge_name_bytes:
+            return self._huge()
+        size = min(per_page, self.per_page_cap or 100)
+        served = 1 if self.ignore_page else page
+        chunk = self.ids[(served - 1) * size : served * size]
+        if served in self.short and served not in self._short_served:
+            self._short_served.add(served)
+            chunk = chunk[: len(chunk) - self.short[served]]
+        body: dict[str, Any] = {"data": [self.order(i) for i in chunk]}
+        if self.meta:
+            body["meta"] = {
+                "current_page": served,
+                "last_page": max(1, math.ceil(len(self.ids) / size)),
+                "per_page": size,
+                "total": len(self.ids),
+            }
+        return _json(200, body)
+
+    def order(self, order_id: int) -> dict[str, Any]:
+        return {**base_order(self.identifier, order_id), **self.odd.get(order_id, {})}
+
+    def _echo(self, authorization: str) -> Answer:
+        if self.echo == "body":
+            return Answer(200, {"Content-Type": "text/plain"}, iter([authorization.encode()]))
+        if self.echo == "html":
+            html = f"<html><body><h1>400</h1><p>{authorization}</p></body></html>"
+            return Answer(200, {"Content-Type": "text/html"}, iter([html.encode()]))
+        if self.echo == "location":
+            return Answer(302, {"Location": f"https://login.example/?h={authorization}"}, iter([]))
+        if self.echo == "retry_after":
+            return Answer(429, {"Retry-After": authorization}, iter([]))
+        return _json(200, {"data": [{"id": authorization}]})
+
+    def _huge(self) -> Answer:
+        head = json.dumps({"data": [{"id": 1, "full_name": ""}]}).encode()
+        split = head.index(b'""') + 1
+        total = len(head) + self.huge_name_bytes
+
+        def chunks() -> Iterator[bytes]:
+            yield head[:split]
+            left = self.huge_name_bytes
+            while left > 0:
+                yield b"x" * min(CHUNK, left)
+                left -= CHUNK
+            yield head[split:]
+
+        headers = {"Content-Type": "application/json"}
+        if self.declare_length:
+            headers["Content-Length"] = str(total)
+        return Answer(200, headers, chunks())
+
+
+def _json(status: int, body: object) -> Answer:
+    # json.dumps writes NaN for float("nan") and escapes lone surrogates: as a server would.
+    data = json.dumps(body).encode()
+    return Answer(status, {"Content-Type": "application/json"}, iter([data]))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        store_id, _, rest = url.path.lstrip("/").partition("/")
+        store = self.server.stores.get(store_id)
+        if store is None or "/" + rest != ORDERS_PATH:
+            self._send(Answer(404, {}, iter([b"not found"])))
+            return
+        query = parse_qs(url.query)
+        page = int(query.get("page", ["1"])[0])
+        per_page = int(query.get("per_page", ["20"])[0])
+        self._send(store.answer(page, per_page, self.headers.get("Authorization", "")))
+
+    def _send(self, answer: Answer) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for chunk in answer.chunks:
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading (a capped body): expected
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    stores: dict[str, AdversarialStore]
+
+
+class AdversarialServer:
+    """Serves ``AdversarialStore``s at ``{url}/{identifier}`` from a background thread."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.stores = {}
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def store_url(self, identifier: str) -> str:
+        return f"{self.url}/{identifier}"
+
+    def serve(self, *stores: AdversarialStore) -> None:
+        """Serve exactly these stores from now on."""
+        self._server.stores = {s.identifier: s for s in stores}
+
+    def __enter__(self) -> AdversarialServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
