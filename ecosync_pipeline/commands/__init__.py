@@ -30,11 +30,21 @@ def reports_errors(func: F) -> F:
 
 def register(group: click.Group) -> None:
     """Add every command group to the top-level ``ecosync`` group."""
-    from ecosync_pipeline.commands import bench, db, demo, positions, simulator, sync
+    from ecosync_pipeline.commands import (
+        bench,
+        db,
+        demo,
+        positions,
+        reconcile,
+        simulator,
+        sync,
+    )
 
     group.add_command(simulator.simulator)
     group.add_command(positions.positions)
     group.add_command(sync.sync)
+    group.add_command(reconcile.reconcile)
+    group.add_command(reconcile.refresh)
     group.add_command(bench.bench)
     group.add_command(demo.demo)
     group.add_command(db.db)

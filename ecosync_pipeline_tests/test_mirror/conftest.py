@@ -13,17 +13,23 @@ from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.simulator.spec import DEFAULT_UNTIL
 from ecosync_pipeline_tests.helpers import World, make_world
 
-# 1,200 orders over 80 days: the last ten days' orders are still open (En dispatch,
-# Confirmé, En cours, Expédié), the older ones final. 12 pages of 100.
+# 800 orders over 80 days: the last ten days' orders are still open (En dispatch,
+# Confirmé, En cours, Expédié), the older ones final. 8 pages of 100.
 SPEC = StoreSpec(
     "SHOP",
     name="Shop",
     first_id=1000,
-    count=1200,
+    count=800,
     gap_rate=0.04,
     seed=11,
     started=DEFAULT_UNTIL - timedelta(days=80),
 )
+
+
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """PostgreSQL here; the test that matters on both backends asks for SQLite itself."""
+    return postgres_url
 
 
 @pytest.fixture

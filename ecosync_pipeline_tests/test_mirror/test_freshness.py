@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ecosync_pipeline.mirror import refresh_statuses
-from ecosync_pipeline.storage import order_state
+from ecosync_pipeline.storage import orders_after
 from ecosync_pipeline.storage.mirror import oldest_open_order, open_count
 from ecosync_pipeline_tests.helpers import World
 
@@ -44,13 +44,11 @@ def test_refresh_brings_every_open_order_up_to_date_reading_only_from_the_oldest
     assert result.open_before == opened
     assert result.open_after == opened - len(open_ids)
     with world.open() as rt:
-        stale = [
-            i
-            for i in ids
-            if order_state(rt.engine, "SHOP", i)
-            != (world.simulator.order("SHOP", i) or {}).get("order_state_name")
-        ]
-    assert stale == []
+        stored = {
+            r["order_id"]: r["order_state"] for r in orders_after(rt.engine, "SHOP", None, 10**6)
+        }
+    served = {i: (world.simulator.order("SHOP", i) or {})["order_state_name"] for i in ids}
+    assert [i for i in ids if stored[i] != served[i]] == []
 
 
 def test_refresh_with_no_open_orders_costs_nothing(world: World) -> None:

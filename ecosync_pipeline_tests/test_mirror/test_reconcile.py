@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import delete
 
 from ecosync_pipeline.mirror import reconcile_store
@@ -41,9 +43,11 @@ def test_full_reconcile_of_a_synced_store_costs_one_call_per_page_and_changes_no
     assert (c.low, c.high) == (0, world.simulator.last_id("SHOP"))
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_reconcile_flags_exactly_the_orders_deleted_upstream_and_counts_leave_them_out(
-    world: World,
+    build: Callable[..., World], sqlite_url: str, backend: str
 ) -> None:
+    world = build(database_url=sqlite_url) if backend == "sqlite" else build()
     with world.open() as rt:
         rt.sync("SHOP")
     gone = set(world.simulator.delete_random("SHOP", 24))
