@@ -168,6 +168,15 @@ orders = Table(
         nullable=True,
         comment="when ecosync found it deleted upstream; NULL while EcoManager serves it",
     ),
+    # Revision 0005: a field the table could not hold is stored empty; the order as served
+    # is kept here (ASCII JSON), so nothing is lost and nothing blocks the store.
+    Column(
+        "raw_payload",
+        Text,
+        nullable=True,
+        comment="the order as served (ASCII JSON) when a field was set aside; else NULL",
+        info=from_order("raw"),
+    ),
     # The unique index on (store, order_id) makes re-reading a page harmless (upsert) and
     # answers "last order id and count per store" from the index alone.
     UniqueConstraint("store", "order_id"),

@@ -7,6 +7,7 @@ carries on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,10 @@ def test_order_with_a_field_the_database_cannot_hold_is_stored_without_it_and_na
     assert missing(cli_world, store, IDS) == 0
     assert rows[ODD_ID][column] in (None, []), rows[ODD_ID][column]
     assert rows[ODD_ID + 1]["full_name"] == f"Client {ODD_ID + 1}"
+    # The value set aside is kept exactly as served, in the order's raw JSON.
+    raw = json.loads(rows[ODD_ID]["raw_payload"])
+    assert raw["id"] == ODD_ID and all(raw[k] == v for k, v in odd.items()), raw
+    assert rows[ODD_ID + 1]["raw_payload"] is None
     # The next run is not blocked either: new orders arrive and are stored.
     store.ids += [11, 12]
     second = cli_world.sync()
