@@ -2,7 +2,8 @@
 
     EcosyncError
     ├── ConfigError              the stores file or a setting is wrong
-    │   └── MissingToken         a store's token variable is unset
+    │   ├── MissingToken         a store's token variable is unset
+    │   └── MissingWebhookSecret a store's webhook secret variable is unset (or not named)
     ├── ApiError                 EcoManager answered badly (carries store, page, order_id)
     │   ├── ApiAuthError         401/403: check the store's token variable
     │   ├── ApiRateLimited       429 after every retry (retryable)
@@ -48,6 +49,22 @@ class MissingToken(ConfigError):
             f"store {store}: environment variable {variable} is not set; "
             f"export {variable}=<the store's 80-character EcoManager token>"
         )
+
+
+class MissingWebhookSecret(ConfigError):
+    """A store's webhook secret is not configured: no webhook_secret_env, or it is unset."""
+
+    def __init__(self, store: str, variable: str | None) -> None:
+        self.store = store
+        self.variable = variable
+        if variable is None:
+            remedy = (
+                "add 'webhook_secret_env: <VARIABLE>' to the store in the stores file and "
+                "export that variable"
+            )
+        else:
+            remedy = f"export {variable}=<the secret the store's webhooks are registered with>"
+        super().__init__(f"store {store}: no webhook secret; {remedy}")
 
 
 class ApiError(EcosyncError):

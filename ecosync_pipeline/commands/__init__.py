@@ -38,6 +38,7 @@ def register(group: click.Group) -> None:
         reconcile,
         simulator,
         sync,
+        webhooks,
     )
 
     group.add_command(simulator.simulator)
@@ -48,3 +49,4 @@ def register(group: click.Group) -> None:
     group.add_command(bench.bench)
     group.add_command(demo.demo)
     group.add_command(db.db)
+    group.add_command(webhooks.webhooks)

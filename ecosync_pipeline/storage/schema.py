@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -211,3 +212,23 @@ store_state = Table(
 ORDERS_UNIQUE = "uq_orders_store_order_id"
 ORDERS_SEEN_INDEX = "ix_orders_store_last_seen_at"
 ORDERS_DELETED_INDEX = "ix_orders_store_deleted"
+
+webhook_inbox = Table(
+    "webhook_inbox",
+    metadata,
+    Column("id", surrogate_key(), primary_key=True, autoincrement=True),
+    Column("store", String(STORE_ID_LENGTH), nullable=False),
+    Column("event", String(64), nullable=False, comment="X-Ecomanager-Event"),
+    Column("webhook_id", String(64), nullable=False, comment="X-Ecomanager-Webhook-ID"),
+    Column("order_id", BigInteger, nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False, comment="the raw body, as signed"),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("applied_at", UtcDateTime, comment="NULL until applied to the orders table"),
+    Column("outcome", String(16), comment="applied, stale, invalid or gap"),
+    # EcoManager's retries repeat a delivery exactly: stored once.
+    UniqueConstraint("store", "webhook_id", "event", "order_id", "body_sha256"),
+    Index(None, "applied_at", "id"),
+    Index(None, "store", "received_at"),
+)
+"""Every accepted webhook delivery, stored before it is answered (DESIGN, invariant 13)."""

@@ -1,0 +1,199 @@
+"""`ecosync webhooks ...`: run the receiver, and register, list or delete a store's webhooks.
+
+ecosync webhooks serve [--host 127.0.0.1] [--port 8787] [--sync-on-gap]
+ecosync webhooks register --store NATUR --url https://hooks.example.com/webhooks/NATUR
+                          [--events OrderCreated,OrderDeleted,...]
+ecosync webhooks list [--store NATUR]
+ecosync webhooks delete --store NATUR [--id 12 ...]
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.errors import ConfigError, EcosyncError
+from ecosync_pipeline.tables import format_table
+from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def webhooks() -> None:
+    """EcoManager's webhooks: the signed receiver and the registration of the webhooks."""
+
+
+def _store(settings: Settings, identifier: str) -> Store:
+    for store in settings.stores():
+        if store.identifier == identifier:
+            return store
+    raise ConfigError(f"store {identifier} is not in {settings.stores_file}")
+
+
+class GapSyncer:
+    """Runs a store's sync in a thread when a delivery leaves a gap; one at a time per store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, store: str, ids: list[int]) -> None:
+        with self._lock:
+            if store in self._running:
+                return
+            self._running.add(store)
+        threading.Thread(target=self._sync, args=(store,), daemon=True).start()
+
+    def _sync(self, store: str) -> None:
+        from ecosync_pipeline.runtime import Runtime
+
+        try:
+            with Runtime.from_settings(self._settings) as runtime:
+                result = runtime.sync(store)
+            logger.info("store %s: gap sync read %d new orders", store, result.orders_new)
+        except EcosyncError as exc:
+            logger.error("store %s: gap sync failed: %s", store, exc)
+        finally:
+            with self._lock:
+                self._running.discard(store)
+
+
+@webhooks.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option(
+    "--sync-on-gap/--no-sync-on-gap",
+    default=False,
+    show_default=True,
+    help="Run a store's sync here when an OrderCreated leaves a gap (otherwise the Dagster "
+    "sensor asks for it).",
+)
+@click.option(
+    "--max-body-bytes", default=256 * 1024, show_default=True, type=click.IntRange(min=1024)
+)
+@reports_errors
+def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
+    """Receive webhooks at http://HOST:PORT/webhooks/<STORE> and apply them to the orders table."""
+    import uvicorn
+
+    from ecosync_pipeline.serving import bind_socket, uvicorn_config
+    from ecosync_pipeline.storage import is_current, make_engine, migrate
+    from ecosync_pipeline.webhooks.applier import Applier
+    from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
+
+    settings = Settings.from_env()
+    stores = webhook_stores(settings.stores())
+    if not stores:
+        raise ConfigError(
+            f"no store in {settings.stores_file} takes webhooks; add webhook_secret_env to "
+            "the stores that should"
+        )
+    for store in stores:
+        webhook_secret(store)  # fail now, naming the variable, rather than at each delivery
+    engine = make_engine(settings.database_url)
+    if not is_current(engine):
+        migrate(engine)
+    applier = Applier(
+        engine,
+        {s.identifier: s.name for s in stores},
+        on_gap=GapSyncer(settings) if sync_on_gap else None,
+    ).start()
+    app = create_receiver_app(
+        engine,
+        stores,
+        settings=ReceiverSettings(max_body_bytes=max_body_bytes),
+        on_stored=applier.wake,
+    )
+    sock = bind_socket(host, port)
+    names = ", ".join(s.identifier for s in stores)
+    click.echo(f"receiving webhooks for {names} at http://{host}:{sock.getsockname()[1]}/webhooks/")
+    try:
+        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+    finally:
+        sock.close()
+        applier.stop()
+        engine.dispose()
+
+
+def _events(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    events = tuple(e.strip() for e in value.split(",") if e.strip())
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown or not events:
+        raise click.BadParameter(f"use comma-separated events among {', '.join(EVENTS)}")
+    return events
+
+
+@webhooks.command()
+@click.option("--store", "identifier", required=True, help="Store identifier, e.g. NATUR.")
+@click.option("--url", required=True, help="The receiver's public HTTPS URL for this store.")
+@click.option(
+    "--events",
+    default=",".join(EVENTS),
+    show_default=True,
+    callback=_events,
+    help="Comma-separated events to register.",
+)
+@reports_errors
+def register(identifier: str, url: str, events: tuple[str, ...]) -> None:
+    """Create or update the store's webhooks (running it twice creates nothing new)."""
+    from ecosync_pipeline.webhooks.registration import WebhooksApi
+    from ecosync_pipeline.webhooks.registration import register as do_register
+
+    store = _store(Settings.from_env(), identifier)
+    secret = webhook_secret(store)
+    if not url.startswith("https://"):
+        click.echo(f"warning: {url} is not HTTPS; EcoManager delivers to HTTPS URLs", err=True)
+    with WebhooksApi(store, store.token()) as api:
+        done = do_register(api, url, secret, events)
+    rows = [(r.event, str(r.webhook_id), r.action, "yes" if r.is_active else "NO") for r in done]
+    click.echo(format_table(("event", "webhook id", "action", "active"), rows))
+    if not all(r.is_active for r in done):
+        raise SystemExit(f"some webhooks are not active: {url} did not answer the activation GET")
+
+
+@webhooks.command("list")
+@click.option("--store", "identifiers", multiple=True, help="Store (repeatable); default: all.")
+@reports_errors
+def list_(identifiers: tuple[str, ...]) -> None:
+    """Print every webhook registered for the stores."""
+    from ecosync_pipeline.webhooks.registration import WebhooksApi
+
+    settings = Settings.from_env()
+    stores = [_store(settings, i) for i in identifiers] or webhook_stores(settings.stores())
+    rows = []
+    for store in stores:
+        with WebhooksApi(store, store.token()) as api:
+            for hook in api.list():
+                rows.append(
+                    (
+                        store.identifier,
+                        str(hook.get("id")),
+                        str(hook.get("event")),
+                        "yes" if hook.get("is_active") else "no",
+                        str(hook.get("delivery_url")),
+                        str(hook.get("name")),
+                    )
+                )
+    click.echo(format_table(("store", "id", "event", "active", "delivery url", "name"), rows))
+
+
+@webhooks.command()
+@click.option("--store", "identifier", required=True, help="Store identifier, e.g. NATUR.")
+@click.option(
+    "--id", "ids", multiple=True, type=int, help="Webhook id (repeatable); default: ecosync's."
+)
+@reports_errors
+def delete(identifier: str, ids: tuple[int, ...]) -> None:
+    """Delete the store's webhooks (the given ids, or every one ecosync registered)."""
+    from ecosync_pipeline.webhooks.registration import WebhooksApi, unregister
+
+    store = _store(Settings.from_env(), identifier)
+    with WebhooksApi(store, store.token()) as api:
+        deleted = unregister(api, list(ids) or None)
+    click.echo(f"store {identifier}: deleted {len(deleted)} webhooks {deleted}")

@@ -1,0 +1,80 @@
+"""Applier: a thread of the receiver's process that applies the inbox as deliveries arrive.
+
+The receiver wakes it after each stored delivery, so an order is in the table
+milliseconds after EcoManager pushed it; it also looks every ``poll_seconds`` (a
+delivery stored by another receiver process, or left pending by a crash). Stores whose
+OrderCreated left a gap are handed to ``on_gap`` (e.g. to run their sync).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+from sqlalchemy.engine import Engine
+
+from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
+
+logger = logging.getLogger(__name__)
+
+
+class Applier:
+    """Apply pending deliveries in a background thread, woken by ``wake()``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        names: Mapping[str, str],
+        *,
+        poll_seconds: float = 2.0,
+        on_gap: Callable[[str, list[int]], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._names = dict(names)
+        self._poll = poll_seconds
+        self._on_gap = on_gap
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.totals = ApplyResult()
+
+    def wake(self, store: str | None = None) -> None:
+        """Apply soon (called by the receiver after it stored a delivery)."""
+        self._wake.set()
+
+    def start(self) -> Applier:
+        self._thread = threading.Thread(target=self._run, name="webhook-applier", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the current batch and stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def run_once(self) -> ApplyResult:
+        """Apply everything pending now; errors are logged, and the next wake retries."""
+        try:
+            done = apply_pending(self._engine, self._names)
+        except EcosyncError as exc:
+            logger.error("applying webhook deliveries failed (%s); retrying shortly", exc)
+            return ApplyResult()
+        self.totals.applied += done.applied
+        self.totals.stale += done.stale
+        for store, ids in done.gaps.items():
+            logger.info("store %s: order %d leaves a gap above the table's last id", store, ids[0])
+            if self._on_gap is not None:
+                self._on_gap(store, ids)
+        return done
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._poll)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.run_once()

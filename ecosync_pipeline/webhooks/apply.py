@@ -1,0 +1,192 @@
+"""Applying the inbox to the orders table: idempotent, and never back in time.
+
+Each delivery carries the order as EcoManager holds it, versioned by its ``updated_at``.
+A delivery is applied only when it is newer than what the table holds:
+
+- OrderCreated and the three "changed" events: newer than the row's ``updated_at`` and
+  than its ``deleted_at`` (an order re-created after its deletion is live again);
+- OrderDeleted (versioned by its ``deleted_at``): at or after the row's ``updated_at``,
+  so at the same instant the deletion wins.
+
+Applying writes the delivered order with the page upsert (one writer for the sync and
+the webhooks) and, for a deletion, flags it (storage.mirror). Whatever order deliveries
+arrive in, the row ends as the newest of them: out-of-order and repeated deliveries
+converge. An OrderCreated whose id leaves a gap above the store's last id in the table
+(orders may be missing between them) is marked ``gap``, for the store's sync to run.
+
+Appliers are serialized (a PostgreSQL advisory lock, SQLite's write lock), so the
+receiver's thread and the Dagster sensor can both apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ecosync_pipeline.ecomanager import values
+from ecosync_pipeline.ecomanager.models import Order
+from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.storage import advisory_key, ensure_store, store_summary, upsert_orders
+from ecosync_pipeline.storage.mirror import flag_deleted
+from ecosync_pipeline.storage.orders import _storage_error
+from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.webhooks.inbox import InboxRow, claim_pending, mark_applied
+
+logger = logging.getLogger(__name__)
+
+APPLY_LOCK = "ecosync:webhooks:apply"
+DEFAULT_BATCH = 200
+Action = Literal["write", "stale"]
+
+
+@dataclass(frozen=True)
+class RowState:
+    """The version of a stored order: EcoManager's updated_at, and its deletion flag."""
+
+    updated_at: datetime | None
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivery, parsed: the order it carries and its version."""
+
+    kind: Literal["upsert", "delete"]
+    order: Order
+    deleted_at: datetime | None
+
+    @property
+    def version(self) -> datetime | None:
+        return self.deleted_at if self.kind == "delete" else self.order.updated_at
+
+
+def decide(event: Event, row: RowState | None) -> Action:
+    """Whether ``event`` is newer than the stored ``row`` (None: not stored) and is written."""
+    if row is None:
+        return "write"
+    at = event.version
+    if event.kind == "delete":
+        if row.deleted_at is not None:
+            return "stale"
+        return "write" if at is None or row.updated_at is None or at >= row.updated_at else "stale"
+    if at is None:
+        # An unversioned body only fills a row that has no version either.
+        unversioned = row.updated_at is None and row.deleted_at is None
+        return "write" if unversioned else "stale"
+    newer_than_state = row.updated_at is None or at > row.updated_at
+    newer_than_deletion = row.deleted_at is None or at > row.deleted_at
+    return "write" if newer_than_state and newer_than_deletion else "stale"
+
+
+def parse_event(row: InboxRow) -> Event:
+    """The order and version of a stored delivery (the receiver checked it is an order)."""
+    payload: Any = json.loads(row.body)
+    if isinstance(payload, Mapping) and isinstance(payload.get("data"), Mapping):
+        payload = payload["data"]
+    order = Order.from_payload(payload, store=row.store, page=0, index=0)
+    if row.event != "OrderDeleted":
+        return Event("upsert", order, None)
+    try:
+        deleted: datetime | None = values.timestamp(payload.get("deleted_at"))
+    except values.Unstorable:
+        deleted = None
+    return Event("delete", order, deleted or order.updated_at or row.received_at)
+
+
+@dataclass
+class ApplyResult:
+    """What one apply_pending call did."""
+
+    applied: int = 0
+    stale: int = 0
+    """Older than the stored state (or set aside as invalid): marked, not written."""
+    gaps: dict[str, list[int]] = field(default_factory=dict)
+    """Per store, the OrderCreated ids that left a gap above the table's last id."""
+
+    @property
+    def total(self) -> int:
+        return self.applied + self.stale
+
+
+def _row_state(conn: Connection, store: str, order_id: int) -> RowState | None:
+    c = orders_table.c
+    stmt = select(c.updated_at, c.deleted_at).where(c.store == store, c.order_id == order_id)
+    found = conn.execute(stmt).first()
+    return None if found is None else RowState(found[0], found[1])
+
+
+def _apply_one(conn: Connection, row: InboxRow, last_ids: dict[str, int | None]) -> str:
+    """Apply one delivery in the caller's transaction; return its outcome."""
+    try:
+        event = parse_event(row)
+    except (EcosyncError, ValueError) as exc:
+        # Set aside (kept in the inbox, marked), so one bad delivery never blocks the rest.
+        logger.error(
+            "store %s: delivery %d of order %d set aside: %s", row.store, row.id, row.order_id, exc
+        )
+        return "invalid"
+    if decide(event, _row_state(conn, row.store, row.order_id)) == "stale":
+        return "stale"
+    upsert_orders(conn, row.store, [event.order])
+    if event.kind == "delete":
+        flag_deleted(conn, row.store, [row.order_id], at=event.deleted_at)
+    last = last_ids.get(row.store)
+    last_ids[row.store] = row.order_id if last is None else max(last, row.order_id)
+    if row.event == "OrderCreated" and (last is None or row.order_id > last + 1):
+        return "gap"
+    return "applied"
+
+
+def apply_batch(
+    engine: Engine, names: Mapping[str, str], limit: int = DEFAULT_BATCH
+) -> ApplyResult:
+    """Apply up to ``limit`` pending deliveries in one transaction; ``names``: store names."""
+    result = ApplyResult()
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(advisory_key(APPLY_LOCK))))
+            rows = claim_pending(conn, limit)
+            last_ids: dict[str, int | None] = {}
+            for store in sorted({r.store for r in rows}):
+                ensure_store(conn, store, names.get(store, store))
+                last_ids[store] = store_summary(conn, store).last_order_id
+            outcomes = {row.id: _apply_one(conn, row, last_ids) for row in rows}
+            mark_applied(conn, outcomes, datetime.now(timezone.utc))
+    except SQLAlchemyError as exc:
+        raise _storage_error(
+            exc, "applying webhook deliveries failed", hint="it is retried"
+        ) from exc
+    for row in rows:
+        outcome = outcomes[row.id]
+        if outcome in ("stale", "invalid"):
+            result.stale += 1
+            continue
+        result.applied += 1
+        if outcome == "gap":
+            result.gaps.setdefault(row.store, []).append(row.order_id)
+    return result
+
+
+def apply_pending(
+    engine: Engine, names: Mapping[str, str], *, batch: int = DEFAULT_BATCH, max_batches: int = 50
+) -> ApplyResult:
+    """Apply pending deliveries, batch after batch, until none is left (or ``max_batches``)."""
+    total = ApplyResult()
+    for _ in range(max_batches):
+        done = apply_batch(engine, names, batch)
+        total.applied += done.applied
+        total.stale += done.stale
+        for store, ids in done.gaps.items():
+            total.gaps.setdefault(store, []).extend(ids)
+        if done.total < batch:
+            break
+    return total

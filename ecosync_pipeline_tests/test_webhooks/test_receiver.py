@@ -1,0 +1,179 @@
+"""The receiver over real HTTP: what it accepts, what it refuses, and what it never logs.
+
+DESIGN invariant 13: a delivery is accepted only with a valid signature over its raw
+body and stored before it is answered. Each test runs on PostgreSQL and on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from ecosync_pipeline.serving import ThreadedServer
+from ecosync_pipeline.storage import make_engine
+from ecosync_pipeline.storage.schema import webhook_inbox
+from ecosync_pipeline.webhooks.receiver import create_receiver_app
+from ecosync_pipeline.webhooks.signature import sign
+from ecosync_pipeline_tests.test_webhooks.conftest import (
+    PHONE,
+    SECRET,
+    SECRET_ENV,
+    Receiver,
+    body_of,
+    order,
+    store,
+)
+
+
+def inbox_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(webhook_inbox)).scalar_one())
+
+
+def test_signed_delivery_is_stored_before_the_200_and_a_retry_of_it_is_stored_once(
+    receiver: Receiver,
+) -> None:
+    body = body_of(order(101))
+    first = receiver.post(body)
+    assert first.status_code == 200 and first.json() == {"stored": True}
+    # Stored (committed) by the time the answer came: another connection sees it.
+    assert inbox_count(receiver.engine) == 1
+    again = receiver.post(body)  # EcoManager's retry: same webhook id, event and body
+    assert again.status_code == 200 and again.json() == {"stored": False}
+    assert inbox_count(receiver.engine) == 1
+    # The same order under another event is another delivery.
+    assert receiver.post(body, event="OrderStatusChanged").json() == {"stored": True}
+    assert inbox_count(receiver.engine) == 2
+
+
+def test_forged_signature_is_refused_with_401_and_nothing_stored(receiver: Receiver) -> None:
+    body = body_of(order(102))
+    forged = receiver.post(body, signature=sign("not-the-secret", body))
+    assert forged.status_code == 401
+    assert receiver.post(body, signature="zz" * 32).status_code == 401
+    assert receiver.post(body, signature="").status_code == 401
+    assert inbox_count(receiver.engine) == 0
+
+
+def test_missing_signature_is_refused_with_401(receiver: Receiver) -> None:
+    response = receiver.post(body_of(order(103)), signature=None)
+    assert response.status_code == 401 and response.json()["message"] == "no signature"
+    assert inbox_count(receiver.engine) == 0
+
+
+def test_replayed_signature_on_another_body_is_refused(receiver: Receiver) -> None:
+    captured = body_of(order(104))
+    signature = sign(SECRET, captured)
+    assert receiver.post(captured, signature=signature).status_code == 200
+    tampered = body_of(order(104, order_state_name="Annulé"))
+    assert receiver.post(tampered, signature=signature).status_code == 401
+    other_store = receiver.post(captured, signature=signature, store="PURNA")
+    assert other_store.status_code == 200  # same secret here; a real shop has one per store
+    assert inbox_count(receiver.engine) == 2
+
+
+def test_body_reserialized_with_other_whitespace_fails_verification(receiver: Receiver) -> None:
+    original = body_of(order(105))
+    signature = sign(SECRET, original)
+    reserialized = json.dumps(json.loads(original), indent=1).encode()
+    assert json.loads(reserialized) == json.loads(original)
+    assert receiver.post(reserialized, signature=signature).status_code == 401
+    spaced = json.dumps(json.loads(original)).encode()  # ", " and ": " separators
+    assert receiver.post(spaced, signature=signature).status_code == 401
+    assert receiver.post(original, signature=signature.upper()).status_code == 200
+    assert inbox_count(receiver.engine) == 1
+
+
+def test_unknown_store_is_refused_with_404(receiver: Receiver) -> None:
+    body = body_of(order(106))
+    assert receiver.post(body, store="NOSUCH").status_code == 404
+    assert receiver.post(body, store="NA%2FTUR").status_code == 404
+    assert receiver.http.get(f"{receiver.url}/webhooks/NOSUCH").status_code == 404
+    assert inbox_count(receiver.engine) == 0
+
+
+def test_activation_get_is_answered_for_a_store_taking_webhooks(receiver: Receiver) -> None:
+    response = receiver.http.get(f"{receiver.url}/webhooks/NATUR")
+    assert response.status_code == 200 and response.json()["ready"] is True
+
+
+def test_oversized_body_is_refused_with_413_declared_or_streamed(receiver: Receiver) -> None:
+    big = body_of(order(107, note="x" * 20_000))  # the test receiver's cap is 16 KiB
+    assert receiver.post(big).status_code == 413
+
+    def chunks() -> object:
+        for _ in range(40):
+            yield b"x" * 1024
+
+    streamed = receiver.http.post(
+        f"{receiver.url}/webhooks/NATUR",
+        content=chunks(),  # type: ignore[arg-type]
+        headers={"X-Ecomanager-Event": "OrderCreated", "X-Ecomanager-Signature": "00"},
+    )
+    assert streamed.status_code == 413
+    assert inbox_count(receiver.engine) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"data": {"id": "12"}}', b'{"id": 0}', b'{"data": {"ref": 1}}'],
+)
+def test_body_that_is_not_an_order_with_an_integer_id_is_refused_with_400(
+    receiver: Receiver, body: bytes
+) -> None:
+    assert receiver.post(body).status_code == 400
+    assert inbox_count(receiver.engine) == 0
+
+
+def test_unknown_event_is_refused_with_400(receiver: Receiver) -> None:
+    assert receiver.post(body_of(order(108)), event="OrderExploded").status_code == 400
+
+
+def test_bare_order_body_is_accepted_as_well_as_the_data_envelope(receiver: Receiver) -> None:
+    bare = json.dumps(order(109)).encode()
+    assert receiver.post(bare).status_code == 200
+
+
+def test_database_down_answers_503_so_ecomanager_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    down = make_engine("postgresql://postgres@127.0.0.1:1/nothing")
+    app = create_receiver_app(down, [store("NATUR")])
+    body = body_of(order(110))
+    with ThreadedServer(app) as server:
+        response = httpx.post(
+            f"{server.url}/webhooks/NATUR",
+            content=body,
+            headers={
+                "X-Ecomanager-Signature": sign(SECRET, body),
+                "X-Ecomanager-Event": "OrderCreated",
+            },
+        )
+    assert response.status_code == 503
+
+
+def test_secret_and_phone_numbers_never_reach_logs_or_answers(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = body_of(order(111))
+    answers = [
+        receiver.post(body),
+        receiver.post(body),
+        receiver.post(body, signature=sign("wrong", body)),
+        receiver.post(body, signature=None),
+        receiver.post(body, store="NOSUCH"),
+        receiver.post(body_of(order(112, note="y" * 20_000))),
+        receiver.post(body.replace(b'"id":111', b'"id":"x"')),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 401, 401, 404, 413, 400]
+    text = caplog.text + "".join(a.text for a in answers)
+    assert "store NATUR: OrderCreated of order 111" in caplog.text  # it does log, safely
+    assert SECRET not in text
+    assert PHONE not in text and "Benali" not in text
