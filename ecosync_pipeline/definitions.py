@@ -32,6 +32,8 @@ from ecosync_pipeline.defs.positions.sensors import (
     build_cache_loss_sensor,
 )
 from ecosync_pipeline.defs.resources import RESOURCE_KEY, EcosyncResource, ecosync_resource
+from ecosync_pipeline.defs.webhooks.assets import build_flowing_check, webhook_events_spec
+from ecosync_pipeline.defs.webhooks.sensors import build_webhook_inbox_sensor
 from ecosync_pipeline.errors import ConfigError
 
 
@@ -56,13 +58,19 @@ def build_definitions(
         sync_orders_job, sync_cron, batch_size=batch_size, workers=workers
     )
     return Definitions(
-        assets=[store_sync_positions, restored_sync_positions, build_new_orders(partitions)],
-        asset_checks=[position_checks],
+        assets=[
+            store_sync_positions,
+            restored_sync_positions,
+            build_new_orders(partitions),
+            webhook_events_spec(partitions),
+        ],
+        asset_checks=[position_checks, build_flowing_check(partitions)],
         jobs=[sync_orders_job, recover_sync_positions],
         schedules=[schedule],
         sensors=[
             build_cache_loss_sensor(recover_sync_positions, sensor_interval_seconds),
             build_store_partitions_sensor(sensor_interval_seconds),
+            build_webhook_inbox_sensor(sync_orders_job, sensor_interval_seconds),
         ],
         resources={RESOURCE_KEY: resource if resource is not None else ecosync_resource()},
     )

@@ -227,7 +227,7 @@ webhook_inbox = Table(
     Column("applied_at", UtcDateTime, comment="NULL until applied to the orders table"),
     Column("outcome", String(16), comment="applied, stale, invalid or gap"),
     # EcoManager's retries repeat a delivery exactly: stored once.
-    UniqueConstraint("store", "webhook_id", "event", "order_id", "body_sha256"),
+    UniqueConstraint("store", "order_id", "event", "webhook_id", "body_sha256"),
     Index(None, "applied_at", "id"),
     Index(None, "store", "received_at"),
 )

@@ -27,7 +27,8 @@ from ecosync_pipeline.storage.schema import webhook_inbox
 logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = timedelta(days=7)
-UNIQUE_COLUMNS = ("store", "webhook_id", "event", "order_id", "body_sha256")
+UNIQUE_COLUMNS = ("store", "order_id", "event", "webhook_id", "body_sha256")
+"""Also the index that finds a store's deliveries of one order."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """webhook_inbox: every accepted webhook delivery, stored before it is answered
 
-Revision 0004, after 0003. Deliveries repeated by EcoManager's retries (same store,
+Revision 0005, after 0004. Deliveries repeated by EcoManager's retries (same store,
 webhook id, event, order id and body) are stored once; applied ones are marked.
 """
 
@@ -22,8 +22,8 @@ from sqlalchemy import (
 
 from ecosync_pipeline.storage.schema import NAMING_CONVENTION, UtcDateTime, surrogate_key
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -43,7 +43,7 @@ def upgrade() -> None:
         Column("received_at", UtcDateTime, nullable=False),
         Column("applied_at", UtcDateTime, comment="NULL until applied to the orders table"),
         Column("outcome", String(16), comment="applied, stale, invalid or gap"),
-        UniqueConstraint("store", "webhook_id", "event", "order_id", "body_sha256"),
+        UniqueConstraint("store", "order_id", "event", "webhook_id", "body_sha256"),
         Index(None, "applied_at", "id"),
         Index(None, "store", "received_at"),
     )
