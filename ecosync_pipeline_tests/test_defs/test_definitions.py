@@ -30,18 +30,25 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         assert defs.resolve_job_def(name).name == name
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"store_sync_positions", "restored_sync_positions", "new_orders"}
+    assert keys == {
+        "store_sync_positions",
+        "restored_sync_positions",
+        "new_orders",
+        "webhook_events",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("store_sync_positions", "cache_health"),
         ("store_sync_positions", "position_health"),
         ("store_sync_positions", "layer_agreement"),
         ("new_orders", "new_orders_complete"),
+        ("webhook_events", "webhook_deliveries_flowing"),
     }
     assert [s.name for s in repo.schedule_defs] == ["order_sync_schedule"]
     assert sorted(s.name for s in repo.sensor_defs) == [
         "cache_loss_sensor",
         "store_partitions_sensor",
+        "webhook_inbox_sensor",
     ]
 
 
@@ -71,6 +78,7 @@ def test_lineage_runs_from_store_positions_through_restore_to_new_orders(env: En
         "store_sync_positions": set(),
         "restored_sync_positions": {"store_sync_positions"},
         "new_orders": {"restored_sync_positions"},
+        "webhook_events": set(),
     }
 
 

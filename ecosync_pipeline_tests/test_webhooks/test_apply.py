@@ -105,8 +105,9 @@ def test_deleted_then_recreated_order_is_live_again_whatever_the_arrival_order(
 
 
 def test_an_older_delivery_never_replaces_a_newer_state_in_the_table(receiver: Receiver) -> None:
-    newer = Order.from_payload(order(4001, stamp(9), order_state_name="Livré"), store="NATUR",
-                               page=1, index=0)
+    newer = Order.from_payload(
+        order(4001, stamp(9), order_state_name="Livré"), store="NATUR", page=1, index=0
+    )
     with receiver.engine.begin() as conn:
         ensure_store(conn, "NATUR", "NATUR shop")
         upsert_orders(conn, "NATUR", [newer])  # what the sync read

@@ -34,6 +34,8 @@ from dagster import (
     sensor,
 )
 
+from ecosync_pipeline.defs.orders.schedules import batch_run_request
+from ecosync_pipeline.defs.partitions import StoreBatch, register_stores
 from ecosync_pipeline.defs.resources import EcosyncResource
 from ecosync_pipeline.defs.webhooks.assets import WEBHOOK_EVENTS, flowing_evaluation
 from ecosync_pipeline.errors import ConfigError, EcosyncError
@@ -50,7 +52,6 @@ from ecosync_pipeline.webhooks.inbox import (
 
 DEFAULT_INTERVAL_SECONDS = 30
 GAP_TAG = "ecosync/webhook-gap"
-STORE_TAG = "ecosync/store"
 
 
 def retention() -> timedelta:
@@ -86,6 +87,12 @@ def observation(stats: InboxStats) -> AssetObservation:
     )
 
 
+def _gap_run(store: str, now: datetime) -> RunRequest:
+    """A sync run of one store, because a delivery left a gap above its last id."""
+    request = batch_run_request(StoreBatch((store,)), f"webhook-gap:{now.isoformat()}", 1)
+    return request.with_replaced_attrs(tags={**request.tags, GAP_TAG: "1"})
+
+
 def _since(cursor: str | None) -> datetime | None:
     try:
         raw = json.loads(cursor or "{}").get("until")
@@ -118,13 +125,16 @@ def build_webhook_inbox_sensor(
             return SkipReason(f"cannot read the stores: {exc}")
         if not stores:
             return SkipReason("no store takes webhooks (none has webhook_secret_env)")
-        now = datetime.now(timezone.utc)
+        # Observations name a store's partition: it must exist (as the schedule does).
+        register_stores(context.instance, [s.identifier for s in stores])
         engine = make_engine(settings.database_url)
         try:
             if not is_current(engine):
                 migrate(engine)
             done = apply_pending(engine, {s.identifier: s.name for s in stores})
             purge_applied(engine, retention())
+            # After applying: this tick's window includes what it applied itself.
+            now = datetime.now(timezone.utc)
             ids = [s.identifier for s in stores]
             stats = inbox_stats(engine, ids, _since(context.cursor), now)
             health = [delivery_health(engine, store, now) for store in ids]
@@ -137,13 +147,7 @@ def build_webhook_inbox_sensor(
                 "applied %d deliveries left pending (%d stale)", done.applied, done.stale
             )
         runs = [
-            RunRequest(
-                run_key=f"webhook-gap:{store}:{now.isoformat()}",
-                partition_key=store,
-                tags={GAP_TAG: "1", STORE_TAG: store},
-            )
-            for store, s in stats.items()
-            if s.gaps or done.gaps.get(store)
+            _gap_run(store, now) for store, s in stats.items() if s.gaps or done.gaps.get(store)
         ]
         return SensorResult(
             run_requests=runs,

@@ -1,0 +1,140 @@
+"""webhook_inbox_sensor: one scenario per test, asserting run requests, events and cursor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import (
+    AssetCheckEvaluation,
+    AssetObservation,
+    DagsterInstance,
+    build_sensor_context,
+    partition_loading_context,
+)
+from sqlalchemy.engine import Engine
+
+from ecosync_pipeline.config import Settings
+from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.resources import ecosync_resource
+from ecosync_pipeline.defs.webhooks.sensors import GAP_TAG
+from ecosync_pipeline.ecomanager.models import Order
+from ecosync_pipeline.storage import ensure_store, upsert_orders
+from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
+from ecosync_pipeline_tests.test_webhooks.conftest import PHONE, SECRET, SECRET_ENV, body_of, order
+
+# The sensor only composes the core (tested on both backends): PostgreSQL is enough here.
+pytestmark = pytest.mark.parametrize("module_engine", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    stores = [
+        {
+            "identifier": s,
+            "name": f"{s} shop",
+            "base_url": f"http://127.0.0.1:9/{s}",
+            "token_env": f"ECOSYNC_TEST_TOKEN_{s}",
+            "webhook_secret_env": SECRET_ENV,
+        }
+        for s in ("NATUR", "PURNA")
+    ]
+    path = tmp_path / "stores.yaml"
+    path.write_text(yaml.safe_dump({"stores": stores}), encoding="utf-8")
+    return Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        redis_url="redis://127.0.0.1:6379/7",
+        stores_file=str(path),
+        backup_path=str(tmp_path / "backup.json"),
+    )
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    (tmp_path / "dagster").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster")) as inst:
+        yield inst
+
+
+def tick(settings: Settings, instance: DagsterInstance, cursor: str | None = None) -> Any:
+    """One tick of the sensor as the code location defines it (partitioned run requests
+    need the repository)."""
+    repository = build_definitions(settings).get_repository_def()
+    sensor = repository.get_sensor_def("webhook_inbox_sensor")
+    # The daemon gives the sensor the instance that holds the dynamic store partitions.
+    with (
+        partition_loading_context(dynamic_partitions_store=instance),
+        build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"ecosync": ecosync_resource(settings)},
+            repository_def=repository,
+        ) as context,
+    ):
+        return sensor.evaluate_tick(context)
+
+
+def deliver(engine: Engine, order_id: int, event: str, at: datetime, **fields: Any) -> None:
+    body = body_of(order(order_id, **fields))
+    store_delivery(engine, Delivery("NATUR", event, "7", order_id, body, at))
+
+
+def by_type(result: Any, kind: type) -> dict[str, Any]:
+    return {e.partition: e for e in result.asset_events if isinstance(e, kind)}
+
+
+def test_sensor_applies_pending_deliveries_reports_them_and_asks_for_the_gap_sync(
+    settings: Settings, engine: Engine, instance: DagsterInstance
+) -> None:
+    now = datetime.now(timezone.utc)
+    deliver(engine, 10, "OrderCreated", now)  # no order of NATUR in the table: a gap
+    deliver(
+        engine,
+        10,
+        "OrderStatusChanged",
+        now,
+        updated_at="2026-11-20T11:00:00.000000Z",
+        order_state_name="Confirmé",
+    )
+    result = tick(settings, instance)
+    seen = by_type(result, AssetObservation)["NATUR"].metadata
+    assert seen["events_received"].value == 2 and seen["events_applied"].value == 2
+    assert seen["gaps"].value == 1 and seen["pending"].value == 0
+    assert seen["lag_max_seconds"].value >= 0
+    assert by_type(result, AssetObservation)["PURNA"].metadata["events_received"].value == 0
+    checks = by_type(result, AssetCheckEvaluation)
+    assert checks["NATUR"].passed and checks["PURNA"].passed
+    [run] = result.run_requests
+    assert run.partition_key == "NATUR" and run.tags[GAP_TAG] == "1"
+    cursor = json.loads(result.cursor)["until"]
+    assert datetime.fromisoformat(cursor) >= now
+    # Nothing of the orders' content nor the secret in what Dagster stores.
+    shown = repr(result.asset_events)
+    assert PHONE not in shown and SECRET not in shown and "Benali" not in shown
+    # The next tick: nothing new, no second run for the same gap.
+    again = tick(settings, instance, result.cursor)
+    assert not again.run_requests
+    assert by_type(again, AssetObservation)["NATUR"].metadata["events_received"].value == 0
+
+
+def test_check_warns_when_polling_finds_orders_after_the_last_delivery(
+    settings: Settings, engine: Engine, instance: DagsterInstance
+) -> None:
+    hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    deliver(engine, 20, "OrderCreated", hour_ago - timedelta(hours=1))
+    polled = [Order.from_payload(order(i), store="NATUR", page=1, index=0) for i in (21, 22)]
+    with engine.begin() as conn:
+        ensure_store(conn, "NATUR", "NATUR shop")
+        upsert_orders(conn, "NATUR", polled, seen_at=hour_ago)  # the sync brought them
+    checks = by_type(tick(settings, instance), AssetCheckEvaluation)
+    natur = checks["NATUR"]
+    assert not natur.passed and natur.severity.value == "WARN"
+    assert natur.metadata["orders_polled_without_delivery"].value == 2
+    assert "ecosync webhooks register" in (natur.description or "")
+    assert checks["PURNA"].passed  # never delivered, but nothing polled either
