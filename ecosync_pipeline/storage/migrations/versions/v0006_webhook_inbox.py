@@ -1,6 +1,6 @@
 """webhook_inbox: every accepted webhook delivery, stored before it is answered
 
-Revision 0005, after 0004. Deliveries repeated by EcoManager's retries (same store,
+Revision 0006, after 0005. Deliveries repeated by EcoManager's retries (same store,
 webhook id, event, order id and body) are stored once; applied ones are marked.
 """
 
@@ -22,8 +22,8 @@ from sqlalchemy import (
 
 from ecosync_pipeline.storage.schema import NAMING_CONVENTION, UtcDateTime, surrogate_key
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
