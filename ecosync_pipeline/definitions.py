@@ -14,6 +14,15 @@ from collections.abc import Mapping
 from dagster import Definitions, definitions
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.mirror.assets import build_order_statuses, build_reconciled_orders
+from ecosync_pipeline.defs.mirror.schedules import (
+    DEFAULT_RECONCILE_CRON,
+    DEFAULT_STATUS_CRON,
+    build_reconcile_schedule,
+    build_status_schedule,
+    reconcile_orders_job,
+    refresh_order_statuses_job,
+)
 from ecosync_pipeline.defs.orders.assets import build_new_orders
 from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS, MAX_WORKERS
 from ecosync_pipeline.defs.orders.schedules import (
@@ -45,6 +54,8 @@ def build_definitions(
     sensor_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
+    reconcile_cron: str = DEFAULT_RECONCILE_CRON,
+    status_cron: str = DEFAULT_STATUS_CRON,
 ) -> Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the stores of ``settings``.
 
@@ -63,10 +74,21 @@ def build_definitions(
             restored_sync_positions,
             build_new_orders(partitions),
             webhook_events_spec(partitions),
+            build_reconciled_orders(partitions),
+            build_order_statuses(partitions),
         ],
         asset_checks=[position_checks, build_flowing_check(partitions)],
-        jobs=[sync_orders_job, recover_sync_positions],
-        schedules=[schedule],
+        jobs=[
+            sync_orders_job,
+            recover_sync_positions,
+            reconcile_orders_job,
+            refresh_order_statuses_job,
+        ],
+        schedules=[
+            schedule,
+            build_reconcile_schedule(reconcile_cron),
+            build_status_schedule(status_cron),
+        ],
         sensors=[
             build_cache_loss_sensor(recover_sync_positions, sensor_interval_seconds),
             build_store_partitions_sensor(sensor_interval_seconds),
@@ -107,4 +129,6 @@ def defs() -> Definitions:
         workers=_whole_number(
             os.environ, "ECOSYNC_SYNC_WORKERS", DEFAULT_WORKERS, 1, MAX_WORKERS, "stores"
         ),
+        reconcile_cron=os.environ.get("ECOSYNC_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
+        status_cron=os.environ.get("ECOSYNC_STATUS_CRON") or DEFAULT_STATUS_CRON,
     )

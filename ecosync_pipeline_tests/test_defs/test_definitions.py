@@ -25,7 +25,12 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
     Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     jobs = {job.name for job in repo.get_all_jobs()}
-    assert {"sync_orders", "recover_sync_positions"} <= jobs
+    assert {
+        "sync_orders",
+        "recover_sync_positions",
+        "reconcile_orders",
+        "refresh_order_statuses",
+    } <= jobs
     for name in jobs:
         assert defs.resolve_job_def(name).name == name
     graph = defs.resolve_asset_graph()
@@ -35,6 +40,8 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         "restored_sync_positions",
         "new_orders",
         "webhook_events",
+        "reconciled_orders",
+        "order_statuses",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
@@ -44,7 +51,11 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         ("new_orders", "new_orders_complete"),
         ("webhook_events", "webhook_deliveries_flowing"),
     }
-    assert [s.name for s in repo.schedule_defs] == ["order_sync_schedule"]
+    assert sorted(s.name for s in repo.schedule_defs) == [
+        "order_sync_schedule",
+        "reconcile_schedule",
+        "status_refresh_schedule",
+    ]
     assert sorted(s.name for s in repo.sensor_defs) == [
         "cache_loss_sensor",
         "store_partitions_sensor",
@@ -79,6 +90,8 @@ def test_lineage_runs_from_store_positions_through_restore_to_new_orders(env: En
         "restored_sync_positions": {"store_sync_positions"},
         "new_orders": {"restored_sync_positions"},
         "webhook_events": set(),
+        "reconciled_orders": {"new_orders"},
+        "order_statuses": {"new_orders"},
     }
 
 

@@ -1,0 +1,100 @@
+"""The mirror's jobs and schedules: reconciliation hourly, status refresh every 30 minutes.
+
+Each tick asks for one run per batch of stores (the partitions' own batches), like the
+sync schedule; the reconciliation spends a 24th of each store's daily budget a run, so
+the hourly schedule covers the whole history of a store within its daily budget.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context parameter's
+# annotation at definition time and rejects it as a string.
+
+from collections.abc import Iterator
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    in_process_executor,
+    schedule,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from ecosync_pipeline.defs.mirror.assets import ORDER_STATUSES, RECONCILED_ORDERS
+from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batches
+from ecosync_pipeline.defs.resources import EcosyncResource
+
+DEFAULT_RECONCILE_CRON = "7 * * * *"
+DEFAULT_STATUS_CRON = "*/30 * * * *"
+BATCH_SIZE = 50
+
+reconcile_orders_job = define_asset_job(
+    "reconcile_orders",
+    selection=AssetSelection.assets(RECONCILED_ORDERS),
+    executor_def=in_process_executor,
+    description="Carry each store's reconciliation sweep on (reconciled_orders).",
+)
+refresh_order_statuses_job = define_asset_job(
+    "refresh_order_statuses",
+    selection=AssetSelection.assets(ORDER_STATUSES),
+    executor_def=in_process_executor,
+    description="Re-read each store's open orders (order_statuses).",
+)
+
+
+def _build(name: str, job: object, key: AssetKey, cron: str, what: str) -> ScheduleDefinition:
+    @schedule(
+        name=name,
+        cron_schedule=cron,
+        job=job,  # type: ignore[arg-type]
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"{what} ({cron}), {BATCH_SIZE} stores a run.",
+    )
+    def mirror_schedule(
+        context: ScheduleEvaluationContext, ecosync: EcosyncResource
+    ) -> Iterator[RunRequest]:
+        tick = context.scheduled_execution_time
+        stamp = tick.isoformat() if tick is not None else "manual"
+        configured = [store.identifier for store in ecosync.settings().stores()]
+        keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
+        for batch in store_batches(keys, configured, BATCH_SIZE):
+            one = len(batch.stores) == 1
+            tags = (
+                {}
+                if one
+                else {
+                    ASSET_PARTITION_RANGE_START_TAG: batch.first,
+                    ASSET_PARTITION_RANGE_END_TAG: batch.last,
+                }
+            )
+            yield RunRequest(
+                run_key=f"{key.to_user_string()}:{batch.first}..{batch.last}:{stamp}",
+                partition_key=batch.first if one else None,
+                tags=tags,
+            )
+
+    return mirror_schedule
+
+
+def build_reconcile_schedule(cron: str = DEFAULT_RECONCILE_CRON) -> ScheduleDefinition:
+    """One run of reconcile_orders per batch of stores, every ``cron`` tick."""
+    return _build(
+        "reconcile_schedule", reconcile_orders_job, RECONCILED_ORDERS, cron, "Reconcile stores"
+    )
+
+
+def build_status_schedule(cron: str = DEFAULT_STATUS_CRON) -> ScheduleDefinition:
+    """One run of refresh_order_statuses per batch of stores, every ``cron`` tick."""
+    return _build(
+        "status_refresh_schedule",
+        refresh_order_statuses_job,
+        ORDER_STATUSES,
+        cron,
+        "Refresh open orders' statuses",
+    )
