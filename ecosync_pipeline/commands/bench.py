@@ -220,3 +220,57 @@ def sync_bench(
             progress=_progress,
         )
     _emit(report, as_json)
+
+
+@bench.command("webhooks")
+@JSON_OPTION
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5))
+@click.option(
+    "--status-rate",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Status changes a second, on orders of the phase.",
+)
+@click.option("--down-seconds", default=30.0, show_default=True, type=click.FloatRange(min=1))
+@click.option(
+    "--time-scale",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(min=0.0001, max=1),
+    help="Shrinks EcoManager's retry schedule (22 s, 110 s, ... at 1) so the retries "
+    "finish within the benchmark.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+)
+@reports_errors
+def webhooks_bench(
+    as_json: bool,
+    rate: float,
+    seconds: float,
+    status_rate: float,
+    down_seconds: float,
+    time_scale: float,
+    backend: str,
+) -> None:
+    """Creation-to-row latency of pushed orders, events lost and duplicated, with the
+    receiver up and then killed for a while."""
+    from ecosync_pipeline.bench.webhooks import run_webhooks_bench
+
+    with _quiet_core():
+        report = run_webhooks_bench(
+            rate=rate,
+            seconds=seconds,
+            status_rate=status_rate,
+            down_seconds=down_seconds,
+            down_at=min(10.0, seconds / 4),
+            time_scale=time_scale,
+            backend=backend,
+            progress=_progress,
+        )
+    _emit(report, as_json)

@@ -311,8 +311,11 @@ class WebhookHub:
             return
         order = change.order
         if change.kind == "deleted":
-            when = timestamp(datetime.fromtimestamp(change.at, timezone.utc))
-            order = {**order, "deleted_at": when, "updated_at": max(when, order["updated_at"])}
+            # The deletion touches updated_at, and never moves it backwards.
+            when = max(
+                timestamp(datetime.fromtimestamp(change.at, timezone.utc)), order["updated_at"]
+            )
+            order = {**order, "deleted_at": when, "updated_at": when}
         body = json.dumps({"data": order}, separators=(",", ":")).encode()
         source = self._source(change.store)
         for hook in targets:

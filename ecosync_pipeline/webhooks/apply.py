@@ -5,8 +5,8 @@ A delivery is applied only when it is newer than what the table holds:
 
 - OrderCreated and the three "changed" events: newer than the row's ``updated_at`` and
   than its ``deleted_at`` (an order re-created after its deletion is live again);
-- OrderDeleted (versioned by its ``deleted_at``): at or after the row's ``updated_at``,
-  so at the same instant the deletion wins.
+- OrderDeleted (versioned by the later of its ``deleted_at`` and ``updated_at``): at or
+  after the row's ``updated_at``, so at the same instant the deletion wins.
 
 Applying writes the delivered order with the page upsert (one writer for the sync and
 the webhooks) and, for a deletion, flags it (storage.mirror). Whatever order deliveries
@@ -98,7 +98,9 @@ def parse_event(row: InboxRow) -> Event:
         deleted: datetime | None = values.timestamp(payload.get("deleted_at"))
     except values.Unstorable:
         deleted = None
-    return Event("delete", order, deleted or order.updated_at or row.received_at)
+    # A deletion is at least as new as the state it carries (Laravel touches updated_at).
+    stamps = [t for t in (deleted, order.updated_at) if t is not None]
+    return Event("delete", order, max(stamps) if stamps else row.received_at)
 
 
 @dataclass

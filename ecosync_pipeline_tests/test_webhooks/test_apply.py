@@ -152,3 +152,15 @@ def test_order_created_above_a_gap_asks_for_the_store_sync(receiver: Receiver) -
     post_all(receiver, [("OrderCreated", order(9, stamp(2)))])
     receiver.post(body_of(order(7, stamp(1))), store="PURNA")
     assert apply_pending(receiver.engine, NAMES).gaps == {"PURNA": [7]}
+
+
+def test_deletion_is_as_new_as_the_state_it_carries_even_with_an_older_deleted_at(
+    receiver: Receiver,
+) -> None:
+    # A server whose deleted_at lags the body's updated_at (clock skew, or a later touch).
+    post_all(receiver, [("OrderCreated", order(7001, stamp(5)))])
+    post_all(receiver, [("OrderDeleted", order(7001, stamp(6), deleted_at=stamp(1)))])
+    done = apply_pending(receiver.engine, NAMES)
+    assert (done.applied, done.stale) == (2, 0)
+    flagged = row(receiver.engine, 7001)
+    assert flagged is not None and flagged["deleted_at"] is not None
