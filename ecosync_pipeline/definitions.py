@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from dagster import Definitions, definitions
 
@@ -40,7 +41,7 @@ from ecosync_pipeline.defs.positions.sensors import (
     DEFAULT_INTERVAL_SECONDS,
     build_cache_loss_sensor,
 )
-from ecosync_pipeline.defs.resources import RESOURCE_KEY, EcosyncResource, ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.defs.webhooks.assets import build_flowing_check, webhook_events_spec
 from ecosync_pipeline.defs.webhooks.sensors import build_webhook_inbox_sensor
 from ecosync_pipeline.errors import ConfigError
@@ -49,7 +50,7 @@ from ecosync_pipeline.errors import ConfigError
 def build_definitions(
     settings: Settings,
     *,
-    resource: EcosyncResource | None = None,
+    resources: Mapping[str, Any] | None = None,
     sync_cron: str = DEFAULT_SYNC_CRON,
     sensor_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -59,7 +60,8 @@ def build_definitions(
 ) -> Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the stores of ``settings``.
 
-    ``resource`` defaults to one that reads the ECOSYNC_* variables when a run starts.
+    ``resources`` default to ones that read the ECOSYNC_* variables when a run starts
+    (see defs.resources: orders_db, ecomanager, positions).
     """
     # The stores file is read now so that a missing or broken file fails the code location
     # with its line and reason; the partitions themselves follow the file at every tick.
@@ -94,7 +96,7 @@ def build_definitions(
             build_store_partitions_sensor(sensor_interval_seconds),
             build_webhook_inbox_sensor(sync_orders_job, sensor_interval_seconds),
         ],
-        resources={RESOURCE_KEY: resource if resource is not None else ecosync_resource()},
+        resources=dict(resources) if resources is not None else ecosync_resources(),
     )
 
 

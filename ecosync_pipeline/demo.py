@@ -33,7 +33,7 @@ from ecosync_pipeline.config import Settings, Store, load_stores
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.partitions import register_stores
 from ecosync_pipeline.defs.positions.sensors import LOSS_EVENT_TAG, REDIS_STATE_TAG
-from ecosync_pipeline.defs.resources import ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.factory import build_backup
 from ecosync_pipeline.runtime import Runtime
@@ -209,7 +209,7 @@ class Demo:
         self.stores = stores
         self.instance = instance
         self.say = say
-        self.defs: Definitions = build_definitions(settings, resource=ecosync_resource(settings))
+        self.defs: Definitions = build_definitions(settings, resources=ecosync_resources(settings))
         # What store_partitions_sensor does on its first tick under `dagster dev`.
         register_stores(instance, [store.identifier for store in stores])
         self.report = DemoReport()
@@ -245,7 +245,7 @@ class Demo:
         with build_sensor_context(
             instance=self.instance,
             cursor=cursor,
-            resources={"ecosync": ecosync_resource(self.settings)},
+            resources=ecosync_resources(self.settings),
             definitions=self.defs,
         ) as context:
             result = sensor(context)

@@ -6,6 +6,7 @@ layers, engine and clients lives in this one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -15,7 +16,7 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.factory import build_chain
-from ecosync_pipeline.storage import is_current, make_engine, migrate
+from ecosync_pipeline.storage import make_engine, upgrade_if_behind
 from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
 
@@ -28,6 +29,8 @@ class Runtime:
     engine: Engine
     chain: PositionChain
     client_options: dict[str, float] = field(default_factory=dict)
+    client_factory: Callable[[Store], EcoManagerClient] | None = None
+    """Builds each store's client instead of client_options (the Dagster resource's)."""
 
     @classmethod
     def from_settings(
@@ -38,10 +41,7 @@ class Runtime:
     ) -> Runtime:
         """Load the stores, open the database (migrating it) and compose the layers."""
         store_list = stores if stores is not None else settings.stores()
-        engine = make_engine(settings.database_url)
-        # A read first: migrating takes a write lock, and every run and op builds a Runtime.
-        if not is_current(engine):
-            migrate(engine)
+        engine = upgrade_if_behind(make_engine(settings.database_url))
         chain = build_chain(settings, store_list, engine)
         return cls(settings=settings, stores=store_list, engine=engine, chain=chain)
 
@@ -57,6 +57,8 @@ class Runtime:
 
     def client(self, store: Store) -> EcoManagerClient:
         """A client for one store; raises MissingToken naming the variable when unset."""
+        if self.client_factory is not None:
+            return self.client_factory(store)
         return EcoManagerClient.from_store(store, **self.client_options)
 
     def sync(self, identifier: str, *, budget_seconds: float | None = None) -> SyncResult:

@@ -200,10 +200,10 @@ class _DagsterSensor:
 
         from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
         from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
-        from ecosync_pipeline.defs.resources import ecosync_resource
+        from ecosync_pipeline.defs.resources import ecosync_resources
 
         self._context = build_sensor_context
-        self._resource = ecosync_resource
+        self._resources = ecosync_resources
         self._sensor = build_cache_loss_sensor(recover_sync_positions)
         self._instance = DagsterInstance.ephemeral()
 
@@ -212,7 +212,7 @@ class _DagsterSensor:
         with self._context(
             instance=self._instance,
             cursor=cursor,
-            resources={"ecosync": self._resource(settings)},
+            resources=self._resources(settings),
         ) as context:
             result = self._sensor.evaluate_tick(context)
         if result.run_requests:

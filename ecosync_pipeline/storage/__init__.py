@@ -14,6 +14,7 @@ from ecosync_pipeline.storage.migrations import (
     head_revision,
     is_current,
     migrate,
+    upgrade_if_behind,
 )
 from ecosync_pipeline.storage.orders import (
     StoreSummary,
@@ -55,5 +56,6 @@ __all__ = [
     "store_summaries",
     "store_summary",
     "stores",
+    "upgrade_if_behind",
     "upsert_orders",
 ]

@@ -1,5 +1,5 @@
 """Fixtures of the Dagster layer: two small simulated stores, settings pointing at them,
-the resource built from those settings, and helpers to look at what a run recorded.
+the resources built from those settings, and helpers to look at what a run recorded.
 
 Every test runs against the real Redis (the test database number), PostgreSQL (the
 session's database, emptied per test) and the simulator over HTTP.
@@ -22,7 +22,7 @@ from dagster import DagsterInstance
 from sqlalchemy.engine import make_url
 
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.defs.resources import EcosyncResource, ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
@@ -53,10 +53,10 @@ STORES = tuple(spec.identifier for spec in SPECS)
 
 @dataclass
 class Env:
-    """What a test needs: settings, the resource, the simulator and the ECOSYNC_* variables."""
+    """What a test needs: settings, the resources, the simulator and the ECOSYNC_* variables."""
 
     settings: Settings
-    resource: EcosyncResource
+    resources: dict[str, Any]
     simulator: Simulator
     environ: dict[str, str]
     redis: redis.Redis
@@ -122,7 +122,7 @@ def env(
         monkeypatch.setenv(key, value)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        yield Env(settings, ecosync_resource(settings), simulator, environ, client)
+        yield Env(settings, ecosync_resources(settings), simulator, environ, client)
     finally:
         client.close()
 

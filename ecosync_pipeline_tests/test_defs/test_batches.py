@@ -52,7 +52,7 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
 
 
 def run_range(env: Env, instance: DagsterInstance, first: str, last: str) -> Any:
-    defs = build_definitions(env.settings, resource=env.resource)
+    defs = build_definitions(env.settings, resources=env.resources)
     register_stores(instance, STORES)
     return defs.resolve_job_def("sync_orders").execute_in_process(
         instance=instance,
@@ -69,13 +69,13 @@ def materialized(result: Any) -> dict[str, dict[str, Any]]:
 
 
 def tick(env: Env, instance: DagsterInstance, batch_size: int) -> list[Any]:
-    defs = build_definitions(env.settings, resource=env.resource, batch_size=batch_size)
+    defs = build_definitions(env.settings, resources=env.resources, batch_size=batch_size)
     schedule = defs.resolve_schedule_def("order_sync_schedule")
     with build_schedule_context(
         instance=instance,
         scheduled_execution_time=TICK,
         repository_def=defs.get_repository_def(),
-        resources={"ecosync": env.resource},
+        resources=env.resources,
     ) as context:
         return list(schedule.evaluate_tick(context).run_requests or [])
 
@@ -149,7 +149,7 @@ def test_a_store_added_to_the_file_is_synced_by_the_next_tick_and_a_removed_one_
     monkeypatch.setenv(NEWCOMER.token_env, env.simulator.token("DILST"))
     # NATUR leaves the file, DILST joins it: no new Definitions, only the next tick.
     write_stores_file(Path(env.settings.stores_file), env.simulator, (SPECS[1], NEWCOMER))
-    defs = build_definitions(env.settings, resource=env.resource, batch_size=10)
+    defs = build_definitions(env.settings, resources=env.resources, batch_size=10)
     [request] = tick(env, instance, batch_size=10)
     assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "PURNA"
     assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "DILST"
@@ -165,14 +165,14 @@ def test_a_store_added_to_the_file_is_synced_by_the_next_tick_and_a_removed_one_
 def test_partitions_sensor_adds_new_stores_once_and_keeps_removed_ones(
     env: Env, instance: DagsterInstance
 ) -> None:
-    defs = build_definitions(env.settings, resource=env.resource)
+    defs = build_definitions(env.settings, resources=env.resources)
     sensor = defs.resolve_sensor_def("store_partitions_sensor")
 
     def evaluate() -> Any:
         with build_sensor_context(
             instance=instance,
             repository_def=defs.get_repository_def(),
-            resources={"ecosync": env.resource},
+            resources=env.resources,
         ) as context:
             return sensor.evaluate_tick(context)
 

@@ -21,7 +21,7 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
 def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env) -> None:
-    defs = build_definitions(env.settings, resource=env.resource)
+    defs = build_definitions(env.settings, resources=env.resources)
     Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     jobs = {job.name for job in repo.get_all_jobs()}
@@ -66,7 +66,7 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
 def test_new_orders_partitions_are_the_stores_the_instance_holds_in_file_order(
     env: Env, tmp_path: Path
 ) -> None:
-    defs = build_definitions(env.settings, resource=env.resource)
+    defs = build_definitions(env.settings, resources=env.resources)
     job = defs.resolve_job_def("sync_orders")
     assert isinstance(job.partitions_def, DynamicPartitionsDefinition)
     with DagsterInstance.ephemeral() as instance:
@@ -80,7 +80,7 @@ def test_new_orders_partitions_are_the_stores_the_instance_holds_in_file_order(
 
 
 def test_lineage_runs_from_store_positions_through_restore_to_new_orders(env: Env) -> None:
-    graph = build_definitions(env.settings, resource=env.resource).resolve_asset_graph()
+    graph = build_definitions(env.settings, resources=env.resources).resolve_asset_graph()
     parents = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()

@@ -21,7 +21,7 @@ def _materialize(env: Env, instance: DagsterInstance, asset: Any, store: str) ->
         [asset],
         partition_key=store,
         instance=instance,
-        resources={"ecosync": env.resource},
+        resources=env.resources,
         raise_on_error=False,
     )
 
@@ -48,7 +48,7 @@ def test_reconciled_orders_records_what_it_found_and_fixed_per_store(
 
 
 def test_mirror_schedules_ask_for_one_run_per_batch_of_stores(env: Env, tmp_path: Path) -> None:
-    defs = build_definitions(env.settings, resource=env.resource)
+    defs = build_definitions(env.settings, resources=env.resources)
     # On disk: a schedule reaches the instance through its reference.
     (tmp_path / "dagster").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
@@ -59,7 +59,7 @@ def test_mirror_schedules_ask_for_one_run_per_batch_of_stores(env: Env, tmp_path
                 instance=instance,
                 scheduled_execution_time=datetime(2026, 12, 1, 10, 7, tzinfo=timezone.utc),
                 repository_def=defs.get_repository_def(),
-                resources={"ecosync": env.resource},
+                resources=env.resources,
             ) as context:
                 requests = list(schedule.evaluate_tick(context).run_requests or [])
             assert len(requests) == 1, name

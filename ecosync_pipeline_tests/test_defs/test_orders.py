@@ -49,7 +49,7 @@ def sync_partition(
         [build_new_orders(store_partitions())],
         partition_key=store,
         instance=instance,
-        resources={"ecosync": env.resource},
+        resources=env.resources,
         run_config=config,
         raise_on_error=False,
     )
@@ -197,7 +197,7 @@ def test_new_orders_materializes_on_an_instance_stored_in_postgres(
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 4
-        defs = build_definitions(env.settings, resource=env.resource)
+        defs = build_definitions(env.settings, resources=env.resources)
         register_stores(instance, STORES)
         result = defs.resolve_job_def("sync_orders").execute_in_process(
             instance=instance, partition_key="NATUR"

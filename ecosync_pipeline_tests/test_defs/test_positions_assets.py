@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
 from ecosync_pipeline.defs.positions.assets import restored_sync_positions, store_sync_positions
 from ecosync_pipeline.defs.positions.checks import position_checks
-from ecosync_pipeline.defs.resources import ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.positions.model import SyncPosition
 from ecosync_pipeline_tests.test_defs.conftest import (
     STORES,
@@ -22,12 +23,12 @@ from ecosync_pipeline_tests.test_defs.conftest import (
 )
 
 
-def inspect_positions(env: Env, instance: DagsterInstance, resource: object = None):  # noqa: ANN201
+def inspect_positions(env: Env, instance: DagsterInstance, resources: dict[str, Any] | None = None):  # noqa: ANN201
     """Materialize store_sync_positions with its checks; (metadata, checks by name)."""
     result = materialize(
         [store_sync_positions, position_checks],
         instance=instance,
-        resources={"ecosync": resource or env.resource},
+        resources=resources or env.resources,
     )
     assert result.success
     [materialization] = result.asset_materializations_for_node("store_sync_positions")
@@ -173,7 +174,7 @@ def test_store_positions_report_unreachable_redis_and_checks_say_so(
     env: Env, instance: DagsterInstance
 ) -> None:
     sync_all(env)
-    unreachable = ecosync_resource(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
+    unreachable = ecosync_resources(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
     metadata, checks = inspect_positions(env, instance, unreachable)
     assert metadata["redis_state"] == "unreachable"
     assert metadata["cache_health_percent"] == 0.0
@@ -192,9 +193,7 @@ def test_restore_button_restores_a_flushed_redis_from_the_backup(
 ) -> None:
     last_ids = sync_all(env)
     flush_redis(env)
-    result = materialize(
-        [restored_sync_positions], instance=instance, resources={"ecosync": env.resource}
-    )
+    result = materialize([restored_sync_positions], instance=instance, resources=env.resources)
     assert result.success
     [materialization] = result.asset_materializations_for_node("restored_sync_positions")
     metadata = metadata_values(materialization.metadata)
@@ -225,7 +224,7 @@ def test_restore_button_fails_naming_the_store_it_could_not_restore_after_the_ot
     result = materialize(
         [restored_sync_positions],
         instance=instance,
-        resources={"ecosync": env.resource},
+        resources=env.resources,
         raise_on_error=False,
     )
     assert not result.success

@@ -29,7 +29,7 @@ STEPS = [
 
 def recover(env: Env, instance: DagsterInstance) -> Any:
     return recover_sync_positions.execute_in_process(
-        instance=instance, resources={"ecosync": env.resource}, raise_on_error=False
+        instance=instance, resources=env.resources, raise_on_error=False
     )
 
 

@@ -20,7 +20,7 @@ from dagster import (
 
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
-from ecosync_pipeline.defs.resources import EcosyncResource, ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.positions.model import SyncPosition
 from ecosync_pipeline.positions.redis_layer import SENTINEL_KEY
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, flush_redis, sync_all
@@ -43,10 +43,10 @@ def tick(
     env: Env,
     instance: DagsterInstance,
     cursor: str | None,
-    resource: EcosyncResource | None = None,
+    resources: dict[str, Any] | None = None,
 ) -> Any:
     with build_sensor_context(
-        instance=instance, cursor=cursor, resources={"ecosync": resource or env.resource}
+        instance=instance, cursor=cursor, resources=resources or env.resources
     ) as context:
         return sensor.evaluate_tick(context)
 
@@ -104,7 +104,7 @@ def test_sensor_requests_one_recovery_per_flush_across_ticks_and_a_new_one_next_
     assert [r.run_key for r in second.run_requests] == [request.run_key]
     # The recovery writes a new sentinel; the next tick sees it and settles.
     assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources={"ecosync": env.resource}
+        instance=sensor_instance, resources=env.resources
     ).success
     # The first tick after it still names the old loss (same run_key, no new run) and
     # moves the cursor to the new sentinel; from then on all is healthy.
@@ -131,7 +131,7 @@ def test_sensor_requests_recovery_when_one_store_key_is_lost(
     assert request.run_key.startswith("recover:missing:")
     assert cursor_of(result)["last_event"] == request.run_key.removeprefix("recover:")
     assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources={"ecosync": env.resource}
+        instance=sensor_instance, resources=env.resources
     ).success
     assert tick(sensor, env, sensor_instance, result.cursor).run_requests == []
     # The same key lost again later is a new loss (the recovery moved the epoch on).
@@ -156,7 +156,7 @@ def test_sensor_requests_recovery_when_one_store_key_is_reset_to_page_one(
     again = tick(sensor, env, sensor_instance, result.cursor)
     assert [r.run_key for r in again.run_requests] == [request.run_key]
     assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources={"ecosync": env.resource}
+        instance=sensor_instance, resources=env.resources
     ).success
     assert tick(sensor, env, sensor_instance, again.cursor).run_requests == []
 
@@ -174,7 +174,7 @@ def test_sensor_requests_recovery_when_redis_restarted_under_a_new_run_id(
     assert request.tags["ecosync/redis-state"] == "restarted"
     # The recovery records the run_id Redis runs under now, which ends the event.
     assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources={"ecosync": env.resource}
+        instance=sensor_instance, resources=env.resources
     ).success
     after = tick(sensor, env, sensor_instance, result.cursor)
     assert after.run_requests == []
@@ -194,7 +194,7 @@ def test_sensor_skips_quickly_and_keeps_its_cursor_when_redis_is_unreachable(
     sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
 ) -> None:
     cursor = healthy_cursor(sensor, env, sensor_instance)
-    down = ecosync_resource(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
+    down = ecosync_resources(replace(env.settings, redis_url="redis://127.0.0.1:1/0"))
     started = time.monotonic()
     result = tick(sensor, env, sensor_instance, cursor, down)
     assert time.monotonic() - started < 10
@@ -238,7 +238,7 @@ def test_sensor_records_a_flush_as_failed_checks_at_once_and_their_end_after_the
     assert not any(c.passed for c in checks.values()), checks
     assert tick(sensor, env, sensor_instance, lost.cursor).asset_events == []
     assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources={"ecosync": env.resource}
+        instance=sensor_instance, resources=env.resources
     ).success
     back = tick(sensor, env, sensor_instance, lost.cursor)
     assert all(c.passed for c in evaluations(back).values()), evaluations(back)

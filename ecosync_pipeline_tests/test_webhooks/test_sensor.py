@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.definitions import build_definitions
-from ecosync_pipeline.defs.resources import ecosync_resource
+from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.defs.webhooks.sensors import GAP_TAG
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage import ensure_store, upsert_orders
@@ -73,7 +73,7 @@ def tick(settings: Settings, instance: DagsterInstance, cursor: str | None = Non
         build_sensor_context(
             instance=instance,
             cursor=cursor,
-            resources={"ecosync": ecosync_resource(settings)},
+            resources=ecosync_resources(settings),
             repository_def=repository,
         ) as context,
     ):

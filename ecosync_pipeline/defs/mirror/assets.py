@@ -27,10 +27,13 @@ from dagster import (
     multi_asset,
 )
 from pydantic import Field
+from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.config import Store
 from ecosync_pipeline.defs.failures import as_failure
 from ecosync_pipeline.defs.orders.checks import NEW_ORDERS
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import EcosyncError, StoreLocked
 from ecosync_pipeline.mirror import (
     FreshnessResult,
@@ -38,7 +41,6 @@ from ecosync_pipeline.mirror import (
     reconcile_store,
     refresh_statuses,
 )
-from ecosync_pipeline.runtime import Runtime
 
 RECONCILED_ORDERS = AssetKey("reconciled_orders")
 ORDER_STATUSES = AssetKey("order_statuses")
@@ -103,25 +105,27 @@ def refresh_metadata(r: FreshnessResult) -> dict[str, Any]:
 
 def _each_store(
     context: AssetExecutionContext,
-    ecosync: EcosyncResource,
+    ecomanager: EcoManagerResource,
+    orders_db: OrdersDatabaseResource,
     key: AssetKey,
-    run: Callable[[Runtime, str], Any],
+    run: Callable[[Store, EcoManagerClient, Engine], Any],
     metadata: Callable[[Any], dict[str, Any]],
 ) -> Iterator[AssetMaterialization]:
     failed: list[Failure] = []
     stores = list(context.partition_keys)
-    with ecosync.runtime() as runtime:
-        for store in stores:
-            try:
-                result = run(runtime, store)
-            except StoreLocked as exc:
-                context.log.warning("store %s: skipped, its sync holds the lock: %s", store, exc)
-                continue
-            except EcosyncError as exc:
-                context.log.error("store %s: %s: %s", store, type(exc).__name__, exc)
-                failed.append(as_failure(exc, store))
-                continue
-            yield AssetMaterialization(asset_key=key, partition=store, metadata=metadata(result))
+    for store in stores:
+        try:
+            configured = ecomanager.store(store)
+            with ecomanager.client(configured) as client:
+                result = run(configured, client, orders_db.engine)
+        except StoreLocked as exc:
+            context.log.warning("store %s: skipped, its sync holds the lock: %s", store, exc)
+            continue
+        except EcosyncError as exc:
+            context.log.error("store %s: %s: %s", store, type(exc).__name__, exc)
+            failed.append(as_failure(exc, store))
+            continue
+        yield AssetMaterialization(asset_key=key, partition=store, metadata=metadata(result))
     if failed:
         lines = "\n".join(f"- {f.description}" for f in failed)
         raise Failure(
@@ -153,15 +157,15 @@ def build_reconciled_orders(partitions: PartitionsDefinition) -> AssetsDefinitio
         backfill_policy=BackfillPolicy.single_run(),
     )
     def reconciled_orders(
-        context: AssetExecutionContext, config: ReconcileConfig, ecosync: EcosyncResource
+        context: AssetExecutionContext,
+        config: ReconcileConfig,
+        ecomanager: EcoManagerResource,
+        orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization]:
-        def run(runtime: Runtime, identifier: str) -> ReconcileResult:
-            store = runtime.store(identifier)
+        def run(store: Store, client: EcoManagerClient, engine: Engine) -> ReconcileResult:
+            identifier = store.identifier
             calls = config.max_calls or math.ceil(store.reconcile_calls_per_day / RUNS_PER_DAY)
-            with runtime.client(store) as client:
-                result = reconcile_store(
-                    store, client=client, engine=runtime.engine, max_calls=calls
-                )
+            result = reconcile_store(store, client=client, engine=engine, max_calls=calls)
             context.log.info(
                 "store %s: ids %s, %d calls: %d missing (%d fetched), %d flagged deleted, "
                 "%d updated",
@@ -175,7 +179,9 @@ def build_reconciled_orders(partitions: PartitionsDefinition) -> AssetsDefinitio
             )
             return result
 
-        yield from _each_store(context, ecosync, RECONCILED_ORDERS, run, reconcile_metadata)
+        yield from _each_store(
+            context, ecomanager, orders_db, RECONCILED_ORDERS, run, reconcile_metadata
+        )
 
     return reconciled_orders
 
@@ -201,15 +207,16 @@ def build_order_statuses(partitions: PartitionsDefinition) -> AssetsDefinition:
         backfill_policy=BackfillPolicy.single_run(),
     )
     def order_statuses(
-        context: AssetExecutionContext, config: RefreshConfig, ecosync: EcosyncResource
+        context: AssetExecutionContext,
+        config: RefreshConfig,
+        ecomanager: EcoManagerResource,
+        orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization]:
-        def run(runtime: Runtime, identifier: str) -> FreshnessResult:
-            store = runtime.store(identifier)
-            with runtime.client(store) as client:
-                return refresh_statuses(
-                    store, client=client, engine=runtime.engine, max_calls=config.max_calls
-                )
+        def run(store: Store, client: EcoManagerClient, engine: Engine) -> FreshnessResult:
+            return refresh_statuses(store, client=client, engine=engine, max_calls=config.max_calls)
 
-        yield from _each_store(context, ecosync, ORDER_STATUSES, run, refresh_metadata)
+        yield from _each_store(
+            context, ecomanager, orders_db, ORDER_STATUSES, run, refresh_metadata
+        )
 
     return order_statuses

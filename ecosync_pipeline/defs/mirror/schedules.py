@@ -28,7 +28,7 @@ from dagster._core.storage.tags import (
 
 from ecosync_pipeline.defs.mirror.assets import ORDER_STATUSES, RECONCILED_ORDERS
 from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batches
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource
 
 DEFAULT_RECONCILE_CRON = "7 * * * *"
 DEFAULT_STATUS_CRON = "*/30 * * * *"
@@ -57,11 +57,11 @@ def _build(name: str, job: object, key: AssetKey, cron: str, what: str) -> Sched
         description=f"{what} ({cron}), {BATCH_SIZE} stores a run.",
     )
     def mirror_schedule(
-        context: ScheduleEvaluationContext, ecosync: EcosyncResource
+        context: ScheduleEvaluationContext, ecomanager: EcoManagerResource
     ) -> Iterator[RunRequest]:
         tick = context.scheduled_execution_time
         stamp = tick.isoformat() if tick is not None else "manual"
-        configured = [store.identifier for store in ecosync.settings().stores()]
+        configured = [store.identifier for store in ecomanager.stores()]
         keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
         for batch in store_batches(keys, configured, BATCH_SIZE):
             one = len(batch.stores) == 1

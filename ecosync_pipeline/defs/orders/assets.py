@@ -51,7 +51,12 @@ from ecosync_pipeline.defs.orders.checks import (
     completeness_evaluation,
 )
 from ecosync_pipeline.defs.positions.assets import RESTORED_SYNC_POSITIONS
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import (
+    EcoManagerResource,
+    OrdersDatabaseResource,
+    PositionsResource,
+)
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
 
 __all__ = ["NEW_ORDERS", "SyncConfig", "build_new_orders", "sync_metadata"]
@@ -205,25 +210,36 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
     )
     def new_orders(
-        context: AssetExecutionContext, config: SyncConfig, ecosync: EcosyncResource
+        context: AssetExecutionContext,
+        config: SyncConfig,
+        positions: PositionsResource,
+        ecomanager: EcoManagerResource,
+        orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
         stores = list(context.partition_keys)
         materialize = NEW_ORDERS in context.selected_asset_keys
         check = AssetCheckKey(NEW_ORDERS, NEW_ORDERS_COMPLETE) in context.selected_asset_check_keys
         failed: list[StoreOutcome] = []
-        with ecosync.runtime() as runtime:
-            for outcome in sync_batch(
-                runtime,
-                stores,
-                workers=config.workers,
-                budget_seconds=config.budget_seconds,
-                sync=materialize,
-                check=check,
-            ):
-                if outcome.error is not None:
-                    failed.append(outcome)
-                    continue
-                yield from _store_events(context, outcome, materialize, check)
+        # A view over the run's resources (they own the engine, the chain and the clients).
+        runtime = Runtime(
+            settings=positions.settings(),
+            stores=ecomanager.stores(),
+            engine=orders_db.engine,
+            chain=positions.chain,
+            client_factory=ecomanager.client,
+        )
+        for outcome in sync_batch(
+            runtime,
+            stores,
+            workers=config.workers,
+            budget_seconds=config.budget_seconds,
+            sync=materialize,
+            check=check,
+        ):
+            if outcome.error is not None:
+                failed.append(outcome)
+                continue
+            yield from _store_events(context, outcome, materialize, check)
         if failed:
             raise batch_failure(failed, len(stores))
 

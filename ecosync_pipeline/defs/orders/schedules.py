@@ -36,7 +36,7 @@ from ecosync_pipeline.defs.partitions import (
     register_stores,
     store_batches,
 )
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource
 
 if TYPE_CHECKING:
     # What define_asset_job returns; Dagster does not export the name itself.
@@ -99,11 +99,11 @@ def build_order_sync_schedule(
         f"{workers} at a time within a run.",
     )
     def order_sync_schedule(
-        context: ScheduleEvaluationContext, ecosync: EcosyncResource
+        context: ScheduleEvaluationContext, ecomanager: EcoManagerResource
     ) -> Iterator[RunRequest]:
         tick = context.scheduled_execution_time
         stamp = tick.isoformat() if tick is not None else "manual"
-        configured = [store.identifier for store in ecosync.settings().stores()]
+        configured = [store.identifier for store in ecomanager.stores()]
         # Schedules cannot return partition requests as sensors do; a store added since
         # the sensor's last tick is registered here so that this tick syncs it.
         added = register_stores(context.instance, configured)

@@ -22,7 +22,7 @@ from dagster import (
 
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource
 
 DEFAULT_INTERVAL_SECONDS = 30
 
@@ -40,10 +40,10 @@ def build_store_partitions_sensor(
         "(no reload needed); removed stores keep their partition and history.",
     )
     def store_partitions_sensor(
-        context: SensorEvaluationContext, ecosync: EcosyncResource
+        context: SensorEvaluationContext, ecomanager: EcoManagerResource
     ) -> SensorResult | SkipReason:
         with reported():
-            configured = [store.identifier for store in ecosync.settings().stores()]
+            configured = [store.identifier for store in ecomanager.stores()]
         known = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
         known_set = set(known)
         added = [store for store in configured if store not in known_set]

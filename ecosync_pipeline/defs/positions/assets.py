@@ -29,7 +29,7 @@ from ecosync_pipeline.defs.positions.keys import (
     STORE_SYNC_POSITIONS,
 )
 from ecosync_pipeline.defs.positions.report import cache_health_percent, status_metadata
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions.chain import PositionChain, RestoreReport
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
@@ -129,10 +129,10 @@ def unrecovered_failure(reports: Sequence[RestoreReport], what: str) -> Failure:
     "per status and what to do. Read-only; cache_loss_sensor observes it on every change.",
 )
 def store_sync_positions(
-    context: AssetExecutionContext, ecosync: EcosyncResource
+    context: AssetExecutionContext, positions: PositionsResource
 ) -> MaterializeResult:
-    with reported(), ecosync.runtime() as runtime:
-        report = status_report(runtime.chain)
+    with reported():
+        report = status_report(positions.chain)
     context.log.info(
         "%d stores, cache health %g%%, Redis %s%s",
         len(report.stores),
@@ -156,11 +156,11 @@ def store_sync_positions(
     "store_sync_positions and its checks are recorded again right after.",
 )
 def restored_sync_positions(
-    context: AssetExecutionContext, ecosync: EcosyncResource
+    context: AssetExecutionContext, positions: PositionsResource, ecomanager: EcoManagerResource
 ) -> MaterializeResult:
-    with reported(), ecosync.runtime() as runtime:
-        reports = runtime.chain.restore_all(runtime.client)
-        log_health(context, runtime.chain)
+    with reported():
+        reports = positions.chain.restore_all(ecomanager.clients())
+        log_health(context, positions.chain)
     for r in reports:
         if r.ok:
             context.log.info(

@@ -21,7 +21,7 @@ from dagster import (
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.positions import keys
 from ecosync_pipeline.defs.positions.judges import CACHE_HEALTH_THRESHOLD, JUDGES
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import PositionsResource
 from ecosync_pipeline.positions.health import status_report
 
 CACHE_HEALTH = AssetCheckSpec(
@@ -52,10 +52,10 @@ LAYER_AGREEMENT = AssetCheckSpec(
     "cache_loss_sensor records them on every change too, without a run.",
 )
 def position_checks(
-    context: AssetCheckExecutionContext, ecosync: EcosyncResource
+    context: AssetCheckExecutionContext, positions: PositionsResource
 ) -> Iterator[AssetCheckResult]:
-    with reported(), ecosync.runtime() as runtime:
-        report = status_report(runtime.chain)
+    with reported():
+        report = status_report(positions.chain)
     selected: set[AssetCheckKey] = set(context.selected_asset_check_keys)
     for spec in (CACHE_HEALTH, POSITION_HEALTH, LAYER_AGREEMENT):
         if spec.key in selected:

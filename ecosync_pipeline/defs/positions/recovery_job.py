@@ -4,8 +4,9 @@
                         +--> calculate_from_database -+--> verify_positions --> write_positions
                         +-----------------------------+
 
-Each op calls one function of ecosync_pipeline.positions.recovery. The job runs in one
-process (the steps are sequential and small, and a recovery should finish within
+Each op calls one function of ecosync_pipeline.positions.recovery, on the run's
+resources (built once for the run: one engine, one Redis client, one chain). The job
+runs in one process (the steps are sequential and small, and a recovery should finish within
 seconds of the loss). A store that cannot be recovered fails the run, naming the store
 and why, after every other store's position has been written. The last step records
 the run as asset events: a materialization of restored_sync_positions, and the health
@@ -34,7 +35,7 @@ from ecosync_pipeline.defs.positions.assets import (
     restore_metadata,
     unrecovered_failure,
 )
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.chain import RestoreReport
 from ecosync_pipeline.positions.model import SyncPosition
@@ -43,9 +44,11 @@ RECOVERY_TAG = "ecosync/recovery"
 
 
 @op(description="Probe Redis once (every key, the sentinel, the run_id) and name the loss.")
-def detect_cache_loss(context: OpExecutionContext, ecosync: EcosyncResource) -> recovery.Detection:
-    with reported(), ecosync.runtime() as runtime:
-        detection = recovery.detect(runtime.chain)
+def detect_cache_loss(
+    context: OpExecutionContext, positions: PositionsResource
+) -> recovery.Detection:
+    with reported():
+        detection = recovery.detect(positions.chain)
     loss = detection.loss
     context.log.info(
         "Redis %s; %d of %d expected stores without a key%s",
@@ -69,11 +72,11 @@ def detect_cache_loss(context: OpExecutionContext, ecosync: EcosyncResource) -> 
     description="Read every store's entry in the JSON backup (layer 2).",
 )
 def load_json_backup(
-    context: OpExecutionContext, ecosync: EcosyncResource
+    context: OpExecutionContext, positions: PositionsResource
 ) -> dict[str, SyncPosition]:
-    with reported(), ecosync.runtime() as runtime:
-        backup = runtime.chain.read_backup()
-        location = runtime.chain.backup.location
+    with reported():
+        backup = positions.chain.read_backup()
+        location = positions.chain.backup.location
     context.log.info("backup %s holds %d store positions", location, len(backup))
     context.add_output_metadata(
         {
@@ -90,10 +93,10 @@ def load_json_backup(
     "and the position they give (layer 3, a hint the next step locates on the API).",
 )
 def calculate_from_database(
-    context: OpExecutionContext, ecosync: EcosyncResource
+    context: OpExecutionContext, positions: PositionsResource
 ) -> recovery.DatabasePositions:
-    with reported(), ecosync.runtime() as runtime:
-        database = recovery.from_database(runtime.chain)
+    with reported():
+        database = recovery.from_database(positions.chain)
     context.log.info("orders database: %d stores with orders", len(database.summaries))
     context.add_output_metadata({"stores_with_orders": MetadataValue.int(len(database.summaries))})
     return database
@@ -105,14 +108,15 @@ def calculate_from_database(
 )
 def verify_positions(
     context: OpExecutionContext,
-    ecosync: EcosyncResource,
+    positions: PositionsResource,
+    ecomanager: EcoManagerResource,
     detection: recovery.Detection,
     backup: dict[str, SyncPosition],
     database: recovery.DatabasePositions,
 ) -> list[RestoreReport]:
-    with reported(), ecosync.runtime() as runtime:
-        reports = runtime.chain.verify_all(
-            detection.redis, backup, database.summaries, runtime.client
+    with reported():
+        reports = positions.chain.verify_all(
+            detection.redis, backup, database.summaries, ecomanager.clients()
         )
     for r in reports:
         if r.ok and r.after is not None:
@@ -141,12 +145,12 @@ def verify_positions(
     "backup; fail, naming each store that could not be recovered, after writing the rest.",
 )
 def write_positions(
-    context: OpExecutionContext, ecosync: EcosyncResource, reports: list[RestoreReport]
+    context: OpExecutionContext, positions: PositionsResource, reports: list[RestoreReport]
 ) -> recovery.RecoveryCounts:
-    with reported(), ecosync.runtime() as runtime:
-        outcome = runtime.chain.write_restored(reports)
+    with reported():
+        outcome = positions.chain.write_restored(reports)
         # The UI shows the positions as they are now, not as the last Materialize left them.
-        log_health(context, runtime.chain)
+        log_health(context, positions.chain)
     counts = recovery.count_sources(reports)
     context.log.info(
         "%d positions written (Redis %s, backup %s): %d already healthy, %d from Redis, "

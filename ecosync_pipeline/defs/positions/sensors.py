@@ -36,13 +36,16 @@ from dagster import (
 
 from ecosync_pipeline.defs.positions.judges import AssetEvent, health_events
 from ecosync_pipeline.defs.positions.report import fingerprint
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import (
+    EcoManagerResource,
+    OrdersDatabaseResource,
+    PositionsResource,
+)
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions import recovery
-from ecosync_pipeline.positions.factory import build_redis
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.model import utc_now
-from ecosync_pipeline.storage import StoreSummary, make_engine, store_summaries
+from ecosync_pipeline.storage import StoreSummary, store_summaries
 
 DEFAULT_INTERVAL_SECONDS = 30
 LOSS_EVENT_TAG = "ecosync/loss-event"
@@ -97,15 +100,12 @@ def run_key_for(event_id: str) -> str:
     return f"recover:{event_id}"
 
 
-def _summaries(database_url: str) -> Mapping[str, StoreSummary] | None:
+def _summaries(orders_db: OrdersDatabaseResource) -> Mapping[str, StoreSummary] | None:
     """Which stores have orders, or None when the database cannot tell us right now."""
-    engine = make_engine(database_url)
     try:
-        return store_summaries(engine)
+        return store_summaries(orders_db.engine)
     except EcosyncError:
         return None
-    finally:
-        engine.dispose()
 
 
 def build_cache_loss_sensor(
@@ -122,26 +122,24 @@ def build_cache_loss_sensor(
         "recover_sync_positions once per loss: a flush, a restart or lost keys.",
     )
     def cache_loss_sensor(
-        context: SensorEvaluationContext, ecosync: EcosyncResource
+        context: SensorEvaluationContext,
+        positions: PositionsResource,
+        ecomanager: EcoManagerResource,
+        orders_db: OrdersDatabaseResource,
     ) -> SensorResult | SkipReason:
         cursor = LossCursor.parse(context.cursor)
-        settings = ecosync.settings()
         try:
-            stores = [s.identifier for s in settings.stores()]
+            stores = [s.identifier for s in ecomanager.stores()]
         except EcosyncError as exc:
             return SkipReason(f"cannot read the stores: {exc}")
-        redis = build_redis(settings)
-        try:
-            look = recovery.watch(
-                redis,
-                stores,
-                cursor=cursor.generation,
-                summaries=lambda: _summaries(settings.database_url),
-            )
-        finally:
-            redis.close()
+        look = recovery.watch(
+            positions.redis,
+            stores,
+            cursor=cursor.generation,
+            summaries=lambda: _summaries(orders_db),
+        )
         requests, skip, after = _decide(context, cursor, look, len(stores))
-        events, after = _health(context, ecosync, after)
+        events, after = _health(context, positions, after)
         return SensorResult(
             run_requests=requests,
             skip_reason=None if requests else skip,
@@ -153,12 +151,11 @@ def build_cache_loss_sensor(
 
 
 def _health(
-    context: SensorEvaluationContext, ecosync: EcosyncResource, cursor: LossCursor
+    context: SensorEvaluationContext, positions: PositionsResource, cursor: LossCursor
 ) -> tuple[Sequence[AssetEvent], LossCursor]:
     """The health as asset events when it changed (or an hour passed); the cursor after."""
     try:
-        with ecosync.runtime() as runtime:
-            report = status_report(runtime.chain)
+        report = status_report(positions.chain)
     except EcosyncError as exc:
         # The loss decision stands; the health is recorded on a later tick.
         context.log.warning("positions health not recorded this tick: %s", exc)

@@ -26,8 +26,7 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.failures import reported
-from ecosync_pipeline.defs.resources import EcosyncResource
-from ecosync_pipeline.storage import make_engine
+from ecosync_pipeline.defs.resources import OrdersDatabaseResource
 from ecosync_pipeline.webhooks.health import DeliveryHealth, delivery_health
 
 WEBHOOK_EVENTS = AssetKey("webhook_events")
@@ -85,16 +84,12 @@ def build_flowing_check(partitions: PartitionsDefinition) -> AssetChecksDefiniti
         "delivery: EcoManager disables a webhook after a day of failed retries.",
     )
     def webhook_deliveries_flowing(
-        context: AssetCheckExecutionContext, ecosync: EcosyncResource
+        context: AssetCheckExecutionContext, orders_db: OrdersDatabaseResource
     ) -> AssetCheckResult:
         store = context.partition_key
         now = datetime.now(timezone.utc)
         with reported(store):
-            engine = make_engine(ecosync.settings().database_url)
-            try:
-                health = delivery_health(engine, store, now)
-            finally:
-                engine.dispose()
+            health = delivery_health(orders_db.engine, store, now)
         return AssetCheckResult(
             passed=not health.stopped,
             severity=AssetCheckSeverity.WARN,

@@ -36,10 +36,9 @@ from dagster import (
 
 from ecosync_pipeline.defs.orders.schedules import batch_run_request
 from ecosync_pipeline.defs.partitions import StoreBatch, register_stores
-from ecosync_pipeline.defs.resources import EcosyncResource
+from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.defs.webhooks.assets import WEBHOOK_EVENTS, flowing_evaluation
 from ecosync_pipeline.errors import ConfigError, EcosyncError
-from ecosync_pipeline.storage import is_current, make_engine, migrate
 from ecosync_pipeline.webhooks.apply import apply_pending
 from ecosync_pipeline.webhooks.config import webhook_stores
 from ecosync_pipeline.webhooks.health import delivery_health
@@ -116,21 +115,20 @@ def build_webhook_inbox_sensor(
         "asks for a store's sync when a delivery leaves a gap.",
     )
     def webhook_inbox_sensor(
-        context: SensorEvaluationContext, ecosync: EcosyncResource
+        context: SensorEvaluationContext,
+        ecomanager: EcoManagerResource,
+        orders_db: OrdersDatabaseResource,
     ) -> SensorResult | SkipReason:
-        settings = ecosync.settings()
         try:
-            stores = webhook_stores(settings.stores())
+            stores = webhook_stores(ecomanager.stores())
         except EcosyncError as exc:
             return SkipReason(f"cannot read the stores: {exc}")
         if not stores:
             return SkipReason("no store takes webhooks (none has webhook_secret_env)")
         # Observations name a store's partition: it must exist (as the schedule does).
         register_stores(context.instance, [s.identifier for s in stores])
-        engine = make_engine(settings.database_url)
         try:
-            if not is_current(engine):
-                migrate(engine)
+            engine = orders_db.engine
             done = apply_pending(engine, {s.identifier: s.name for s in stores})
             purge_applied(engine, retention())
             # After applying: this tick's window includes what it applied itself.
@@ -140,8 +138,6 @@ def build_webhook_inbox_sensor(
             health = [delivery_health(engine, store, now) for store in ids]
         except EcosyncError as exc:
             return SkipReason(f"the orders database could not be read: {exc}")
-        finally:
-            engine.dispose()
         if done.total:
             context.log.info(
                 "applied %d deliveries left pending (%d stale)", done.applied, done.stale

@@ -105,6 +105,16 @@ def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 
 
+def upgrade_if_behind(engine: Engine) -> Engine:
+    """Migrate the database if it is behind; return the engine.
+
+    A read first: migrating takes a write lock, and every run opens the database.
+    """
+    if not is_current(engine):
+        migrate(engine)
+    return engine
+
+
 def prepare(conn: Connection) -> None:
     """Take the migration lock and adopt a database of the first migration framework.
 
