@@ -17,6 +17,7 @@ from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.factory import build_chain
 from ecosync_pipeline.storage import make_engine, upgrade_if_behind
+from ecosync_pipeline.sync.cursor import sync_by_cursor
 from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
 
@@ -62,9 +63,11 @@ class Runtime:
         return EcoManagerClient.from_store(store, **self.client_options)
 
     def sync(self, identifier: str, *, budget_seconds: float | None = None) -> SyncResult:
-        """Sync one store (see ecosync_pipeline.sync.engine.sync_store)."""
+        """Sync one store: sync_store (pages), or sync_by_cursor for a cursor-mode store."""
         store = self.store(identifier)
         with self.client(store) as client:
+            if store.read_mode == "cursor":
+                return sync_by_cursor(store, client=client, engine=self.engine)
             return sync_store(
                 store,
                 chain=self.chain,

@@ -35,7 +35,7 @@ from typing import Any, Literal, get_args
 import httpx
 
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
-from ecosync_pipeline.ecomanager.models import Page, parse_page
+from ecosync_pipeline.ecomanager.models import Page, parse_newest_page, parse_page
 from ecosync_pipeline.ecomanager.ratelimit import RateLimiter, shared_limiter
 from ecosync_pipeline.errors import (
     ApiAuthError,
@@ -270,10 +270,28 @@ class EcoManagerClient:
             )
         # Servers refuse more than 100 a page; asking for less keeps the contract.
         size = min(size, MAX_PER_PAGE)
+        return self._fetch(page, size, {"page": page, "per_page": size}, newest=False)
+
+    def fetch_newest(self, cursor: str | None = None, *, number: int = 1) -> Page:
+        """One page of the newest-first keyset cursor read, 100 orders, as an ascending Page.
+
+        ``cursor`` is the previous page's ``next_cursor`` (None for the newest page);
+        ``number`` counts the pages of this read, for errors and logs. Only for stores
+        whose ``read_mode`` is ``cursor``: a server of the contract may not support it.
+        """
+        params: dict[str, str | int] = {"per_page": MAX_PER_PAGE, "sort_direction": "desc"}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return self._fetch(number, MAX_PER_PAGE, params, newest=True)
+
+    def _fetch(
+        self, page: int, size: int, params: Mapping[str, str | int], *, newest: bool
+    ) -> Page:
+        """One page, with the retries, waits and errors of the contract."""
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
             self._limiter.acquire()
-            outcome = self._attempt(page, size)
+            outcome = self._attempt(page, size, params, newest)
             if isinstance(outcome, Page):
                 return outcome
             failure, cause = outcome
@@ -293,15 +311,15 @@ class EcoManagerClient:
             self._sleep(wait)
         raise self._exhausted(failure, page, attempts) from self._cause(cause)
 
-    def _attempt(self, page: int, size: int) -> Page | tuple[_Failure, Exception | None]:
+    def _attempt(
+        self, page: int, size: int, params: Mapping[str, str | int], newest: bool
+    ) -> Page | tuple[_Failure, Exception | None]:
         """One request: the Page, or a transient failure (and its cause) to retry.
 
         Anything that no retry can fix is raised at once as our error.
         """
         sid = self._store.identifier
-        request = self._http.build_request(
-            "GET", self._url, params={"page": page, "per_page": size}
-        )
+        request = self._http.build_request("GET", self._url, params=dict(params))
         try:
             response = self._http.send(request, stream=True)
             try:
@@ -337,7 +355,7 @@ class EcoManagerClient:
             ) from self._cause(exc)
         if failure is not None:
             return failure, None
-        return self._parse(response, body, page, size)
+        return self._parse(response, body, page, size, newest)
 
     def _read_capped(self, response: httpx.Response, page: int) -> bytes:
         """The (decoded) body, read chunk by chunk; ResponseTooLarge past ``max_page_bytes``.
@@ -418,7 +436,9 @@ class EcoManagerClient:
             page,
         )
 
-    def _parse(self, response: httpx.Response, body: bytes, page: int, size: int) -> Page:
+    def _parse(
+        self, response: httpx.Response, body: bytes, page: int, size: int, newest: bool = False
+    ) -> Page:
         """Decode and validate a 2xx body, counting it as ok or malformed."""
         sid = self._store.identifier
         remedy = (
@@ -443,7 +463,10 @@ class EcoManagerClient:
                 page,
             ) from self._cause(exc)
         try:
-            result = parse_page(payload, store=sid, page=page, per_page=size)
+            if newest:
+                result = parse_newest_page(payload, store=sid, number=page, per_page=size)
+            else:
+                result = parse_page(payload, store=sid, page=page, per_page=size)
         except MalformedPage as exc:
             self._stats.record("malformed")
             raise self._error(MalformedPage, f"{exc}; {remedy}", page) from self._cause(exc)

@@ -7,10 +7,11 @@ leniently, so a server that omits or reshapes a field never stops the sync.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.errors import MalformedPage
@@ -161,6 +162,8 @@ class Page:
     served: int | None = None
     refused: tuple[SetAside, ...] = ()
     meta_per_page: int | None = None
+    next_cursor: str | None = None
+    """A newest-first cursor read's ``meta.next_cursor``: None on its last page."""
 
     @property
     def count_served(self) -> int:
@@ -250,3 +253,43 @@ def _meta_ints(meta: object, keys: Sequence[str]) -> dict[str, int | None]:
             if isinstance(value, int) and not isinstance(value, bool):
                 found[key] = value
     return found
+
+
+def parse_newest_page(payload: object, *, store: str, number: int, per_page: int) -> Page:
+    """A newest-first cursor page (``sort_direction=desc``) as a Page in ascending order.
+
+    ``number`` counts the pages of this read (1 is the newest). The ids must be strictly
+    descending as served; a server that ignored ``sort_direction`` (ascending ids) is
+    refused, naming the store's ``read_mode``. ``next_cursor`` comes from
+    ``meta.next_cursor``, else from the ``cursor`` parameter of ``links.next``.
+    """
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    if isinstance(data, list):
+        ids = [item.get("id") if isinstance(item, Mapping) else None for item in data]
+        known = [i for i in ids if isinstance(i, int)]
+        if any(b >= a for a, b in zip(known, known[1:], strict=False)):
+            raise MalformedPage(
+                f"store {store}: newest-first page {number}: order ids are not strictly "
+                "descending, so the server ignores sort_direction=desc; set read_mode: pages "
+                "for this store in the stores file",
+                store=store,
+                page=number,
+            )
+        payload = {**payload, "data": list(reversed(data))}  # type: ignore[dict-item]
+    page = parse_page(payload, store=store, page=number, per_page=per_page)
+    return replace(page, next_cursor=_next_cursor(payload))
+
+
+def _next_cursor(payload: object) -> str | None:
+    if not isinstance(payload, Mapping):
+        return None
+    meta = payload.get("meta")
+    if isinstance(meta, Mapping) and "next_cursor" in meta:
+        value = meta.get("next_cursor")
+        return value if isinstance(value, str) and value else None
+    links = payload.get("links")
+    link = links.get("next") if isinstance(links, Mapping) else None
+    if isinstance(link, str):
+        found = parse_qs(urlsplit(link).query).get("cursor")
+        return found[0] if found else None
+    return None

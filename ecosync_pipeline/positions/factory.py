@@ -49,13 +49,22 @@ def build_chain(
     redis_ttl_seconds: int | None = None,
     redis_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> PositionChain:
-    """The three layers over ``engine`` (the orders database), composed for ``stores``."""
+    """The three layers over ``engine`` (the orders database), composed for ``stores``.
+
+    Only page-mode stores have a position: a cursor-mode store reads down to the table's
+    last id (ecosync_pipeline.sync.cursor), so it has nothing to lose or recover.
+    """
     return PositionChain(
-        stores,
+        [s for s in stores if s.read_mode == "pages"],
         build_redis(settings, ttl_seconds=redis_ttl_seconds, timeout=redis_timeout),
         build_backup(settings),
         DatabaseLayer(engine),
     )
+
+
+def cursor_stores(stores: Sequence[Store]) -> list[str]:
+    """The stores that keep no position (read_mode: cursor), for what reports on positions."""
+    return [s.identifier for s in stores if s.read_mode == "cursor"]
 
 
 def client_factory(

@@ -6,13 +6,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, build_schedule_context, materialize
+import yaml
+from dagster import DagsterInstance, build_schedule_context, build_sensor_context, materialize
 
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.mirror.assets import build_order_statuses, build_reconciled_orders
 from ecosync_pipeline.defs.orders.assets import build_new_orders
 from ecosync_pipeline.defs.partitions import register_stores, store_partitions
-from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, metadata_values
+from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
+from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
+from ecosync_pipeline_tests.test_defs.conftest import (
+    STORES,
+    Env,
+    flush_redis,
+    metadata_values,
+    sync_all,
+)
 
 
 def _materialize(env: Env, instance: DagsterInstance, asset: Any, store: str) -> Any:
@@ -66,3 +75,33 @@ def test_mirror_schedules_ask_for_one_run_per_batch_of_stores(env: Env, tmp_path
             tags = requests[0].tags
             assert tags["dagster/asset_partition_range_start"] == STORES[0]
             assert tags["dagster/asset_partition_range_end"] == STORES[-1]
+
+
+def test_cache_loss_costs_cursor_stores_nothing_and_the_sensor_says_so(
+    env: Env, tmp_path: Path
+) -> None:
+    stores_file = Path(env.settings.stores_file)
+    config = yaml.safe_load(stores_file.read_text(encoding="utf-8"))
+    for store in config["stores"]:
+        store["read_mode"] = "cursor"
+    stores_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    sync_all(env)
+    flush_redis(env)
+    (tmp_path / "sensor").mkdir()
+    sensor = build_cache_loss_sensor(recover_sync_positions)
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "sensor")) as instance,
+        build_sensor_context(instance=instance, resources=env.resources) as context,
+    ):
+        result = sensor.evaluate_tick(context)
+    assert not result.run_requests
+    assert "cursor-mode stores NATUR, PURNA: no position, nothing to recover" in (
+        result.skip_message or ""
+    )
+    runtime = env.runtime()
+    try:
+        for store in STORES:
+            again = runtime.sync(store)
+            assert (again.orders_new, again.api_calls) == (0, 1)
+    finally:
+        runtime.close()

@@ -38,6 +38,7 @@ from ecosync_pipeline.defs.positions.assets import (
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.chain import RestoreReport
+from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.model import SyncPosition
 
 RECOVERY_TAG = "ecosync/recovery"
@@ -49,6 +50,13 @@ def detect_cache_loss(
 ) -> recovery.Detection:
     with reported():
         detection = recovery.detect(positions.chain)
+        cursor_only = cursor_stores(positions.ecomanager.stores())
+    if cursor_only:
+        context.log.info(
+            "cursor-mode stores %s keep no position (they read down to the table's last "
+            "id): nothing to recover, a cache loss costs them nothing",
+            ", ".join(cursor_only),
+        )
     loss = detection.loss
     context.log.info(
         "Redis %s; %d of %d expected stores without a key%s",
@@ -62,6 +70,9 @@ def detect_cache_loss(
             "redis_state": MetadataValue.text(loss.redis_state),
             "stores_without_key": MetadataValue.int(len(loss.missing)),
             "loss_event": MetadataValue.text(loss.event_id or "none"),
+            "cursor_stores_nothing_to_recover": MetadataValue.text(
+                ", ".join(cursor_only) or "none"
+            ),
         }
     )
     return detection

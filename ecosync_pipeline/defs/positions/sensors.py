@@ -43,6 +43,7 @@ from ecosync_pipeline.defs.resources import (
 )
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions import recovery
+from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.storage import StoreSummary, store_summaries
@@ -129,9 +130,12 @@ def build_cache_loss_sensor(
     ) -> SensorResult | SkipReason:
         cursor = LossCursor.parse(context.cursor)
         try:
-            stores = [s.identifier for s in ecomanager.stores()]
+            configured = ecomanager.stores()
         except EcosyncError as exc:
             return SkipReason(f"cannot read the stores: {exc}")
+        # Cursor-mode stores keep no position: a loss of Redis costs them nothing.
+        stores = [s.identifier for s in configured if s.read_mode == "pages"]
+        cursor_only = cursor_stores(configured)
         look = recovery.watch(
             positions.redis,
             stores,
@@ -140,6 +144,11 @@ def build_cache_loss_sensor(
         )
         requests, skip, after = _decide(context, cursor, look, len(stores))
         events, after = _health(context, positions, after)
+        if cursor_only and not requests:
+            skip = SkipReason(
+                f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no "
+                "position, nothing to recover"
+            )
         return SensorResult(
             run_requests=requests,
             skip_reason=None if requests else skip,
