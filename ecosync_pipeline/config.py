@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from ecosync_pipeline.errors import ConfigError, MissingToken
+from ecosync_pipeline.ratebudget import RateBudget, parse_rate_budget
 
 # Matched with fullmatch: "$" alone would also accept a trailing newline ("S1\n").
 STORE_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
@@ -91,7 +92,18 @@ class Store:
     """API calls the reconciliation of this store may spend a day."""
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     """The largest response body read for one page; a larger one fails the page."""
+    rate_budget: RateBudget | None = None
+    """Calls per window for every process together (ecomanager/budget.py); None follows
+    ``requests_per_second`` in the original proportions (see ``budget``)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def budget(self) -> RateBudget:
+        """The store's rate budget: ``rate_budget``, or 4/s, 40/min, 800/h and 8,000/day
+        scaled by ``requests_per_second`` (a store at 4 gets exactly those)."""
+        if self.rate_budget is not None:
+            return self.rate_budget
+        return RateBudget.derived(max(1, int(self.requests_per_second)))
 
     def token(self, environ: Mapping[str, str] | None = None) -> str:
         """The store's API token, read from its environment variable when needed."""
@@ -156,6 +168,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         "per_page",
         "import_per_page",
         "requests_per_second",
+        "rate_budget",
     }
     return Store(
         identifier=identifier,
@@ -166,6 +179,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         requests_per_second=float(rps),
         import_per_page=max(per_page, import_per_page),
         max_page_bytes=_max_page_bytes(raw, where, identifier),
+        rate_budget=parse_rate_budget(raw.get("rate_budget"), float(rps), where, identifier),
         **mirror,
         extra={k: v for k, v in raw.items() if k not in known},
     )

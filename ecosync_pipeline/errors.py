@@ -7,6 +7,7 @@
     ├── ApiError                 EcoManager answered badly (carries store, page, order_id)
     │   ├── ApiAuthError         401/403: check the store's token variable
     │   ├── ApiRateLimited       429 after every retry (retryable)
+    │   │   └── BudgetExhausted  the store's shared rate budget is spent for now
     │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry (retryable)
     │   ├── ResponseTooLarge     a page's body is larger than the store's cap
     │   └── MalformedPage        the payload breaks the contract
@@ -26,6 +27,8 @@ the Dagster layer retries only those.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class EcosyncError(Exception):
@@ -92,6 +95,19 @@ class ApiRateLimited(ApiError):
     """429 persisted through every retry."""
 
     retryable = True
+
+
+class BudgetExhausted(ApiRateLimited):
+    """The store's shared rate budget has no call left for longer than the caller waits.
+
+    ``retry_at`` is when the budget allows the next call (UTC).
+    """
+
+    retryable = False  # not before retry_at: the next scheduled run carries on
+
+    def __init__(self, message: str, *, store: str, retry_at: datetime) -> None:
+        super().__init__(message, store=store)
+        self.retry_at = retry_at
 
 
 class ApiUnavailable(ApiError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.ecomanager.budget import use_redis
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
@@ -42,6 +43,9 @@ class Runtime:
     ) -> Runtime:
         """Load the stores, open the database (migrating it) and compose the layers."""
         store_list = stores if stores is not None else settings.stores()
+        # Every client this process builds counts its store's rate budget in this Redis,
+        # shared with the other processes (see ecomanager/budget.py).
+        use_redis(settings.redis_url)
         engine = upgrade_if_behind(make_engine(settings.database_url))
         chain = build_chain(settings, store_list, engine)
         return cls(settings=settings, stores=store_list, engine=engine, chain=chain)

@@ -35,6 +35,7 @@ def register(group: click.Group) -> None:
         db,
         demo,
         positions,
+        quota,
         reconcile,
         simulator,
         sync,
@@ -46,6 +47,7 @@ def register(group: click.Group) -> None:
     group.add_command(sync.sync)
     group.add_command(reconcile.reconcile)
     group.add_command(reconcile.refresh)
+    group.add_command(quota.quota)
     group.add_command(bench.bench)
     group.add_command(demo.demo)
     group.add_command(db.db)

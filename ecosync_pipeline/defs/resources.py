@@ -28,6 +28,7 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Settings, Store, load_stores
+from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
@@ -118,6 +119,11 @@ class EcoManagerResource(ConfigurableResource):
         description="YAML file listing the stores; default: ECOSYNC_STORES_FILE, else "
         "data/stores.yaml. Tokens are never in it: each store names its token variable.",
     )
+    budget_redis_url: str | None = Field(
+        default=None,
+        description="Redis counting each store's rate budget, shared by every process; "
+        "default: ECOSYNC_REDIS_URL, else redis://127.0.0.1:6379/0.",
+    )
 
     @property
     def stores_path(self) -> str:
@@ -138,8 +144,10 @@ class EcoManagerResource(ConfigurableResource):
         raise ConfigError(f"store {identifier} is not in {self.stores_path} (configured: {known})")
 
     def client(self, store: Store) -> EcoManagerClient:
-        """A client for one store; raises MissingToken naming the variable when unset."""
-        return EcoManagerClient.from_store(store)
+        """A client for one store, under its shared rate budget; raises MissingToken
+        naming the variable when unset."""
+        url = self.budget_redis_url or Settings.from_env().redis_url
+        return EcoManagerClient.from_store(store, rate_limiter=shared_budget(store, url))
 
     def clients(self) -> Callable[[Store], EcoManagerClient]:
         """A client factory for the chain's restore_all and verify_all."""
@@ -203,7 +211,10 @@ class PositionsResource(ConfigurableResource):
 def ecosync_resources(settings: Settings | None = None) -> dict[str, Any]:
     """The three resources for ``settings``, or ones that follow the environment when None."""
     database = OrdersDatabaseResource(url=settings.database_url if settings else None)
-    ecomanager = EcoManagerResource(stores_file=settings.stores_file if settings else None)
+    ecomanager = EcoManagerResource(
+        stores_file=settings.stores_file if settings else None,
+        budget_redis_url=settings.redis_url if settings else None,
+    )
     positions = PositionsResource(
         redis_url=settings.redis_url if settings else None,
         backup_path=settings.backup_path if settings else None,

@@ -35,8 +35,9 @@ from typing import Any, Literal, get_args
 import httpx
 
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
+from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.models import Page, parse_newest_page, parse_page
-from ecosync_pipeline.ecomanager.ratelimit import RateLimiter, shared_limiter
+from ecosync_pipeline.ecomanager.ratelimit import Limiter
 from ecosync_pipeline.errors import (
     ApiAuthError,
     ApiError,
@@ -157,7 +158,7 @@ class EcoManagerClient:
         backoff_max: float = 30.0,
         retry_after_cap: float = 60.0,
         default_retry_after: float = 2.0,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_page_bytes: int | None = None,
     ) -> None:
@@ -193,7 +194,8 @@ class EcoManagerClient:
         self._sleep = sleep
         self._random = random.Random()
         self._url = f"{store.base_url.rstrip('/')}{ORDERS_PATH}"
-        self._limiter = rate_limiter or shared_limiter(store.identifier, store.requests_per_second)
+        # By default every client of a store, in every process, shares its rate budget.
+        self._limiter = rate_limiter or shared_budget(store)
         self._stats = RequestStats()
         self._http = httpx.Client(
             transport=transport,
@@ -231,7 +233,7 @@ class EcoManagerClient:
         return self._stats
 
     @property
-    def rate_limiter(self) -> RateLimiter:
+    def rate_limiter(self) -> Limiter:
         """The limiter every request of this client waits on (shared per store by default)."""
         return self._limiter
 

@@ -13,8 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
+
+
+class Limiter(Protocol):
+    """What a client waits on before each request (RateLimiter, or budget.SharedBudget)."""
+
+    def acquire(self) -> float:
+        """Block until a request may start; return the seconds waited."""
+        ...
 
 
 class RateLimiter:

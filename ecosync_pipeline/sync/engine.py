@@ -19,9 +19,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ecosync_pipeline.config import Store
+from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.models import Page
-from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
+from ecosync_pipeline.errors import BudgetExhausted, DatabaseUnavailable, StorageError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
@@ -210,13 +211,22 @@ def sync_store(
             total: int | None = resolved.page.total if resolved.page else None
             while True:
                 if page is None:
-                    page = ahead.result() if ahead else client.fetch_page(page_no, per_page)
+                    try:
+                        page = ahead.result() if ahead else client.fetch_page(page_no, per_page)
+                    except BudgetExhausted as exc:
+                        # The store's shared budget is spent (say, for today): stop after
+                        # the last commit, like a time budget; the next run carries on.
+                        stopped_by_budget = True
+                        logger.warning("%s", exc)
+                        break
                     ahead = None
                     if _deleted_during_run(total, page) and position.target is not None:
                         page = _relocate(chain, client, store, position, page, total)
                         pages += 1
                 total = page.total if page.total is not None else total
                 pages += 1
+                if pages == 1 and last_before is None:
+                    _log_import_plan(client, page)
                 out_of_time = budget_seconds is not None and clock() - started >= budget_seconds
                 if not page.is_end and not out_of_time:
                     ahead = pool.submit(client.fetch_page, page.number + 1, per_page)
@@ -278,6 +288,13 @@ def sync_store(
         " (stopped by budget)" if stopped_by_budget else "",
     )
     return result
+
+
+def _log_import_plan(client: EcoManagerClient, page: Page) -> None:
+    """At a first import's first page: how many calls it needs and when it should end."""
+    limiter = client.rate_limiter
+    if isinstance(limiter, SharedBudget) and page.last_page is not None:
+        logger.info("%s", limiter.describe_plan(max(0, page.last_page - page.number)))
 
 
 def _log_progress(store: Store, page: Page, pages: int, new: int, elapsed: float) -> None:

@@ -1,4 +1,4 @@
-"""The per-store rate limiter: spacing, thread safety, and sharing by store."""
+"""The per-process spacing limiter, and the clients of a store sharing one budget."""
 
 from __future__ import annotations
 
@@ -74,17 +74,23 @@ def test_rate_must_be_positive() -> None:
         RateLimiter(0)
 
 
-def test_twenty_client_calls_at_four_per_second_take_at_least_4_75_seconds() -> None:
-    store = make_store()  # the default rate, 4 requests/s
-    assert store.requests_per_second == 4.0
-    with client_for(store) as client:
-        start = time.monotonic()
+def test_twenty_client_calls_under_the_default_budget_never_put_five_in_a_second() -> None:
+    store = make_store()  # the default budget, 4 calls in any second
+    assert store.budget.per_second == 4
+    sent: list[float] = []
+
+    def timed(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        return answer(request)
+
+    client = EcoManagerClient(store, TOKEN, transport=httpx.MockTransport(timed))
+    with client:
         for page in range(1, 21):
             client.fetch_page(page)
-        elapsed = time.monotonic() - start
     assert client.stats.ok == 20
-    assert elapsed >= 4.75
-    assert elapsed < 8.0, "spacing, not a stall"
+    assert sent[-1] - sent[0] >= 4.0 - 0.01  # calls 17..20 wait for the fifth second
+    assert sent[-1] - sent[0] < 8.0, "waiting for the window, not a stall"
+    assert max(sum(1 for t in sent if s <= t < s + 0.99) for s in sent) <= 4
 
 
 def test_threads_sharing_a_limiter_are_spaced_in_total() -> None:
@@ -107,7 +113,7 @@ def test_threads_sharing_a_limiter_are_spaced_in_total() -> None:
     assert max(starts) - begin >= 9 * 0.05
 
 
-def test_two_clients_of_one_store_share_one_limiter() -> None:
+def test_two_clients_of_one_store_share_one_budget() -> None:
     store = make_store(rps=2.0)
     with client_for(store) as first, client_for(store) as second:
         assert first.rate_limiter is second.rate_limiter
@@ -115,8 +121,8 @@ def test_two_clients_of_one_store_share_one_limiter() -> None:
         start = time.monotonic()
         second.fetch_page(1)
         waited = time.monotonic() - start
-    # The second client waits for the slot the first one used: 1/2 s apart.
-    assert waited >= 0.4
+    # Two calls a second, spaced: the second client waits half a second after the first's.
+    assert waited >= 0.45
 
 
 def test_clients_of_different_stores_do_not_wait_for_each_other() -> None:

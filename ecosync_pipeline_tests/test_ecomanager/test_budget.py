@@ -1,0 +1,228 @@
+"""The shared rate budget: four windows counted in the real Redis, across processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ecosync_pipeline.config import Store, parse_stores
+from ecosync_pipeline.ecomanager.budget import SharedBudget, shared_budget
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.errors import BudgetExhausted, ConfigError
+from ecosync_pipeline.ratebudget import RateBudget
+from ecosync_pipeline_tests.faults_support import RedisProcess
+
+# Windows 100 times longer than real ones: the "second" lasts 100 s, so a test that
+# takes a few calls in a row sees only the window it aims at.
+SLOW = 0.01
+DOWN_URL = "redis://127.0.0.1:1/3"  # nothing listens on port 1
+
+
+def store_id() -> str:
+    return f"B{uuid.uuid4().hex[:12].upper()}"
+
+
+def take(budget: SharedBudget, n: int) -> int:
+    """Calls taken out of ``n`` attempts that may not wait (max_wait 0)."""
+    taken = 0
+    for _ in range(n):
+        try:
+            budget.acquire()
+        except BudgetExhausted:
+            continue
+        taken += 1
+    return taken
+
+
+# One call a second, 2 a minute, 3 an hour, 4 a day; scaled so that the window under
+# test lasts a fraction of a second and every shorter one a few milliseconds.
+SMALL = RateBudget(per_second=1, per_minute=2, per_hour=3, per_day=4)
+
+
+@pytest.mark.parametrize(
+    ("window", "scale", "allowed"),
+    [("minute", 100, 2), ("hour", 6_000, 3), ("day", 400_000, 4)],
+)
+def test_each_window_caps_the_calls_and_the_refusal_says_when_it_reopens(
+    redis_url: str, window: str, scale: int, allowed: int
+) -> None:
+    sid = store_id()
+    budget = replace(SMALL, time_scale=scale)
+    shared = SharedBudget(sid, budget, redis_url, max_wait=0.05)
+    for _ in range(allowed):
+        shared.acquire()  # each waits a few ms at most for the shorter windows
+    with pytest.raises(BudgetExhausted) as info:
+        shared.acquire()
+    assert info.value.store == sid and sid in str(info.value)
+    assert f"{allowed}/{allowed} this {window}" in str(info.value)
+    assert info.value.retry_at.timestamp() > time.time()
+    quota = shared.quota()
+    assert quota.mode == "redis" and quota.window(window).left == 0
+    assert quota.window("day").used == allowed and quota.window("day").limit == 4
+
+
+def test_calls_are_spaced_evenly_within_a_second(redis_url: str) -> None:
+    # 4 a "second" of 200 ms: one call every 50 ms, never four at once.
+    budget = RateBudget(per_second=4, per_minute=40, per_hour=800, per_day=8000, time_scale=5)
+    shared = SharedBudget(store_id(), budget, redis_url)
+    stamps = []
+    for _ in range(6):
+        shared.acquire()
+        stamps.append(time.monotonic())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert min(gaps) >= 0.045
+
+
+def test_two_budget_objects_of_one_store_share_the_count_in_redis(redis_url: str) -> None:
+    sid = store_id()
+    budget = replace(SMALL, time_scale=100)  # a minute of 0.6 s holds 2 calls
+    first = SharedBudget(sid, budget, redis_url, max_wait=0.05)
+    second = SharedBudget(sid, budget, redis_url, max_wait=0.05)
+    assert take(first, 1) == 1
+    assert take(second, 3) == 1
+    assert first.quota().window("minute").used == 2
+    other = SharedBudget(store_id(), budget, redis_url, max_wait=0.05)
+    assert take(other, 3) == 2  # another store has its own budget
+
+
+def _hammer(store: str, budget: RateBudget, url: str, start: object, queue: object) -> None:
+    shared = SharedBudget(store, budget, url, max_wait=0.3)
+    start.wait(timeout=60)  # type: ignore[attr-defined]
+    queue.put(take(shared, 100))  # type: ignore[attr-defined]
+
+
+def test_processes_sharing_a_store_never_exceed_its_budget_together(redis_url: str) -> None:
+    sid = store_id()
+    # A call every 50 ms, 30 in a minute of 6 s: both processes take calls until the
+    # minute is spent, then give up (the wait is longer than they may wait).
+    budget = RateBudget(per_second=2, per_minute=30, per_hour=31, per_day=32, time_scale=10)
+    context = multiprocessing.get_context("spawn")
+    queue, start = context.Queue(), context.Barrier(2)
+    workers = [
+        context.Process(target=_hammer, args=(sid, budget, redis_url, start, queue))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    taken = [queue.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sum(taken) == 30 and all(t > 5 for t in taken), taken
+    assert SharedBudget(sid, budget, redis_url).quota().window("minute").used == 30
+
+
+def test_redis_down_falls_back_to_a_share_of_the_budget_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budget = RateBudget(per_second=8, per_minute=40, per_hour=800, per_day=8000, time_scale=SLOW)
+    shared = SharedBudget(store_id(), budget, DOWN_URL, max_wait=0)
+    with caplog.at_level(logging.WARNING, logger="ecosync_pipeline.ecomanager.budget"):
+        assert take(shared, 5) == 1  # a quarter of 8 a "second" of 100 s, spaced by 50 s
+    assert "Redis unreachable" in caplog.text and "25%" in caplog.text
+    quota = shared.quota()
+    assert quota.mode == "local"
+    assert [w.limit for w in quota.windows] == [2, 10, 200, 2000]
+    assert quota.window("second").used == 1
+
+
+def test_redis_killed_then_restarted_falls_back_then_shares_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisProcess(tmp_path / "redis").start()
+    try:
+        budget = replace(SMALL, per_minute=20, per_hour=30, per_day=40, time_scale=100)
+        shared = SharedBudget(store_id(), budget, server.url, max_wait=0.05, redis_retry=0.2)
+        assert take(shared, 1) == 1 and shared.quota().mode == "redis"
+        server.kill()
+        with caplog.at_level(logging.WARNING, logger="ecosync_pipeline.ecomanager.budget"):
+            assert take(shared, 1) == 1  # counted locally, at a quarter of the budget
+            assert shared.quota().mode == "local"
+            server.restart()
+            time.sleep(0.25)
+            assert take(shared, 1) == 1
+        assert "Redis unreachable" in caplog.text and "Redis is back" in caplog.text
+        quota = shared.quota()
+        assert quota.mode == "redis" and quota.window("minute").used == 1  # a fresh Redis
+    finally:
+        server.stop()
+
+
+def test_without_redis_a_lone_process_has_the_whole_budget() -> None:
+    budget = RateBudget(per_second=8, per_minute=40, per_hour=800, per_day=8000, time_scale=SLOW)
+    shared = SharedBudget(store_id(), budget, None, max_wait=0)
+    assert take(shared, 3) == 1
+    quota = shared.quota()
+    assert quota.mode == "local" and [w.limit for w in quota.windows] == [8, 40, 800, 8000]
+
+
+def test_client_raises_budget_exhausted_before_sending_anything(redis_url: str) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"data": []})
+
+    store = Store(store_id(), "Budgeted", "https://b.example.test", "ECOSYNC_TEST_B_TOKEN")
+    limiter = SharedBudget(
+        store.identifier, replace(SMALL, time_scale=100), redis_url, max_wait=0.05
+    )
+    client = EcoManagerClient(
+        store, "T0ken" * 16, transport=httpx.MockTransport(answer), rate_limiter=limiter
+    )
+    with client:
+        client.fetch_page(1)
+        client.fetch_page(2)
+        with pytest.raises(BudgetExhausted) as info:
+            client.fetch_page(3)
+    assert len(sent) == 2 and info.value.store == store.identifier
+
+
+def test_clients_share_the_process_budget_of_their_store_counted_in_redis(redis_url: str) -> None:
+    store = Store(store_id(), "Shared", "https://s.example.test", "ECOSYNC_TEST_S_TOKEN")
+    one, two = shared_budget(store, redis_url), shared_budget(store, redis_url)
+    assert one is two and one.budget == RateBudget()  # 4/s, 40/min, 800/h, 8,000/day
+    faster = replace(store, requests_per_second=50)
+    assert shared_budget(faster, redis_url).budget.per_minute == 500
+
+
+STORES = """stores:
+  - identifier: NATUR
+    name: n
+    base_url: https://natur.example.test
+    token_env: T
+{extra}"""
+
+
+def parse_budget(extra: str) -> RateBudget:
+    return parse_stores(STORES.format(extra=extra))[0].budget
+
+
+def test_stores_file_budget_defaults_and_partial_windows() -> None:
+    assert parse_budget("") == RateBudget(4, 40, 800, 8000)
+    assert parse_budget("    requests_per_second: 2\n") == RateBudget(2, 20, 400, 4000)
+    got = parse_budget("    rate_budget: {per_second: 3, per_day: 5000, fallback_share: 0.5}\n")
+    assert got == RateBudget(3, 30, 600, 5000, fallback_share=0.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("    rate_budget: {per_hour: 0}\n", "per_hour must be a whole number"),
+        ("    rate_budget: {per_minute: 400}\n", "no more calls a second"),
+        ("    rate_budget: {per_minute: 4}\n", "must be more than per_second"),
+        ("    rate_budget: {per_week: 9}\n", "unknown rate_budget keys per_week"),
+        ("    rate_budget: {fallback_share: 0}\n", "fallback_share"),
+        ("    rate_budget: 40\n", "must be a mapping"),
+    ],
+)
+def test_stores_file_budget_errors_name_the_store_and_the_key(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_budget(extra)
+    assert "store NATUR" in str(info.value) and "line 2" in str(info.value)
