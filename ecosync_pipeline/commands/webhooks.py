@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timezone
 
 import click
 
@@ -197,3 +198,32 @@ def delete(identifier: str, ids: tuple[int, ...]) -> None:
     with WebhooksApi(store, store.token()) as api:
         deleted = unregister(api, list(ids) or None)
     click.echo(f"store {identifier}: deleted {len(deleted)} webhooks {deleted}")
+
+
+@webhooks.command()
+@click.option("--store", "identifier", required=True, help="Store identifier, e.g. NATUR.")
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    help="Replay the deliveries received from this UTC time on.",
+)
+@reports_errors
+def replay(identifier: str, since: datetime) -> None:
+    """Apply a store's stored deliveries again (harmless: nothing older replaces newer)."""
+    from ecosync_pipeline.storage import make_engine
+    from ecosync_pipeline.webhooks.apply import apply_pending
+    from ecosync_pipeline.webhooks.inbox import replay as mark_for_replay
+
+    settings = Settings.from_env()
+    store = _store(settings, identifier)
+    engine = make_engine(settings.database_url)
+    try:
+        marked = mark_for_replay(engine, identifier, since.replace(tzinfo=timezone.utc))
+        done = apply_pending(engine, {identifier: store.name})
+    finally:
+        engine.dispose()
+    click.echo(
+        f"store {identifier}: {marked} deliveries replayed, {done.applied} written, "
+        f"{done.stale} older than the table (unchanged)"
+    )

@@ -18,7 +18,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, func, select
+from sqlalchemy import JSON, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -110,7 +110,9 @@ def upsert_orders(
     """Insert new orders and refresh re-read ones, with one INSERT ... ON CONFLICT per call.
 
     Runs inside the caller's transaction (the caller commits, then advances the
-    position). "updated" counts orders that existed already, changed or not. An order id
+    position). "updated" counts orders that existed already, changed or not; a stored row
+    with a newer ``updated_at`` than the page's (a webhook delivery applied meanwhile) is
+    left as it is. An order id
     present twice keeps its last occurrence. The store must exist (ensure_store).
     Calls of more than MAX_ROWS_PER_STATEMENT orders use one statement per that many.
     """
@@ -144,9 +146,11 @@ def upsert_orders(
 def _sqlite_upsert() -> Any:
     """The SQLite upsert, executed with a list of rows (executemany, one compiled statement)."""
     stmt = sqlite.insert(orders_table)
+    stored, served = orders_table.c.updated_at, stmt.excluded.updated_at
     return stmt.on_conflict_do_update(
         index_elements=[orders_table.c.store, orders_table.c.order_id],
         set_={name: stmt.excluded[name] for name in UPDATED_ON_CONFLICT},
+        where=or_(stored.is_(None), served.is_(None), served >= stored),
     )
 
 
@@ -169,6 +173,14 @@ def _pg_type(name: str) -> str:
     return re.sub(r"\(.*?\)", "", column_type.compile(dialect=_PG_DIALECT))
 
 
+_NOT_OLDER = (
+    f"{orders_table.name}.updated_at IS NULL OR EXCLUDED.updated_at IS NULL "
+    f"OR EXCLUDED.updated_at >= {orders_table.name}.updated_at"
+)
+"""A page read before a newer state was written (by a webhook delivery, or a later page)
+never replaces it: the row keeps the newest ``updated_at`` (DESIGN, invariants 10, 13)."""
+
+
 def _postgres_upsert() -> str:
     columns = ", ".join(UPSERT_COLUMNS)
     selected = ", ".join(
@@ -182,7 +194,8 @@ def _postgres_upsert() -> str:
     return (
         f"INSERT INTO {orders_table.name} ({columns}) SELECT {selected} "
         f"FROM unnest({arrays}) AS page({columns}) "
-        f"ON CONFLICT (store, order_id) DO UPDATE SET {updates} RETURNING (xmax = 0)"
+        f"ON CONFLICT (store, order_id) DO UPDATE SET {updates} WHERE {_NOT_OLDER} "
+        "RETURNING (xmax = 0)"
     )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.storage import advisory_key, ensure_store, store_summary, upsert_orders
+from ecosync_pipeline.storage import advisory_key, ensure_store, upsert_orders
 from ecosync_pipeline.storage.mirror import flag_deleted
 from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.schema import orders as orders_table
@@ -118,6 +118,13 @@ class ApplyResult:
         return self.applied + self.stale
 
 
+def _last_order_id(conn: Connection, store: str) -> int | None:
+    """The store's highest order id in the table (the unique index answers it at once)."""
+    c = orders_table.c
+    last = conn.execute(select(func.max(c.order_id)).where(c.store == store)).scalar()
+    return None if last is None else int(last)
+
+
 def _row_state(conn: Connection, store: str, order_id: int) -> RowState | None:
     c = orders_table.c
     stmt = select(c.updated_at, c.deleted_at).where(c.store == store, c.order_id == order_id)
@@ -160,7 +167,7 @@ def apply_batch(
             last_ids: dict[str, int | None] = {}
             for store in sorted({r.store for r in rows}):
                 ensure_store(conn, store, names.get(store, store))
-                last_ids[store] = store_summary(conn, store).last_order_id
+                last_ids[store] = _last_order_id(conn, store)
             outcomes = {row.id: _apply_one(conn, row, last_ids) for row in rows}
             mark_applied(conn, outcomes, datetime.now(timezone.utc))
     except SQLAlchemyError as exc:

@@ -164,3 +164,16 @@ def test_deletion_is_as_new_as_the_state_it_carries_even_with_an_older_deleted_a
     assert (done.applied, done.stale) == (2, 0)
     flagged = row(receiver.engine, 7001)
     assert flagged is not None and flagged["deleted_at"] is not None
+
+
+def test_a_page_read_before_a_delivery_never_replaces_the_delivered_state(
+    receiver: Receiver,
+) -> None:
+    read_earlier = Order.from_payload(order(8001, stamp(1)), store="NATUR", page=1, index=0)
+    post_all(receiver, [("OrderStatusChanged", order(8001, stamp(2), order_state_name="Livré"))])
+    apply_pending(receiver.engine, NAMES)
+    with receiver.engine.begin() as conn:
+        counts = upsert_orders(conn, "NATUR", [read_earlier])  # the sync commits late
+    assert (counts.new, counts.updated) == (0, 1)
+    kept = row(receiver.engine, 8001)
+    assert kept is not None and kept["order_state"] == "Livré"

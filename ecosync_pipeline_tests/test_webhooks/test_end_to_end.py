@@ -115,6 +115,8 @@ def test_registered_webhooks_bring_every_change_into_the_table_even_across_a_rec
         assert hub.wait_idle(20)
         assert hub.counts["exhausted"] == 0
         wait_for(lambda: set(during) <= set(table(engine)))
+        replayed = cli("replay", "--store", "NATUR", "--since", "2000-01-01")
+        assert ", 0 written," in replayed  # everything is already applied: all older
         assert "deleted 5 webhooks" in cli("delete", "--store", "NATUR")
     finally:
         server.stop()
