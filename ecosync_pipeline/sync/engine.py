@@ -28,6 +28,7 @@ from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_n
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
 from ecosync_pipeline.storage.database import describe_error
 from ecosync_pipeline.storage.mirror import record_sync_window
+from ecosync_pipeline.sync.contract import PageGuard, settle
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ def sync_store(
         stopped_by_budget = reached_end = False
         last_before = position.last_order_id
         set_aside: list[str] = []
+        guard = PageGuard(store.base_url)
         # One page is fetched ahead while the current one is committed, so the API and
         # the database work at the same time; positions still advance strictly in order.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecosync-fetch") as pool:
@@ -223,12 +225,18 @@ def sync_store(
                     if _deleted_during_run(total, page) and position.target is not None:
                         page = _relocate(chain, client, store, position, page, total)
                         pages += 1
+                        guard.allow_overlap()
+                settled = settle(page, client, per_page)
+                guard.check(settled.page)  # before anything is written: the position stays
+                if settled.per_page != per_page:
+                    guard.allow_overlap()  # pages at the new size may repeat orders read
+                page, per_page, end = settled.page, settled.per_page, settled.end
                 total = page.total if page.total is not None else total
                 pages += 1
                 if pages == 1 and last_before is None:
                     _log_import_plan(client, page)
                 out_of_time = budget_seconds is not None and clock() - started >= budget_seconds
-                if not page.is_end and not out_of_time:
+                if not end and not out_of_time:
                     ahead = pool.submit(client.fetch_page, page.number + 1, per_page)
                 for aside in page.set_aside:
                     logger.warning("%s", aside)
@@ -241,7 +249,7 @@ def sync_store(
                     chain.save(position)
                 if pages % progress_every == 0:
                     _log_progress(store, page, pages, new, clock() - started)
-                if page.is_end:
+                if end:
                     reached_end = True
                     position = _leave_import_size(chain, store, position, per_page)
                     break

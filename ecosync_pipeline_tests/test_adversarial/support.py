@@ -81,7 +81,11 @@ class CliWorld:
 
     def sync(self, *args: str) -> Result:
         """``ecosync sync ARGS`` in this process (its logs reach caplog)."""
-        return CliRunner().invoke(main, ["sync", *args], env=self.env, catch_exceptions=False)
+        return self.run("sync", *args)
+
+    def run(self, *args: str) -> Result:
+        """``ecosync ARGS`` in this process."""
+        return CliRunner().invoke(main, list(args), env=self.env, catch_exceptions=False)
 
     def stored(self, store: str) -> dict[int, dict[str, Any]]:
         """The orders table's rows of one store, by order id."""
