@@ -6,6 +6,12 @@ Both layers keep the original system's camelCase keys (``lastPage``, ``firstId``
 ``lastOrderId`` (to Redis), ``perPage``, ``source`` and ``verified``; a value written
 by the original system lacks them and is read with the original's meaning: the last
 synced id is ``lastId`` and pages hold 20 orders.
+
+The original reads ``lastPage`` as a page of 20 whatever ecosync's page size, so
+``lastPage`` is always written in pages of 20: the page of 20 holding the first order of
+ecosync's page (so the original, running beside ecosync, never starts past an order it
+has not read, and re-reads at most a few). Ecosync's own page, at ``perPage``, goes in
+``ecosyncPage``.
 """
 
 from __future__ import annotations
@@ -55,10 +61,19 @@ def _optional_id(data: Mapping[str, Any], key: str) -> int | None:
     return value
 
 
+def original_page(position: SyncPosition) -> int:
+    """The position's page in the original's page size: the page of 20 holding the first
+    order of the position's page (never past it, whatever the size)."""
+    if position.per_page == ORIGINAL_PER_PAGE or position.last_page <= 1:
+        return position.last_page
+    return (position.last_page - 1) * position.per_page // ORIGINAL_PER_PAGE + 1
+
+
 def position_fields(position: SyncPosition) -> dict[str, Any]:
     """The stored keys of a position (without storeIdentifier, which the file adds)."""
     return {
-        "lastPage": position.last_page,
+        "lastPage": original_page(position),
+        "ecosyncPage": position.last_page,
         "firstId": position.first_id,
         "lastId": position.last_id,
         "lastOrderId": position.last_order_id,
@@ -77,9 +92,11 @@ def position_from_fields(store: str, data: object, *, source: PositionSource) ->
     """
     if not isinstance(data, Mapping):
         raise InvalidStoredPosition(f"value is {type(data).__name__}, not a JSON object")
-    page = data.get("lastPage")
+    # Ours at perPage when we wrote it; the original's (and older ecosync's) lastPage else.
+    key = "ecosyncPage" if "ecosyncPage" in data else "lastPage"
+    page = data.get(key)
     if not isinstance(page, int) or isinstance(page, bool) or page < 0:
-        raise InvalidStoredPosition(f"lastPage is {page!r}, not a page number")
+        raise InvalidStoredPosition(f"{key} is {page!r}, not a page number")
     first_id = _optional_id(data, "firstId")
     last_id = _optional_id(data, "lastId")
     # The original system wrote no lastOrderId: its lastId was the last synced order.

@@ -4,6 +4,13 @@ PostgreSQL: a session advisory lock on a connection held for the whole run; when
 process dies its session ends and the server drops the lock. SQLite: an OS file lock
 next to the database file, which the kernel drops when the process dies. Either way a
 second run fails at once with StoreLocked instead of waiting or syncing twice.
+
+A lock can still be lost while a run holds it (its PostgreSQL connection is terminated,
+so the server frees it and another run takes the store). So the lock is fenced: taking
+it raises the store's token in ``sync_fences``; the run checks, in each page's write
+transaction, that the token is still its own (``StoreLease.verify``) and, before each
+position write, that its lock is still held (``StoreLease.check``). A run that lost the
+lock raises StoreLockLost there and stops, so two runs never interleave their writes.
 """
 
 from __future__ import annotations
@@ -12,16 +19,20 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import filelock
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecosync_pipeline.config import validate_store_identifier
-from ecosync_pipeline.errors import StorageError, StoreLocked
+from ecosync_pipeline.errors import StorageError, StoreLocked, StoreLockLost
 from ecosync_pipeline.storage.database import describe_error, redact, sqlite_path
+from ecosync_pipeline.storage.schema import sync_fences
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +52,98 @@ def store_lock_key(store: str) -> int:
     return advisory_key(f"ecosync:{store}")
 
 
+class StoreLease:
+    """A held store lock: its fencing token, and the checks that it is still this run's."""
+
+    def __init__(self, engine: Engine, store: str, token: int, conn: Connection | None) -> None:
+        self.engine = engine
+        self.store = store
+        self.token = token
+        self._conn = conn  # PostgreSQL: the session holding the advisory lock
+
+    def verify(self, conn: Connection) -> None:
+        """In a write transaction: raise StoreLockLost unless the token is still ours.
+
+        On PostgreSQL the token's row stays locked until the transaction ends, so a run
+        taking the store waits for this page's commit and is seen by the next one.
+        """
+        stmt = select(sync_fences.c.token).where(sync_fences.c.store == self.store)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        try:
+            current = conn.execute(stmt).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"store {self.store}: reading the sync lock's token failed "
+                f"({describe_error(exc)}); check the database"
+            ) from exc
+        if current != self.token:
+            raise StoreLockLost(
+                self.store,
+                f"another run took the store: the lock's token is {current}, this run's "
+                f"{self.token}",
+            )
+
+    def check(self) -> None:
+        """Before a position write: raise StoreLockLost unless the lock is still held."""
+        if self._conn is not None:
+            key = store_lock_key(self.store)
+            try:
+                halves = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+                count = self._conn.exec_driver_sql(_HELD_SQL, halves).scalar()
+            except SQLAlchemyError as exc:
+                raise StoreLockLost(
+                    self.store, f"its database session ended ({describe_error(exc)})"
+                ) from exc
+            if not count:
+                raise StoreLockLost(self.store, "its database session no longer holds it")
+            return  # held by this session: no other run can have the store
+        with self.engine.connect() as conn:
+            self.verify(conn)
+
+
+_HELD_SQL = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s "
+    "AND objsubid = 1"
+)
+"""Whether this session holds the advisory lock of a bigint key (split high, low)."""
+
+
+def _take_token(engine: Engine, store: str) -> int:
+    """Raise the store's fencing token and return it: this run's from now on."""
+    insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    now = datetime.now(timezone.utc)
+    stmt = insert(sync_fences).values(store=store, token=1, taken_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[sync_fences.c.store],
+        set_={"token": sync_fences.c.token + 1, "taken_at": now},
+    ).returning(sync_fences.c.token)
+    try:
+        with engine.begin() as conn:
+            return int(conn.execute(stmt).scalar_one())
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"store {store}: raising the sync lock's token failed ({describe_error(exc)}); "
+            "check the database"
+        ) from exc
+
+
 @contextmanager
-def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> Iterator[None]:
+def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> Iterator[StoreLease]:
     """Hold the store's sync lock for the ``with`` block; raise StoreLocked at once if taken.
 
+    Yields the StoreLease whose checks tell the run it still holds the store.
     ``lock_dir`` (SQLite only) is where the lock file goes; by default the database
     file's folder.
     """
     validate_store_identifier(store)
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine, store):
-            yield
+        with _advisory_lock(engine, store) as conn:
+            yield StoreLease(engine, store, _take_token(engine, store), conn)
     elif engine.dialect.name == "sqlite":
         with _file_lock(engine, store, lock_dir):
-            yield
+            yield StoreLease(engine, store, _take_token(engine, store), None)
     else:
         raise StorageError(
             f"store {store}: no store lock for the {engine.dialect.name} "
@@ -63,7 +152,7 @@ def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> I
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, store: str) -> Iterator[None]:
+def _advisory_lock(engine: Engine, store: str) -> Iterator[Connection]:
     key = store_lock_key(store)
     where = redact(engine.url)
     try:
@@ -87,7 +176,7 @@ def _advisory_lock(engine: Engine, store: str) -> Iterator[None]:
             raise StoreLocked(store)
         logger.debug("store %s: sync lock taken (advisory key %d)", store, key)
         try:
-            yield
+            yield conn
         finally:
             _advisory_unlock(conn, store, key)
     finally:

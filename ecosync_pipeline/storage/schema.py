@@ -232,3 +232,14 @@ webhook_inbox = Table(
     Index(None, "store", "received_at"),
 )
 """Every accepted webhook delivery, stored before it is answered (DESIGN, invariant 13)."""
+
+sync_fences = Table(
+    "sync_fences",
+    metadata,
+    Column("store", String(STORE_ID_LENGTH), primary_key=True),
+    Column("token", BigInteger, nullable=False, comment="raised by every run that takes the lock"),
+    Column("taken_at", UtcDateTime, nullable=False),
+)
+"""Revision 0007: the store lock's fencing token. A run that takes a store's lock raises
+the token; its page writes go through only while the token is still its own, so a run
+that lost the lock can never write behind the run that took it."""

@@ -27,6 +27,7 @@ from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
 from ecosync_pipeline.storage.database import describe_error
+from ecosync_pipeline.storage.locks import StoreLease
 from ecosync_pipeline.storage.mirror import record_sync_window
 from ecosync_pipeline.sync.contract import PageGuard, settle
 
@@ -76,14 +77,17 @@ def _transaction(engine: Engine, what: str) -> Iterator[Connection]:
         ) from exc
 
 
-def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
+def _write_page(engine: Engine, store: Store, page: Page, lease: StoreLease) -> UpsertCounts:
     """Commit one page's orders in one transaction, retrying once on a dropped connection.
 
-    The retry is safe because the upsert is idempotent and nothing else was written.
+    The retry is safe because the upsert is idempotent and nothing else was written. The
+    lock's token is checked in the same transaction: a run that lost the store writes
+    nothing more.
     """
     what = f"store {store.identifier}: page {page.number}"
     try:
         with _transaction(engine, what) as conn:
+            lease.verify(conn)
             return upsert_orders(conn, store.identifier, page.orders)
     except DatabaseUnavailable:
         logger.warning(
@@ -92,6 +96,7 @@ def _write_page(engine: Engine, store: Store, page: Page) -> UpsertCounts:
             page.number,
         )
     with _transaction(engine, what) as conn:
+        lease.verify(conn)
         return upsert_orders(conn, store.identifier, page.orders)
 
 
@@ -180,7 +185,7 @@ def sync_store(
     """
     started = clock()
     calls_before = client.stats.total
-    with store_lock(engine, store.identifier):
+    with store_lock(engine, store.identifier) as lease:
         with _transaction(engine, f"store {store.identifier}: registering the store") as conn:
             ensure_store(conn, store.identifier, store.name)
         resolved = chain.get_position(store, client)
@@ -242,15 +247,17 @@ def sync_store(
                     logger.warning("%s", aside)
                     set_aside.append(str(aside))
                 if not page.is_empty:
-                    counts = _write_page(engine, store, page)
+                    counts = _write_page(engine, store, page, lease)
                     new += counts.new
                     updated += counts.updated
                     position = _advance(position, page)
+                    lease.check()  # a run that lost the lock writes no position
                     chain.save(position)
                 if pages % progress_every == 0:
                     _log_progress(store, page, pages, new, clock() - started)
                 if end:
                     reached_end = True
+                    lease.check()
                     position = _leave_import_size(chain, store, position, per_page)
                     break
                 if out_of_time:
@@ -266,6 +273,7 @@ def sync_store(
                 page = None
         # What this run read, for the completeness audit of its window (ids, not counts).
         with _transaction(engine, f"store {store.identifier}: recording the run") as conn:
+            lease.verify(conn)
             record_sync_window(conn, store.identifier, last_before, position.last_order_id)
     result = SyncResult(
         store=store.identifier,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,12 +67,15 @@ class AdversarialStore:
     """Serve one order whose full_name is this many bytes, as the only page (streamed)."""
     declare_length: bool = False
     meta: bool = True
+    delay: float = 0.0
+    """Seconds each answer takes (a slow server, to act while a run is under way)."""
     requests: list[tuple[int, int]] = field(default_factory=list)
     _short_served: set[int] = field(default_factory=set)
 
     def answer(self, page: int, per_page: int, authorization: str) -> Answer:
         """What the server sends for one request."""
         self.requests.append((page, per_page))
+        time.sleep(self.delay)
         if authorization != f"Bearer {self.token}":
             return _json(401, {"message": "Unauthenticated."})
         if self.echo is not None:

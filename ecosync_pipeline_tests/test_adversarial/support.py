@@ -67,16 +67,14 @@ class CliWorld:
         for s in stores:
             variable = f"ECOSYNC_TOKEN_{s.identifier}"
             self.env[variable] = s.token
+            options = {"per_page": 20, "import_per_page": 20, "requests_per_second": 1000}
             lines += [
                 f"  - identifier: {s.identifier}",
                 f"    name: {s.identifier} shop",
                 f"    base_url: {self.server.store_url(s.identifier)}",
                 f"    token_env: {variable}",
-                "    per_page: 20",
-                "    import_per_page: 20",
-                "    requests_per_second: 1000",
             ]
-            lines += [f"    {k}: {v}" for k, v in (extra or {}).items()]
+            lines += [f"    {k}: {v}" for k, v in {**options, **(extra or {})}.items()]
         self.stores_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def sync(self, *args: str) -> Result:

@@ -104,7 +104,9 @@ def _check_position(position: SyncPosition, key: str, entry: Any) -> None:
     assert isinstance(entry, dict)
     assert position.store == key and position.source == "json"
     assert entry.get("storeIdentifier", key) == key
-    assert _plain_int(entry["lastPage"]) and position.last_page == entry["lastPage"] >= 0
+    # ecosyncPage (ours, at perPage) when present; else lastPage (the original's, at 20).
+    page_key = "ecosyncPage" if "ecosyncPage" in entry else "lastPage"
+    assert _plain_int(entry[page_key]) and position.last_page == entry[page_key] >= 0
     assert position.first_id == entry.get("firstId")
     assert position.last_id == entry.get("lastId")
     expected_last = entry["lastOrderId"] if "lastOrderId" in entry else entry.get("lastId")

@@ -17,7 +17,13 @@ from sqlalchemy.engine import Engine
 
 import ecosync_pipeline
 from ecosync_pipeline.errors import ConfigError, StoreLocked
-from ecosync_pipeline.storage import advisory_key, make_engine, store_lock, store_lock_key
+from ecosync_pipeline.storage import (
+    advisory_key,
+    make_engine,
+    migrate,
+    store_lock,
+    store_lock_key,
+)
 
 HOLDER = textwrap.dedent(
     """
@@ -33,6 +39,7 @@ HOLDER = textwrap.dedent(
 @pytest.fixture
 def lock_engine(database_url: str) -> Iterator[Engine]:
     eng = make_engine(database_url)
+    migrate(eng)  # the lock's fencing token lives in the schema (sync_fences)
     try:
         yield eng
     finally:
@@ -140,6 +147,7 @@ def test_sqlite_lock_file_sits_next_to_the_database_unless_told_otherwise(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     engine = make_engine(sqlite_url)
+    migrate(engine)
     try:
         database = Path(sqlite_url.removeprefix("sqlite:///"))
         with store_lock(engine, "NATUR"):
