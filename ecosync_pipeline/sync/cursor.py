@@ -95,7 +95,7 @@ def sync_by_cursor(
     started = clock()
     calls_before = client.stats.total
     sid = store.identifier
-    with store_lock(engine, sid):
+    with store_lock(engine, sid) as lease:
         with _transaction(engine, f"store {sid}: registering the store") as conn:
             ensure_store(conn, sid, store.name)
         floor = store_summary(engine, sid).last_order_id
@@ -105,11 +105,12 @@ def sync_by_cursor(
             new = updated = 0
             last = floor
             for page in spool.oldest_first():
-                counts = _write_page(engine, store, page)
+                counts = _write_page(engine, store, page, lease)
                 new += counts.new
                 updated += counts.updated
                 last = page.last_id if last is None else max(last, page.last_id or last)
         with _transaction(engine, f"store {sid}: recording the run") as conn:
+            lease.verify(conn)
             record_sync_window(conn, sid, floor, last)
     result = SyncResult(
         store=sid,
