@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,12 +22,24 @@ from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.tables import format_table
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 
+if TYPE_CHECKING:
+    from ecosync_pipeline.webhooks.registration import WebhooksApi
+
 logger = logging.getLogger(__name__)
 
 
 @click.group()
 def webhooks() -> None:
     """EcoManager's webhooks: the signed receiver and the registration of the webhooks."""
+
+
+def _api(settings: Settings, store: Store) -> WebhooksApi:
+    """The store's webhooks API, drawing on the store's budget shared in Redis (as the sync)."""
+    from ecosync_pipeline.ecomanager.budget import use_redis
+    from ecosync_pipeline.webhooks.registration import WebhooksApi
+
+    use_redis(settings.redis_url)
+    return WebhooksApi(store, store.token())
 
 
 def _store(settings: Settings, identifier: str) -> Store:
@@ -143,14 +156,14 @@ def _events(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str
 @reports_errors
 def register(identifier: str, url: str, events: tuple[str, ...]) -> None:
     """Create or update the store's webhooks (running it twice creates nothing new)."""
-    from ecosync_pipeline.webhooks.registration import WebhooksApi
     from ecosync_pipeline.webhooks.registration import register as do_register
 
-    store = _store(Settings.from_env(), identifier)
+    settings = Settings.from_env()
+    store = _store(settings, identifier)
     secret = webhook_secret(store)
     if not url.startswith("https://"):
         click.echo(f"warning: {url} is not HTTPS; EcoManager delivers to HTTPS URLs", err=True)
-    with WebhooksApi(store, store.token()) as api:
+    with _api(settings, store) as api:
         done = do_register(api, url, secret, events)
     rows = [(r.event, str(r.webhook_id), r.action, "yes" if r.is_active else "NO") for r in done]
     click.echo(format_table(("event", "webhook id", "action", "active"), rows))
@@ -163,13 +176,11 @@ def register(identifier: str, url: str, events: tuple[str, ...]) -> None:
 @reports_errors
 def list_(identifiers: tuple[str, ...]) -> None:
     """Print every webhook registered for the stores."""
-    from ecosync_pipeline.webhooks.registration import WebhooksApi
-
     settings = Settings.from_env()
     stores = [_store(settings, i) for i in identifiers] or webhook_stores(settings.stores())
     rows = []
     for store in stores:
-        with WebhooksApi(store, store.token()) as api:
+        with _api(settings, store) as api:
             for hook in api.list():
                 rows.append(
                     (
@@ -192,10 +203,11 @@ def list_(identifiers: tuple[str, ...]) -> None:
 @reports_errors
 def delete(identifier: str, ids: tuple[int, ...]) -> None:
     """Delete the store's webhooks (the given ids, or every one ecosync registered)."""
-    from ecosync_pipeline.webhooks.registration import WebhooksApi, unregister
+    from ecosync_pipeline.webhooks.registration import unregister
 
-    store = _store(Settings.from_env(), identifier)
-    with WebhooksApi(store, store.token()) as api:
+    settings = Settings.from_env()
+    store = _store(settings, identifier)
+    with _api(settings, store) as api:
         deleted = unregister(api, list(ids) or None)
     click.echo(f"store {identifier}: deleted {len(deleted)} webhooks {deleted}")
 

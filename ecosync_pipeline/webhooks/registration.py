@@ -18,7 +18,8 @@ from typing import Any, Literal
 import httpx
 
 from ecosync_pipeline.config import Store
-from ecosync_pipeline.ecomanager.ratelimit import shared_limiter
+from ecosync_pipeline.ecomanager.budget import shared_budget
+from ecosync_pipeline.ecomanager.ratelimit import Limiter
 from ecosync_pipeline.errors import ApiAuthError, ApiError
 from ecosync_pipeline.webhooks.config import EVENTS
 
@@ -48,9 +49,11 @@ class WebhooksApi:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 15.0,
+        rate_limiter: Limiter | None = None,
     ) -> None:
         self._store = store
-        self._limiter = shared_limiter(store.identifier, store.requests_per_second)
+        # The same budget as the store's sync, in every process (DESIGN, invariant 12).
+        self._limiter = rate_limiter or shared_budget(store)
         self._http = httpx.Client(
             base_url=store.base_url.rstrip("/"),
             transport=transport,

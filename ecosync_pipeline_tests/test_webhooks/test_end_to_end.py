@@ -33,7 +33,11 @@ pytestmark = pytest.mark.parametrize("module_engine", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def world(
-    simulator: Simulator, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    simulator: Simulator,
+    engine: Engine,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[Simulator, list[Store]]]:
     simulator.configure([StoreSpec("NATUR", count=30, token_env="ECOSYNC_E2E_TOKEN")])
     entry = {
@@ -49,6 +53,7 @@ def world(
     for key, value in {
         "ECOSYNC_STORES_FILE": str(path),
         "ECOSYNC_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "ECOSYNC_REDIS_URL": redis_url,  # the store's rate budget is counted there
         "ECOSYNC_E2E_TOKEN": simulator.token("NATUR"),
         SECRET_ENV: SECRET,
     }.items():
