@@ -4,6 +4,7 @@
     ecosync bench sensor   [--stores 10,100,1000,10000] [--ticks 7] [--json]
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
+    ecosync bench mirror   [--seeds 10] [--small] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -273,4 +274,19 @@ def webhooks_bench(
             backend=backend,
             progress=_progress,
         )
+    _emit(report, as_json)
+
+
+@bench.command("mirror")
+@JSON_OPTION
+@click.option("--seeds", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--small", is_flag=True, help="A NATUR-sized store 40 times smaller (quick look).")
+@REDIS_OPTION
+@reports_errors
+def mirror(as_json: bool, seeds: int, small: bool, redis_url: str | None) -> None:
+    """The mirror: swaps and deletions during runs, old deletions, statuses, cursor mode."""
+    from ecosync_pipeline.bench.mirror_run import run_mirror_bench
+
+    with _quiet_core():
+        report = run_mirror_bench(seeds=seeds, small=small, redis_url=redis_url, progress=_progress)
     _emit(report, as_json)
