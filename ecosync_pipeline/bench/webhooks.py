@@ -304,6 +304,7 @@ def run_webhooks_bench(
         seconds=seconds,
         backend=backend,
         retry_schedule=[policy.interval(k) for k in range(1, policy.retries + 1)],
+        load_average=os.getloadavg()[0],
     )
 
 

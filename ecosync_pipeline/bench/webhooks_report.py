@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.bench.report import machine
 from ecosync_pipeline.simulator import Simulator
 from ecosync_pipeline.storage import duplicate_count
-from ecosync_pipeline.storage.schema import orders
+from ecosync_pipeline.storage.schema import orders, webhook_inbox
 from ecosync_pipeline.tables import format_table
 
 SCHEDULE_AVERAGE_WAIT = 450.0
@@ -37,15 +38,20 @@ class PhaseResult:
     latencies: Sequence[float] = field(repr=False)
     differ: int
     """Orders of the phase whose row differs from the simulator (state, deletion flag)."""
+    to_inbox: Sequence[float] = field(default=(), repr=False)
+    """Per order: its creation to its OrderCreated delivery stored (the push)."""
+    inbox_to_row: Sequence[float] = field(default=(), repr=False)
+    """Per order: its OrderCreated stored to applied (the applier)."""
 
     @property
     def lost_events(self) -> int:
         return max(0, self.events - self.stored)
 
-    def quantile(self, q: float) -> float:
-        if not self.latencies:
+    def quantile(self, q: float, values: Sequence[float] | None = None) -> float:
+        chosen = self.latencies if values is None else values
+        if not chosen:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(chosen)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     @property
@@ -53,8 +59,14 @@ class PhaseResult:
         return statistics.median(self.latencies) if self.latencies else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "latencies"}
+        data = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("latencies", "to_inbox", "inbox_to_row")
+        }
         data.update(
+            to_inbox_p95=self.quantile(0.95, self.to_inbox),
+            inbox_to_row_p95=self.quantile(0.95, self.inbox_to_row),
             lost_events=self.lost_events,
             p50=self.p50,
             p95=self.quantile(0.95),
@@ -77,6 +89,22 @@ def _rows(engine: Engine, ids: Sequence[tuple[str, int]]) -> dict[tuple[str, int
     return found
 
 
+def _inbox_times(
+    engine: Engine, ids: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[datetime, datetime]]:
+    """(received_at, applied_at) of each order's OrderCreated delivery."""
+    c = webhook_inbox.c
+    found: dict[tuple[str, int], tuple[datetime, datetime]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            stmt = select(c.store, c.order_id, c.received_at, c.applied_at).where(
+                c.event == "OrderCreated", tuple_(c.store, c.order_id).in_(ids[start : start + 500])
+            )
+            for store, order_id, received, applied in conn.execute(stmt):
+                found[(store, int(order_id))] = (received, applied)
+    return found
+
+
 def measure(
     name: str,
     simulator: Simulator,
@@ -92,6 +120,7 @@ def measure(
 ) -> PhaseResult:
     """Compare the table with the simulator for the orders ``ids`` created in the phase."""
     rows = _rows(engine, ids)
+    inbox = _inbox_times(engine, ids)
     latencies = [
         rows[key].first_seen_at.timestamp() - created_at[key] for key in ids if key in rows
     ]
@@ -119,6 +148,8 @@ def measure(
         exhausted=exhausted,
         latencies=latencies,
         differ=differ,
+        to_inbox=[inbox[k][0].timestamp() - created_at[k] for k in ids if k in inbox],
+        inbox_to_row=[(a - r).total_seconds() for r, a in inbox.values() if a is not None],
     )
 
 
@@ -131,6 +162,8 @@ class WebhooksReport:
     seconds: float
     backend: str
     retry_schedule: Sequence[float]
+    load_average: float = 0.0
+    """The machine's 1-minute load average when the benchmark ended (other work slows it)."""
 
     def table(self) -> str:
         header = (
@@ -167,14 +200,21 @@ class WebhooksReport:
             for p in self.phases
         ]
         schedule = ", ".join(f"{s:.2f}" for s in self.retry_schedule)
+        split = "; ".join(
+            f"{p.name}: creation to stored in the inbox p95 {p.quantile(0.95, p.to_inbox):.3f} s, "
+            f"stored to applied p95 {p.quantile(0.95, p.inbox_to_row):.3f} s"
+            for p in self.phases
+        )
         notes = [
+            split + ".",
             f"{self.rate:g} orders/s across 5 stores for {self.seconds:g} s per phase, orders "
             f"database {self.backend}; latency = the order's creation in the simulator to its "
             "row in the orders table.",
             f"EcoManager's retry schedule, time-scaled: {schedule} s after each failed attempt.",
             f"With the 15-minute schedule instead, a new order waits {SCHEDULE_AVERAGE_WAIT:.0f} "
             "s on average (900 s at most).",
-            "machine: {cpus} cores, Python {python}, {platform}".format(**machine()),
+            "machine: {cpus} cores, Python {python}, {platform}".format(**machine())
+            + f"; load average {self.load_average:.1f} at the end",
         ]
         return format_table(header, rows) + "\n\n" + "\n".join(notes)
 
@@ -184,5 +224,6 @@ class WebhooksReport:
             "seconds": self.seconds,
             "backend": self.backend,
             "retry_schedule": list(self.retry_schedule),
+            "load_average": self.load_average,
             "phases": [p.as_dict() for p in self.phases],
         }
