@@ -2,6 +2,7 @@
 
     ecosync bench recovery [--json] [--quick]
     ecosync bench sensor   [--stores 10,100,1000,10000] [--ticks 7] [--json]
+    ecosync bench fanout   [--stores 10,100,1000] [--new-orders K] [--workers 1,2] [--json]
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
     ecosync bench mirror   [--seeds 10] [--small] [--json]
@@ -289,4 +290,67 @@ def mirror(as_json: bool, seeds: int, small: bool, redis_url: str | None) -> Non
 
     with _quiet_core():
         report = run_mirror_bench(seeds=seeds, small=small, redis_url=redis_url, progress=_progress)
+    _emit(report, as_json)
+
+
+@bench.command("fanout")
+@click.option(
+    "--stores",
+    "sizes",
+    default="10,100,1000",
+    show_default=True,
+    callback=_numbers(int),
+    help="Numbers of stores, one world each.",
+)
+@click.option(
+    "--new-orders",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="New orders per store before every tick (0: idle stores).",
+)
+@click.option(
+    "--workers",
+    default="",
+    help="Celery workers, e.g. 1,2 (each a row): runs go through RabbitMQ to that many "
+    "`celery` workers. Default: runs launched by the daemon's run queue on this machine.",
+)
+@click.option("--ticks", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=250, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--sync-workers",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 7),
+    help="Stores synced at once inside a run, and by the floor's `ecosync sync`.",
+)
+@REDIS_OPTION
+@JSON_OPTION
+@reports_errors
+def fanout(
+    sizes: tuple[int, ...],
+    new_orders: int,
+    workers: str,
+    ticks: int,
+    batch_size: int,
+    sync_workers: int,
+    redis_url: str | None,
+    as_json: bool,
+) -> None:
+    """One tick of the real schedule (daemon, run queue or Celery) against one sync process."""
+    from ecosync_pipeline.bench.fanout import run_fanout
+    from ecosync_pipeline.bench.resources import bench_redis_url
+
+    celery = tuple(int(w) for w in workers.split(",") if w.strip()) if workers else ()
+    with _quiet_core():
+        report = run_fanout(
+            sizes,
+            new_orders=new_orders,
+            celery_workers=celery,
+            ticks=ticks,
+            batch_size=batch_size,
+            sync_workers=sync_workers,
+            redis_url=redis_url or bench_redis_url(),
+            progress=_progress,
+        )
     _emit(report, as_json)
