@@ -81,6 +81,8 @@ class FanoutRow:
     mode: str
     tick: Spread
     floor: Spread
+    to_created: float
+    to_started: float
     runs: int
     failed_runs: int
     processes: int
@@ -113,6 +115,7 @@ class FanoutReport:
         )
         columns = (
             "stores", "new/store", "runs on", "tick s", "(min-max)", "floor s", "ratio",
+            "to 1st run s", "to last start s",
             "runs", "failed", "processes", "API calls", "floor calls", "peak MB",
             "missing", "duplicated",
         )  # fmt: skip
@@ -125,6 +128,8 @@ class FanoutReport:
                 f"{r.tick.minimum:.1f}-{r.tick.maximum:.1f}",
                 f"{r.floor.median:.1f}",
                 f"{r.ratio:.2f}",
+                f"{r.to_created:.1f}",
+                f"{r.to_started:.1f}",
                 str(r.runs),
                 str(r.failed_runs),
                 str(r.processes),
@@ -189,6 +194,7 @@ def world(count: int, redis_url: str, batch_size: int, sync_workers: int) -> Ite
                 "base_url": f"{sim.url}/{s.identifier}",
                 "token_env": s.token_env,
                 "requests_per_second": 100,
+                "import_per_page": 20,
             }
             for s in specs
         ]
@@ -272,6 +278,10 @@ def floor_once(w: World, sync_workers: int, k: int) -> tuple[float, int]:
 @dataclass(frozen=True)
 class TickFigures:
     seconds: float
+    to_created: float
+    """From the scheduled time to the tick's first run created (the schedule's evaluation)."""
+    to_started: float
+    """From the first run created to the last run started (queue, launch, process start)."""
     runs: int
     failed_runs: int
     processes: int
@@ -324,9 +334,13 @@ def measure_tick(
         runs = wait_for_tick(instance, after, expected, timeout=300)
     scheduled = datetime.fromisoformat(runs[0].dagster_run.tags[SCHEDULED_EXECUTION_TIME_TAG])
     end = max(float(r.end_time or 0) for r in runs)
+    created = min(r.create_timestamp.timestamp() for r in runs)
+    last_start = max(float(r.start_time or created) for r in runs)
     missing, duplicated = reconcile(w)
     return TickFigures(
         seconds=end - scheduled.timestamp(),
+        to_created=created - scheduled.timestamp(),
+        to_started=last_start - created,
         runs=len(runs),
         failed_runs=sum(r.dagster_run.status != DagsterRunStatus.SUCCESS for r in runs),
         processes=len(sampler.seen - before),
@@ -417,6 +431,8 @@ def run_fanout(
                         mode=label,
                         tick=Spread.of([f.seconds for f in figures]),
                         floor=floor,
+                        to_created=median.to_created,
+                        to_started=median.to_started,
                         runs=median.runs,
                         failed_runs=max(f.failed_runs for f in figures),
                         processes=median.processes,

@@ -118,7 +118,7 @@ class JsonBackup:
             document.update(
                 version=BACKUP_VERSION, timestamp=format_timestamp(utc_now()), stores=kept
             )
-            self._replace(json.dumps(document, indent=2).encode("utf-8") + b"\n")
+            self._replace(_dump(document))
 
     # -- file handling -------------------------------------------------------------------
 
@@ -239,6 +239,21 @@ class JsonBackup:
             logger.warning(
                 "backup file %s: entry %r is ignored: %s", self.location, key[:40], reason
             )
+
+
+def _dump(document: Mapping[str, Any]) -> bytes:
+    """The document as JSON, one store a line.
+
+    ``json.dumps(indent=...)`` falls back to the pure-Python encoder, about 180 ms for a
+    thousand stores, and every checkpoint rewrites the file: each store's entry is
+    encoded by the C encoder instead, and the lines are joined here.
+    """
+    head = {k: v for k, v in document.items() if k != "stores"}
+    stores: Mapping[str, Any] = document.get("stores") or {}
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
+    entries = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in stores.items())
+    body = ",\n".join([*lines, f'  "stores": {{\n{entries}\n  }}' if entries else '  "stores": {}'])
+    return f"{{\n{body}\n}}\n".encode()
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""A tick of the order sync schedule executed by two Celery workers (dagster-celery).
+
+The instance is data/dagster-celery.yaml on a PostgreSQL database of the test's own; the
+broker is the local RabbitMQ, on a queue of the test's own. The schedule's tick asks for
+one run per store; each run is launched by the instance's CeleryRunLauncher, taken by one
+of two `celery` workers, and executed there against the shared orders database, Redis and
+backup. Afterwards the orders table matches the simulator's ids exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, build_schedule_context
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.launcher import LaunchRunContext
+
+from ecosync_pipeline.bench.processes import celery_worker_argv, started
+from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.storage import store_summaries
+from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, set_dagster_pg_env
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def rabbitmq_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not rabbitmq_up(),
+        reason="RabbitMQ is not running on 127.0.0.1:5672; bash scripts/services.sh starts it",
+    ),
+]
+
+
+@pytest.fixture
+def celery_home(
+    env: Env, tmp_path: Path, dagster_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[DagsterInstance, dict[str, str]]]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data" / "dagster-celery.yaml", home / "dagster.yaml")
+    set_dagster_pg_env(monkeypatch, dagster_postgres_url)
+    queue = f"ecosync-test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("ECOSYNC_CELERY_BROKER", BROKER)
+    monkeypatch.setenv("ECOSYNC_CELERY_QUEUE", queue)
+    with DagsterInstance.get() as instance:
+        yield instance, env.subprocess_env()
+
+
+def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
+    env: Env, tmp_path: Path, celery_home: tuple[DagsterInstance, dict[str, str]]
+) -> None:
+    instance, child_env = celery_home
+    queue = child_env["ECOSYNC_CELERY_QUEUE"]
+    defs = build_definitions(env.settings, resource=env.resource, batch_size=1)
+    schedule = defs.resolve_schedule_def("order_sync_schedule")
+    with build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc),
+        resources={"ecosync": env.resource},
+    ) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert len(requests) == len(STORES)
+    recon = ReconstructableRepository.for_module(
+        "ecosync_pipeline.definitions", "defs", working_directory=str(ROOT)
+    ).get_reconstructable_job("sync_orders")
+    job = defs.resolve_job_def("sync_orders")
+    workers = [
+        started(
+            celery_worker_argv(f"w{i}", queue, BROKER), child_env, tmp_path, tmp_path / f"w{i}.log"
+        )
+        for i in range(2)
+    ]
+    with workers[0], workers[1]:
+        runs = [
+            instance.create_run_for_job(
+                job_def=job,
+                run_config=request.run_config,
+                tags={**request.tags, "dagster/partition": request.partition_key or ""},
+                job_code_origin=recon.get_python_origin(),
+            )
+            for request in requests
+        ]
+        for run in runs:
+            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = [instance.get_run_by_id(run.run_id) for run in runs]
+            if all(r is not None and r.status in FINISHED for r in done):
+                break
+            time.sleep(0.5)
+    logs = {p.name: p.read_text() for p in tmp_path.glob("w*.log")}
+    statuses = [instance.get_run_by_id(run.run_id).status for run in runs]  # type: ignore[union-attr]
+    assert statuses == [DagsterRunStatus.SUCCESS] * len(runs), logs
+    # Both workers took a run: each event log names the worker's process.
+    pids = {next(e.pid for e in instance.all_logs(run.run_id) if e.step_key) for run in runs}
+    assert len(pids) == 2, logs
+    runtime = env.runtime()
+    try:
+        summaries = store_summaries(runtime.engine)
+        for store in STORES:
+            with runtime.engine.connect() as conn:
+                held = {
+                    row[0]
+                    for row in conn.exec_driver_sql(
+                        "SELECT order_id FROM orders WHERE store = %(s)s", {"s": store}
+                    )
+                }
+            assert held == set(env.simulator.ids(store)), store
+            assert summaries[store].order_count == len(held)
+    finally:
+        runtime.close()
