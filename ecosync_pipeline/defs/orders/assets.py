@@ -13,7 +13,9 @@ failed store and what to do.
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
+import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
@@ -116,9 +118,13 @@ def sync_metadata(
     }
 
 
-def _log_result(context: AssetExecutionContext, result: SyncResult) -> None:
+def _log_result(context: AssetExecutionContext, result: SyncResult, alone: bool) -> None:
     for line in result.set_aside:
         context.log.warning(line)
+    if not alone:
+        # In a batch, each store's figures are in its materialization; a line per store
+        # would be most of the run's event log (each line is a row in the instance).
+        return
     context.log.info(
         "store %s: pages %d..%d from %s, %d new and %d updated orders, %d API calls, %.1f s%s",
         result.store,
@@ -133,25 +139,64 @@ def _log_result(context: AssetExecutionContext, result: SyncResult) -> None:
     )
 
 
-def _store_events(
-    context: AssetExecutionContext, outcome: StoreOutcome, materialize: bool, check: bool
-) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-    """The materialization of one store's partition, then its check on that materialization."""
-    assert outcome.summary is not None
-    if materialize and outcome.result is not None:
-        _log_result(context, outcome.result)
-        yield AssetMaterialization(
-            asset_key=NEW_ORDERS,
-            partition=outcome.store,
-            metadata=sync_metadata(outcome.result, outcome.preview, outcome.summary.order_count),
-        )
-    if check and outcome.served is not None:
-        latest = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[outcome.store]), limit=1
-        ).records
-        yield completeness_evaluation(
-            outcome.summary, outcome.served, outcome.audit, latest[0] if latest else None
-        )
+def _materialization(outcome: StoreOutcome) -> AssetMaterialization:
+    assert outcome.result is not None and outcome.summary is not None
+    return AssetMaterialization(
+        asset_key=NEW_ORDERS,
+        partition=outcome.store,
+        metadata=sync_metadata(outcome.result, outcome.preview, outcome.summary.order_count),
+    )
+
+
+def _check_evaluations(
+    context: AssetExecutionContext, outcomes: Sequence[StoreOutcome]
+) -> Iterator[AssetCheckEvaluation]:
+    """Each store's completeness result, judged against its materialization of this run.
+
+    One lookup finds every store's latest materialization (this run's, recorded above):
+    a lookup per store would be a round trip to the instance's storage for each.
+    """
+    checked = [o for o in outcomes if o.served is not None and o.summary is not None]
+    if not checked:
+        return
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[o.store for o in checked]),
+        limit=len(checked),
+    ).records
+    latest: dict[str, Any] = {}
+    for record in records:  # newest first
+        partition = record.partition_key
+        if partition is not None:
+            latest.setdefault(partition, record)
+    for o in checked:
+        assert o.summary is not None and o.served is not None
+        yield completeness_evaluation(o.summary, o.served, o.audit, latest.get(o.store))
+
+
+@contextmanager
+def _quiet_store_lines(many: bool) -> Iterator[None]:
+    """In a batch, the core's per-store INFO lines stay out of the event log; warnings stay."""
+    core = logging.getLogger("ecosync_pipeline")
+    previous = core.level
+    if many:
+        core.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        core.setLevel(previous)
+
+
+def batch_summary(done: Sequence[StoreOutcome], failed: Sequence[StoreOutcome]) -> str:
+    """One line for a batch: stores synced, orders, API calls, and the stores that failed."""
+    results = [o.result for o in done if o.result is not None]
+    line = (
+        f"{len(done)} of {len(done) + len(failed)} stores synced: "
+        f"{sum(r.orders_new for r in results)} new and {sum(r.orders_updated for r in results)} "
+        f"updated orders, {sum(r.api_calls for r in results)} API calls"
+    )
+    if failed:
+        line += f"; failed: {', '.join(o.store for o in failed)}"
+    return line
 
 
 def batch_failure(failed: Sequence[StoreOutcome], total: int) -> Failure:
@@ -228,18 +273,28 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
             chain=positions.chain,
             client_factory=ecomanager.client,
         )
-        for outcome in sync_batch(
-            runtime,
-            stores,
-            workers=config.workers,
-            budget_seconds=config.budget_seconds,
-            sync=materialize,
-            check=check,
-        ):
-            if outcome.error is not None:
-                failed.append(outcome)
-                continue
-            yield from _store_events(context, outcome, materialize, check)
+        done: list[StoreOutcome] = []
+        alone = len(stores) == 1
+        with _quiet_store_lines(not alone):
+            for outcome in sync_batch(
+                runtime,
+                stores,
+                workers=config.workers,
+                budget_seconds=config.budget_seconds,
+                sync=materialize,
+                check=check,
+            ):
+                if outcome.error is not None:
+                    failed.append(outcome)
+                    continue
+                done.append(outcome)
+                if materialize and outcome.result is not None:
+                    _log_result(context, outcome.result, alone)
+                    yield _materialization(outcome)
+        if check:
+            yield from _check_evaluations(context, done)
+        if not alone:
+            context.log.info(batch_summary(done, failed))
         if failed:
             raise batch_failure(failed, len(stores))
 
