@@ -214,3 +214,27 @@ def test_deletion_and_status_change_deliver_their_events(
     deleted = by_event["OrderDeleted"]
     assert deleted["id"] == 2 and deleted["deleted_at"] >= before["updated_at"]
     assert sign(SECRET, b"x") != sign("other", b"x")
+
+
+def test_switches_delay_and_reorder_a_share_of_deliveries(
+    simulator: Simulator, recorder: tuple[Recorder, str]
+) -> None:
+    rec, url = recorder
+    simulator.configure([StoreSpec("NATUR", count=5)])
+    hub = simulator.webhooks
+    with _api(simulator, "NATUR") as api:
+        _register(api, url)
+    hub.dispatcher.policy = hub.dispatcher.policy.updated(delay_rate=1.0, delay_seconds=0.3)
+    started = time.monotonic()
+    simulator.add_orders("NATUR", 2)
+    assert hub.dispatcher.wait_idle(10)
+    assert min(at for _, _, at in rec.posts) - started >= 0.3
+    rec.posts.clear()
+    hub.dispatcher.policy = hub.dispatcher.policy.updated(
+        delay_rate=0.0, reorder_rate=0.5, reorder_window=0.5
+    )
+    created = simulator.add_orders("NATUR", 20)
+    assert hub.dispatcher.wait_idle(10)
+    arrived = [json.loads(body)["data"]["id"] for _, body, _ in rec.posts]
+    assert sorted(arrived) == created and arrived != created
+    assert hub.dispatcher.counts["reordered"] > 0

@@ -16,7 +16,7 @@ from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage import ensure_store, store_summary, upsert_orders
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
 from ecosync_pipeline.webhooks.apply import apply_pending
-from ecosync_pipeline.webhooks.inbox import replay
+from ecosync_pipeline.webhooks.inbox import purge_applied, replay
 from ecosync_pipeline_tests.test_webhooks.conftest import Receiver, body_of, order
 
 NAMES = {"NATUR": "NATUR shop", "PURNA": "PURNA shop"}
@@ -177,3 +177,14 @@ def test_a_page_read_before_a_delivery_never_replaces_the_delivered_state(
     assert (counts.new, counts.updated) == (0, 1)
     kept = row(receiver.engine, 8001)
     assert kept is not None and kept["order_state"] == "Livré"
+
+
+def test_applied_deliveries_are_kept_for_the_retention_then_purged(receiver: Receiver) -> None:
+    post_all(receiver, history(9001)[:2])
+    apply_pending(receiver.engine, NAMES)
+    post_all(receiver, history(9001)[2:3])  # still pending: never purged
+    assert purge_applied(receiver.engine, timedelta(days=7)) == 0
+    assert purge_applied(receiver.engine, timedelta(0)) == 2
+    with receiver.engine.connect() as conn:
+        left = conn.execute(select(webhook_inbox.c.applied_at)).all()
+    assert left == [(None,)]

@@ -78,6 +78,7 @@ def table(engine: Engine) -> dict[int, tuple[str | None, bool]]:
 def cli(*args: str) -> str:
     result = CliRunner().invoke(main, ["webhooks", *args])
     assert result.exit_code == 0, result.output
+    assert SECRET not in result.output  # it goes in the request body and nowhere else
     return result.output
 
 
