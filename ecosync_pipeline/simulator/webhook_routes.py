@@ -60,15 +60,17 @@ def _authorized(simulator: Simulator, handler: Handler) -> Handler:
     return wrapped
 
 
-def webhook_routes(simulator: Simulator) -> list[Route]:
-    """The routes to add to the simulator's app."""
-    hub = simulator.webhooks
+class _Endpoints:
+    """The handlers, over one simulator's webhook hub."""
 
-    async def collection(request: Request) -> Response:
+    def __init__(self, simulator: Simulator) -> None:
+        self.hub = simulator.webhooks
+
+    async def collection(self, request: Request) -> Response:
         store = request.path_params["store"]
         if request.method == "POST":
             body = await _body(request)
-            hook = await run_in_threadpool(hub.create, store, body)
+            hook = await run_in_threadpool(self.hub.create, store, body)
             return JSONResponse({"data": hook.as_json()}, status_code=201)
         query = request.query_params
         try:
@@ -77,7 +79,7 @@ def webhook_routes(simulator: Simulator) -> list[Route]:
         except ValueError:
             raise InvalidWebhook({"ids": "must be comma-separated integers"}) from None
         try:
-            page, next_cursor = hub.page(store, ids, per_page, query.get("cursor"))
+            page, next_cursor = self.hub.page(store, ids, per_page, query.get("cursor"))
         except SimulatorError as exc:
             raise InvalidWebhook({"cursor": str(exc)}) from exc
         path = str(request.url.replace(query=""))
@@ -94,48 +96,50 @@ def webhook_routes(simulator: Simulator) -> list[Route]:
             }
         )
 
-    async def member(request: Request) -> Response:
+    async def member(self, request: Request) -> Response:
         store, webhook_id = request.path_params["store"], request.path_params["id"]
         if request.method == "DELETE":
-            hub.delete(store, webhook_id)
+            self.hub.delete(store, webhook_id)
             return Response(status_code=204)
         if request.method == "PUT":
             body = await _body(request)
-            hook = await run_in_threadpool(hub.update, store, webhook_id, body)
+            hook = await run_in_threadpool(self.hub.update, store, webhook_id, body)
         else:
-            hook = hub.get(store, webhook_id)
+            hook = self.hub.get(store, webhook_id)
         return JSONResponse({"data": hook.as_json()})
 
-    async def status(request: Request) -> Response:
+    async def status(self, request: Request) -> Response:
         store, webhook_id = request.path_params["store"], request.path_params["id"]
         wanted = (await _body(request)).get("status")
         if not isinstance(wanted, bool):
             raise InvalidWebhook({"status": "must be true or false"})
-        hook = await run_in_threadpool(hub.set_status, store, webhook_id, wanted)
+        hook = await run_in_threadpool(self.hub.set_status, store, webhook_id, wanted)
         return JSONResponse({"data": hook.as_json()})
 
-    async def policy(request: Request) -> Response:
+    async def policy(self, request: Request) -> Response:
+        dispatcher = self.hub.dispatcher
         if request.method == "POST":
-            switches = json.loads(await request.body() or b"{}")
-            hub.dispatcher.policy = hub.dispatcher.policy.updated(**switches)
-        return JSONResponse(hub.dispatcher.policy.as_dict())
+            dispatcher.policy = dispatcher.policy.updated(**await _body(request))
+        return JSONResponse(dispatcher.policy.as_dict())
 
-    async def stats(request: Request) -> Response:
-        return JSONResponse(hub.stats())
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.hub.stats())
 
-    prefix = "/{store}"
+
+def webhook_routes(simulator: Simulator) -> list[Route]:
+    """The routes to add to the simulator's app."""
+    ep = _Endpoints(simulator)
+    member = WEBHOOKS_PATH + "/{id:int}"
     return [
-        Route("/_sim/webhooks/policy", policy, methods=["GET", "POST"]),
-        Route("/_sim/webhooks/stats", stats, methods=["GET"]),
-        Route(prefix + WEBHOOKS_PATH, _authorized(simulator, collection), methods=["GET", "POST"]),
+        Route("/_sim/webhooks/policy", ep.policy, methods=["GET", "POST"]),
+        Route("/_sim/webhooks/stats", ep.stats, methods=["GET"]),
         Route(
-            prefix + WEBHOOKS_PATH + "/{id:int}",
-            _authorized(simulator, member),
-            methods=["GET", "PUT", "DELETE"],
+            "/{store}" + WEBHOOKS_PATH,
+            _authorized(simulator, ep.collection),
+            methods=["GET", "POST"],
         ),
         Route(
-            prefix + WEBHOOKS_PATH + "/{id:int}/status",
-            _authorized(simulator, status),
-            methods=["PUT"],
+            "/{store}" + member, _authorized(simulator, ep.member), methods=["GET", "PUT", "DELETE"]
         ),
+        Route("/{store}" + member + "/status", _authorized(simulator, ep.status), methods=["PUT"]),
     ]

@@ -104,6 +104,104 @@ async def read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+class WebhookReceiver:
+    """The receiver's state and its one endpoint; ``app`` is the ASGI app."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        stores: Sequence[Store],
+        *,
+        settings: ReceiverSettings | None = None,
+        environ: Mapping[str, str] | None = None,
+        on_stored: Callable[[str], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._limits = settings or ReceiverSettings()
+        self._environ = environ
+        self._on_stored = on_stored
+        self._stores = {s.identifier: s for s in webhook_stores(list(stores))}
+        self.app = Starlette(
+            routes=[Route("/webhooks/{store}", self.endpoint, methods=["GET", "POST"])]
+        )
+
+    def _configured(self, identifier: str) -> Store:
+        store = self._stores.get(identifier) if STORE_ID_PATTERN.match(identifier) else None
+        if store is None:
+            raise Refused(404, "no such store takes webhooks here")
+        return store
+
+    async def _verified(self, request: Request, store: Store) -> Delivery:
+        """The delivery, once its size, signature, event and body are checked (else Refused)."""
+        try:
+            secret = webhook_secret(store, self._environ)
+        except MissingWebhookSecret as exc:
+            logger.error("%s", exc)
+            raise Refused(503, "the store's webhook secret is not set") from None
+        body = await read_capped(request, self._limits.max_body_bytes)
+        if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
+            missing = SIGNATURE_HEADER.lower() not in request.headers
+            raise Refused(401, "no signature" if missing else "the signature does not match")
+        event = request.headers.get(EVENT_HEADER, "")
+        if event not in EVENTS:
+            raise Refused(400, f"unknown event {event[:40]!r}")
+        return Delivery(
+            store=store.identifier,
+            event=event,
+            webhook_id=request.headers.get(WEBHOOK_ID_HEADER, "")[:64],
+            order_id=parse_order_id(body),
+            body=body,
+            received_at=datetime.now(timezone.utc),
+        )
+
+    async def _store(self, delivery: Delivery) -> bool:
+        """Store and commit the delivery (Refused 503 if that fails or takes too long)."""
+        try:
+            stored = await asyncio.wait_for(
+                run_in_threadpool(store_delivery, self._engine, delivery),
+                self._limits.store_timeout,
+            )
+        except (StorageError, asyncio.TimeoutError) as exc:
+            logger.error(
+                "store %s: %s of order %d not stored (%s); answered 503 so EcoManager retries",
+                delivery.store,
+                delivery.event,
+                delivery.order_id,
+                exc if isinstance(exc, StorageError) else "the database took too long",
+            )
+            raise Refused(503, "the delivery could not be stored; retry later") from None
+        logger.info(
+            "store %s: %s of order %d (webhook %s) %s",
+            delivery.store,
+            delivery.event,
+            delivery.order_id,
+            delivery.webhook_id or "-",
+            "stored" if stored else "already stored",
+        )
+        if stored and self._on_stored is not None:
+            self._on_stored(delivery.store)
+        return stored
+
+    async def endpoint(self, request: Request) -> Response:
+        """GET: the activation check. POST: a delivery, answered once stored."""
+        identifier = request.path_params["store"]
+        try:
+            store = self._configured(identifier)
+            if request.method == "GET":
+                return JSONResponse({"store": store.identifier, "ready": True})
+            stored = await self._store(await self._verified(request, store))
+        except Refused as refused:
+            if refused.status != 503:
+                logger.warning(
+                    "store %s: delivery refused with %d: %s",
+                    identifier if STORE_ID_PATTERN.match(identifier) else "(invalid id)",
+                    refused.status,
+                    refused.reason,
+                )
+            return JSONResponse({"message": refused.reason}, status_code=refused.status)
+        return JSONResponse({"stored": stored})
+
+
 def create_receiver_app(
     engine: Engine,
     stores: Sequence[Store],
@@ -118,77 +216,7 @@ def create_receiver_app(
     Secrets are read from ``environ`` (default os.environ) at each delivery, so a rotated
     secret takes effect without a restart.
     """
-    limits = settings or ReceiverSettings()
-    by_id = {s.identifier: s for s in webhook_stores(list(stores))}
-
-    def configured(identifier: str) -> Store:
-        store = by_id.get(identifier) if STORE_ID_PATTERN.match(identifier) else None
-        if store is None:
-            raise Refused(404, "no such store takes webhooks here")
-        return store
-
-    async def accept(request: Request, store: Store) -> bool:
-        try:
-            secret = webhook_secret(store, environ)
-        except MissingWebhookSecret as exc:
-            logger.error("%s", exc)
-            raise Refused(503, "the store's webhook secret is not set") from None
-        body = await read_capped(request, limits.max_body_bytes)
-        if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
-            missing = SIGNATURE_HEADER.lower() not in request.headers
-            raise Refused(401, "no signature" if missing else "the signature does not match")
-        event = request.headers.get(EVENT_HEADER, "")
-        if event not in EVENTS:
-            raise Refused(400, f"unknown event {event[:40]!r}")
-        delivery = Delivery(
-            store=store.identifier,
-            event=event,
-            webhook_id=request.headers.get(WEBHOOK_ID_HEADER, "")[:64],
-            order_id=parse_order_id(body),
-            body=body,
-            received_at=datetime.now(timezone.utc),
-        )
-        try:
-            stored = await asyncio.wait_for(
-                run_in_threadpool(store_delivery, engine, delivery), limits.store_timeout
-            )
-        except (StorageError, asyncio.TimeoutError) as exc:
-            logger.error(
-                "store %s: %s of order %d not stored (%s); answered 503 so EcoManager retries",
-                store.identifier,
-                event,
-                delivery.order_id,
-                exc if isinstance(exc, StorageError) else "the database took too long",
-            )
-            raise Refused(503, "the delivery could not be stored; retry later") from None
-        logger.info(
-            "store %s: %s of order %d (webhook %s) %s",
-            store.identifier,
-            event,
-            delivery.order_id,
-            delivery.webhook_id or "-",
-            "stored" if stored else "already stored",
-        )
-        if stored and on_stored is not None:
-            on_stored(store.identifier)
-        return stored
-
-    async def webhook(request: Request) -> Response:
-        identifier = request.path_params["store"]
-        try:
-            store = configured(identifier)
-            if request.method == "GET":
-                return JSONResponse({"store": store.identifier, "ready": True})
-            stored = await accept(request, store)
-        except Refused as refused:
-            if refused.status != 503:
-                logger.warning(
-                    "store %s: delivery refused with %d: %s",
-                    identifier[:32] if STORE_ID_PATTERN.match(identifier) else "(invalid id)",
-                    refused.status,
-                    refused.reason,
-                )
-            return JSONResponse({"message": refused.reason}, status_code=refused.status)
-        return JSONResponse({"stored": stored})
-
-    return Starlette(routes=[Route("/webhooks/{store}", webhook, methods=["GET", "POST"])])
+    receiver = WebhookReceiver(
+        engine, stores, settings=settings, environ=environ, on_stored=on_stored
+    )
+    return receiver.app

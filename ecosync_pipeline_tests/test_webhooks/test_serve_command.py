@@ -1,4 +1,5 @@
-"""`ecosync webhooks serve` as a deployment runs it: a process of its own, over real HTTP."""
+"""`ecosync webhooks serve` as a deployment runs it: a process of its own, over real HTTP;
+and the sync it runs for a store when a delivery leaves a gap (--sync-on-gap)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from ecosync_pipeline.cli import main
+from ecosync_pipeline.commands.webhooks import GapSyncer
 from ecosync_pipeline.serving import bind_socket
-from ecosync_pipeline.storage import make_engine
+from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.storage import make_engine, migrate, store_summary
 from ecosync_pipeline.storage.schema import orders
 from ecosync_pipeline.webhooks.signature import sign
+from ecosync_pipeline_tests.helpers import make_world
 from ecosync_pipeline_tests.test_webhooks.conftest import SECRET, SECRET_ENV, body_of, order
 
 ECOSYNC = str(Path(sys.executable).with_name("ecosync"))
@@ -100,3 +104,33 @@ def test_serve_receives_a_signed_delivery_and_applies_it(tmp_path: Path) -> None
         proc.wait(timeout=15)
         log.close()
     assert SECRET not in (tmp_path / "serve.log").read_text()
+
+
+def test_sync_on_gap_runs_the_store_sync_once_at_a_time(
+    simulator: Simulator,
+    sqlite_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = make_world(
+        simulator,
+        [StoreSpec("NATUR", count=45)],
+        database_url=sqlite_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    syncer = GapSyncer(world.settings)
+    syncer("NATUR", [46])
+    syncer("NATUR", [47])  # while the first runs: not a second sync
+    try:
+        deadline = time.monotonic() + 30
+        while store_summary(engine, "NATUR").order_count < 45:
+            assert time.monotonic() < deadline, "the gap sync did not bring the orders"
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    assert simulator.request_count("NATUR") <= 4  # 3 pages of 20 (and no second sync)
