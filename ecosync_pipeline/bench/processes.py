@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +107,9 @@ def daemon_argv(folder: Path) -> list[str]:
     return [_bin("dagster-daemon"), "run", "-w", str(folder / "workspace.yaml")]
 
 
-def celery_worker_argv(name: str, queue: str, broker: str) -> list[str]:
+def celery_worker_argv(
+    name: str, queue: str, broker: str, *, loglevel: str = "WARNING"
+) -> list[str]:
     """One Celery worker running one Dagster run at a time from ``queue``.
 
     ``--pool solo`` runs each task in the worker process itself: the worker imports
@@ -130,8 +133,18 @@ def celery_worker_argv(name: str, queue: str, broker: str) -> list[str]:
         "--without-gossip",
         "--without-mingle",
         "--loglevel",
-        "WARNING",
+        loglevel,
     ]
+
+
+def wait_for_lines(logs: Sequence[Path], text: str, timeout: float) -> bool:
+    """True once every file in ``logs`` holds ``text`` (a worker's "ready."), else False."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(p.exists() and text in p.read_text(errors="replace") for p in logs):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _children(pid: int) -> list[int]:

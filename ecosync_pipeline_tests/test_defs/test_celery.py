@@ -21,8 +21,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, build_schedule_context
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.launcher import LaunchRunContext
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
-from ecosync_pipeline.bench.processes import celery_worker_argv, started
+from ecosync_pipeline.bench.processes import celery_worker_argv, started, wait_for_lines
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.storage import store_summaries
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, set_dagster_pg_env
@@ -70,12 +71,13 @@ def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
 ) -> None:
     instance, child_env = celery_home
     queue = child_env["ECOSYNC_CELERY_QUEUE"]
-    defs = build_definitions(env.settings, resource=env.resource, batch_size=1)
+    defs = build_definitions(env.settings, resources=env.resources, batch_size=1)
     schedule = defs.resolve_schedule_def("order_sync_schedule")
     with build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 25, 12, 15, tzinfo=timezone.utc),
-        resources={"ecosync": env.resource},
+        repository_def=defs.get_repository_def(),
+        resources=env.resources,
     ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert len(requests) == len(STORES)
@@ -83,13 +85,15 @@ def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
         "ecosync_pipeline.definitions", "defs", working_directory=str(ROOT)
     ).get_reconstructable_job("sync_orders")
     job = defs.resolve_job_def("sync_orders")
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
     workers = [
         started(
-            celery_worker_argv(f"w{i}", queue, BROKER), child_env, tmp_path, tmp_path / f"w{i}.log"
+            celery_worker_argv(f"w{i}", queue, BROKER, loglevel="INFO"), child_env, tmp_path, log
         )
-        for i in range(2)
+        for i, log in enumerate(logs)
     ]
     with workers[0], workers[1]:
+        assert wait_for_lines(logs, " ready.", timeout=60), [p.read_text() for p in logs]
         runs = [
             instance.create_run_for_job(
                 job_def=job,
@@ -107,12 +111,13 @@ def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
             if all(r is not None and r.status in FINISHED for r in done):
                 break
             time.sleep(0.5)
-    logs = {p.name: p.read_text() for p in tmp_path.glob("w*.log")}
-    statuses = [instance.get_run_by_id(run.run_id).status for run in runs]  # type: ignore[union-attr]
-    assert statuses == [DagsterRunStatus.SUCCESS] * len(runs), logs
-    # Both workers took a run: each event log names the worker's process.
-    pids = {next(e.pid for e in instance.all_logs(run.run_id) if e.step_key) for run in runs}
-    assert len(pids) == 2, logs
+    text = [p.read_text() for p in logs]
+    finished = [instance.get_run_by_id(run.run_id) for run in runs]
+    assert [r.status if r else None for r in finished] == [DagsterRunStatus.SUCCESS] * 2, text
+    # Each worker took one run: its Celery task id is in that worker's log only.
+    tasks = [r.tags[DAGSTER_CELERY_TASK_ID_TAG] for r in finished if r is not None]
+    assert sorted(sum(task in t for t in text) for task in tasks) == [1, 1], text
+    assert [sum(task in t for task in tasks) for t in text] == [1, 1], text
     runtime = env.runtime()
     try:
         summaries = store_summaries(runtime.engine)
