@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
+DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 DEFINITIONS_MODULE = "ecosync_pipeline.definitions"
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
@@ -79,6 +80,50 @@ query RunErrors($runId: ID!) {
         ... on ExecutionStepFailureEvent { error { message } }
       }
     }
+  }
+}
+"""
+
+
+CHECKS_QUERY = """
+query Checks($path: [String!]!) {
+  assetNodes(assetKeys: [{path: $path}]) {
+    assetChecksOrError {
+      __typename
+      ... on AssetChecks {
+        checks {
+          name
+          executionForLatestMaterialization {
+            status
+            runId
+            evaluation { description }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+SENSOR_QUERY = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor {
+      sensorState { id status ticks(limit: 50) { timestamp endTimestamp status } }
+    }
+    ... on PythonError { message }
+  }
+}
+"""
+
+STOP_SENSOR_MUTATION = """
+mutation Stop($id: String!) {
+  stopSensor(id: $id) {
+    __typename
+    ... on StopSensorMutationResult { instigationState { status } }
+    ... on PythonError { message }
   }
 }
 """
@@ -207,20 +252,78 @@ class Webserver:
                 messages.append(str(event.get("message")))
         return messages
 
+    def checks(self, asset: str) -> dict[str, dict[str, Any]]:
+        """Each check of ``asset`` by name: status (SUCCEEDED, FAILED, ...), runId, evaluation."""
+        [node] = self.graphql(CHECKS_QUERY, {"path": [asset]})["assetNodes"]
+        answer = node["assetChecksOrError"]
+        if answer["__typename"] != "AssetChecks":
+            raise WebserverError(f"cannot list the checks of {asset}: {answer}")
+        return {
+            c["name"]: c["executionForLatestMaterialization"] or {"status": "NONE"}
+            for c in answer["checks"]
+        }
+
+    def sensor_state(self, sensor: str) -> dict[str, Any]:
+        """The sensor's state: id, status (RUNNING, STOPPED), recent ticks newest first."""
+        selector = {
+            "repositoryLocationName": DEFINITIONS_MODULE,
+            "repositoryName": "__repository__",
+            "sensorName": sensor,
+        }
+        answer = self.graphql(SENSOR_QUERY, {"selector": selector})["sensorOrError"]
+        if answer["__typename"] != "Sensor":
+            raise WebserverError(f"cannot read the sensor {sensor}: {answer}")
+        state: dict[str, Any] = answer["sensorState"]
+        return state
+
+    def stop_sensor(self, sensor: str) -> None:
+        """Turn the sensor off, as its toggle in the UI does."""
+        answer = self.graphql(STOP_SENSOR_MUTATION, {"id": self.sensor_state(sensor)["id"]})
+        result = answer["stopSensor"]
+        if result["__typename"] != "StopSensorMutationResult":
+            raise WebserverError(f"cannot stop the sensor {sensor}: {result}")
+
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """End the server's process group: SIGTERM, then SIGKILL after ``grace_seconds``."""
+        """End the server's process group (see stop_group)."""
         self.client.close()
-        if self.process.poll() is not None:
-            return
-        group = os.getpgid(self.process.pid)
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=grace_seconds)
-        # The code server and run workers share the group and may outlive the server.
-        with suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        self.process.wait(timeout=grace_seconds)
+        stop_group(self.process, grace_seconds)
+
+
+def stop_group(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
+    """End a process and its group: SIGTERM, then SIGKILL after ``grace_seconds``."""
+    if process.poll() is not None:
+        return
+    group = os.getpgid(process.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    # The code server and run workers share the group and may outlive the server.
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    process.wait(timeout=grace_seconds)
+
+
+@contextmanager
+def dagster_daemon(home: Path, env: Mapping[str, str], workdir: Path) -> Iterator[Path]:
+    """`dagster-daemon run` over ``home`` (sensors, schedules); yields its log file.
+
+    Started in its own process group and stopped, group and all, afterwards.
+    """
+    log_path = workdir / "daemon.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [DAEMON, "run", "-m", DEFINITIONS_MODULE, "-d", str(workdir)],
+            cwd=workdir,
+            env={**env, "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield log_path
+    finally:
+        stop_group(process)
 
 
 @contextmanager

@@ -68,11 +68,10 @@ def test_store_positions_show_each_store_with_page_id_source_and_age_and_all_che
     assert set(rows) == set(STORES)
     for store, row in rows.items():
         assert row["status"] == "healthy"
-        assert row["last_order_id"] == row["database_last_order_id"] == last_ids[store]
-        assert row["page"] == env.simulator.page_of(store, last_ids[store])
+        assert row["last_id"] == row["db_last_id"] == last_ids[store]
+        assert row["page"] == row["backup_page"] == env.simulator.page_of(store, last_ids[store])
         assert row["source"] == "redis"
         assert row["age"].endswith(" s")
-        assert row["backup"] == f"page {row['page']}, id {last_ids[store]}"
     assert all(check.passed for check in checks.values()), checks
 
 
@@ -195,7 +194,11 @@ def test_restore_button_restores_a_flushed_redis_from_the_backup(
     flush_redis(env)
     result = materialize([restored_sync_positions], instance=instance, resources=env.resources)
     assert result.success
-    [materialization] = result.asset_materializations_for_node("restored_sync_positions")
+    [materialization] = [
+        m
+        for m in result.asset_materializations_for_node("restored_sync_positions")
+        if m.asset_key.path == ["restored_sync_positions"]
+    ]
     metadata = metadata_values(materialization.metadata)
     assert metadata["from_json"] == len(STORES)
     assert metadata["failed"] == 0
@@ -207,9 +210,12 @@ def test_restore_button_restores_a_flushed_redis_from_the_backup(
         assert rows[store]["last_order_id"] == last_ids[store]
         assert redis_position(env, store).last_order_id == last_ids[store]
     # The restore records the positions as it left them: healthy, every check passed.
-    [observation] = result.asset_observations_for_node("restored_sync_positions")
-    assert observation.asset_key.path == ["store_sync_positions"]
-    assert metadata_values(observation.metadata)["stores_healthy"] == len(STORES)
+    health = [
+        m
+        for m in result.asset_materializations_for_node("restored_sync_positions")
+        if m.asset_key.path == ["store_sync_positions"]
+    ]
+    assert [metadata_values(m.metadata)["stores_healthy"] for m in health] == [len(STORES)]
     checks = checks_by_name(result)
     assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
     assert all(check.passed for check in checks.values()), checks

@@ -90,8 +90,12 @@ def test_recovery_job_restores_a_flushed_redis_from_the_json_backup(
     assert {"store_sync_positions", "restored_sync_positions"} <= keys
     materialized = instance.get_latest_materialization_event(AssetKey("restored_sync_positions"))
     assert materialized is not None and materialized.run_id == result.run_id
-    [observation] = result.asset_observations_for_node("write_positions")
-    assert observation.metadata["stores_healthy"].value == len(STORES)
+    [health] = [
+        m
+        for m in result.asset_materializations_for_node("write_positions")
+        if m.asset_key.path == ["store_sync_positions"]
+    ]
+    assert health.metadata["stores_healthy"].value == len(STORES)
     checks = checks_by_name(result)
     assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
     assert all(check.passed for check in checks.values()), checks

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from dagster import (
     AssetCheckEvaluation,
-    AssetObservation,
+    AssetKey,
+    AssetMaterialization,
     DagsterInstance,
     SensorDefinition,
     build_sensor_context,
 )
 
+from ecosync_pipeline.defs.positions import sensors
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
 from ecosync_pipeline.defs.resources import ecosync_resources
@@ -45,10 +47,14 @@ def tick(
     cursor: str | None,
     resources: dict[str, Any] | None = None,
 ) -> Any:
+    """One tick; its asset events recorded in ``instance``, as the daemon records them."""
     with build_sensor_context(
         instance=instance, cursor=cursor, resources=resources or env.resources
     ) as context:
-        return sensor.evaluate_tick(context)
+        result = sensor.evaluate_tick(context)
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return result
 
 
 def cursor_of(result: Any) -> dict[str, Any]:
@@ -61,8 +67,8 @@ def evaluations(result: Any) -> dict[str, AssetCheckEvaluation]:
 
 
 def observation(result: Any) -> dict[str, Any]:
-    """The metadata of the one observation of store_sync_positions a tick returned."""
-    [seen] = [e for e in result.asset_events if isinstance(e, AssetObservation)]
+    """The metadata of the one materialization of store_sync_positions a tick returned."""
+    [seen] = [e for e in result.asset_events if isinstance(e, AssetMaterialization)]
     assert seen.asset_key.path == ["store_sync_positions"]
     return {k: getattr(v, "value", v) for k, v in seen.metadata.items()}
 
@@ -217,7 +223,7 @@ def test_sensor_says_there_is_nothing_to_lose_before_any_position_is_written(
     assert "nothing to lose" in (result.skip_message or "")
 
 
-def test_sensor_records_a_flush_as_failed_checks_at_once_and_their_end_after_the_recovery(
+def test_sensor_records_a_flush_as_failed_checks_at_once_and_their_end_after_a_restore(
     sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
 ) -> None:
     sync_all(env)
@@ -237,22 +243,46 @@ def test_sensor_records_a_flush_as_failed_checks_at_once_and_their_end_after_the
     assert set(checks) == {"cache_health", "position_health", "layer_agreement"}
     assert not any(c.passed for c in checks.values()), checks
     assert tick(sensor, env, sensor_instance, lost.cursor).asset_events == []
-    assert recover_sync_positions.execute_in_process(
-        instance=sensor_instance, resources=env.resources
-    ).success
+    # Restored outside Dagster (`ecosync positions restore`, or a sync healing itself):
+    # the next tick records the end of the loss.
+    runtime = env.runtime()
+    try:
+        assert all(r.ok for r in runtime.chain.restore_all(runtime.client))
+    finally:
+        runtime.close()
     back = tick(sensor, env, sensor_instance, lost.cursor)
     assert all(c.passed for c in evaluations(back).values()), evaluations(back)
     assert observation(back)["stores_healthy"] == len(STORES)
 
 
 def test_sensor_records_the_health_again_after_an_hour_without_change(
-    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+    sensor: SensorDefinition,
+    env: Env,
+    sensor_instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sync_all(env)
     first = tick(sensor, env, sensor_instance, None)
-    saved = cursor_of(first)
-    assert int(saved["recorded_at"]) == pytest.approx(time.time(), abs=60)
-    hour_ago = json.dumps({**saved, "recorded_at": str(int(time.time()) - 3601)})
-    again = tick(sensor, env, sensor_instance, hour_ago)
-    assert observation(again)["stores_healthy"] == len(STORES)
-    assert int(cursor_of(again)["recorded_at"]) > int(saved["recorded_at"]) - 1
+    assert observation(first)["stores_healthy"] == len(STORES)
+    assert tick(sensor, env, sensor_instance, first.cursor).asset_events == []
+    # An hour later (the refresh period shortened to nothing): recorded again, unchanged.
+    monkeypatch.setattr(sensors, "HEALTH_REFRESH_SECONDS", 0)
+    again = tick(sensor, env, sensor_instance, first.cursor)
+    assert observation(again)["fingerprint"] == observation(first)["fingerprint"]
+
+
+def test_sensor_records_nothing_new_after_a_recovery_that_recorded_the_health_itself(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    env.redis.delete("ecomanager:pageinfo:PURNA")
+    lost = tick(sensor, env, sensor_instance, cursor)
+    assert observation(lost)["stores_missing"] == 1
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources=env.resources
+    ).success
+    # The recovery recorded the health it left; the sensor has nothing to add.
+    assert tick(sensor, env, sensor_instance, lost.cursor).asset_events == []
+    latest = sensor_instance.get_latest_materialization_event(AssetKey("store_sync_positions"))
+    assert latest is not None and latest.asset_materialization is not None
+    assert latest.asset_materialization.metadata["stores_healthy"].value == len(STORES)

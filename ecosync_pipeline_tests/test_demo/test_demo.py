@@ -49,12 +49,16 @@ def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
     assert (demo_root / "data" / "history").exists() or (demo_root / "data" / "storage").exists()
     env = (demo_root / ".env").read_text()
     assert f"ECOSYNC_REDIS_URL={redis_url}" in env
-    # both positions assets have a history in the instance: the sensor's observations of
-    # the loss and of its end, the recovery run's materialization
+    # both positions assets have a history in the instance: the health the sensor and the
+    # recovery recorded (the loss and its end), the recovery run's restore
     monkeypatch.setenv("DAGSTER_HOME", str(demo_root / "data"))
     with DagsterInstance.get() as instance:
-        observed = instance.fetch_observations(AssetKey("store_sync_positions"), limit=10)
-        missing = [r.asset_observation.metadata["stores_missing"].value for r in observed.records]
+        health = instance.fetch_materializations(AssetKey("store_sync_positions"), limit=10)
+        missing = [
+            r.asset_materialization.metadata["stores_missing"].value
+            for r in health.records
+            if r.asset_materialization is not None
+        ]
         assert len(report.rows) in missing and 0 in missing
         restored = instance.get_latest_materialization_event(AssetKey("restored_sync_positions"))
         assert restored is not None and restored.run_id == report.recovery_run_id

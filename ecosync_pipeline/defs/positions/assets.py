@@ -97,7 +97,7 @@ def restore_metadata(reports: Sequence[RestoreReport]) -> dict[str, Any]:
 
 
 def log_health(context: Any, chain: PositionChain) -> None:
-    """Record the positions' health as they stand now: an observation and the checks."""
+    """Record the positions' health as they stand now: store_sync_positions and its checks."""
     for event in health_events(status_report(chain), utc_now()):
         context.log_event(event)
 
@@ -126,7 +126,7 @@ def unrecovered_failure(reports: Sequence[RestoreReport], what: str) -> Failure:
     owners=OWNERS,
     description="What Redis, the JSON backup and the orders database hold for each store "
     "(status, page, last order id, source, age), the cache health in percent, the stores "
-    "per status and what to do. Read-only; cache_loss_sensor observes it on every change.",
+    "per status and what to do. Read-only; cache_loss_sensor records it on every change.",
 )
 def store_sync_positions(
     context: AssetExecutionContext, positions: PositionsResource

@@ -1,5 +1,5 @@
 """The three position checks judged from one StatusReport, and the asset events that
-record them: the checks' results, and an observation of store_sync_positions.
+record them: a materialization of store_sync_positions (the report), then each check.
 
 Each judge is a plain function of the report. The asset check (checks.py), the sensor,
 the recovery job and the restore button all call them, so a check evaluated by a run
@@ -15,7 +15,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetObservation,
+    AssetMaterialization,
     MetadataValue,
 )
 
@@ -39,7 +39,16 @@ CACHE_HEALTH_THRESHOLD = 80.0
 """Percent of the stores whose Redis position must be healthy."""
 ERROR_STATUSES = frozenset({"missing", "reset", "ahead"})
 WARN_STATUSES = frozenset({"stale", "unreachable"})
-AssetEvent = AssetObservation | AssetCheckEvaluation
+AssetEvent = AssetMaterialization | AssetCheckEvaluation
+SENSOR_NOTE = (
+    "cache_loss_sensor launches recover_sync_positions by itself within a tick of a loss: "
+    "look at its runs first."
+)
+
+
+def what_to_do(report: StatusReport) -> MetadataValue:
+    """The recommendation, and where the automatic recovery shows."""
+    return MetadataValue.md(f"{recommendation(report)} {SENSOR_NOTE}")
 
 
 def cache_health_result(report: StatusReport) -> AssetCheckResult:
@@ -49,7 +58,6 @@ def cache_health_result(report: StatusReport) -> AssetCheckResult:
     unhealthy = [s.store for s in report.stores if s.status not in ("healthy", "calculated")]
     metadata: dict[str, Any] = {
         "cache_health_percent": MetadataValue.float(percent),
-        "threshold_percent": MetadataValue.float(CACHE_HEALTH_THRESHOLD),
         "redis_state": MetadataValue.text(report.redis_state),
     }
     if report.redis_state == "unreachable":
@@ -58,10 +66,13 @@ def cache_health_result(report: StatusReport) -> AssetCheckResult:
         metadata["stores_needing_attention"] = MetadataValue.text(", ".join(unhealthy))
     healthy = len(report.stores) - len(unhealthy)
     state = "" if report.redis_state == "ok" else f", Redis {report.redis_state}"
-    description = f"cache health {percent:g}% ({healthy} of {len(report.stores)} healthy{state})"
+    description = (
+        f"cache health {percent:g}% ({healthy} of {len(report.stores)} healthy{state}; "
+        f"passes from {CACHE_HEALTH_THRESHOLD:g}%)"
+    )
     if not passed:
-        description += f", below {CACHE_HEALTH_THRESHOLD:g}%. {recommendation(report)}"
-        metadata["what_to_do"] = MetadataValue.md(recommendation(report))
+        description += f". {recommendation(report)}"
+        metadata["what_to_do"] = what_to_do(report)
     return AssetCheckResult(
         check_name=CACHE_HEALTH,
         passed=passed,
@@ -107,7 +118,7 @@ def position_health_result(report: StatusReport) -> AssetCheckResult:
     else:
         found = [f"ERROR: {', '.join(errors)}"] if errors else []
         found += [f"WARN: {', '.join(warnings)}"] if warnings else []
-        metadata["what_to_do"] = MetadataValue.md(recommendation(report))
+        metadata["what_to_do"] = what_to_do(report)
         description = f"{'; '.join(found)}. {recommendation(report)}"
     return AssetCheckResult(
         check_name=POSITION_HEALTH,
@@ -158,7 +169,7 @@ def layer_agreement_result(report: StatusReport) -> AssetCheckResult:
     if not disagree:
         description = f"all {len(rows)} stores agree across Redis, the backup and the database"
     else:
-        metadata["what_to_do"] = MetadataValue.md(recommendation(report))
+        metadata["what_to_do"] = what_to_do(report)
         description = (
             f"layers disagree for {', '.join(disagree)}; the database is the truth. "
             + recommendation(report)
@@ -180,13 +191,15 @@ JUDGES = {
 
 
 def health_events(report: StatusReport, now: datetime) -> list[AssetEvent]:
-    """The report as asset events: an observation of store_sync_positions and each check.
+    """The report as asset events: a materialization of store_sync_positions, then each check.
 
-    A sensor returns them in its SensorResult (the daemon records them); an op or asset
-    logs them with context.log_event.
+    store_sync_positions is what the layers hold: a sensor or a run that read them
+    records that state as the asset's latest materialization, and the checks after it
+    evaluate that materialization. A sensor returns the events in its SensorResult (the
+    daemon records them); an op or asset logs them with context.log_event.
     """
     events: list[AssetEvent] = [
-        AssetObservation(
+        AssetMaterialization(
             asset_key=STORE_SYNC_POSITIONS,
             description=recommendation(report),
             metadata=status_metadata(report, now),

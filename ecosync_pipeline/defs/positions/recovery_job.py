@@ -10,7 +10,7 @@ runs in one process (the steps are sequential and small, and a recovery should f
 seconds of the loss). A store that cannot be recovered fails the run, naming the store
 and why, after every other store's position has been written. The last step records
 the run as asset events: a materialization of restored_sync_positions, and the health
-of store_sync_positions (an observation and its three checks) as the restore left it.
+of store_sync_positions (a materialization and its three checks) as the restore left it.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's

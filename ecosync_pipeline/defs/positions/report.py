@@ -2,7 +2,7 @@
 recommendation, all from one StatusReport.
 
 The same report feeds store_sync_positions, its three checks, the sensor's live
-observations and the recovery's events, so none of them can disagree with another.
+records and the recovery's events, so none of them can disagree with another.
 A store's status is its Redis position's (``unreachable`` when Redis does not answer):
 a store missing from Redis is never "healthy", whatever the backup holds.
 """
@@ -19,20 +19,19 @@ from dagster import MetadataValue
 
 from ecosync_pipeline.defs.metadata import table
 from ecosync_pipeline.positions.health import HEALTHY_STATUSES, StatusReport, StoreStatus
-from ecosync_pipeline.positions.model import SyncPosition
 
 STATUSES = ("healthy", "missing", "reset", "stale", "ahead", "calculated", "unreachable")
 """Every status a store can show, in the order the counts are listed."""
+# Short columns: the UI shows the table whole beside the asset's sidebar at 1,600 px.
 STORE_COLUMNS = (
     "store",
     "status",
     "page",
-    "last_order_id",
+    "last_id",
     "source",
     "age",
-    "backup",
-    "database_last_order_id",
-    "orders",
+    "backup_page",
+    "db_last_id",
 )
 RESTORE = "Materialize restored_sync_positions"
 
@@ -59,12 +58,9 @@ def age(updated_at: datetime | None, now: datetime) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-def _short(position: SyncPosition | None) -> str:
-    return "none" if position is None else f"page {position.last_page}, id {position.target}"
-
-
 def store_rows(report: StatusReport, now: datetime) -> list[dict[str, Any]]:
-    """One row per store: status, Redis page, last order id, source and age, backup, database."""
+    """One row per store: status, Redis page, last order id, source and age, the backup's
+    page and the database's last order id."""
     rows = []
     for s in report.stores:
         cached = s.redis
@@ -73,12 +69,11 @@ def store_rows(report: StatusReport, now: datetime) -> list[dict[str, Any]]:
                 "store": s.store,
                 "status": store_status(report, s),
                 "page": cached.last_page if cached else None,
-                "last_order_id": cached.target if cached else None,
+                "last_id": cached.target if cached else None,
                 "source": cached.source if cached else None,
                 "age": age(cached.updated_at if cached else None, now),
-                "backup": _short(s.json),
-                "database_last_order_id": s.db_last_order_id,
-                "orders": s.db_order_count,
+                "backup_page": s.json.last_page if s.json else None,
+                "db_last_id": s.db_last_order_id,
             }
         )
     return rows
@@ -125,10 +120,7 @@ def recommendation(report: StatusReport) -> str:
             if len(lost) == 1
             else f"{len(lost)} stores need their positions"
         )
-        parts.append(
-            f"{need} restored ({_named(lost)}): "
-            f"{RESTORE} (the cache_loss_sensor launches recover_sync_positions by itself)."
-        )
+        parts.append(f"{need} restored ({_named(lost)}): {RESTORE}.")
     if ahead := by_status.get("ahead"):
         parts.append(
             f"{_stores_word(len(ahead))} ahead of the orders database ({_named(ahead)}): "
@@ -163,6 +155,7 @@ def status_metadata(report: StatusReport, now: datetime) -> dict[str, Any]:
         **{f"stores_{status}": MetadataValue.int(n) for status, n in counts.items()},
         "stores": table(STORE_COLUMNS, store_rows(report, now)),
         "redis_state": MetadataValue.text(report.redis_state),
+        "fingerprint": MetadataValue.text(fingerprint(report)),
         "backup_location": MetadataValue.path(report.backup_location),
         "dagster/row_count": MetadataValue.int(len(report.stores)),
     }
@@ -176,8 +169,8 @@ def status_metadata(report: StatusReport, now: datetime) -> dict[str, Any]:
 def fingerprint(report: StatusReport) -> str:
     """A digest of what the health shows (statuses, sources, Redis state, loss event).
 
-    The sensor records the health when this changes; a page advancing while the store
-    stays healthy is not a change (new_orders records each sync).
+    The sensor records the health when this differs from the last recorded one; a page
+    advancing while the store stays healthy is not a change (new_orders records each sync).
     """
     shown = [
         report.redis_state,

@@ -9,9 +9,10 @@ The core names every loss with a stable event id; the run_key is built from it, 
 same loss seen on many ticks launches one run and the next loss launches another.
 
 Every tick also reads the positions' health (positions.health.status_report: the same
-round trip, the backup file and one query) and, when what it shows changed or an hour
-passed since it was last recorded, returns it as asset events: an observation of
-store_sync_positions and its three checks. The daemon records them, so the UI shows a
+round trip, the backup file and one query) and, when what it shows differs from the
+last recorded health (by a sensor tick, a recovery or a Materialize) or that is an hour
+old, returns it as asset events: a materialization of store_sync_positions and its three
+checks. The daemon records them, so the UI shows a
 loss within a tick of it, and its end within a tick of the restore, without a click.
 """
 
@@ -35,6 +36,7 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.positions.judges import AssetEvent, health_events
+from ecosync_pipeline.defs.positions.keys import STORE_SYNC_POSITIONS
 from ecosync_pipeline.defs.positions.report import fingerprint
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
@@ -53,19 +55,16 @@ LOSS_EVENT_TAG = "ecosync/loss-event"
 REDIS_STATE_TAG = "ecosync/redis-state"
 HEALTH_REFRESH_SECONDS = 3600
 """The health is recorded at least this often, even when nothing changed."""
-CURSOR_FIELDS = ("generation", "run_id", "last_event", "health", "recorded_at")
+CURSOR_FIELDS = ("generation", "run_id", "last_event")
 
 
 @dataclass(frozen=True)
 class LossCursor:
-    """What the sensor keeps between ticks: the sentinel generation, run_id, last event,
-    and the fingerprint and time (epoch seconds) of the health it last recorded."""
+    """What the sensor keeps between ticks: the sentinel generation, run_id, last event."""
 
     generation: str | None = None
     run_id: str | None = None
     last_event: str | None = None
-    health: str | None = None
-    recorded_at: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "LossCursor":
@@ -85,15 +84,6 @@ class LossCursor:
     def dump(self) -> str:
         """The JSON form stored by Dagster."""
         return json.dumps({k: getattr(self, k) for k in CURSOR_FIELDS}, sort_keys=True)
-
-    def health_due(self, digest: str, now: float) -> bool:
-        """The health shows something new, or was last recorded an hour ago (or never)."""
-        if digest != self.health or self.recorded_at is None:
-            return True
-        try:
-            return now - float(self.recorded_at) >= HEALTH_REFRESH_SECONDS
-        except ValueError:
-            return True
 
 
 def run_key_for(event_id: str) -> str:
@@ -143,7 +133,6 @@ def build_cache_loss_sensor(
             summaries=lambda: _summaries(orders_db),
         )
         requests, skip, after = _decide(context, cursor, look, len(stores))
-        events, after = _health(context, positions, after)
         if cursor_only and not requests:
             skip = SkipReason(
                 f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no "
@@ -153,28 +142,27 @@ def build_cache_loss_sensor(
             run_requests=requests,
             skip_reason=None if requests else skip,
             cursor=after.dump(),
-            asset_events=events,
+            asset_events=_health(context, positions),
         )
 
     return cache_loss_sensor
 
 
-def _health(
-    context: SensorEvaluationContext, positions: PositionsResource, cursor: LossCursor
-) -> tuple[Sequence[AssetEvent], LossCursor]:
-    """The health as asset events when it changed (or an hour passed); the cursor after."""
+def _health(context: SensorEvaluationContext, positions: PositionsResource) -> Sequence[AssetEvent]:
+    """The health as asset events when it differs from the last recorded (or is an hour old)."""
     try:
         report = status_report(positions.chain)
     except EcosyncError as exc:
         # The loss decision stands; the health is recorded on a later tick.
         context.log.warning("positions health not recorded this tick: %s", exc)
-        return [], cursor
-    digest, now = fingerprint(report), time.time()
-    if not cursor.health_due(digest, now):
-        return [], cursor
-    return health_events(report, utc_now()), replace(
-        cursor, health=digest, recorded_at=str(int(now))
-    )
+        return []
+    latest = context.instance.get_latest_materialization_event(STORE_SYNC_POSITIONS)
+    if latest is not None and latest.asset_materialization is not None:
+        recorded = latest.asset_materialization.metadata.get("fingerprint")
+        fresh = time.time() - latest.timestamp < HEALTH_REFRESH_SECONDS
+        if fresh and recorded is not None and recorded.value == fingerprint(report):
+            return []
+    return health_events(report, utc_now())
 
 
 def _decide(

@@ -1,0 +1,108 @@
+"""What the browser tests share: two small stores, their setup sync, Redis positions,
+screenshots under test-output/browser/, and clicking Materialize in the Dagster UI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
+from ecosync_pipeline.simulator import StoreSpec
+from ecosync_pipeline_tests.helpers import World
+from ecosync_pipeline_tests.test_browser.webserver import (
+    Webserver,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output" / "browser"
+RESTORE_ASSET = "restored_sync_positions"
+MATERIALIZE = re.compile(r"^\s*Materialize")
+# The buttons that go ahead in any confirmation the UI may ask for (missing upstream
+# data, launching with a warning); never Cancel.
+CONFIRM = re.compile(r"^\s*(Materialize|Launch|Confirm|Continue)")
+UI_TIMEOUT_MS = 60_000
+RUN_TIMEOUT_S = 90.0
+
+# Small on purpose: a handful of pages each. PURNA's ids start at 500,000 with gaps, so
+# its page is nowhere near id / 20 and a restore must locate it on the API.
+SPECS = (
+    StoreSpec(
+        "NATUR",
+        name="Natura Bio",
+        first_id=1,
+        count=95,
+        gap_rate=0.05,
+        token_env="ECOSYNC_BROWSER_TOKEN_NATUR",
+    ),
+    StoreSpec(
+        "PURNA",
+        name="Purna Maison",
+        first_id=500_000,
+        count=63,
+        stride=7,
+        gap_rate=0.05,
+        token_env="ECOSYNC_BROWSER_TOKEN_PURNA",
+    ),
+)
+STORES = tuple(spec.identifier for spec in SPECS)
+
+
+def redis_positions(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Every store's position as Redis holds it (the stored JSON, parsed)."""
+    positions: dict[str, dict[str, Any]] = {}
+    for store in STORES:
+        raw = client.get(f"{KEY_PREFIX}{store}")
+        if raw is not None:
+            positions[store] = json.loads(raw)
+    return positions
+
+
+def sync_every_store(world: World) -> dict[str, int]:
+    """Sync each store once with the core (setup); the last order id of each."""
+    with world.open() as runtime:
+        last_ids = {store: runtime.sync(store).last_order_id for store in STORES}
+    assert all(last_ids.values()), f"the setup sync stored no orders: {last_ids}"
+    return {store: int(last_id or 0) for store, last_id in last_ids.items()}
+
+
+def save_screenshot(page: Any, tmp_path: Path, name: str) -> Path:
+    """Screenshot into the test's folder, copied to test-output/browser/ at the repo root."""
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, OUTPUT / name)
+    return path
+
+
+def click_materialize(page: Any, server: Webserver, timeout_s: float) -> tuple[dict[str, Any], int]:
+    """Click Materialize, confirm any dialog the UI raises; the run it launched and the
+    number of clicks it took."""
+    button = page.locator("button", has_text=MATERIALIZE).first
+    button.wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    earlier = {r["runId"] for r in server.runs()}
+    button.click()
+    clicks = 1
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        launched = [r for r in server.runs() if r["runId"] not in earlier]
+        if launched:
+            return launched[-1], clicks
+        dialogs = page.get_by_role("dialog")
+        if dialogs.count() and dialogs.last.is_visible():
+            confirm = dialogs.last.locator("button", has_text=CONFIRM)
+            if confirm.count() and confirm.last.is_enabled():
+                OUTPUT.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(OUTPUT / f"dialog-{clicks}.png"))
+                confirm.last.click()
+                clicks += 1
+        time.sleep(0.5)
+    raise AssertionError(
+        f"no run was launched within {timeout_s:.0f} s of clicking Materialize on {RESTORE_ASSET}:"
+        f"\n{server.log_tail()}"
+    )
