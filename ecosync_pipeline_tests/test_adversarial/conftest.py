@@ -15,7 +15,7 @@ import pytest
 
 from ecosync_pipeline.tables import format_table
 from ecosync_pipeline_tests.adversarial import AdversarialServer
-from ecosync_pipeline_tests.test_adversarial.support import CliWorld
+from ecosync_pipeline_tests.test_adversarial.support import CliWorld, cli_world_for
 
 
 @dataclass
@@ -44,13 +44,7 @@ def cli_world(
     adversarial: AdversarialServer, database_url: str, redis_url: str, tmp_path: Path
 ) -> CliWorld:
     """`ecosync sync` pointed at the adversarial server, on PostgreSQL and on SQLite."""
-    env = {
-        "ECOSYNC_DATABASE_URL": database_url,
-        "ECOSYNC_REDIS_URL": redis_url,
-        "ECOSYNC_STORES_FILE": str(tmp_path / "stores.yaml"),
-        "ECOSYNC_BACKUP_PATH": str(tmp_path / "backup" / "sync-positions.json"),
-    }
-    return CliWorld(adversarial, env, tmp_path / "stores.yaml", database_url)
+    return cli_world_for(adversarial, database_url, redis_url, tmp_path)
 
 
 @pytest.fixture

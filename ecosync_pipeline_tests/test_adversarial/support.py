@@ -99,3 +99,16 @@ class CliWorld:
 def missing(world: CliWorld, store: AdversarialStore, expected: Sequence[int]) -> int:
     """How many of ``expected`` order ids the orders table lacks."""
     return len(set(expected) - set(world.stored(store.identifier)))
+
+
+def cli_world_for(
+    server: AdversarialServer, database_url: str, redis_url: str, folder: Path
+) -> CliWorld:
+    """A CliWorld whose stores file, backup and database are this test's own."""
+    env = {
+        "ECOSYNC_DATABASE_URL": database_url,
+        "ECOSYNC_REDIS_URL": redis_url,
+        "ECOSYNC_STORES_FILE": str(folder / "stores.yaml"),
+        "ECOSYNC_BACKUP_PATH": str(folder / "backup" / "sync-positions.json"),
+    }
+    return CliWorld(server, env, folder / "stores.yaml", database_url)
