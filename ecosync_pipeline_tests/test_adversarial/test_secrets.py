@@ -134,8 +134,8 @@ def test_base_url_with_a_password_is_refused_with_its_line_and_never_shown(
     assert shown == 0 and PASSWORD[:6] not in message
     case_row(
         "base_url with user:password@",
-        missing=0,
-        blocked=False,
+        missing=None,
+        blocked=None,
         leaked=shown,
         peak_mb=None,
         message=f"ConfigError: {message}",
