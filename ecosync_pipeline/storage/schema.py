@@ -191,6 +191,8 @@ orders = Table(
         postgresql_where=text("deleted_at IS NOT NULL"),
         sqlite_where=text("deleted_at IS NOT NULL"),
     ),
+    # Revision 0008: orders first seen in a time range (polled while webhooks were silent).
+    Index(None, "store", "first_seen_at"),
 )
 """Every order ever read, once per (store, order_id)."""
 

@@ -19,6 +19,7 @@ from ecosync_pipeline.config import validate_store_identifier
 from ecosync_pipeline.storage.orders import _reading
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
 
+NEVER_DELIVERED_WINDOW = timedelta(days=1)
 DEFAULT_GRACE = timedelta(minutes=10)
 """Longer than a delivery's first retries (22 s, 2 min, 11 min after it): a delivery
 this late is already in trouble."""
@@ -31,8 +32,8 @@ class DeliveryHealth:
     store: str
     last_received_at: datetime | None
     polled_since: int
-    """Orders first seen after the last delivery (and before now - grace), none of them
-    delivered: each is an order the webhooks should have brought."""
+    """Orders first seen after the last delivery (in the last day when there is none) and
+    before now - grace, none of them delivered: each one the webhooks should have brought."""
 
     @property
     def stopped(self) -> bool:
@@ -45,7 +46,7 @@ class DeliveryHealth:
             f"since the last delivery at {self.last_received_at:%Y-%m-%d %H:%M:%S} UTC "
             f"({(now - self.last_received_at).total_seconds() / 60:.0f} min ago)"
             if self.last_received_at
-            else "and no delivery was ever received"
+            else "in the last day, and no delivery was received"
         )
         return (
             f"store {self.store}: polling found {self.polled_since} new orders {since}: "
@@ -67,7 +68,7 @@ def delivery_health(
         polled = select(func.count()).where(
             o.store == store, o.first_seen_at < now - grace, ~delivered
         )
-        if last is not None:
-            polled = polled.where(o.first_seen_at > last)
+        # Never delivered (or purged): the last day, not the store's whole history.
+        polled = polled.where(o.first_seen_at > (last or now - NEVER_DELIVERED_WINDOW))
         count = int(conn.execute(polled).scalar_one())
     return DeliveryHealth(store=store, last_received_at=last, polled_since=count)
