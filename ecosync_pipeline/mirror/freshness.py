@@ -55,7 +55,7 @@ def refresh_statuses(
     calls_before = client.stats.total
     counts = MirrorCounts()
     sid = store.identifier
-    with store_lock(engine, sid):
+    with store_lock(engine, sid) as lease:
         open_before = open_count(engine, sid, store.final_states)
         oldest = oldest_open_order(engine, sid, store.final_states)
         summary = store_summary(engine, sid)
@@ -75,6 +75,7 @@ def refresh_statuses(
                 calls_left=calls_left,
             ):
                 with _transaction(engine, f"store {sid}: refreshing page {segment.page}") as conn:
+                    lease.verify(conn)
                     diff = repair(conn, segment)
                 fetched = len(diff.missing) + len(diff.reappeared)
                 counts.add(diff, fetched=fetched, flagged=len(diff.gone))

@@ -31,6 +31,7 @@ from ecosync_pipeline.mirror.compare import MirrorCounts, repair
 from ecosync_pipeline.mirror.reader import PER_PAGE, Segment, descend
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
+from ecosync_pipeline.storage.locks import StoreLease
 from ecosync_pipeline.storage.mirror import read_state, write_state
 from ecosync_pipeline.sync.engine import _transaction
 
@@ -111,7 +112,7 @@ def reconcile_store(
     started = datetime.now(timezone.utc)
     calls_before = client.stats.total
     counts = MirrorCounts()
-    with store_lock(engine, store.identifier):
+    with store_lock(engine, store.identifier) as lease:
         with _transaction(engine, f"store {store.identifier}: registering the store") as conn:
             ensure_store(conn, store.identifier, store.name)
         state = SweepState.load(read_state(engine, store.identifier, STATE))
@@ -123,7 +124,7 @@ def reconcile_store(
             allowed = min(allowed, max_calls)
         complete = False
         if allowed > 0:
-            complete = _run(store, client, engine, state, counts, allowed, calls_before)
+            complete = _run(store, client, engine, lease, state, counts, allowed, calls_before)
     calls = client.stats.total - calls_before
     result = ReconcileResult(
         store=store.identifier,
@@ -172,6 +173,7 @@ def _run(
     store: Store,
     client: EcoManagerClient,
     engine: Engine,
+    lease: StoreLease,
     state: SweepState,
     counts: MirrorCounts,
     allowed: int,
@@ -192,18 +194,24 @@ def _run(
     ):
         spent = client.stats.total - committed
         committed = client.stats.total
-        done = _commit(engine, segment, state, counts, spent)
+        done = _commit(engine, lease, segment, state, counts, spent)
         if done:
             return True
     return False
 
 
 def _commit(
-    engine: Engine, segment: Segment, state: SweepState, counts: MirrorCounts, spent: int
+    engine: Engine,
+    lease: StoreLease,
+    segment: Segment,
+    state: SweepState,
+    counts: MirrorCounts,
+    spent: int,
 ) -> bool:
-    """Repair one segment and move the cursor past it, in one transaction."""
+    """Repair one segment and move the cursor past it, in one transaction of this lease."""
     store = segment.store
     with _transaction(engine, f"store {store}: reconciling page {segment.page}") as conn:
+        lease.verify(conn)
         diff = repair(conn, segment)
         fetched = len(diff.missing) + len(diff.reappeared)
         counts.add(diff, fetched=fetched, flagged=len(diff.gone))

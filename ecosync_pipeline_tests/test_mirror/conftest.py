@@ -13,13 +13,13 @@ from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.simulator.spec import DEFAULT_UNTIL
 from ecosync_pipeline_tests.helpers import World, make_world
 
-# 800 orders over 80 days: the last ten days' orders are still open (En dispatch,
-# Confirmé, En cours, Expédié), the older ones final. 8 pages of 100.
+# 500 orders over 80 days: the last ten days' orders are still open (En dispatch,
+# Confirmé, En cours, Expédié), the older ones final. 5 pages of 100.
 SPEC = StoreSpec(
     "SHOP",
     name="Shop",
     first_id=1000,
-    count=800,
+    count=500,
     gap_rate=0.04,
     seed=11,
     started=DEFAULT_UNTIL - timedelta(days=80),

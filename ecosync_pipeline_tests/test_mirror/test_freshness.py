@@ -26,7 +26,7 @@ def test_refresh_brings_every_open_order_up_to_date_reading_only_from_the_oldest
         rt.sync("SHOP")
         oldest = oldest_open_order(rt.engine, "SHOP", FINAL)
         opened = open_count(rt.engine, "SHOP", FINAL)
-    assert oldest is not None and 30 < opened < 400, opened
+    assert oldest is not None and 20 < opened < 200, opened
     ids = list(world.simulator.ids("SHOP"))
     still_open = [
         i for i in ids if (world.simulator.order("SHOP", i) or {})["order_state_name"] not in FINAL
