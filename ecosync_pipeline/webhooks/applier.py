@@ -76,5 +76,9 @@ class Applier:
         while not self._stop.is_set():
             self._wake.wait(timeout=self._poll)
             self._wake.clear()
-            if not self._stop.is_set():
+            if self._stop.is_set():
+                return
+            try:
                 self.run_once()
+            except Exception as exc:  # the thread must outlive any one failure
+                logger.error("webhook applier: %s; retrying at the next wake", type(exc).__name__)

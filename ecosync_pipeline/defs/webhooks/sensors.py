@@ -21,6 +21,7 @@ Each tick (one short transaction per batch, no run started):
 import json
 import os
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetObservation,
@@ -48,6 +49,12 @@ from ecosync_pipeline.webhooks.inbox import (
     inbox_stats,
     purge_applied,
 )
+
+if TYPE_CHECKING:
+    # What define_asset_job returns; Dagster does not export the name itself.
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 DEFAULT_INTERVAL_SECONDS = 30
 GAP_TAG = "ecosync/webhook-gap"
@@ -101,13 +108,13 @@ def _since(cursor: str | None) -> datetime | None:
 
 
 def build_webhook_inbox_sensor(
-    job: object, minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS
+    job: "UnresolvedAssetJobDefinition", minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS
 ) -> SensorDefinition:
     """The sensor; ``job`` is the sync job it asks to run for a store with a gap."""
 
     @sensor(
         name="webhook_inbox_sensor",
-        job=job,  # type: ignore[arg-type]
+        job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Applies webhook deliveries the receiver left pending, reports per store "
