@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.serving import ThreadedServer
-from ecosync_pipeline.storage import make_engine
+from ecosync_pipeline.storage import advisory_key, make_engine
 from ecosync_pipeline.storage.schema import webhook_inbox
+from ecosync_pipeline.webhooks.apply import APPLY_LOCK, apply_pending
 from ecosync_pipeline.webhooks.receiver import create_receiver_app
 from ecosync_pipeline.webhooks.signature import sign
 from ecosync_pipeline_tests.test_webhooks.conftest import (
@@ -177,3 +180,20 @@ def test_secret_and_phone_numbers_never_reach_logs_or_answers(
     assert "store NATUR: OrderCreated of order 111" in caplog.text  # it does log, safely
     assert SECRET not in text
     assert PHONE not in text and "Benali" not in text
+
+
+@pytest.mark.parametrize("module_engine", ["postgresql"], indirect=True)
+def test_answers_at_once_while_applying_is_held_up(receiver: Receiver) -> None:
+    """Applying waits on the appliers' lock (held here); storing and answering do not."""
+    with receiver.engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key(APPLY_LOCK)})
+        applying = threading.Thread(target=apply_pending, args=(receiver.engine, {}))
+        applying.start()
+        started = time.monotonic()
+        answer = receiver.post(body_of(order(120)))
+        assert answer.status_code == 200 and time.monotonic() - started < 2
+        assert applying.is_alive()  # still waiting to apply
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(APPLY_LOCK)})
+        holder.commit()
+    applying.join(timeout=10)
+    assert not applying.is_alive()
