@@ -15,6 +15,7 @@ from typing import Any
 from dagster import Definitions, definitions
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.catalog import DEFAULT_FRESHNESS_MINUTES, catalogued
 from ecosync_pipeline.defs.mirror.assets import build_order_statuses, build_reconciled_orders
 from ecosync_pipeline.defs.mirror.schedules import (
     DEFAULT_RECONCILE_CRON,
@@ -57,6 +58,9 @@ def build_definitions(
     workers: int = DEFAULT_WORKERS,
     reconcile_cron: str = DEFAULT_RECONCILE_CRON,
     status_cron: str = DEFAULT_STATUS_CRON,
+    freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
+    git_url: str | None = None,
+    git_branch: str = "main",
 ) -> Definitions:
     """Every asset, check, job, schedule, sensor and resource, for the stores of ``settings``.
 
@@ -70,15 +74,18 @@ def build_definitions(
     schedule = build_order_sync_schedule(
         sync_orders_job, sync_cron, batch_size=batch_size, workers=workers
     )
+    assets = [
+        store_sync_positions,
+        restored_sync_positions,
+        build_new_orders(partitions),
+        webhook_events_spec(partitions),
+        build_reconciled_orders(partitions),
+        build_order_statuses(partitions),
+    ]
     return Definitions(
-        assets=[
-            store_sync_positions,
-            restored_sync_positions,
-            build_new_orders(partitions),
-            webhook_events_spec(partitions),
-            build_reconciled_orders(partitions),
-            build_order_statuses(partitions),
-        ],
+        assets=catalogued(
+            assets, freshness_minutes=freshness_minutes, git_url=git_url, git_branch=git_branch
+        ),
         asset_checks=[position_checks, build_flowing_check(partitions)],
         jobs=[
             sync_orders_job,
@@ -133,4 +140,14 @@ def defs() -> Definitions:
         ),
         reconcile_cron=os.environ.get("ECOSYNC_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
         status_cron=os.environ.get("ECOSYNC_STATUS_CRON") or DEFAULT_STATUS_CRON,
+        freshness_minutes=_whole_number(
+            os.environ,
+            "ECOSYNC_FRESHNESS_MINUTES",
+            DEFAULT_FRESHNESS_MINUTES,
+            1,
+            7 * 24 * 60,
+            "minutes",
+        ),
+        git_url=os.environ.get("ECOSYNC_GIT_URL") or None,
+        git_branch=os.environ.get("ECOSYNC_GIT_BRANCH") or "main",
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, Definitions, DynamicPartitionsDefinition
+from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDefinition
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 
 import ecosync_pipeline.definitions as definitions_module
 from ecosync_pipeline.definitions import build_definitions
@@ -170,3 +172,36 @@ def test_local_instance_config_queues_runs_one_per_store(tmp_path: Path) -> None
         assert not instance.telemetry_enabled
     finally:
         instance.dispose()
+
+
+def test_every_asset_has_owners_and_a_code_reference_and_new_orders_a_freshness_policy(
+    env: Env,
+) -> None:
+    defs = build_definitions(env.settings, resources=env.resources, freshness_minutes=45)
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:back-office"], key
+        if not node.is_materializable:
+            continue  # webhook_events: recorded by the receiver, no code of its own here
+        [reference] = node.metadata["dagster/code_references"].code_references
+        assert Path(reference.file_path).is_file(), (key, reference)
+        assert reference.line_number >= 1
+    positions = graph.get(AssetKey("store_sync_positions")).metadata["dagster/code_references"]
+    assert positions.code_references[0].file_path.endswith("defs/positions/assets.py")
+    policy = graph.get(AssetKey("new_orders")).freshness_policy
+    assert isinstance(policy, TimeWindowFreshnessPolicy)
+    assert policy.warn_window is not None
+    assert policy.warn_window.to_timedelta() == timedelta(minutes=45)
+    assert policy.fail_window.to_timedelta() == timedelta(minutes=180)
+    assert graph.get(AssetKey("store_sync_positions")).freshness_policy is None
+
+
+def test_code_references_link_to_the_repository_when_its_url_is_given(env: Env) -> None:
+    url = "https://github.com/example/ecosync"
+    defs = build_definitions(env.settings, resources=env.resources, git_url=url)
+    node = defs.resolve_asset_graph().get(AssetKey("restored_sync_positions"))
+    [reference] = node.metadata["dagster/code_references"].code_references
+    assert reference.url.startswith(
+        "https://github.com/example/ecosync/tree/main/ecosync_pipeline/defs/positions/assets.py"
+    ), reference.url
