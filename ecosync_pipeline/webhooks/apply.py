@@ -125,33 +125,78 @@ def _last_order_id(conn: Connection, store: str) -> int | None:
     return None if last is None else int(last)
 
 
-def _row_state(conn: Connection, store: str, order_id: int) -> RowState | None:
+def _row_states(conn: Connection, rows: list[InboxRow]) -> dict[tuple[str, int], RowState]:
+    """The stored version of every order the batch touches: one query per store."""
     c = orders_table.c
-    stmt = select(c.updated_at, c.deleted_at).where(c.store == store, c.order_id == order_id)
-    found = conn.execute(stmt).first()
-    return None if found is None else RowState(found[0], found[1])
-
-
-def _apply_one(conn: Connection, row: InboxRow, last_ids: dict[str, int | None]) -> str:
-    """Apply one delivery in the caller's transaction; return its outcome."""
-    try:
-        event = parse_event(row)
-    except (EcosyncError, ValueError) as exc:
-        # Set aside (kept in the inbox, marked), so one bad delivery never blocks the rest.
-        logger.error(
-            "store %s: delivery %d of order %d set aside: %s", row.store, row.id, row.order_id, exc
+    states: dict[tuple[str, int], RowState] = {}
+    for store in sorted({r.store for r in rows}):
+        ids = sorted({r.order_id for r in rows if r.store == store})
+        stmt = select(c.order_id, c.updated_at, c.deleted_at).where(
+            c.store == store, c.order_id.in_(ids)
         )
-        return "invalid"
-    if decide(event, _row_state(conn, row.store, row.order_id)) == "stale":
-        return "stale"
-    upsert_orders(conn, row.store, [event.order])
+        for order_id, updated_at, deleted_at in conn.execute(stmt):
+            states[(store, int(order_id))] = RowState(updated_at, deleted_at)
+    return states
+
+
+def _after_write(before: RowState | None, event: Event) -> RowState:
+    """The row's version once ``event`` is written (the page upsert keeps a newer state)."""
+    served, stored = event.order.updated_at, before.updated_at if before else None
+    overwrite = before is None or stored is None or served is None or served >= stored
     if event.kind == "delete":
-        flag_deleted(conn, row.store, [row.order_id], at=event.deleted_at)
-    last = last_ids.get(row.store)
-    last_ids[row.store] = row.order_id if last is None else max(last, row.order_id)
-    if row.event == "OrderCreated" and (last is None or row.order_id > last + 1):
-        return "gap"
-    return "applied"
+        return RowState(served if overwrite else stored, event.deleted_at)
+    return RowState(served if overwrite else stored, None)
+
+
+@dataclass
+class _Plan:
+    """What a batch does: each delivery's outcome, and the newest event to write per order."""
+
+    outcomes: dict[int, str] = field(default_factory=dict)
+    writes: dict[tuple[str, int], Event] = field(default_factory=dict)
+
+
+def _plan(
+    rows: list[InboxRow], states: dict[tuple[str, int], RowState], last_ids: dict[str, int | None]
+) -> _Plan:
+    """Decide every delivery in arrival order, as if each were written in turn."""
+    plan = _Plan()
+    for row in rows:
+        try:
+            event = parse_event(row)
+        except (EcosyncError, ValueError) as exc:
+            # Set aside (kept in the inbox, marked), so one bad delivery never blocks the rest.
+            logger.error(
+                "store %s: delivery %d of order %d set aside: %s",
+                row.store,
+                row.id,
+                row.order_id,
+                exc,
+            )
+            plan.outcomes[row.id] = "invalid"
+            continue
+        key = (row.store, row.order_id)
+        if decide(event, states.get(key)) == "stale":
+            plan.outcomes[row.id] = "stale"
+            continue
+        # Each write is newer than the one before: the last one is the row's final state.
+        plan.writes[key] = event
+        states[key] = _after_write(states.get(key), event)
+        last = last_ids.get(row.store)
+        last_ids[row.store] = row.order_id if last is None else max(last, row.order_id)
+        gap = row.event == "OrderCreated" and (last is None or row.order_id > last + 1)
+        plan.outcomes[row.id] = "gap" if gap else "applied"
+    return plan
+
+
+def _write(conn: Connection, writes: dict[tuple[str, int], Event]) -> None:
+    """One upsert per store for the final states, then the deletion flags."""
+    for store in sorted({store for store, _ in writes}):
+        events = [e for (s, _), e in writes.items() if s == store]
+        upsert_orders(conn, store, [e.order for e in events])
+        for event in events:
+            if event.kind == "delete":
+                flag_deleted(conn, store, [event.order.id], at=event.deleted_at)
 
 
 def apply_batch(
@@ -164,18 +209,21 @@ def apply_batch(
             if conn.dialect.name == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(advisory_key(APPLY_LOCK))))
             rows = claim_pending(conn, limit)
+            if not rows:
+                return result
             last_ids: dict[str, int | None] = {}
             for store in sorted({r.store for r in rows}):
                 ensure_store(conn, store, names.get(store, store))
                 last_ids[store] = _last_order_id(conn, store)
-            outcomes = {row.id: _apply_one(conn, row, last_ids) for row in rows}
-            mark_applied(conn, outcomes, datetime.now(timezone.utc))
+            plan = _plan(rows, _row_states(conn, rows), last_ids)
+            _write(conn, plan.writes)
+            mark_applied(conn, plan.outcomes, datetime.now(timezone.utc))
     except SQLAlchemyError as exc:
         raise _storage_error(
-            exc, "applying webhook deliveries failed", hint="it is retried"
+            exc, "applying webhook deliveries failed", hint="they stay pending and are retried"
         ) from exc
     for row in rows:
-        outcome = outcomes[row.id]
+        outcome = plan.outcomes[row.id]
         if outcome in ("stale", "invalid"):
             result.stale += 1
             continue
