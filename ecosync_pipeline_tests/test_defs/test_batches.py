@@ -102,6 +102,13 @@ def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
     for store in STORES:
         assert by_store[store]["store"] == store
         assert by_store[store]["orders_new"] == env.simulator.count(store)
+        # The store's shared rate budget after its sync: what it used is counted in Redis.
+        assert by_store[store]["rate_budget_counted_in"] == "redis"
+        used = by_store[store]["rate_budget_day_used"]
+        assert used >= by_store[store]["api_calls"]
+        assert by_store[store]["rate_budget_day_left"] == (
+            by_store[store]["rate_budget_day_limit"] - used
+        )
     checks = {e.partition: e for e in result.get_asset_check_evaluations()}
     assert set(checks) == set(STORES)
     assert all(c.passed for c in checks.values())

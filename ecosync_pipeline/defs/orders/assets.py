@@ -89,10 +89,15 @@ SET_ASIDE_SHOWN = 50
 
 
 def sync_metadata(
-    result: SyncResult, preview: Sequence[dict[str, Any]], order_count: int
+    result: SyncResult,
+    preview: Sequence[dict[str, Any]],
+    order_count: int,
+    quota: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The metadata of one store's sync: numbers the UI plots, the source, a preview."""
+    """The metadata of one store's sync: numbers the UI plots, the source, a preview, and
+    the store's shared rate budget (calls used and left in each window) after it."""
     return {
+        **(quota or {}),
         "store": result.store,
         "pages_fetched": MetadataValue.int(result.pages_fetched),
         "api_calls": MetadataValue.int(result.api_calls),
@@ -144,7 +149,9 @@ def _materialization(outcome: StoreOutcome) -> AssetMaterialization:
     return AssetMaterialization(
         asset_key=NEW_ORDERS,
         partition=outcome.store,
-        metadata=sync_metadata(outcome.result, outcome.preview, outcome.summary.order_count),
+        metadata=sync_metadata(
+            outcome.result, outcome.preview, outcome.summary.order_count, outcome.quota
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from ecosync_pipeline.ecomanager.budget import quota_metadata
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.positions.database_layer import page_hint
@@ -43,6 +44,8 @@ class StoreOutcome:
     summary: StoreSummary | None = None
     served: ServedCount | None = None
     audit: WindowAudit | None = None
+    quota: dict[str, Any] | None = None
+    """The store's shared rate budget after its sync: calls used and left per window."""
     error: EcosyncError | None = None
 
 
@@ -65,7 +68,8 @@ def sync_and_count(
     summary = store_summary(runtime.engine, store_id)
     served = count_served(runtime, summary) if check else None
     audit = audit_last_window(runtime, summary) if check else None
-    return StoreOutcome(store_id, result, tuple(preview), summary, served, audit)
+    quota = quota_metadata(runtime.store(store_id), runtime.settings.redis_url)
+    return StoreOutcome(store_id, result, tuple(preview), summary, served, audit, quota)
 
 
 def count_served(runtime: Runtime, summary: StoreSummary) -> ServedCount:
