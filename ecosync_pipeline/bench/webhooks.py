@@ -285,13 +285,20 @@ def run_webhooks_bench(
         progress(f"phase 1: {rate:g} orders/s for {seconds:g} s, receiver up")
         up = _phase("receiver up", simulator, engine, load, seconds, None)
 
+        unanswered: list[float] = []
+
         def outage() -> None:
             time.sleep(down_at)
             progress(f"  receiver SIGKILLed at {down_at:g} s")
+            killed = time.monotonic()
             receiver.kill()
             time.sleep(down_seconds)
             receiver.start()
-            progress(f"  receiver started again {down_seconds:g} s later")
+            unanswered.append(time.monotonic() - killed)
+            progress(
+                f"  receiver started again {down_seconds:g} s later, answering after "
+                f"{unanswered[0]:.1f} s"
+            )
 
         progress(f"phase 2: the same, receiver killed for {down_seconds:g} s")
         down = _phase(
@@ -305,6 +312,7 @@ def run_webhooks_bench(
         backend=backend,
         retry_schedule=[policy.interval(k) for k in range(1, policy.retries + 1)],
         load_average=os.getloadavg()[0],
+        unanswered_seconds=unanswered[0] if unanswered else 0.0,
     )
 
 

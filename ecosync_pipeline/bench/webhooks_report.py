@@ -184,6 +184,8 @@ class WebhooksReport:
     backend: str
     retry_schedule: Sequence[float]
     load_average: float = 0.0
+    unanswered_seconds: float = 0.0
+    """From the SIGKILL to the restarted receiver's first answer (the restart included)."""
     """The machine's 1-minute load average when the benchmark ended (other work slows it)."""
 
     def table(self) -> str:
@@ -231,7 +233,9 @@ class WebhooksReport:
             f"{self.rate:g} orders/s across 5 stores for {self.seconds:g} s per phase, orders "
             f"database {self.backend}; latency = the order's creation in the simulator to its "
             "row committed in the orders table (its first delivery marked applied).",
-            f"EcoManager's retry schedule, time-scaled: {schedule} s after each failed attempt.",
+            f"EcoManager's retry schedule, time-scaled: {schedule} s after each failed attempt; "
+            f"the killed receiver answered again {self.unanswered_seconds:.1f} s after the kill "
+            "(its restart included).",
             f"With the 15-minute schedule instead, a new order waits {SCHEDULE_AVERAGE_WAIT:.0f} "
             "s on average (900 s at most).",
             "machine: {cpus} cores, Python {python}, {platform}".format(**machine())
@@ -246,5 +250,6 @@ class WebhooksReport:
             "backend": self.backend,
             "retry_schedule": list(self.retry_schedule),
             "load_average": self.load_average,
+            "unanswered_seconds": self.unanswered_seconds,
             "phases": [p.as_dict() for p in self.phases],
         }

@@ -22,7 +22,8 @@ The demo stores (data/stores.yaml; counts are for seed 0):
 Entry points: Simulator (in-process object and control API), StoreSpec (a store's
 shape), create_app (ASGI app), SimulatorServer (uvicorn in a thread), SimulatorClient
 (the control API over HTTP), demo_token (the token a store accepts when its token
-variable is unset).
+variable is unset). ``Simulator.webhooks`` holds the registered webhooks and delivers
+each change, signed and retried as EcoManager does (webhooks.py, delivery.py).
 """
 
 from __future__ import annotations
