@@ -87,6 +87,11 @@ def test_new_orders_syncs_one_store_and_reports_numbers_the_ui_plots(
     # The other store's partition is untouched.
     assert store_summary(env.runtime().engine, "NATUR").order_count == 0
     assert checks_by_name(result)["new_orders_complete"].passed
+    # Launched without the schedule's tags (as a Materialize, a backfill or the CLI), the
+    # run tags itself with its store.
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags["ecosync/store"] == "PURNA"
+    assert run.tags["dagster/partition"] == "PURNA"  # what the run queue limits on
 
 
 def test_new_orders_second_run_fetches_only_the_new_pages_from_redis(

@@ -61,8 +61,10 @@ from ecosync_pipeline.defs.resources import (
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
 
-__all__ = ["NEW_ORDERS", "SyncConfig", "build_new_orders", "sync_metadata"]
+__all__ = ["NEW_ORDERS", "STORE_TAG", "SyncConfig", "build_new_orders", "sync_metadata"]
 DEFAULT_BUDGET_SECONDS = 600.0
+STORE_TAG = "ecosync/store"
+"""The tag every run of one store carries, whatever launched it."""
 # No customer names or phone numbers: metadata is visible to everyone with UI access.
 PREVIEW_COLUMNS = ("order_id", "reference", "order_state", "wilaya", "total", "created_at")
 
@@ -224,6 +226,19 @@ def batch_failure(failed: Sequence[StoreOutcome], total: int) -> Failure:
     )
 
 
+def tag_store_run(context: AssetExecutionContext, stores: Sequence[str]) -> None:
+    """Tag a run of one store ``ecosync/store=<STORE>``, whatever launched it.
+
+    The schedule tags its runs when it asks for them; a Materialize in the UI, a backfill
+    or `dagster asset materialize` does not, so the run tags itself as it starts, and the
+    Runs page filters every run of a store by one tag. The run queue's one-run-per-store
+    limit does not wait for this: it holds on dagster/partition, which every one-store
+    run carries from its submission (data/dagster.yaml).
+    """
+    if len(stores) == 1 and context.run.tags.get(STORE_TAG) != stores[0]:
+        context.instance.add_run_tags(context.run.run_id, {STORE_TAG: stores[0]})
+
+
 def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
 
@@ -269,6 +284,7 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
         stores = list(context.partition_keys)
+        tag_store_run(context, stores)
         materialize = NEW_ORDERS in context.selected_asset_keys
         check = AssetCheckKey(NEW_ORDERS, NEW_ORDERS_COMPLETE) in context.selected_asset_check_keys
         failed: list[StoreOutcome] = []

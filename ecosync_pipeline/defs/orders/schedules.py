@@ -28,7 +28,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ecosync_pipeline.defs.orders.assets import NEW_ORDERS
+from ecosync_pipeline.defs.orders.assets import NEW_ORDERS, STORE_TAG
 from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS
 from ecosync_pipeline.defs.partitions import (
     STORE_PARTITIONS_NAME,
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 DEFAULT_SYNC_CRON = "*/15 * * * *"
 DEFAULT_BATCH_SIZE = 250
-STORE_TAG = "ecosync/store"
 BATCH_TAG = "ecosync/batch"
 
 sync_orders_job = define_asset_job(
