@@ -1,0 +1,91 @@
+"""Under Dagster: a field set aside is named in the run's metadata and log; only an outage
+is retried (a payload that breaks the contract fails once, naming store and page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.orders.assets import build_new_orders
+from ecosync_pipeline.defs.partitions import register_stores, store_partitions
+from ecosync_pipeline.defs.resources import ecosync_resources
+from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
+from ecosync_pipeline_tests.test_adversarial.support import cli_world_for, make_token
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+def materialize_store(
+    store: AdversarialStore,
+    server: AdversarialServer,
+    settings_dir: Path,
+    postgres_url: str,
+    redis_url: str,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    world = cli_world_for(server, postgres_url, redis_url, settings_dir)
+    world.configure(store)
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env(world.env)
+    register_stores(instance, [store.identifier])
+    return materialize(
+        [build_new_orders(store_partitions())],
+        partition_key=store.identifier,
+        instance=instance,
+        resources=ecosync_resources(settings),
+        raise_on_error=False,
+    )
+
+
+def test_set_aside_field_is_named_in_the_materialization_metadata_and_the_run_log(
+    adversarial: AdversarialServer,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = AdversarialStore("DAGODD", make_token(), list(range(1, 11)), odd={4: {"total": "NaN"}})
+    result = materialize_store(
+        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("new_orders")
+    metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    assert metadata["set_aside"] == 1 and metadata["orders_new"] == 10
+    expected = "store DAGODD: page 1: order 4: field 'total' set aside (it is NaN"
+    assert expected in metadata["set_aside_fields"]
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any(expected in message for message in logs)
+
+
+def test_contract_violation_fails_once_without_dagster_retries(
+    adversarial: AdversarialServer,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = AdversarialStore("DAGBAD", make_token(), list(range(1, 41)), ignore_page=True)
+    result = materialize_store(
+        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
+    )
+    assert not result.success
+    events = {e.event_type_value for e in result.all_events}
+    assert "STEP_UP_FOR_RETRY" not in events
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.step_failure_data.user_failure_data
+    assert str(data.description).startswith("ContractViolation: store DAGBAD: page 2")
+    assert data.metadata["retryable"].value == "no"
