@@ -137,6 +137,15 @@ def upsert_orders(
             hint="the transaction is not committed, so the sync position must not advance; "
             "check the database and run the sync again",
         ) from exc
+    # A value a column's own conversion refuses (the order model sets such fields aside
+    # before they get here, so this is a defect, reported as ours rather than raw).
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        ids = sorted(by_id)
+        raise StorageError(
+            f"store {store}: writing {len(ids)} orders (ids {ids[0]}..{ids[-1]}) failed: a "
+            f"value could not be converted for its column ({type(exc).__name__}); nothing "
+            "was committed and the position did not move"
+        ) from exc
     logger.debug(
         "store %s: upserted %d orders (%d new, %d updated)", store, len(rows), new, updated
     )

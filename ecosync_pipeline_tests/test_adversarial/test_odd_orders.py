@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from ecosync_pipeline.ecomanager.models import Order
+from ecosync_pipeline.errors import StorageError
+from ecosync_pipeline.storage import ensure_store, make_engine, migrate, upsert_orders
 from ecosync_pipeline_tests.adversarial import AdversarialStore
 from ecosync_pipeline_tests.test_adversarial.support import (
     CliWorld,
@@ -112,3 +116,19 @@ def test_order_whose_id_the_table_cannot_hold_is_refused_by_name_and_the_rest_fl
         peak_mb=None,
         message=line,
     )
+
+
+def test_a_value_its_column_refuses_is_a_storage_error_naming_the_store_and_ids(
+    database_url: str,
+) -> None:
+    # An Order built past the model's checks: the upsert still reports it as ours.
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            ensure_store(conn, "RAW", "Raw")
+        refused = pytest.raises(StorageError, match=r"store RAW: writing 1 orders \(ids 7..7\)")
+        with refused, engine.begin() as conn:
+            upsert_orders(conn, "RAW", [Order(id=7, total=Decimal("1e15"))])
+    finally:
+        engine.dispose()
