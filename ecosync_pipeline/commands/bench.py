@@ -354,3 +354,43 @@ def fanout(
             progress=_progress,
         )
     _emit(report, as_json)
+
+
+@bench.command("ratelimit")
+@JSON_OPTION
+@click.option("--calls", default=10_000, show_default=True, type=click.IntRange(min=10))
+@click.option(
+    "--processes",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1, max=16),
+    help="Worker processes; roles go round: sync, reconcile, checks, recovery.",
+)
+@click.option(
+    "--time-scale",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=1, max=2000),
+    help="Shortens every window of the budget and of the simulator alike (100: a day "
+    "lasts 864 s; 10,000 calls then take about 16 minutes). Much higher and the machine, "
+    "not the budget, sets the pace.",
+)
+@REDIS_OPTION
+@reports_errors
+def ratelimit_bench(
+    as_json: bool, calls: int, processes: int, time_scale: float, redis_url: str | None
+) -> None:
+    """Mixed traffic of several processes on one store under its shared budget, against
+    the simulator's four windows: 429s, throughput against the best the budget allows."""
+    from ecosync_pipeline.bench.ratelimit import run_ratelimit_bench
+    from ecosync_pipeline.bench.resources import bench_redis_url
+
+    with _quiet_core():
+        report = run_ratelimit_bench(
+            calls=calls,
+            time_scale=time_scale,
+            processes=processes,
+            redis_url=redis_url or bench_redis_url(),
+            progress=_progress,
+        )
+    _emit(report, as_json)

@@ -123,6 +123,7 @@ class SharedBudget:
         max_wait: float = 300.0,
         redis_retry: float = REDIS_RETRY_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        client: redis.Redis | None = None,
     ) -> None:
         self.store = store
         self.budget = budget
@@ -131,11 +132,10 @@ class SharedBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._key = f"{KEY_PREFIX}{store}"
-        self._redis = (
-            redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-            if redis_url
-            else None
-        )
+        self._owns_redis = client is None
+        if client is None and redis_url:
+            client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = client
         self._remote: RedisBucket | None = None
         # Alone (no Redis configured) the process has the whole budget; sharing it
         # without Redis, only its fallback share.
@@ -298,8 +298,8 @@ class SharedBudget:
         )
 
     def close(self) -> None:
-        """Release the Redis connection."""
-        if self._redis is not None:
+        """Release the Redis connection (unless it was handed in, shared)."""
+        if self._redis is not None and self._owns_redis:
             self._redis.close()
 
 
@@ -309,6 +309,9 @@ def _now_ticks() -> int:
 
 
 _registry: dict[tuple[str | None, str], SharedBudget] = {}
+_clients: dict[str, redis.Redis] = {}
+"""One connection pool per Redis URL for every budget of the process (a run syncing a
+thousand stores opens one pool, not a thousand)."""
 _registry_lock = threading.Lock()
 _default_url: list[str | None] = [None]
 
@@ -326,7 +329,13 @@ def shared_budget(store: Store, redis_url: str | None = None) -> SharedBudget:
     with _registry_lock:
         found = _registry.get(key)
         if found is None or found.budget != store.budget:
-            found = SharedBudget(store.identifier, store.budget, url)
+            client = None
+            if url:
+                client = _clients.get(url)
+                if client is None:
+                    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+                    _clients[url] = client
+            found = SharedBudget(store.identifier, store.budget, url, client=client)
             _registry[key] = found
         return found
 

@@ -226,3 +226,17 @@ def test_stores_file_budget_errors_name_the_store_and_the_key(extra: str, messag
     with pytest.raises(ConfigError, match=message) as info:
         parse_budget(extra)
     assert "store NATUR" in str(info.value) and "line 2" in str(info.value)
+
+
+def test_dagster_and_runtime_clients_draw_from_the_shared_budget_in_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ecosync_pipeline.defs.resources import EcoManagerResource
+
+    store = Store(store_id(), "Dagster", "https://d.example.test", "ECOSYNC_TEST_D_TOKEN")
+    monkeypatch.setenv(store.token_env, "D0ken" * 16)
+    resource = EcoManagerResource(budget_redis_url=redis_url)
+    with resource.client(store) as client:
+        budget = client.rate_limiter
+        assert budget is shared_budget(store, redis_url)
+        assert isinstance(budget, SharedBudget) and budget.quota().mode == "redis"
