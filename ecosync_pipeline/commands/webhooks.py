@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -50,18 +51,27 @@ def _store(settings: Settings, identifier: str) -> Store:
 
 
 class GapSyncer:
-    """Runs a store's sync in a thread when a delivery leaves a gap; one at a time per store."""
+    """Runs a store's sync in a thread when a delivery leaves a gap.
 
-    def __init__(self, settings: Settings) -> None:
+    One at a time per store, and at most one every ``min_interval`` seconds: in a store
+    with sparse ids every new order is a "gap", and each sync costs API calls.
+    """
+
+    def __init__(self, settings: Settings, min_interval: float = 60.0) -> None:
         self._settings = settings
+        self._min_interval = min_interval
         self._running: set[str] = set()
+        self._started: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def __call__(self, store: str, ids: list[int]) -> None:
+        now = time.monotonic()
         with self._lock:
-            if store in self._running:
+            recent = now - self._started.get(store, -self._min_interval) < self._min_interval
+            if store in self._running or recent:
                 return
             self._running.add(store)
+            self._started[store] = now
         threading.Thread(target=self._sync, args=(store,), daemon=True).start()
 
     def _sync(self, store: str) -> None:

@@ -133,4 +133,8 @@ def test_sync_on_gap_runs_the_store_sync_once_at_a_time(
             time.sleep(0.1)
     finally:
         engine.dispose()
-    assert simulator.request_count("NATUR") <= 4  # 3 pages of 20 (and no second sync)
+    calls = simulator.request_count("NATUR")
+    assert calls <= 4  # 3 pages of 20 (and no second sync)
+    syncer("NATUR", [48])  # within a minute of the last: skipped
+    time.sleep(0.5)
+    assert simulator.request_count("NATUR") == calls

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL_SECONDS = 30
 GAP_TAG = "ecosync/webhook-gap"
+GAP_SYNC_SLOT = timedelta(minutes=5)
 
 
 def retention() -> timedelta:
@@ -94,8 +95,13 @@ def observation(stats: InboxStats) -> AssetObservation:
 
 
 def _gap_run(store: str, now: datetime) -> RunRequest:
-    """A sync run of one store, because a delivery left a gap above its last id."""
-    request = batch_run_request(StoreBatch((store,)), f"webhook-gap:{now.isoformat()}", 1)
+    """A sync run of one store, because a delivery left a gap above its last id.
+
+    The run_key names the 5-minute slot, so a store whose ids are sparse (every new id a
+    "gap") is synced at most once a slot, not on every tick.
+    """
+    slot = int(now.timestamp() // GAP_SYNC_SLOT.total_seconds())
+    request = batch_run_request(StoreBatch((store,)), f"webhook-gap:{slot}", 1)
     return request.with_replaced_attrs(tags={**request.tags, GAP_TAG: "1"})
 
 
