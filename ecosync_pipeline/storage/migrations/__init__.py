@@ -85,19 +85,25 @@ def head_revision(config: Config | None = None) -> str:
 
 def current_revision(bind: Engine | Connection) -> str | None:
     """The revision the database is at (None for an empty one), read without locking."""
-    if isinstance(bind, Engine):
-        with bind.connect() as conn:
-            return current_revision(conn.execution_options(**READ_ONLY))
     try:
-        revision = MigrationContext.configure(bind).get_current_revision()
-        if revision is None:
-            return _legacy_revision(bind)
-        return revision
+        # Opening and closing the connection are in the try too: a connection dropped
+        # between them fails the first query or the rollback at close.
+        if isinstance(bind, Engine):
+            with bind.connect() as conn:
+                return _read_revision(conn.execution_options(**READ_ONLY))
+        return _read_revision(bind)
     except SQLAlchemyError as exc:
         raise StorageError(
             f"orders database {redact(bind.engine.url)}: reading the schema revision failed "
             f"({describe_error(exc)}); check the database"
         ) from exc
+
+
+def _read_revision(conn: Connection) -> str | None:
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is None:
+        return _legacy_revision(conn)
+    return revision
 
 
 def is_current(engine: Engine) -> bool:
