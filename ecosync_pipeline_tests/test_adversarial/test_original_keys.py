@@ -19,15 +19,19 @@ from ecosync_pipeline_tests.adversarial import AdversarialStore
 from ecosync_pipeline_tests.adversarial.server import ORDERS_PATH
 from ecosync_pipeline_tests.test_adversarial.support import CliWorld, dialect, make_token
 
-ORDERS = 900
+ORDERS = 1200
+# Every call takes DELAY: the run's start (its position's verification call included)
+# plus page 1 fit in BUDGET with room for a loaded machine, the 12 pages (2.4 s) never.
+DELAY = 0.2
+BUDGET = "1.2"
 
 
 def test_first_import_writes_the_originals_fields_in_pages_of_20(
     cli_world: CliWorld, redis_url: str, case_row: Callable[..., None]
 ) -> None:
-    store = AdversarialStore("ORIG", make_token(), list(range(1, ORDERS + 1)), delay=0.15)
+    store = AdversarialStore("ORIG", make_token(), list(range(1, ORDERS + 1)), delay=DELAY)
     cli_world.configure(store, extra={"import_per_page": 100})
-    stopped = cli_world.sync("--budget-seconds", "0.4")
+    stopped = cli_world.sync("--budget-seconds", BUDGET)
     assert stopped.exit_code == 0, stopped.output
     assert "budget" in stopped.stdout
     raw = redis.Redis.from_url(redis_url).get("ecomanager:pageinfo:ORIG")
