@@ -7,6 +7,8 @@ PostgreSQL tests use a database created for the session and dropped after it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -46,6 +48,43 @@ def _claim_redis_db(client: redis.Redis) -> None:
     client.set(REDIS_MARKER, "1")
 
 
+@contextlib.contextmanager
+def _only_session_on(redis_url: str) -> Iterator[None]:
+    """Hold, for the whole session, a PostgreSQL advisory lock named after the Redis database.
+
+    Two sessions on one database (say, two checkouts left at the default) flush each
+    other's keys between a write and its assertion, and the marker cannot tell them
+    apart: the second session is refused here, naming the first. The lock ends with its
+    connection, so a killed session never leaves it behind.
+    """
+    digest = hashlib.sha256(f"ecosync tests on {redis_url}".encode()).digest()
+    # Two keys of 31 bits: an int4 pg_locks shows as the same number (classid, objid).
+    high, low = (int.from_bytes(digest[i : i + 4], "big") >> 1 for i in (0, 4))
+    me = f"ecosync-tests pid {os.getpid()} in {os.getcwd()}"[:63]
+    try:
+        conn = psycopg.connect(
+            TEST_POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5, application_name=me
+        )
+    except psycopg.OperationalError as exc:
+        pytest.exit(f"PostgreSQL is not reachable at {TEST_POSTGRES_ADMIN_URL} ({exc})", 3)
+    with conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (high, low)).fetchone()
+        if row != (True,):
+            holder = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid = %s AND l.objid = %s",
+                (high, low),
+            ).fetchone()
+            pytest.exit(
+                f"Redis database {redis_url} is in use by another test session "
+                f"({holder[0] if holder else 'it has just ended'}); point "
+                "ECOSYNC_TEST_REDIS_URL at a database of your own",
+                returncode=3,
+            )
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_admin() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=5)
@@ -57,8 +96,9 @@ def redis_admin() -> Iterator[redis.Redis]:
             "scripts/services.sh or set ECOSYNC_TEST_REDIS_URL",
             returncode=3,
         )
-    _claim_redis_db(client)
-    yield client
+    with _only_session_on(TEST_REDIS_URL):
+        _claim_redis_db(client)
+        yield client
     client.close()
 
 
