@@ -32,6 +32,8 @@ SWAP_RATE = 0.4
 """At 20 a page a 1,200-order import is 61 requests: about 24 swaps."""
 CURSOR_KS = (0, 1, 99, 100, 101, 250, 1_000)
 STATUS_CHANGES = 1_000
+STATUS_ARRIVALS = 500
+SCENARIOS = ("swaps", "no-meta", "reconcile", "deletions", "statuses", "cursor")
 OLD_DELETIONS = 500
 Progress = Callable[[str], None]
 

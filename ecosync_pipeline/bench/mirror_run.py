@@ -7,6 +7,7 @@ import time
 
 from ecosync_pipeline.bench.mirror import (
     NATUR_LAST_ID,
+    SCENARIOS,
     SWAP_ORDERS,
     MirrorReport,
     Progress,
@@ -57,9 +58,14 @@ def _configure(world: MirrorWorld, specs: list[StoreSpec]) -> None:
 
 
 def run_mirror_bench(
-    *, seeds: int = 10, small: bool = False, redis_url: str | None = None, progress: Progress
+    *,
+    seeds: int = 10,
+    small: bool = False,
+    redis_url: str | None = None,
+    scenarios: tuple[str, ...] = SCENARIOS,
+    progress: Progress,
 ) -> MirrorReport:
-    """Every scenario of the mirror benchmark, on its own databases."""
+    """The scenarios of the mirror benchmark (all by default), on their own databases."""
     report = MirrorReport()
     specs = _specs(seeds, small)
     environ = {spec.token_env: demo_token(spec.identifier) for spec in specs}
@@ -78,27 +84,40 @@ def run_mirror_bench(
         os.environ.update(environ)
         with mirror_world(settings, environ) as world:
             _configure(world, specs)
-            results = []
-            for seed in range(1, seeds + 1):
-                results.append(_swap_seed(world, seed))
-                progress(f"swaps, seed {seed}: {results[-1]['pages'][0].missing} missing")
-            report.seeds = [_plain(r) for r in results]
-            report.rows += _seed_rows(f"swaps during a run, {SWAP_ORDERS:,} orders", results)
-            report.rows += _seed_rows("a deletion during a run, no meta", _no_meta(world))
-            progress("no-meta deletion done; loading the NATUR-sized store")
-            started = time.perf_counter()
-            with world.runtime() as rt:
-                for store_id in (TENTH, BIG):
-                    rt.sync(store_id)
-            progress(f"loaded in {time.perf_counter() - started:.0f} s")
-            report.rows += full_reconcile_rows(world, BIG, TENTH)
-            progress("full reconciles done")
-            report.rows += deletion_rows(world, BIG)
-            progress("deletions done")
-            report.rows += status_rows(world, BIG)
-            progress("statuses done")
-            report.rows += cursor_rows(world, BIG, progress)
+            if "swaps" in scenarios:
+                results = []
+                for seed in range(1, seeds + 1):
+                    results.append(_swap_seed(world, seed))
+                    progress(f"swaps, seed {seed}: {results[-1]['pages'][0].missing} missing")
+                report.seeds = [_plain(r) for r in results]
+                report.rows += _seed_rows(f"swaps during a run, {SWAP_ORDERS:,} orders", results)
+            if "no-meta" in scenarios:
+                report.rows += _seed_rows("a deletion during a run, no meta", _no_meta(world))
+            if set(scenarios) & {"reconcile", "deletions", "statuses", "cursor"}:
+                _natur(world, scenarios, report, progress)
     return report
+
+
+def _natur(
+    world: MirrorWorld, scenarios: tuple[str, ...], report: MirrorReport, progress: Progress
+) -> None:
+    """Load the NATUR-sized store (and its tenth), then its scenarios in order."""
+    progress("loading the NATUR-sized store")
+    started = time.perf_counter()
+    with world.runtime() as rt:
+        for store_id in (TENTH, BIG):
+            rt.sync(store_id)
+    progress(f"loaded in {time.perf_counter() - started:.0f} s")
+    steps = (
+        ("reconcile", lambda: full_reconcile_rows(world, BIG, TENTH)),
+        ("deletions", lambda: deletion_rows(world, BIG)),
+        ("statuses", lambda: status_rows(world, BIG)),
+        ("cursor", lambda: cursor_rows(world, BIG, progress)),
+    )
+    for name, step in steps:
+        if name in scenarios:
+            report.rows += step()
+            progress(f"{name} done")
 
 
 def _plain(result: dict[str, object]) -> dict[str, object]:

@@ -5,7 +5,7 @@
     ecosync bench fanout   [--stores 10,100,1000] [--new-orders K] [--workers 1,2] [--json]
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
-    ecosync bench mirror   [--seeds 10] [--small] [--json]
+    ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -282,14 +282,27 @@ def webhooks_bench(
 @JSON_OPTION
 @click.option("--seeds", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--small", is_flag=True, help="A NATUR-sized store 40 times smaller (quick look).")
+@click.option(
+    "--scenarios",
+    default="swaps,no-meta,reconcile,deletions,statuses,cursor",
+    show_default=True,
+    help="Which scenarios to run, comma-separated.",
+)
 @REDIS_OPTION
 @reports_errors
-def mirror(as_json: bool, seeds: int, small: bool, redis_url: str | None) -> None:
+def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: str | None) -> None:
     """The mirror: swaps and deletions during runs, old deletions, statuses, cursor mode."""
+    from ecosync_pipeline.bench.mirror import SCENARIOS
     from ecosync_pipeline.bench.mirror_run import run_mirror_bench
 
+    wanted = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+    unknown = sorted(set(wanted) - set(SCENARIOS))
+    if unknown:
+        raise click.BadParameter(f"unknown scenarios {', '.join(unknown)}; use {SCENARIOS}")
     with _quiet_core():
-        report = run_mirror_bench(seeds=seeds, small=small, redis_url=redis_url, progress=_progress)
+        report = run_mirror_bench(
+            seeds=seeds, small=small, redis_url=redis_url, scenarios=wanted, progress=_progress
+        )
     _emit(report, as_json)
 
 
