@@ -46,6 +46,16 @@ class Segment:
 
 
 def _segment(store: str, page: Page, high: int) -> Segment:
+    if page.number == 1 and page.is_empty:
+        # Every stored order would be flagged on the word of one empty answer: far more
+        # likely a wrong base_url or a broken server than a store emptied upstream.
+        raise MirrorRefused(
+            f"store {store}: page 1 is empty, so EcoManager serves no orders at all for this "
+            "store; nothing was flagged deleted. Check the store's base_url and token; if "
+            "the store really was emptied upstream, flag its orders by hand",
+            store=store,
+            page=1,
+        )
     low = 0 if page.number == 1 else page.first_id
     if low is None:
         raise MirrorRefused(

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import delete
 
+from ecosync_pipeline.errors import MirrorRefused
 from ecosync_pipeline.mirror import reconcile_store
 from ecosync_pipeline.mirror.reconcile import STATE, SweepState
 from ecosync_pipeline.storage import iter_order_ids, orders, store_summary
@@ -128,3 +129,13 @@ def test_daily_budget_stops_the_reconciliation_until_the_next_day(build) -> None
     assert first.api_calls == 4 and first.calls_left_today == 0
     second = _reconcile(world)
     assert second.api_calls == 0 and not second.sweep_complete
+
+
+def test_reconcile_refuses_to_flag_everything_on_an_empty_answer(world: World) -> None:
+    with world.open() as rt:
+        rt.sync("SHOP")
+    world.simulator.delete_orders("SHOP", list(world.simulator.ids("SHOP")))
+    with pytest.raises(MirrorRefused, match="page 1 is empty"):
+        _reconcile(world)
+    with world.open() as rt:
+        assert deleted_ids(rt.engine, "SHOP") == []
