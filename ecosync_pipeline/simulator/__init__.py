@@ -6,7 +6,11 @@ computes each store's ids and orders on demand from a seed (a store of 180,000 o
 costs a few kilobytes and any page a few milliseconds), and lets a test or a benchmark
 change the store under the client (new orders, deletions, status changes) and turn
 faults on (latency, 429, 503, timeouts, malformed pages, refused tokens), from Python
-or over HTTP.
+or over HTTP. Besides ascending pages it serves the contract's other ways of reading
+(newest first by page, ``sort=-id``; Laravel's keyset cursor, ``sort_direction=desc``;
+one order, ``/orders/{id}``: reading.py), moves open orders through their states over
+time (flow.py), enforces the four rate-limit windows per store (windows.py), and
+reports every change to its observers.
 
 The demo stores (data/stores.yaml; counts are for seed 0):
 

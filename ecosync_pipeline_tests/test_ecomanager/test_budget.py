@@ -253,3 +253,22 @@ def test_dagster_and_runtime_clients_draw_from_the_shared_budget_in_redis(
         budget = client.rate_limiter
         assert budget is shared_budget(store, redis_url)
         assert isinstance(budget, SharedBudget) and budget.quota().mode == "redis"
+
+
+def test_redis_that_forgot_the_script_is_given_it_again_without_falling_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    server = RedisProcess(tmp_path / "redis").start()
+    try:
+        budget = replace(SMALL, per_minute=20, per_hour=30, per_day=40, time_scale=100)
+        shared = SharedBudget(store_id(), budget, server.url, max_wait=0.05)
+        assert take(shared, 1) == 1
+        redis.Redis.from_url(server.url).script_flush()  # our own server: as after a restart
+        with caplog.at_level(logging.WARNING, logger="ecosync_pipeline.ecomanager.budget"):
+            assert take(shared, 2) == 2
+        assert "Redis unreachable" not in caplog.text
+        assert shared.quota().mode == "redis" and shared.quota().window("minute").used == 3
+    finally:
+        server.stop()
