@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from ecosync_pipeline.serving import ThreadedServer
 from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.simulator.delivery import DeliveryPolicy
 from ecosync_pipeline.webhooks.signature import sign, verify
 
 SECRET = "s3cr3t-for-tests"
@@ -140,7 +141,7 @@ def test_list_pages_by_cursor_and_update_status_and_delete(
         assert api.get(f"/webhooks/{ids[1]}").status_code == 404
 
 
-def test_failed_deliveries_are_retried_six_times_on_a_growing_schedule_then_disabled(
+def test_failed_deliveries_are_retried_on_a_growing_schedule_then_the_webhook_disabled(
     simulator: Simulator, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
@@ -238,3 +239,13 @@ def test_switches_delay_and_reorder_a_share_of_deliveries(
     arrived = [json.loads(body)["data"]["id"] for _, body, _ in rec.posts]
     assert sorted(arrived) == created and arrived != created
     assert hub.dispatcher.counts["reordered"] > 0
+
+
+def test_default_policy_is_six_retries_growing_to_about_a_day_and_the_scale_shrinks_it() -> None:
+    policy = DeliveryPolicy()
+    intervals = [policy.interval(k) for k in range(1, policy.retries + 1)]
+    assert policy.retries == 6 and policy.timeout == 5.0
+    assert all(b == 5 * a for a, b in zip(intervals, intervals[1:], strict=False))
+    assert 23 * 3600 < sum(intervals) < 25 * 3600  # the last about 24 hours after the first
+    shrunk = policy.updated(time_scale=0.001)
+    assert sum(shrunk.interval(k) for k in range(1, 7)) == pytest.approx(sum(intervals) * 0.001)
