@@ -277,7 +277,7 @@ def positions_ahead(rt: Runtime) -> list[str]:
     ids = [s.identifier for s in rt.stores]
     summaries = store_summaries(rt.engine)
     snapshot = rt.chain.redis.snapshot(ids)
-    backup = rt.chain.read_backup()
+    backup = rt.chain.backup.read_many(rt.stores).positions
     problems = []
     for sid in ids:
         summary = summaries.get(sid)

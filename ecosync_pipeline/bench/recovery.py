@@ -62,6 +62,7 @@ from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.database_layer import DatabaseLayer, page_hint
 from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
+from ecosync_pipeline.positions.page_size import page_for
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import (
@@ -439,7 +440,7 @@ def _hint(loss: Loss, p: _Prepared, chain: PositionChain) -> int:
         backed = chain.backup.read(p.store.identifier)
         if backed is None:
             raise SyncError(f"store {p.store.identifier}: the JSON backup lost its entry")
-        return backed.hint_for(PER_PAGE)
+        return page_for(backed, PER_PAGE)
     return page_hint(len(p.base_ids), PER_PAGE)
 
 

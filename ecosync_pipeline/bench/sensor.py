@@ -4,9 +4,8 @@ For each store count N, positions for N stores are written to the benchmark's ow
 database (one MULTI/EXEC, as a recovery writes them), and each method is timed over
 ``ticks`` ticks, with every store healthy and again after a flush:
 
-    probe           positions.health.probe: MGET of every key, the sentinel, INFO (one trip)
-    detect          positions.health.detect_cache_loss on a fresh probe
-    watch           positions.recovery.watch, what the sensor calls each tick
+    probe           RedisLayer.read_many: MGET of every key, the sentinel, INFO (one trip)
+    detect          positions.loss.detect on a fresh probe, as the sensor calls it each tick
     stores file     config.load_stores of the N-store file, which the sensor reads each tick
     dagster sensor  cache_loss_sensor evaluated for real (build_sensor_context, ephemeral
                     instance): reads the stores file, opens Redis, watches, decides
@@ -34,8 +33,7 @@ from ecosync_pipeline.bench.resources import (
     temporary_folder,
 )
 from ecosync_pipeline.config import Settings, load_stores
-from ecosync_pipeline.positions import recovery
-from ecosync_pipeline.positions.health import detect_cache_loss, probe
+from ecosync_pipeline.positions.loss import detect
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 
@@ -257,23 +255,19 @@ def _measure_count(
             stores_file=str(stores_file),
             backup_path=str(folder / "sync-positions.json"),
         )
-        generation = detect_cache_loss(layer, ids).cursor
+        generation = detect(layer.read_many(ids), ids).cursor
         cursor = dagster.tick(settings, None)[1] if dagster is not None else None
         for state in STATES:
             if state == "flushed":
                 r.flush()
 
             def do_probe() -> str:
-                snap = probe(layer, ids)
+                snap = layer.read_many(ids)
                 return f"{len(snap.positions)} keys"
 
             def do_detect() -> str:
-                loss = detect_cache_loss(layer, ids, cursor=generation)
+                loss = detect(layer.read_many(ids), ids, cursor=generation, summaries=lambda: None)
                 return loss.event_id or loss.redis_state
-
-            def do_watch() -> str:
-                look = recovery.watch(layer, ids, cursor=generation, summaries=lambda: None)
-                return look.loss.event_id or look.loss.redis_state
 
             def do_stores() -> str:
                 return f"{len(load_stores(stores_file))} stores"
@@ -281,7 +275,6 @@ def _measure_count(
             methods: list[tuple[str, Callable[[], str]]] = [
                 ("probe", do_probe),
                 ("detect", do_detect),
-                ("watch", do_watch),
                 ("stores file", do_stores),
             ]
             if dagster is not None:
@@ -331,7 +324,7 @@ def run_sensor_bench(
         if sensor is not None:
             sensor.close()
     report.notes.append(
-        "probe/detect/watch reuse one Redis connection; the dagster sensor builds its "
+        "probe/detect reuse one Redis connection; the dagster sensor builds its "
         "resources, reads the stores file and connects to Redis on every tick"
     )
     report.seconds = time.perf_counter() - started

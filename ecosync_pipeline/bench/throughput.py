@@ -58,6 +58,7 @@ from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.database_layer import DatabaseLayer
 from ecosync_pipeline.positions.json_layer import JsonBackup
+from ecosync_pipeline.positions.layer import Written
 from ecosync_pipeline.positions.model import SyncPosition
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.simulator import StoreSpec
@@ -129,10 +130,10 @@ class _TimedClient(EcoManagerClient):
 class _TimedRedis(RedisLayer):
     split: Split
 
-    def write(self, position: SyncPosition, *, recovery: bool = False) -> bool:
+    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
         started = time.perf_counter()
         try:
-            return super().write(position, recovery=recovery)
+            return super().write_many(positions, recovery=recovery)
         finally:
             self.split.redis += time.perf_counter() - started
 
@@ -140,10 +141,16 @@ class _TimedRedis(RedisLayer):
 class _TimedBackup(JsonBackup):
     split: Split
 
-    def write_many(self, positions: Sequence[SyncPosition]) -> None:
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
         started = time.perf_counter()
         try:
-            super().write_many(positions)
+            return super().write_many(positions, recovery=recovery, generation=generation)
         finally:
             self.split.json += time.perf_counter() - started
 

@@ -8,9 +8,9 @@ import click
 
 from ecosync_pipeline.commands import reports_errors
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.positions.chain import RestoreReport
 from ecosync_pipeline.positions.health import StatusReport, status_report
 from ecosync_pipeline.positions.model import SyncPosition
+from ecosync_pipeline.positions.outcomes import RestoreReport
 from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisRead
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.tables import format_table

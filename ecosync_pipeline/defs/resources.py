@@ -32,7 +32,8 @@ from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.chain import PositionChain
-from ecosync_pipeline.positions.factory import build_chain, build_redis
+from ecosync_pipeline.positions.factory import build_backup, build_chain, build_redis
+from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.storage import make_engine, upgrade_if_behind
 
@@ -170,6 +171,7 @@ class PositionsResource(ConfigurableResource):
     ecomanager: EcoManagerResource
     _chain: PositionChain | None = PrivateAttr(default=None)
     _redis: RedisLayer | None = PrivateAttr(default=None)
+    _backup: JsonBackup | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
         """The core's Settings: explicit resource values over the ECOSYNC_* environment."""
@@ -198,6 +200,15 @@ class PositionsResource(ConfigurableResource):
         if self._redis is None:
             self._redis = build_redis(self.settings())
         return self._redis
+
+    @property
+    def backup(self) -> JsonBackup:
+        """Layer 2 alone, for the sensor's read of the generation it recorded."""
+        if self._chain is not None:
+            return self._chain.backup
+        if self._backup is None:
+            self._backup = build_backup(self.settings())
+        return self._backup
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._chain is not None:

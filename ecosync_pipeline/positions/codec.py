@@ -3,7 +3,7 @@
 Both layers keep the original system's camelCase keys (``lastPage``, ``firstId``,
 ``lastId``, ``timestamp``, ``storeName``, and in the file ``storeIdentifier`` and
 ``lastOrderId``), so a deployment can switch over with the old data in place. We add
-``lastOrderId`` (to Redis), ``perPage``, ``source`` and ``verified``; a value written
+``lastOrderId`` (to Redis), ``perPage``, ``source``, ``verified`` and ``lastIndex``; a value written
 by the original system lacks them and is read with the original's meaning: the last
 synced id is ``lastId`` and pages hold 20 orders.
 
@@ -82,6 +82,7 @@ def position_fields(position: SyncPosition) -> dict[str, Any]:
         "perPage": position.per_page,
         "source": position.source,
         "verified": position.verified,
+        "lastIndex": position.last_index,
     }
 
 
@@ -110,6 +111,11 @@ def position_from_fields(store: str, data: object, *, source: PositionSource) ->
         raise InvalidStoredPosition(f"perPage is {per_page!r}, not 1 to {MAX_PER_PAGE}")
     name = data.get("storeName")
     verified = data.get("verified", False)
+    index = data.get("lastIndex")
+    if index is not None and (
+        not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= per_page
+    ):
+        raise InvalidStoredPosition(f"lastIndex is {index!r}, not 1 to perPage ({per_page})")
     return SyncPosition(
         store=store,
         store_name=name if isinstance(name, str) and name else store,
@@ -121,4 +127,5 @@ def position_from_fields(store: str, data: object, *, source: PositionSource) ->
         source=source,
         per_page=per_page,
         verified=verified is True,
+        last_index=index,
     )

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Store
+from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.storage import StoreSummary, store_summaries, store_summary
 
@@ -48,31 +51,50 @@ def position_from_summary(store: Store, summary: StoreSummary | None) -> SyncPos
     )
 
 
+@dataclass(frozen=True)
+class DatabaseRead(LayerRead):
+    """The database's position for each store, and the summaries they come from."""
+
+    layer: LayerName = "database"
+    summaries: Mapping[str, StoreSummary] = field(default_factory=dict)
+
+    def summary(self, store: str) -> StoreSummary | None:
+        """The store's last order id and count (None when it has no orders)."""
+        return self.summaries.get(store)
+
+
 class DatabaseLayer:
     """Positions computed from the orders table (read only: the sync writes the orders)."""
 
-    name: Final = "database"
+    name: Final[LayerName] = "database"
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def summaries(self) -> dict[str, StoreSummary]:
-        """Last order id and count of every store with orders, in one query."""
-        return store_summaries(self.engine)
+    def read_many(self, stores: Sequence[Store]) -> DatabaseRead:
+        """Every store's position from one query (one store: a query on its index only)."""
+        try:
+            if len(stores) == 1:
+                one = store_summary(self.engine, stores[0].identifier)
+                summaries = {one.store: one} if one.order_count else {}
+            else:
+                summaries = store_summaries(self.engine)
+        except EcosyncError as exc:
+            return DatabaseRead(error=str(exc), failure=exc)
+        return DatabaseRead(
+            positions={
+                s.identifier: position_from_summary(s, summaries.get(s.identifier)) for s in stores
+            },
+            summaries=summaries,
+        )
 
-    def summary(self, store: str) -> StoreSummary:
-        """Last order id and count of one store (None and 0 without orders)."""
-        return store_summary(self.engine, store)
+    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+        """Nothing to write: the sync's committed orders are this layer's positions."""
+        return Written()
 
     def read(self, store: Store) -> SyncPosition:
-        """The store's position as the database sees it (one query)."""
-        return position_from_summary(store, self.summary(store.identifier))
-
-    def read_all(
-        self,
-        stores: list[Store] | tuple[Store, ...],
-        summaries: Mapping[str, StoreSummary] | None = None,
-    ) -> dict[str, SyncPosition]:
-        """Every store's database position, from one query (or the summaries given)."""
-        known = self.summaries() if summaries is None else summaries
-        return {s.identifier: position_from_summary(s, known.get(s.identifier)) for s in stores}
+        """The store's position as the database sees it; raises StorageError if it cannot."""
+        read = self.read_many([store])
+        if read.failure is not None:
+            raise read.failure
+        return read.positions[store.identifier]

@@ -1,175 +1,20 @@
-"""Loss detection and position health: is Redis still holding what we wrote?
+"""Position health: what every layer holds for each store, judged against the database.
 
-``probe`` is the cheap check a sensor runs every tick: one Redis round trip (MGET of every
-store's key, the sentinel hash, INFO server), no database, no file.
-
-Loss events and their ids
--------------------------
-A sensor must launch one recovery per loss, however many ticks see it, and a new one
-for the next loss. ``detect_cache_loss`` names each loss with a stable ``event_id``:
-
-- flushed: the sentinel is gone while positions are expected (the caller saw a
-  generation before, keys remain, or the database has orders), or its generation
-  differs from the one the caller saw last (the sentinel was lost and recreated by a
-  write in between). The id is ``flushed:<last generation seen>`` (or, when the caller
-  never saw one, ``flushed:run-<redis run_id>``): the lost generation never comes back,
-  so every tick names the same event, and the generation written after the restore is
-  what the next flush will name.
-- restarted: the sentinel survived (persistence) but Redis runs under another run_id.
-  The id is ``restarted:<generation>:<run_id now>``; the next position write records
-  the new run_id, which ends the event.
-- missing: the sentinel is there, but stores it lists (or stores with orders, when the
-  database summaries are given) have no key: deleted, expired or evicted. The id is
-  ``missing:<generation>:<epoch>:<digest of the missing stores>``; every recovery write
-  bumps the epoch, so the same stores lost again later are a new event.
-
-The caller keeps ``LossReport.cursor`` (the generation last seen) and passes it back.
+``status_report`` reads the layers once (chain.snapshot: one Redis round trip, one file
+read, one query), judges each position with chain.classify, and names the loss, if any,
+with positions.loss, so the CLI, the assets, the checks and the sensor agree.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from ecosync_pipeline.config import Store
-from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.chain import USABLE, PositionChain, classify
 from ecosync_pipeline.positions.codec import format_timestamp
-from ecosync_pipeline.positions.model import PositionStatus, SyncPosition, utc_now
-from ecosync_pipeline.positions.redis_layer import RedisLayer, RedisSnapshot
-from ecosync_pipeline.storage import StoreSummary
-
-RedisState = Literal["ok", "flushed", "restarted", "unreachable"]
-HEALTHY_STATUSES: frozenset[PositionStatus] = frozenset({"healthy", "calculated"})
-
-
-def _ids(stores: Iterable[Store | str]) -> list[str]:
-    return [s.identifier if isinstance(s, Store) else s for s in stores]
-
-
-def probe(redis: RedisLayer, stores: Iterable[Store | str]) -> RedisSnapshot:
-    """Every store's key, the sentinel and the run_id, in ONE Redis round trip."""
-    return redis.snapshot(_ids(stores))
-
-
-@dataclass(frozen=True)
-class LossReport:
-    """What a probe says about Redis: its state, the stores without a key, the event id."""
-
-    redis_state: RedisState
-    missing: tuple[str, ...]
-    event_id: str | None
-    cursor: str
-    generation: str | None
-    run_id: str | None
-    checked_at: datetime
-    expected: int
-
-    @property
-    def flushed(self) -> bool:
-        return self.redis_state == "flushed"
-
-    @property
-    def restarted(self) -> bool:
-        return self.redis_state == "restarted"
-
-    @property
-    def unreachable(self) -> bool:
-        return self.redis_state == "unreachable"
-
-    @property
-    def lost(self) -> bool:
-        """Positions were lost (a flush, or keys gone): a recovery is due."""
-        return self.flushed or bool(self.missing)
-
-
-def _digest(stores: Sequence[str]) -> str:
-    return hashlib.sha256(",".join(sorted(stores)).encode()).hexdigest()[:12]
-
-
-def detect_cache_loss(
-    redis: RedisLayer,
-    stores: Iterable[Store | str],
-    *,
-    cursor: str | None = None,
-    summaries: Mapping[str, StoreSummary] | None = None,
-    snapshot: RedisSnapshot | None = None,
-) -> LossReport:
-    """Classify Redis (ok, flushed, restarted, unreachable) and name the loss event, if any.
-
-    ``cursor`` is the previous report's cursor; ``summaries`` (optional, from the orders
-    database) make stores with orders count as expected; ``snapshot`` reuses a probe.
-    """
-    ids = _ids(stores)
-    snap = snapshot if snapshot is not None else redis.snapshot(ids)
-    previous = cursor or None
-    with_orders = {s for s, v in (summaries or {}).items() if v.order_count > 0}
-    now = utc_now()
-    if not snap.available:
-        return LossReport("unreachable", (), None, previous or "", None, None, now, 0)
-    sentinel = snap.sentinel
-    written = sentinel.stores if sentinel is not None else frozenset()
-    expected = [s for s in ids if s in written or s in with_orders]
-    missing = tuple(s for s in expected if s not in snap.positions)
-    generation = sentinel.generation if sentinel is not None else None
-    new_cursor = generation or previous or ""
-    lost_sentinel = sentinel is None and (
-        previous is not None or bool(snap.positions) or bool(with_orders & set(ids))
-    )
-    replaced = sentinel is not None and previous is not None and generation != previous
-    if lost_sentinel or replaced:
-        if sentinel is None:
-            missing = tuple(
-                s
-                for s in ids
-                if s not in snap.positions and (s in with_orders or summaries is None)
-            )
-        name = previous or f"run-{snap.run_id or 'unknown'}"
-        return LossReport(
-            "flushed",
-            missing,
-            f"flushed:{name}",
-            new_cursor,
-            generation,
-            snap.run_id,
-            now,
-            len(expected),
-        )
-    if sentinel is not None and snap.restarted:
-        return LossReport(
-            "restarted",
-            missing,
-            f"restarted:{sentinel.generation}:{snap.run_id}",
-            new_cursor,
-            generation,
-            snap.run_id,
-            now,
-            len(expected),
-        )
-    event = None
-    if missing and sentinel is not None:
-        event = f"missing:{sentinel.generation}:{sentinel.epoch}:{_digest(missing)}"
-    return LossReport("ok", missing, event, new_cursor, generation, snap.run_id, now, len(expected))
-
-
-def classify(position: SyncPosition | None, summary: StoreSummary | None) -> PositionStatus:
-    """A layer's position for one store compared with the orders database."""
-    db_last = summary.last_order_id if summary is not None and summary.order_count else None
-    if db_last is None:
-        if position is None or position.target is None:
-            return "calculated"
-        return "ahead"
-    if position is None:
-        return "missing"
-    target = position.target
-    if target is None:
-        # Page 1 with nothing synced while the database has orders: the original bug.
-        return "reset"
-    if target > db_last:
-        return "ahead"
-    return "stale" if target < db_last else "healthy"
+from ecosync_pipeline.positions.loss import LossReport, RedisState, detect
+from ecosync_pipeline.positions.model import PositionStatus, SyncPosition
 
 
 def cache_health(statuses: Iterable[PositionStatus]) -> float:
@@ -181,7 +26,7 @@ def cache_health(statuses: Iterable[PositionStatus]) -> float:
     values = list(statuses)
     if not values:
         return 1.0
-    return sum(1 for s in values if s in HEALTHY_STATUSES) / len(values)
+    return sum(1 for s in values if s in USABLE) / len(values)
 
 
 @dataclass(frozen=True)
@@ -245,27 +90,33 @@ class StatusReport:
 
 
 def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusReport:
-    """Read every layer once (one Redis round trip, one file read, one query) and judge."""
-    stores = chain.stores
-    snap = chain.redis.snapshot(s.identifier for s in stores)
-    backup = chain.read_backup()
-    summaries = chain.database.summaries()
-    loss = detect_cache_loss(chain.redis, stores, cursor=cursor, summaries=summaries, snapshot=snap)
+    """Read every layer once and judge each store's positions against the database."""
+    snap = chain.snapshot()
+    truth = snap.database
+    if truth.failure is not None:
+        raise truth.failure
+    loss = detect(
+        snap.redis,
+        [s.identifier for s in chain.stores],
+        cursor=cursor,
+        summaries=truth.summaries,
+        backup_generation=lambda: snap.json.generation,
+    )
     rows: list[StoreStatus] = []
-    for store in stores:
+    for store in chain.stores:
         sid = store.identifier
-        summary = summaries.get(sid)
-        cached = snap.positions.get(sid)
+        summary = truth.summary(sid)
+        cached = snap.redis.get(sid)
         rows.append(
             StoreStatus(
                 store=sid,
                 name=store.name,
                 redis=cached,
-                json=backup.get(sid),
+                json=snap.json.get(sid),
                 db_last_order_id=summary.last_order_id if summary else None,
                 db_order_count=summary.order_count if summary else 0,
-                status=classify(cached, summary),
-                json_status=classify(backup.get(sid), summary),
+                status=classify(cached, truth.get(sid)),
+                json_status=classify(snap.json.get(sid), truth.get(sid)),
             )
         )
     counts: dict[str, int] = {}
@@ -274,7 +125,7 @@ def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusR
     quarantined = chain.backup.last_quarantined
     return StatusReport(
         stores=tuple(rows),
-        cache_health=cache_health(r.status for r in rows) if snap.available else 0.0,
+        cache_health=cache_health(r.status for r in rows) if snap.redis.available else 0.0,
         redis_state=loss.redis_state,
         loss=loss,
         backup_location=chain.backup.location,

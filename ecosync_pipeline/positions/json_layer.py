@@ -1,9 +1,13 @@
 """Layer 2: the JSON backup file, in the original system's format.
 
-    {"version": "1.0.0", "timestamp": "...",
+    {"version": "1.0.0", "timestamp": "...", "redisGeneration": "...",
      "stores": {"NATUR": {"storeIdentifier": "NATUR", "storeName": "...", "lastPage": 9081,
                           "lastOrderId": 181601, "firstId": 181590, "lastId": 181601,
                           "timestamp": "...", "source": "redis", "perPage": 20, ...}}}
+
+``redisGeneration`` is the Redis sentinel generation of the last write that reached
+Redis too: it outlives a flush of Redis, so loss detection can name the generation that
+was lost even when it never saw it (the original system ignores the key).
 
 The file may live on any fsspec filesystem (a local path, ``file://``, ``memory://``,
 ``s3://``...). Every write is a read-modify-write under a lock (a FileLock next to a
@@ -33,7 +37,7 @@ import filelock
 from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
-from ecosync_pipeline.config import STORE_ID_PATTERN
+from ecosync_pipeline.config import STORE_ID_PATTERN, Store
 from ecosync_pipeline.errors import BackupCorrupt, PositionError
 from ecosync_pipeline.positions.codec import (
     InvalidStoredPosition,
@@ -41,6 +45,7 @@ from ecosync_pipeline.positions.codec import (
     position_fields,
     position_from_fields,
 )
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 
 logger = logging.getLogger(__name__)
@@ -63,7 +68,7 @@ class _Unreadable(Exception):
 class JsonBackup:
     """The JSON backup of every store's position (layer 2)."""
 
-    name: Final = "json"
+    name: Final[LayerName] = "json"
 
     def __init__(
         self,
@@ -85,6 +90,43 @@ class JsonBackup:
         """The file's path or URL, for messages."""
         return str(self.path)
 
+    # -- the layer interface -------------------------------------------------------------
+
+    def read_many(self, stores: Sequence[Store]) -> LayerRead:
+        """The entries of ``stores`` and the recorded Redis generation, in one file read."""
+        try:
+            document = self._load()
+        except PositionError as exc:
+            return LayerRead("json", error=str(exc), failure=exc)
+        if document is None:
+            return LayerRead("json")
+        held = self._positions(document)
+        wanted = {s.identifier for s in stores}
+        generation = document.get("redisGeneration")
+        return LayerRead(
+            "json",
+            positions={k: v for k, v in held.items() if k in wanted},
+            generation=generation if isinstance(generation, str) else None,
+        )
+
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
+        """Update several stores' entries in one locked read-modify-write.
+
+        ``generation`` (the Redis sentinel's, when Redis took the same write) is recorded.
+        """
+        try:
+            self._write_entries(positions, generation)
+        except PositionError as exc:
+            logger.warning("%s", exc)
+            return Written(error=str(exc))
+        return Written()
+
     # -- reads ---------------------------------------------------------------------------
 
     def read_all(self) -> dict[str, SyncPosition]:
@@ -98,12 +140,11 @@ class JsonBackup:
 
     # -- writes --------------------------------------------------------------------------
 
-    def write(self, position: SyncPosition) -> None:
-        """Update one store's entry (others are kept); raise PositionError if it fails."""
-        self.write_many([position])
+    def write(self, position: SyncPosition) -> Written:
+        """Update one store's entry (others are kept); falsy (and logged) if it failed."""
+        return self.write_many([position])
 
-    def write_many(self, positions: Sequence[SyncPosition]) -> None:
-        """Update several stores' entries in one locked read-modify-write."""
+    def _write_entries(self, positions: Sequence[SyncPosition], generation: str | None) -> None:
         if not positions:
             return
         with self._lock():
@@ -118,6 +159,8 @@ class JsonBackup:
             document.update(
                 version=BACKUP_VERSION, timestamp=format_timestamp(utc_now()), stores=kept
             )
+            if generation:
+                document["redisGeneration"] = generation
             self._replace(_dump(document))
 
     # -- file handling -------------------------------------------------------------------

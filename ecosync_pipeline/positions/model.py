@@ -24,8 +24,10 @@ class SyncPosition:
 
     ``last_page`` is the page last read (with ``per_page`` orders a page), ``first_id`` and
     ``last_id`` the ids on that page, ``last_order_id`` the highest order id committed to
-    the database. A position is only ever written after the orders it covers are
-    committed, so ``last_order_id`` is never ahead of the data.
+    the database, ``last_index`` that order's place on the page (positions/page_size.py
+    converts a position between page sizes with it). A position is only ever written
+    after the orders it covers are committed, so ``last_order_id`` is never ahead of the
+    data.
     """
 
     store: str
@@ -38,6 +40,8 @@ class SyncPosition:
     source: PositionSource
     per_page: int = 20
     verified: bool = False
+    last_index: int | None = None
+    """The last synced order's place on ``last_page`` (1-based); None when unknown."""
 
     @property
     def target(self) -> int | None:
@@ -67,10 +71,3 @@ class SyncPosition:
             per_page=per_page,
             verified=True,
         )
-
-    def hint_for(self, per_page: int) -> int:
-        """This position's page converted to another page size (a hint, to be verified)."""
-        if per_page == self.per_page:
-            return max(1, self.last_page)
-        orders_before = (max(1, self.last_page) - 1) * self.per_page
-        return max(1, orders_before // per_page + 1)

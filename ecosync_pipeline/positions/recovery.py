@@ -1,21 +1,14 @@
 """The recovery of every store's position, step by step, for a job that shows each step.
 
 ``PositionChain.restore_all`` does the whole restore in one call. The recovery job runs
-it as separate steps so each one is visible (and retried) on its own:
+it as separate steps so each one is visible (and retried) on its own; together they make
+the same chain.Snapshot that restore_all reads:
 
-    detect                       one probe of Redis (keys, sentinel, run_id) and the loss
-    PositionChain.read_backup    every store's entry in the JSON backup
-    from_database                every store's last order id and count, and positions
-    PositionChain.verify_all     per store, the chain's choice of layer, verified on the API
-    PositionChain.write_restored the verified positions into Redis and the backup
-
-The job calls the very methods ``restore_all`` is made of, so the two cannot disagree
-about which layer wins.
-
-``watch`` is the sensor's look at Redis: the core's probe and loss detection, plus the
-reset keys (a store's key back at page 1 with nothing synced while the database holds
-its orders: the original system's failure), which a probe alone cannot tell from a
-new store.
+    detect                        Redis once (keys, sentinel, run_id) and the loss it shows
+    chain.backup.read_many        every store's entry in the JSON backup
+    chain.database.read_many      every store's last order id and count, and positions
+    PositionChain.verify_all      per store, the chain's choice of layer, verified on the API
+    PositionChain.write_restored  the verified positions into Redis and the backup
 
 ``count_served_through`` audits a store after a sync: how many orders the API serves up
 to the last synced id, which must equal the number the database holds.
@@ -23,21 +16,19 @@ to the last synced id, which must equal the number the database holds.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
-from ecosync_pipeline.positions.chain import (
-    PositionChain,
-    RestoreReport,
-)
-from ecosync_pipeline.positions.health import LossReport, detect_cache_loss, probe
+from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.loss import LossReport
+from ecosync_pipeline.positions.loss import detect as detect_loss
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
-from ecosync_pipeline.positions.redis_layer import RedisLayer, RedisSnapshot
+from ecosync_pipeline.positions.outcomes import RestoreReport
+from ecosync_pipeline.positions.redis_layer import RedisSnapshot
 from ecosync_pipeline.storage import StoreSummary
 
 logger = logging.getLogger(__name__)
@@ -49,14 +40,6 @@ class Detection:
 
     loss: LossReport
     redis: RedisSnapshot
-
-
-@dataclass(frozen=True)
-class DatabasePositions:
-    """Every store's last order id and count, and the (unverified) position they give."""
-
-    summaries: Mapping[str, StoreSummary]
-    positions: Mapping[str, SyncPosition]
 
 
 @dataclass(frozen=True)
@@ -77,61 +60,22 @@ class RecoveryCounts:
 
 
 def detect(chain: PositionChain, *, cursor: str | None = None) -> Detection:
-    """Probe Redis once and classify the loss, judged against the orders database."""
-    snapshot = probe(chain.redis, chain.stores)
-    summaries = chain.database.summaries()
-    loss = detect_cache_loss(
-        chain.redis, chain.stores, cursor=cursor, summaries=summaries, snapshot=snapshot
+    """Read Redis once and name the loss, judged against the orders database if needed."""
+    snapshot = chain.redis.read_many(chain.stores)
+    ids = [s.identifier for s in chain.stores]
+
+    def summaries() -> Mapping[str, StoreSummary] | None:
+        read = chain.database.read_many(chain.stores)
+        return None if read.failure else read.summaries
+
+    loss = detect_loss(
+        snapshot,
+        ids,
+        cursor=cursor,
+        summaries=summaries,
+        backup_generation=lambda: chain.backup.read_many([]).generation,
     )
     return Detection(loss=loss, redis=snapshot)
-
-
-@dataclass(frozen=True)
-class Watch:
-    """One look at Redis for the sensor: the loss (if any), reset keys, and the probe."""
-
-    loss: LossReport
-    resets: tuple[str, ...]
-    redis: RedisSnapshot
-    consulted_database: bool
-
-
-def watch(
-    redis: RedisLayer,
-    stores: Iterable[str],
-    *,
-    cursor: str | None,
-    summaries: Callable[[], Mapping[str, StoreSummary] | None],
-) -> Watch:
-    """Probe Redis (one round trip) and name the loss; ask the database only when needed.
-
-    ``summaries`` is called (at most once) only when the probe alone cannot decide: no
-    sentinel was ever seen (a flush before the first look, or a new Redis?), or a key
-    holds a position with nothing synced (a reset, or a store without orders?). It may
-    return None when the database cannot answer; the probe's own verdict then stands.
-    A reset becomes a loss event named after the sentinel's generation and epoch and
-    the stores, so the recovery's write (which bumps the epoch) ends it.
-    """
-    ids = list(stores)
-    snapshot = probe(redis, ids)
-    blank = sorted(s for s, p in snapshot.positions.items() if p.target is None)
-    wanted = snapshot.available and ((cursor is None and snapshot.sentinel is None) or bool(blank))
-    known = summaries() if wanted else None
-    loss = detect_cache_loss(redis, ids, cursor=cursor, summaries=known, snapshot=snapshot)
-    resets: tuple[str, ...] = ()
-    if known is not None:
-        resets = tuple(s for s in blank if s in known and known[s].order_count > 0)
-    if resets and loss.event_id is None and snapshot.sentinel is not None:
-        sentinel = snapshot.sentinel
-        digest = hashlib.sha256(",".join(resets).encode()).hexdigest()[:12]
-        loss = replace(loss, event_id=f"reset:{sentinel.generation}:{sentinel.epoch}:{digest}")
-    return Watch(loss=loss, resets=resets, redis=snapshot, consulted_database=wanted)
-
-
-def from_database(chain: PositionChain) -> DatabasePositions:
-    """Every store's last order id and count (one query) and the positions they give."""
-    summaries = chain.database.summaries()
-    return DatabasePositions(summaries, chain.database.read_all(chain.stores, summaries))
 
 
 def already_healthy(report: RestoreReport) -> bool:

@@ -12,6 +12,9 @@ in the same MULTI/EXEC, we also write the sentinel hash ``ecosync:positions:sent
                  run_id now means Redis restarted since
     epoch        incremented by every recovery write (a position restored from the
                  backup or the database), so a later loss of the same keys is a new event
+    origin       "recovery" or "sync": which kind of write created the sentinel (HSETNX
+                 too), so a sentinel recreated by a recovery is told from one recreated by
+                 a plain write after a loss nobody has recovered yet
     written_at   when positions were last written
     store:{ID}   one field per store ever written: a store listed here without a key
                  lost it (deleted, expired or evicted)
@@ -43,7 +46,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import Store, validate_store_identifier
 from ecosync_pipeline.positions.codec import (
     InvalidStoredPosition,
     format_timestamp,
@@ -51,6 +54,7 @@ from ecosync_pipeline.positions.codec import (
     position_fields,
     position_from_fields,
 )
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 
 logger = logging.getLogger(__name__)
@@ -81,21 +85,26 @@ class Sentinel:
     run_id: str | None
     epoch: int
     written_at: datetime
-    stores: frozenset[str]
+    stores: Mapping[str, str]
+    """Each store ever written, and when it was last written (the raw timestamp)."""
+    origin: str = "sync"
 
 
 @dataclass(frozen=True)
-class RedisSnapshot:
+class RedisSnapshot(LayerRead):
     """Every requested store's key, the sentinel and the server run_id, read at once."""
 
-    available: bool
-    positions: Mapping[str, SyncPosition] = field(default_factory=dict)
+    layer: LayerName = "redis"
     sentinel: Sentinel | None = None
     run_id: str | None = None
     unreadable: Mapping[str, str] = field(default_factory=dict)
-    error: str | None = None
 
-    def get(self, store: str) -> RedisRead:
+    @property
+    def available(self) -> bool:
+        """Redis answered."""
+        return self.ok
+
+    def lookup(self, store: str) -> RedisRead:
         """The store's position, None without a (readable) key, UNAVAILABLE if Redis is down."""
         if not self.available:
             return UNAVAILABLE
@@ -115,7 +124,7 @@ class RedisSnapshot:
 class RedisLayer:
     """Positions in Redis; every operation degrades instead of raising."""
 
-    name: Final = "redis"
+    name: Final[LayerName] = "redis"
 
     def __init__(
         self,
@@ -173,12 +182,12 @@ class RedisLayer:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def snapshot(self, stores: Iterable[str]) -> RedisSnapshot:
+    def read_many(self, stores: Iterable[Store | str]) -> RedisSnapshot:
         """Read the keys of ``stores``, the sentinel and the run_id in one round trip."""
-        ids = list(dict.fromkeys(stores))
+        ids = list(dict.fromkeys(s.identifier if isinstance(s, Store) else s for s in stores))
         keys = [self.key(s) for s in ids]
         if not self.available:
-            return RedisSnapshot(available=False, error="unavailable (waiting after a failure)")
+            return RedisSnapshot(error="unavailable (waiting after a failure)")
         try:
             pipe = self.client.pipeline(transaction=False)
             if keys:
@@ -191,7 +200,7 @@ class RedisLayer:
             if keys and isinstance(replies[0], Exception):
                 raise replies[0]
         except (redis.RedisError, OSError) as exc:
-            return RedisSnapshot(available=False, error=self._failed("read positions", exc))
+            return RedisSnapshot(error=self._failed("read positions", exc))
         self._recovered()
         values: list[Any] = replies[0] if keys else []
         raw_sentinel, info = replies[-2], replies[-1]
@@ -216,35 +225,38 @@ class RedisLayer:
                 self._warn_key(store, str(exc))
         run_id = info.get("run_id") if isinstance(info, Mapping) else None
         self._run_id = str(run_id) if run_id else self._run_id
+        sentinel = _parse_sentinel(raw_sentinel)
         return RedisSnapshot(
-            available=True,
             positions=positions,
-            sentinel=_parse_sentinel(raw_sentinel),
+            sentinel=sentinel,
             run_id=str(run_id) if run_id else None,
             unreadable=unreadable,
+            generation=sentinel.generation if sentinel else None,
         )
+
+    snapshot = read_many
 
     def read(self, store: str) -> RedisRead:
         """One store's position (a snapshot of one store, so still one round trip)."""
-        return self.snapshot([store]).get(store)
+        return self.read_many([store]).lookup(store)
 
     # -- writes --------------------------------------------------------------------------
 
-    def write(self, position: SyncPosition, *, recovery: bool = False) -> bool:
-        """Write one position (and the sentinel); False when Redis was skipped or failed."""
+    def write(self, position: SyncPosition, *, recovery: bool = False) -> Written:
+        """Write one position (and the sentinel); falsy when Redis was skipped or failed."""
         return self.write_many([position], recovery=recovery)
 
-    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> bool:
-        """Write positions and the sentinel in one MULTI/EXEC; False if skipped or failed.
+    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+        """Write positions and the sentinel in one MULTI/EXEC; falsy if skipped or failed.
 
         ``recovery`` marks positions restored from a lower layer: it bumps the sentinel's
         epoch, so a later loss of the same keys is told apart from this one.
         """
         if not positions:
-            return True
+            return Written()
         if not self.available:
             logger.debug("redis: skipping the write of %d positions (unavailable)", len(positions))
-            return False
+            return Written(error="unavailable (waiting after a failure)")
         now = format_timestamp(utc_now())
         if self._run_id is None:
             # Every write records the run_id Redis runs under, even from a fresh layer
@@ -256,6 +268,7 @@ class RedisLayer:
                 value = json.dumps(position_fields(position), separators=(",", ":"))
                 pipe.set(self.key(position.store), value, ex=self.ttl_seconds)
             pipe.hsetnx(self.sentinel_key, "generation", secrets.token_hex(8))
+            pipe.hsetnx(self.sentinel_key, "origin", "recovery" if recovery else "sync")
             mapping: dict[str, str] = {"written_at": now}
             if self._run_id:
                 mapping["run_id"] = self._run_id
@@ -263,16 +276,16 @@ class RedisLayer:
             pipe.hset(self.sentinel_key, mapping=mapping)  # type: ignore[arg-type]
             if recovery:
                 pipe.hincrby(self.sentinel_key, "epoch", 1)
+            pipe.hget(self.sentinel_key, "generation")
             replies = pipe.execute()
             if replies[len(positions)] == 1:
                 # This write created the sentinel (Redis lost the previous one, perhaps by
                 # restarting since our last read): record the run_id Redis has now.
                 self._record_run_id()
         except (redis.RedisError, OSError) as exc:
-            self._failed(f"write {len(positions)} positions", exc)
-            return False
+            return Written(error=self._failed(f"write {len(positions)} positions", exc))
         self._recovered()
-        return True
+        return Written(generation=str(replies[-1]) if replies[-1] else None)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -361,9 +374,12 @@ def _parse_sentinel(raw: object) -> Sentinel | None:
         run_id=str(run_id) if run_id else None,
         epoch=epoch,
         written_at=parse_timestamp(raw.get("written_at")),
-        stores=frozenset(
-            str(k)[len(STORE_FIELD_PREFIX) :] for k in raw if str(k).startswith(STORE_FIELD_PREFIX)
-        ),
+        stores={
+            str(k)[len(STORE_FIELD_PREFIX) :]: str(v)
+            for k, v in raw.items()
+            if str(k).startswith(STORE_FIELD_PREFIX)
+        },
+        origin=str(raw.get("origin") or "sync"),
     )
 
 

@@ -16,6 +16,7 @@ from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
 from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
+from ecosync_pipeline.positions.page_size import page_for
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +36,24 @@ def verify(position: SyncPosition, fetcher: PageFetcher, per_page: int | None = 
     """Check ``position`` on the API and return the resume page it really stands on.
 
     ``per_page`` is the page size the sync will use (default: the position's own); a
-    position taken with another page size is converted first (SyncPosition.hint_for).
+    position taken with another page size is converted first (page_size.page_for).
     Raises whatever the fetcher raises (ApiError for the client).
     """
     size = per_page or position.per_page
-    hint = position.hint_for(size)
+    hint = page_for(position, size)
     located = locate_resume_page(fetcher, position.target, hint, size)
     page = located.page_data
+    target = position.target
+    on_page = sum(1 for order_id in page.ids if order_id <= target) if target is not None else 0
     verified = replace(
         position,
         last_page=located.page,
         # Nothing synced yet: the page's ids are not ours, and would read as a target.
         first_id=page.first_id if position.target is not None else None,
         last_id=page.last_id if position.target is not None else None,
-        last_order_id=position.target,
+        last_order_id=target,
         per_page=size,
+        last_index=on_page or None,
         verified=True,
         updated_at=utc_now(),
     )

@@ -25,6 +25,8 @@ from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.errors import BudgetExhausted, DatabaseUnavailable, StorageError
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
+from ecosync_pipeline.positions.page_size import converted
+from ecosync_pipeline.positions.verify import verify
 from ecosync_pipeline.storage import UpsertCounts, ensure_store, store_lock, upsert_orders
 from ecosync_pipeline.storage.database import describe_error
 from ecosync_pipeline.storage.locks import StoreLease
@@ -105,18 +107,14 @@ def _leave_import_size(
 ) -> SyncPosition:
     """At the end of a first import, convert the position to the store's page size.
 
-    The converted page is a hint (a few pages off at most) that the next run verifies.
+    The conversion is exact (page_size.converted): the next run's verification finds the
+    last order on the page named, in one fetch that is also its first page.
     """
     if per_page == store.per_page or position.target is None:
         return position
-    converted = replace(
-        position,
-        last_page=position.hint_for(store.per_page),
-        per_page=store.per_page,
-        verified=False,
-    )
-    chain.save(converted)
-    return converted
+    at_store_size = converted(position, store.per_page)
+    chain.save(at_store_size)
+    return at_store_size
 
 
 def _deleted_during_run(total_before: int | None, page: Page) -> bool:
@@ -145,7 +143,7 @@ def _relocate(
         page.number,
         position.target,
     )
-    return chain.verify(position, client, page.per_page).page
+    return verify(position, client, page.per_page).page
 
 
 def _advance(position: SyncPosition, page: Page) -> SyncPosition:
@@ -163,6 +161,7 @@ def _advance(position: SyncPosition, page: Page) -> SyncPosition:
         last_order_id=highest,
         updated_at=utc_now(),
         per_page=page.per_page,
+        last_index=len(page.orders),
         verified=True,
     )
 

@@ -90,7 +90,8 @@ def test_sensor_skips_and_remembers_the_sentinel_when_every_store_is_healthy(
     assert result.skip_message == f"all {len(STORES)} stores healthy"
     saved = cursor_of(result)
     assert saved["generation"] == env.redis.hget(SENTINEL_KEY, "generation")
-    assert saved["run_id"] == env.redis.info("server")["run_id"]
+    # LossCursor.run_id was never read (issue 10's dead code): the cursor no longer keeps it.
+    assert "run_id" not in saved
     assert saved["last_event"] is None
 
 
@@ -207,7 +208,7 @@ def test_sensor_skips_quickly_and_keeps_its_cursor_when_redis_is_unreachable(
     assert result.run_requests == []
     assert "unreachable" in (result.skip_message or "")
     # The loss fields are kept: the next reachable tick compares with what was seen.
-    kept = ("generation", "run_id", "last_event")
+    kept = ("generation", "last_event")
     assert {k: cursor_of(result)[k] for k in kept} == {k: json.loads(cursor)[k] for k in kept}
     # and the UI is told at once that Redis is down
     checks = evaluations(result)
@@ -286,3 +287,91 @@ def test_sensor_records_nothing_new_after_a_recovery_that_recorded_the_health_it
     latest = sensor_instance.get_latest_materialization_event(AssetKey("store_sync_positions"))
     assert latest is not None and latest.asset_materialization is not None
     assert latest.asset_materialization.metadata["stores_healthy"].value == len(STORES)
+
+
+# -- every loss its own event, even before an earlier recovery ran (issue 12, item 7) --------
+
+
+def _write_one(env: Env, store: str) -> None:
+    """A sync's checkpoint of one store: Redis (which recreates a lost sentinel) and backup."""
+    runtime = env.runtime()
+    try:
+        position = runtime.chain.database.read(runtime.store(store))
+        assert runtime.chain.save(position).redis
+    finally:
+        runtime.close()
+
+
+def test_sensor_names_a_second_flush_anew_while_the_first_recovery_has_not_run(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    flush_redis(env)
+    [first] = tick(sensor, env, sensor_instance, cursor).run_requests
+    first_cursor = tick(sensor, env, sensor_instance, cursor).cursor
+    # Before any recovery: a sync writes one store (a new sentinel), then Redis is
+    # flushed again. The second flush lost what the first recovery would not restore.
+    _write_one(env, "NATUR")
+    flush_redis(env)
+    second = tick(sensor, env, sensor_instance, first_cursor)
+    [request] = second.run_requests
+    assert request.run_key.startswith("recover:flushed:")
+    assert request.run_key != first.run_key
+    assert cursor_of(second)["last_event"] == request.run_key.removeprefix("recover:")
+
+
+def test_sensor_names_a_sentinel_recreated_by_a_sync_after_an_unseen_flush(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    flush_redis(env)
+    [first] = tick(sensor, env, sensor_instance, cursor).run_requests
+    assert recover_sync_positions.execute_in_process(
+        instance=sensor_instance, resources=env.resources
+    ).success
+    settled = tick(sensor, env, sensor_instance, cursor)
+    # Flushed again, and a sync recreates the sentinel before the sensor looks: the
+    # sentinel is new, the recovery's generation is gone, so it is a loss of its own.
+    flush_redis(env)
+    _write_one(env, "NATUR")
+    result = tick(sensor, env, sensor_instance, settled.cursor)
+    [request] = result.run_requests
+    assert request.run_key not in (
+        first.run_key,
+        f"recover:flushed:{json.loads(cursor)['generation']}",
+    )
+    assert cursor_of(result)["generation"] == env.redis.hget(SENTINEL_KEY, "generation")
+
+
+def test_sensor_never_calls_a_store_without_a_key_healthy(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    flush_redis(env)
+    _write_one(env, "NATUR")  # the new sentinel lists NATUR only; PURNA has orders, no key
+    recreated = tick(sensor, env, sensor_instance, cursor)
+    assert len(recreated.run_requests) == 1
+    # The next tick knows the new sentinel: PURNA is still without a key, so not healthy.
+    result = tick(sensor, env, sensor_instance, recreated.cursor)
+    [request] = result.run_requests
+    assert request.run_key.startswith("recover:missing:")
+    assert "healthy" not in (result.skip_message or "")
+    assert env.redis.exists("ecomanager:pageinfo:PURNA") == 0
+
+
+def test_sensor_names_a_second_reset_of_the_same_store_anew(
+    sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
+) -> None:
+    cursor = healthy_cursor(sensor, env, sensor_instance)
+    runtime = env.runtime()
+    try:
+        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
+        [first] = tick(sensor, env, sensor_instance, cursor).run_requests
+        time.sleep(0.01)  # the key's timestamp is in milliseconds
+        # Reset again (the original system restarting at page 1), no recovery between.
+        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
+    finally:
+        runtime.close()
+    [second] = tick(sensor, env, sensor_instance, cursor).run_requests
+    assert first.run_key.startswith("recover:reset:")
+    assert second.run_key.startswith("recover:reset:") and second.run_key != first.run_key

@@ -19,8 +19,12 @@ import redis
 
 from ecosync_pipeline.ecomanager.locator import fetch_bound
 from ecosync_pipeline.errors import ApiUnavailable
-from ecosync_pipeline.positions.chain import PositionChain, judge
-from ecosync_pipeline.positions.database_layer import DatabaseLayer, page_hint
+from ecosync_pipeline.positions.chain import USABLE, PositionChain, classify
+from ecosync_pipeline.positions.database_layer import (
+    DatabaseLayer,
+    page_hint,
+    position_from_summary,
+)
 from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.redis_layer import RedisLayer
@@ -380,15 +384,16 @@ def test_chain_converts_position_taken_with_another_page_size(world: World) -> N
     assert resolved.fetches <= 2
 
 
-def test_judge_compares_with_database_last_id() -> None:
+def test_classify_compares_with_database_last_id() -> None:
     base = SyncPosition("S", "S", 5, 81, 100, 100, utc_now(), "redis")
-    summary = StoreSummary("S", 100, 95)
-    assert judge(base, summary) == "used"
-    assert judge(replace(base, last_order_id=101), summary) == "ahead"
-    assert judge(replace(base, last_order_id=99), summary) == "stale"
-    assert judge(replace(base, last_order_id=None, last_id=None), summary) == "reset"
-    assert judge(base, None) == "ahead"
-    assert judge(SyncPosition.first_sync("S", "S"), None) == "used"
+    truth = position_from_summary(store("S"), StoreSummary("S", 100, 95))
+    assert classify(base, truth) == "healthy" and "healthy" in USABLE
+    assert classify(replace(base, last_order_id=101), truth) == "ahead"
+    assert classify(replace(base, last_order_id=99), truth) == "stale"
+    assert classify(replace(base, last_order_id=None, last_id=None), truth) == "reset"
+    assert classify(base, None) == "ahead"
+    first = SyncPosition.first_sync("S", "S")
+    assert classify(first, None) == "calculated" and "calculated" in USABLE
 
 
 # -- save and restore_all ------------------------------------------------------------------

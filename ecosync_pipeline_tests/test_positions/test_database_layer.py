@@ -47,7 +47,9 @@ def test_database_layer_reads_all_stores_in_one_summary(engine: Engine) -> None:
     fill_orders(engine, "NATUR", range(1, 42))
     fill_orders(engine, "JWLR", range(100, 300, 3))
     layer = DatabaseLayer(engine)
-    positions = layer.read_all([store("NATUR"), store("JWLR", per_page=100), store("DILST")])
+    positions = layer.read_many(
+        [store("NATUR"), store("JWLR", per_page=100), store("DILST")]
+    ).positions
     assert positions["NATUR"].last_page == 3 and positions["NATUR"].last_order_id == 41
     assert positions["JWLR"].last_page == 1 and positions["JWLR"].last_order_id == 298
     assert positions["DILST"].source == "calculated"

@@ -12,16 +12,11 @@ import pytest
 import redis
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.positions.chain import PositionChain
-from ecosync_pipeline.positions.database_layer import DatabaseLayer
-from ecosync_pipeline.positions.health import (
-    cache_health,
-    classify,
-    detect_cache_loss,
-    probe,
-    status_report,
-)
+from ecosync_pipeline.positions.chain import PositionChain, classify
+from ecosync_pipeline.positions.database_layer import DatabaseLayer, position_from_summary
+from ecosync_pipeline.positions.health import cache_health, status_report
 from ecosync_pipeline.positions.json_layer import JsonBackup
+from ecosync_pipeline.positions.loss import detect
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.redis_layer import SENTINEL_KEY, RedisLayer
 from ecosync_pipeline.storage import StoreSummary, make_engine, migrate
@@ -59,7 +54,7 @@ def _flushdb(redis_admin: redis.Redis) -> None:
 
 
 def test_detect_cache_loss_is_quiet_on_a_fresh_redis(layer: RedisLayer) -> None:
-    report = detect_cache_loss(layer, STORES)
+    report = detect(layer.read_many(STORES), STORES)
     assert report.redis_state == "ok"
     assert report.event_id is None and not report.lost
 
@@ -68,27 +63,27 @@ def test_detect_cache_loss_same_flush_same_event_new_flush_new_event(
     layer: RedisLayer, redis_admin: redis.Redis
 ) -> None:
     layer.write_many([_position(s) for s in STORES])
-    healthy = detect_cache_loss(layer, STORES)
+    healthy = detect(layer.read_many(STORES), STORES)
     assert healthy.redis_state == "ok" and healthy.event_id is None
     cursor = healthy.cursor
     assert cursor == healthy.generation
 
     _flushdb(redis_admin)
-    first = detect_cache_loss(layer, STORES, cursor=cursor)
-    again = detect_cache_loss(layer, STORES, cursor=first.cursor)
+    first = detect(layer.read_many(STORES), STORES, cursor=cursor)
+    again = detect(layer.read_many(STORES), STORES, cursor=first.cursor)
     assert first.flushed and first.lost
     assert set(first.missing) == set(STORES)
     assert first.event_id == again.event_id == f"flushed:{cursor}"
 
     # The recovery writes positions again: a new generation, but the same event.
     layer.write_many([_position(s) for s in STORES], recovery=True)
-    after_restore = detect_cache_loss(layer, STORES, cursor=again.cursor)
+    after_restore = detect(layer.read_many(STORES), STORES, cursor=again.cursor)
     assert after_restore.event_id == first.event_id
-    settled = detect_cache_loss(layer, STORES, cursor=after_restore.cursor)
+    settled = detect(layer.read_many(STORES), STORES, cursor=after_restore.cursor)
     assert settled.redis_state == "ok" and settled.event_id is None
 
     _flushdb(redis_admin)
-    second = detect_cache_loss(layer, STORES, cursor=settled.cursor)
+    second = detect(layer.read_many(STORES), STORES, cursor=settled.cursor)
     assert second.flushed
     assert second.event_id is not None and second.event_id != first.event_id
 
@@ -97,28 +92,28 @@ def test_detect_cache_loss_sees_flush_without_cursor_when_database_has_orders(
     layer: RedisLayer,
 ) -> None:
     summaries = {"NATUR": StoreSummary("NATUR", 181_601, 176_000)}
-    report = detect_cache_loss(layer, STORES, summaries=summaries)
+    report = detect(layer.read_many(STORES), STORES, summaries=summaries)
     assert report.flushed
     assert report.missing == ("NATUR",)
     assert report.event_id is not None and report.event_id.startswith("flushed:run-")
-    assert detect_cache_loss(layer, STORES, summaries=summaries).event_id == report.event_id
+    assert detect(layer.read_many(STORES), STORES, summaries=summaries).event_id == report.event_id
 
 
 def test_detect_cache_loss_names_deleted_key_once_until_recovered(
     layer: RedisLayer, redis_admin: redis.Redis
 ) -> None:
     layer.write_many([_position(s) for s in STORES])
-    cursor = detect_cache_loss(layer, STORES).cursor
+    cursor = detect(layer.read_many(STORES), STORES).cursor
     redis_admin.delete("ecomanager:pageinfo:PURNA")
-    first = detect_cache_loss(layer, STORES, cursor=cursor)
-    again = detect_cache_loss(layer, STORES, cursor=first.cursor)
+    first = detect(layer.read_many(STORES), STORES, cursor=cursor)
+    again = detect(layer.read_many(STORES), STORES, cursor=first.cursor)
     assert first.redis_state == "ok" and first.missing == ("PURNA",)
     assert first.event_id is not None and first.event_id == again.event_id
 
     layer.write(_position("PURNA"), recovery=True)
-    assert detect_cache_loss(layer, STORES, cursor=again.cursor).event_id is None
+    assert detect(layer.read_many(STORES), STORES, cursor=again.cursor).event_id is None
     redis_admin.delete("ecomanager:pageinfo:PURNA")
-    later = detect_cache_loss(layer, STORES, cursor=again.cursor)
+    later = detect(layer.read_many(STORES), STORES, cursor=again.cursor)
     assert later.missing == ("PURNA",)
     assert later.event_id is not None and later.event_id != first.event_id
 
@@ -128,17 +123,17 @@ def test_detect_cache_loss_reports_restart_with_stable_id(
 ) -> None:
     layer.write_many([_position(s) for s in STORES])
     redis_admin.hset(SENTINEL_KEY, "run_id", "f" * 40)  # the sentinel predates a restart
-    first = detect_cache_loss(layer, STORES, cursor=None)
-    again = detect_cache_loss(layer, STORES, cursor=first.cursor)
+    first = detect(layer.read_many(STORES), STORES, cursor=None)
+    again = detect(layer.read_many(STORES), STORES, cursor=first.cursor)
     assert first.restarted and not first.lost
     assert first.event_id is not None and first.event_id == again.event_id
     layer.write(_position("NATUR"))  # the next write records the new run_id
-    assert detect_cache_loss(layer, STORES, cursor=again.cursor).redis_state == "ok"
+    assert detect(layer.read_many(STORES), STORES, cursor=again.cursor).redis_state == "ok"
 
 
 def test_detect_cache_loss_reports_unreachable_and_keeps_cursor() -> None:
     layer = RedisLayer.from_url(closed_port_url())
-    report = detect_cache_loss(layer, STORES, cursor="abc123")
+    report = detect(layer.read_many(STORES), STORES, cursor="abc123")
     assert report.unreachable and report.event_id is None
     assert report.cursor == "abc123"
 
@@ -147,10 +142,8 @@ def test_probe_of_a_thousand_stores_is_one_fast_round_trip(layer: RedisLayer) ->
     stores = [f"S{i:04d}" for i in range(1000)]
     layer.write_many([_position(s, last=1000 + i) for i, s in enumerate(stores)])
     started = time.perf_counter()
-    snap = probe(layer, stores)
-    report = detect_cache_loss(
-        layer, stores, cursor=snap.sentinel.generation if snap.sentinel else None, snapshot=snap
-    )
+    snap = layer.read_many(stores)
+    report = detect(snap, stores, cursor=snap.sentinel.generation if snap.sentinel else None)
     elapsed = time.perf_counter() - started
     assert len(snap.positions) == 1000 and report.redis_state == "ok"
     assert elapsed < 0.5
@@ -159,8 +152,13 @@ def test_probe_of_a_thousand_stores_is_one_fast_round_trip(layer: RedisLayer) ->
 # -- statuses ------------------------------------------------------------------------------
 
 
+def _truth(summary: StoreSummary | None) -> SyncPosition | None:
+    """The database's position for store S with these orders (None: no orders at all)."""
+    return position_from_summary(store("S"), summary) if summary else None
+
+
 def test_classify_covers_every_status() -> None:
-    summary = StoreSummary("S", 100, 90)
+    summary = _truth(StoreSummary("S", 100, 90))
     good = _position("S", last=100)
     assert classify(good, summary) == "healthy"
     assert classify(None, summary) == "missing"
@@ -170,7 +168,9 @@ def test_classify_covers_every_status() -> None:
     assert classify(replace(good, last_order_id=80), summary) == "stale"
     assert classify(replace(good, last_order_id=120), summary) == "ahead"
     assert classify(None, None) == "calculated"
-    assert classify(SyncPosition.first_sync("S", "S"), StoreSummary("S", None, 0)) == "calculated"
+    assert classify(SyncPosition.first_sync("S", "S"), _truth(StoreSummary("S", None, 0))) == (
+        "calculated"
+    )
     assert classify(good, None) == "ahead"
 
 

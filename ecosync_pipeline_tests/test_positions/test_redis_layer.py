@@ -101,7 +101,7 @@ def test_redis_layer_sentinel_keeps_generation_and_counts_recoveries(
     assert second.sentinel is not None
     assert second.sentinel.generation == first.generation
     assert second.sentinel.epoch == 1
-    assert second.sentinel.stores == {"NATUR", "JWLR"}
+    assert set(second.sentinel.stores) == {"NATUR", "JWLR"}
     assert second.sentinel.run_id == second.run_id
     assert not second.restarted
 

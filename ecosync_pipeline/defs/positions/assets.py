@@ -30,9 +30,10 @@ from ecosync_pipeline.defs.positions.keys import (
 )
 from ecosync_pipeline.defs.positions.report import cache_health_percent, status_metadata
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
-from ecosync_pipeline.positions.chain import PositionChain, RestoreReport
+from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
+from ecosync_pipeline.positions.outcomes import RestoreReport
 from ecosync_pipeline.positions.recovery import already_healthy, count_sources
 from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisRead
 

@@ -27,7 +27,7 @@ from dagster import (
     op,
 )
 
-from ecosync_pipeline.defs.failures import reported
+from ecosync_pipeline.defs.failures import as_failure, reported
 from ecosync_pipeline.defs.positions.assets import (
     POSITIONS_POOL,
     RESTORED_SYNC_POSITIONS,
@@ -37,9 +37,10 @@ from ecosync_pipeline.defs.positions.assets import (
 )
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
-from ecosync_pipeline.positions.chain import RestoreReport
+from ecosync_pipeline.positions.database_layer import DatabaseRead
 from ecosync_pipeline.positions.factory import cursor_stores
-from ecosync_pipeline.positions.model import SyncPosition
+from ecosync_pipeline.positions.layer import LayerRead
+from ecosync_pipeline.positions.outcomes import RestoreReport, Snapshot
 
 RECOVERY_TAG = "ecosync/recovery"
 
@@ -82,16 +83,16 @@ def detect_cache_loss(
     ins={"detected": In(Nothing)},
     description="Read every store's entry in the JSON backup (layer 2).",
 )
-def load_json_backup(
-    context: OpExecutionContext, positions: PositionsResource
-) -> dict[str, SyncPosition]:
-    with reported():
-        backup = positions.chain.read_backup()
-        location = positions.chain.backup.location
-    context.log.info("backup %s holds %d store positions", location, len(backup))
+def load_json_backup(context: OpExecutionContext, positions: PositionsResource) -> LayerRead:
+    chain = positions.chain
+    backup = chain.backup.read_many(chain.stores)
+    location = chain.backup.location
+    if not backup.ok:
+        context.log.warning("backup %s cannot be read: %s", location, backup.error)
+    context.log.info("backup %s holds %d store positions", location, len(backup.positions))
     context.add_output_metadata(
         {
-            "stores_in_backup": MetadataValue.int(len(backup)),
+            "stores_in_backup": MetadataValue.int(len(backup.positions)),
             "backup_location": MetadataValue.path(location),
         }
     )
@@ -105,9 +106,11 @@ def load_json_backup(
 )
 def calculate_from_database(
     context: OpExecutionContext, positions: PositionsResource
-) -> recovery.DatabasePositions:
-    with reported():
-        database = recovery.from_database(positions.chain)
+) -> DatabaseRead:
+    chain = positions.chain
+    database = chain.database.read_many(chain.stores)
+    if database.failure is not None:
+        raise as_failure(database.failure)
     context.log.info("orders database: %d stores with orders", len(database.summaries))
     context.add_output_metadata({"stores_with_orders": MetadataValue.int(len(database.summaries))})
     return database
@@ -122,13 +125,12 @@ def verify_positions(
     positions: PositionsResource,
     ecomanager: EcoManagerResource,
     detection: recovery.Detection,
-    backup: dict[str, SyncPosition],
-    database: recovery.DatabasePositions,
+    backup: LayerRead,
+    database: DatabaseRead,
 ) -> list[RestoreReport]:
+    snapshot = Snapshot(detection.redis, backup, database)
     with reported():
-        reports = positions.chain.verify_all(
-            detection.redis, backup, database.summaries, ecomanager.clients()
-        )
+        reports = positions.chain.verify_all(snapshot, ecomanager.clients())
     for r in reports:
         if r.ok and r.after is not None:
             context.log.info(

@@ -18,7 +18,8 @@ from typing import Any
 from dagster import MetadataValue
 
 from ecosync_pipeline.defs.metadata import table
-from ecosync_pipeline.positions.health import HEALTHY_STATUSES, StatusReport, StoreStatus
+from ecosync_pipeline.positions.chain import USABLE
+from ecosync_pipeline.positions.health import StatusReport, StoreStatus
 
 STATUSES = ("healthy", "missing", "reset", "stale", "ahead", "calculated", "unreachable")
 """Every status a store can show, in the order the counts are listed."""
@@ -144,7 +145,7 @@ def recommendation(report: StatusReport) -> str:
 def status_metadata(report: StatusReport, now: datetime) -> dict[str, Any]:
     """The metadata of store_sync_positions: the table, health in percent, counts, advice."""
     counts = status_counts(report)
-    healthy = sum(1 for s in report.stores if s.status in HEALTHY_STATUSES)
+    healthy = sum(1 for s in report.stores if s.status in USABLE)
     unreachable = report.redis_state == "unreachable"
     metadata: dict[str, Any] = {
         "recommendation": MetadataValue.text(recommendation(report)),

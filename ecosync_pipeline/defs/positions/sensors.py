@@ -1,12 +1,13 @@
 """cache_loss_sensor: notice a lost Redis within one tick and launch the recovery job.
 
-Each tick is one Redis round trip (every store's key, the sentinel and the run_id, via
-the core's probe) plus a read of the stores file. The orders database is asked only when
-the probe cannot decide alone (see positions.recovery.watch): before the sentinel was
-ever seen, and when a key is back at page 1 (a reset, or a store without orders?).
+Each tick is one Redis round trip (every store's key, the sentinel and the run_id) plus a
+read of the stores file. The orders database is asked only when that cannot decide alone
+(a store without a key that the sentinel does not list, a key back at page 1), and the
+JSON backup only when the sentinel is gone (for the generation it recorded).
 
-The core names every loss with a stable event id; the run_key is built from it, so the
-same loss seen on many ticks launches one run and the next loss launches another.
+positions.loss names every loss with a stable event id; the run_key is built from it, so
+the same loss seen on many ticks launches one run, and every later loss (a flush, a
+restart, a reset) another, even while an earlier recovery has not run.
 
 Every tick also reads the positions' health (positions.health.status_report: the same
 round trip, the backup file and one query) and, when what it shows differs from the
@@ -44,9 +45,9 @@ from ecosync_pipeline.defs.resources import (
     PositionsResource,
 )
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.loss import LossReport, detect
 from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.storage import StoreSummary, store_summaries
 
@@ -55,15 +56,14 @@ LOSS_EVENT_TAG = "ecosync/loss-event"
 REDIS_STATE_TAG = "ecosync/redis-state"
 HEALTH_REFRESH_SECONDS = 3600
 """The health is recorded at least this often, even when nothing changed."""
-CURSOR_FIELDS = ("generation", "run_id", "last_event")
+CURSOR_FIELDS = ("generation", "last_event")
 
 
 @dataclass(frozen=True)
 class LossCursor:
-    """What the sensor keeps between ticks: the sentinel generation, run_id, last event."""
+    """What the sensor keeps between ticks: the generation known last, the last event."""
 
     generation: str | None = None
-    run_id: str | None = None
     last_event: str | None = None
 
     @classmethod
@@ -126,13 +126,14 @@ def build_cache_loss_sensor(
         # Cursor-mode stores keep no position: a loss of Redis costs them nothing.
         stores = [s.identifier for s in configured if s.read_mode == "pages"]
         cursor_only = cursor_stores(configured)
-        look = recovery.watch(
-            positions.redis,
+        loss = detect(
+            positions.redis.read_many(stores),
             stores,
             cursor=cursor.generation,
             summaries=lambda: _summaries(orders_db),
+            backup_generation=lambda: positions.backup.read_many([]).generation,
         )
-        requests, skip, after = _decide(context, cursor, look, len(stores))
+        requests, skip, after = _decide(context, cursor, loss, len(stores))
         if cursor_only and not requests:
             skip = SkipReason(
                 f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no "
@@ -165,20 +166,32 @@ def _health(context: SensorEvaluationContext, positions: PositionsResource) -> S
     return health_events(report, utc_now())
 
 
+def _healthy(loss: LossReport, store_count: int) -> str:
+    """The skip message of a tick without a loss: a store without a key is never healthy."""
+    if not loss.expected:
+        return f"no position written to Redis yet for the {store_count} stores: nothing to lose"
+    if loss.without_orders:
+        return (
+            f"{store_count - len(loss.without_orders)} of {store_count} stores healthy; "
+            f"without a key and without orders yet (nothing to lose): "
+            f"{', '.join(loss.without_orders)}"
+        )
+    return f"all {store_count} stores healthy"
+
+
 def _decide(
     context: SensorEvaluationContext,
     cursor: LossCursor,
-    look: recovery.Watch,
+    loss: LossReport,
     store_count: int,
 ) -> tuple[list[RunRequest], SkipReason, LossCursor]:
     """The run to request for a loss (or why none), and the cursor after this tick."""
-    loss = look.loss
     if loss.unreachable:
         # Keep the loss fields: the next reachable tick compares with what was seen before.
         return (
             [],
             SkipReason(
-                f"Redis is unreachable ({look.redis.error or 'no answer'}); could not look "
+                f"Redis is unreachable ({loss.error or 'no answer'}); could not look "
                 "for a cache loss. Syncs use the JSON backup and the database meanwhile."
             ),
             cursor,
@@ -186,22 +199,16 @@ def _decide(
     after = replace(
         cursor,
         generation=loss.cursor or None,
-        run_id=loss.run_id,
         last_event=loss.event_id or cursor.last_event,
     )
     if loss.event_id is None:
-        reason = (
-            f"all {store_count} stores healthy"
-            if loss.expected
-            else f"no position written to Redis yet for the {store_count} stores: nothing to lose"
-        )
-        return [], SkipReason(reason), after
+        return [], SkipReason(_healthy(loss, store_count)), after
     context.log.info(
         "cache loss %s: Redis %s; without a key: %s; reset: %s",
         loss.event_id,
         loss.redis_state,
         ", ".join(loss.missing) or "none",
-        ", ".join(look.resets) or "none",
+        ", ".join(loss.resets) or "none",
     )
     request = RunRequest(
         run_key=run_key_for(loss.event_id),
