@@ -25,7 +25,7 @@ from ecosync_pipeline.mirror.reader import PER_PAGE, descend
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline.storage.mirror import oldest_open_order, open_count
-from ecosync_pipeline.sync.engine import _transaction
+from ecosync_pipeline.storage.pages import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def refresh_statuses(
                 floor=oldest,
                 calls_left=calls_left,
             ):
-                with _transaction(engine, f"store {sid}: refreshing page {segment.page}") as conn:
+                with transaction(engine, f"store {sid}: refreshing page {segment.page}") as conn:
                     lease.verify(conn)
                     diff = repair(conn, segment)
                 fetched = len(diff.missing) + len(diff.reappeared)

@@ -33,7 +33,7 @@ from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
 from ecosync_pipeline.storage.locks import StoreLease
 from ecosync_pipeline.storage.mirror import read_state, write_state
-from ecosync_pipeline.sync.engine import _transaction
+from ecosync_pipeline.storage.pages import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def reconcile_store(
     calls_before = client.stats.total
     counts = MirrorCounts()
     with store_lock(engine, store.identifier) as lease:
-        with _transaction(engine, f"store {store.identifier}: registering the store") as conn:
+        with transaction(engine, f"store {store.identifier}: registering the store") as conn:
             ensure_store(conn, store.identifier, store.name)
         state = SweepState.load(read_state(engine, store.identifier, STATE))
         today = _today(now)
@@ -210,7 +210,7 @@ def _commit(
 ) -> bool:
     """Repair one segment and move the cursor past it, in one transaction of this lease."""
     store = segment.store
-    with _transaction(engine, f"store {store}: reconciling page {segment.page}") as conn:
+    with transaction(engine, f"store {store}: reconciling page {segment.page}") as conn:
         lease.verify(conn)
         diff = repair(conn, segment)
         fetched = len(diff.missing) + len(diff.reappeared)

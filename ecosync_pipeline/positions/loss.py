@@ -107,20 +107,8 @@ def detect(
         )
     sentinel = snap.sentinel
     listed = sentinel.stores if sentinel is not None else {}
-    keyless = [s for s in stores if s not in snap.positions]
-    blank = [s for s in stores if (p := snap.positions.get(s)) is not None and p.target is None]
-    unknown = [s for s in keyless if s not in listed]
-    known, db_down = _ask(summaries, bool(blank or unknown))
-    with_orders = {s for s, v in (known or {}).items() if v.order_count > 0}
-    # A keyless store is lost when it was written or has orders; when the database was
-    # asked and could not say, it is lost too: never reported healthy without a key.
-    missing = tuple(
-        s for s in keyless if s in listed or s in with_orders or (db_down and s in unknown)
-    )
-    if sentinel is None and summaries is None:
-        missing = tuple(keyless)  # a flush without the database: every keyless store
-    without = tuple(s for s in keyless if s not in missing)
-    resets = tuple(s for s in blank if s in with_orders)
+    keys = _keys(snap, stores, listed, summaries)
+    missing, without, resets, with_orders, db_down = keys
     expected = len(set(listed) & set(stores) | with_orders & set(stores))
     found = functools.partial(
         LossReport,
@@ -156,6 +144,30 @@ def detect(
         reset = event_id("reset", generation, epoch, d)
         return found("ok", kind="reset", event_id=reset, cursor=generation)
     return found("ok", kind=None, event_id=None, cursor=generation)
+
+
+def _keys(
+    snap: RedisSnapshot,
+    stores: Sequence[str],
+    listed: Mapping[str, str],
+    summaries: Summaries | Callable[[], Summaries | None] | None,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], set[str], bool]:
+    """Which stores lost their key, have none and nothing to lose, or were reset; the
+    stores with orders; whether the database was asked and could not answer."""
+    keyless = [s for s in stores if s not in snap.positions]
+    blank = [s for s in stores if (p := snap.positions.get(s)) is not None and p.target is None]
+    unknown = [s for s in keyless if s not in listed]
+    known, db_down = _ask(summaries, bool(blank or unknown))
+    with_orders = {s for s, v in (known or {}).items() if v.order_count > 0}
+    # A keyless store is lost when it was written or has orders; when the database was
+    # asked and could not say, it is lost too: never reported healthy without a key.
+    missing = tuple(
+        s for s in keyless if s in listed or s in with_orders or (db_down and s in unknown)
+    )
+    if snap.sentinel is None and summaries is None:
+        missing = tuple(keyless)  # a flush without the database: every keyless store
+    without = tuple(s for s in keyless if s not in missing)
+    return missing, without, tuple(s for s in blank if s in with_orders), with_orders, db_down
 
 
 def _ask(

@@ -28,6 +28,7 @@ from ecosync_pipeline.storage.orders import (
     store_summary,
     upsert_orders,
 )
+from ecosync_pipeline.storage.pages import transaction, write_page
 from ecosync_pipeline.storage.schema import metadata, orders, stores
 
 __all__ = [
@@ -57,5 +58,7 @@ __all__ = [
     "store_summary",
     "stores",
     "upgrade_if_behind",
+    "transaction",
     "upsert_orders",
+    "write_page",
 ]

@@ -30,7 +30,8 @@ from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.errors import MalformedPage
 from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
 from ecosync_pipeline.storage.mirror import record_sync_window
-from ecosync_pipeline.sync.engine import SyncResult, _transaction, _write_page
+from ecosync_pipeline.storage.pages import transaction, write_page
+from ecosync_pipeline.sync.engine import SyncResult
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def sync_by_cursor(
     calls_before = client.stats.total
     sid = store.identifier
     with store_lock(engine, sid) as lease:
-        with _transaction(engine, f"store {sid}: registering the store") as conn:
+        with transaction(engine, f"store {sid}: registering the store") as conn:
             ensure_store(conn, sid, store.name)
         floor = store_summary(engine, sid).last_order_id
         with tempfile.TemporaryFile(prefix="ecosync-cursor-") as file:
@@ -105,11 +106,11 @@ def sync_by_cursor(
             new = updated = 0
             last = floor
             for page in spool.oldest_first():
-                counts = _write_page(engine, store, page, lease)
+                counts = write_page(engine, sid, page.number, page.orders, fence=lease.verify)
                 new += counts.new
                 updated += counts.updated
                 last = page.last_id if last is None else max(last, page.last_id or last)
-        with _transaction(engine, f"store {sid}: recording the run") as conn:
+        with transaction(engine, f"store {sid}: recording the run") as conn:
             lease.verify(conn)
             record_sync_window(conn, sid, floor, last)
     result = SyncResult(

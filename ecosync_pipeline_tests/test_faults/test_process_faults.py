@@ -163,8 +163,8 @@ def test_connection_dropped_between_insert_and_commit_is_retried_not_leaked(
 ) -> None:
     """The drop that (e) finds at random, made to land on the COMMIT of a page every time.
 
-    _write_page promises to retry a page once on a dropped connection; a drop between the
-    INSERT and the COMMIT must be retried too (or at least surface as StorageError), never
+    storage.write_page promises to retry a page once on a dropped connection; a drop between
+    the INSERT and the COMMIT must be retried too (or at least surface as StorageError), never
     escape as a raw SQLAlchemy error.
     """
     world = build_world(redis_url)

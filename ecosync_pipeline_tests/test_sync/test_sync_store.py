@@ -180,7 +180,7 @@ def test_crash_before_commit_leaves_position_behind_and_next_run_completes(
     with world.open() as rt:
         rt.sync("SHOP")
     world.simulator.add_orders("SHOP", 50)
-    import ecosync_pipeline.sync.engine as engine_module
+    import ecosync_pipeline.storage.pages as engine_module
 
     real = engine_module.upsert_orders
     calls = {"n": 0}
@@ -316,6 +316,46 @@ def test_first_import_reads_100_per_page_then_syncs_20_per_page(
     with world.open() as rt:
         assert _redis_position(rt).per_page == 20
     _assert_complete(world)
+
+
+@pytest.mark.parametrize("count", [300, 290])
+@pytest.mark.parametrize("k", [7, 45])
+def test_after_a_first_import_the_next_sync_needs_no_verification_search(
+    simulator: Simulator,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+    k: int,
+) -> None:
+    """Issue 10, item 4: the position left at 100 a page names, at 20 a page, the page that
+    holds the last order, whether or not the store's size is a multiple of 100."""
+    spec = StoreSpec("EXACT", name="Exact", first_id=5000, count=count, gap_rate=0.0, seed=3)
+    world = make_world(
+        simulator,
+        [spec],
+        database_url=database_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+        per_page=20,
+        import_per_page=100,
+    )
+    with world.open() as rt:
+        first = rt.sync("EXACT")
+    assert first.reached_end and first.orders_new == count
+    with world.open() as rt:
+        converted = _redis_position(rt, "EXACT")
+    assert converted.per_page == 20 and converted.last_page == math.ceil(count / 20)
+    simulator.add_orders("EXACT", k)
+    with world.open() as rt:
+        second = rt.sync("EXACT")
+    assert second.orders_new == k
+    # The page it resumes on (the verification, reused), the new pages, one empty page.
+    assert second.verification_calls == 1
+    assert second.api_calls <= math.ceil(k / 20) + 2
+    _assert_complete(world, "EXACT")
 
 
 def test_restoring_a_store_never_synced_does_not_invent_a_synced_order(world: World) -> None:

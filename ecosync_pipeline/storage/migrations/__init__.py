@@ -28,9 +28,9 @@ from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ecosync_pipeline.errors import StorageError
+from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
 from ecosync_pipeline.storage.database import READ_ONLY, describe_error, redact
 from ecosync_pipeline.storage.locks import advisory_key
 
@@ -93,7 +93,8 @@ def current_revision(bind: Engine | Connection) -> str | None:
                 return _read_revision(conn.execution_options(**READ_ONLY))
         return _read_revision(bind)
     except SQLAlchemyError as exc:
-        raise StorageError(
+        lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        raise (DatabaseUnavailable if lost else StorageError)(
             f"orders database {redact(bind.engine.url)}: reading the schema revision failed "
             f"({describe_error(exc)}); check the database"
         ) from exc
