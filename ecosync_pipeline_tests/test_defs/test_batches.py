@@ -27,7 +27,7 @@ from ecosync_pipeline.defs.partitions import (
     store_batches,
 )
 from ecosync_pipeline.simulator import StoreSpec
-from ecosync_pipeline.storage import store_summary
+from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline_tests.test_defs.conftest import (
     SPECS,
     STORES,
@@ -195,3 +195,22 @@ def test_partitions_sensor_adds_new_stores_once_and_keeps_removed_ones(
     assert "all with a partition" in (second.skip_message or "")
     assert "GONE" in (second.skip_message or "")
     assert "GONE" in instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
+
+
+def test_a_store_held_by_another_run_fails_alone_in_a_batch(
+    env: Env, instance: DagsterInstance
+) -> None:
+    # One sync per store (invariant 9) where the run queue cannot see it: a range run's
+    # store held by another run is refused by its lock, the other stores sync.
+    runtime = env.runtime()
+    try:
+        with store_lock(runtime.engine, "NATUR"):
+            result = run_range(env, instance, "NATUR", "PURNA")
+    finally:
+        runtime.close()
+    assert not result.success
+    assert set(materialized(result)) == {"PURNA"}
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = str(failure.step_failure_data.user_failure_data.description)
+    assert "store NATUR" in description and "another run holds" in description
+    assert store_summary(env.runtime().engine, "NATUR").order_count == 0
