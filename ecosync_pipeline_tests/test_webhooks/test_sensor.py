@@ -33,7 +33,9 @@ pytestmark = pytest.mark.parametrize("module_engine", ["postgresql"], indirect=T
 
 
 @pytest.fixture
-def settings(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(
+    tmp_path: Path, engine: Engine, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     stores = [
         {
@@ -49,7 +51,7 @@ def settings(tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch) ->
     path.write_text(yaml.safe_dump({"stores": stores}), encoding="utf-8")
     return Settings(
         database_url=engine.url.render_as_string(hide_password=False),
-        redis_url="redis://127.0.0.1:6379/7",
+        redis_url=redis_url,
         stores_file=str(path),
         backup_path=str(tmp_path / "backup.json"),
     )
