@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from sqlalchemy import event
 
-from ecosync_pipeline.errors import StorageError
+from ecosync_pipeline.errors import StorageError, StoreLockLost
 from ecosync_pipeline_tests.faults_support import (
     ARRIVAL_RATE,
     Driver,
@@ -127,9 +127,10 @@ def test_database_connections_dropped_mid_batch_lose_and_duplicate_no_order(
     world = build_world(redis_url)
     figures = record("(e) PostgreSQL connection dropped")
     world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
-    # A dropped connection may fail a run (StorageError names the store); the engine
-    # retries a page once, and the next run must finish what this one could not.
-    driver = Driver(world, figures, allowed=(StorageError,), seed=5)
+    # A dropped connection may fail a run (StorageError names the store; StoreLockLost
+    # when it was the lock's connection); the engine retries a page once, and the next
+    # run must finish what this one could not.
+    driver = Driver(world, figures, allowed=(StorageError, StoreLockLost), seed=5)
     admin = psycopg.connect(postgres_url, autocommit=True, application_name="ecosync-faults")
     terminator = Injector(
         "pg-terminate",
