@@ -334,7 +334,8 @@ class Injector(threading.Thread):
     """Calls ``action`` at random moments until it has injected ``count`` faults.
 
     ``action`` returns whether it injected one (a fault that found nothing to break does
-    not count). ``syncing`` (the driver's event) tells how many landed during a sync.
+    not count). With ``syncing`` (the driver's event), each fault lands ``gap`` after a
+    store's sync starts, one a sync; the figures count how many landed during it.
     """
 
     def __init__(
@@ -361,15 +362,35 @@ class Injector(threading.Thread):
 
     def run(self) -> None:
         try:
-            while self.done < self.count and not self.stop.wait(self.rng.uniform(*self.gap)):
+            while self.done < self.count and self._sync_started():
+                if self.stop.wait(self.rng.uniform(*self.gap)):
+                    return
                 during = self.syncing is not None and self.syncing.is_set()
                 if self.action():
                     self.done += 1
                     self.figures.add("injected")
                     if during:
                         self.figures.add("mid_sync")
+                self._sync_ended()
         except BaseException as exc:  # reported by finish(), in the test's thread
             self.error = exc
+
+    # With ``syncing``, one fault a store's sync, ``gap`` after it starts: spread over
+    # the runs however slow the machine, never all spent while a run opens.
+    def _sync_started(self) -> bool:
+        return self.syncing is None or self._until(self.syncing.is_set)
+
+    def _sync_ended(self) -> None:
+        if self.syncing is not None:
+            syncing = self.syncing
+            self._until(lambda: not syncing.is_set())
+
+    def _until(self, condition: Callable[[], bool]) -> bool:
+        """Poll ``condition`` until it holds (True) or the injector is stopped (False)."""
+        while not condition():
+            if self.stop.wait(0.002):
+                return False
+        return True
 
     @property
     def finished(self) -> bool:
