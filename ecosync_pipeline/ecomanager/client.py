@@ -169,17 +169,13 @@ class EcoManagerClient:
             raise ConfigError(f"store {store.identifier}: {exc}") from None
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
-        for name, value in (
-            ("timeout", timeout),
-            ("backoff_base", backoff_base),
-            ("backoff_max", backoff_max),
-            ("retry_after_cap", retry_after_cap),
-            ("default_retry_after", default_retry_after),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be more than 0 seconds, got {timeout}")
+        _check_seconds(
+            timeout=timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            retry_after_cap=retry_after_cap,
+            default_retry_after=default_retry_after,
+        )
         self._store = store
         self._redact = Redactor([token, *url_secrets(store.base_url)])
         self._max_bytes = store.max_page_bytes if max_page_bytes is None else max_page_bytes
@@ -554,3 +550,12 @@ def _check_token(store: Store, token: str) -> None:
             f"store {store.identifier}: the token in {store.token_env} contains spaces, line "
             "breaks or non-ASCII characters; set it to the store's 80-character EcoManager token"
         )
+
+
+def _check_seconds(**seconds: float) -> None:
+    """Refuse a duration that is negative, infinite or NaN, and a timeout of 0 seconds."""
+    for name, value in seconds.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+    if seconds["timeout"] <= 0:
+        raise ValueError(f"timeout must be more than 0 seconds, got {seconds['timeout']}")
