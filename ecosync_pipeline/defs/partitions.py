@@ -15,7 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dagster import DagsterInstance, DynamicPartitionsDefinition
+from dagster import DagsterInstance, DynamicPartitionsDefinition, ScheduleEvaluationContext
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 STORE_PARTITIONS_NAME = "stores"
 STORE_PARTITIONS = DynamicPartitionsDefinition(name=STORE_PARTITIONS_NAME)
@@ -40,6 +44,12 @@ def register_stores(instance: DagsterInstance, configured: Iterable[str]) -> lis
     return added
 
 
+def tick_stamp(context: ScheduleEvaluationContext) -> str:
+    """The tick's time for its runs' keys: the same tick evaluated twice starts nothing twice."""
+    tick = context.scheduled_execution_time
+    return tick.isoformat() if tick is not None else "manual"
+
+
 @dataclass(frozen=True)
 class StoreBatch:
     """Consecutive partition keys synced by one run: ``first`` to ``last``, both included."""
@@ -53,6 +63,20 @@ class StoreBatch:
     @property
     def last(self) -> str:
         return self.stores[-1]
+
+    @property
+    def partition_key(self) -> str | None:
+        """A lone store's run targets its partition; a run of several, a range (range_tags)."""
+        return self.first if len(self.stores) == 1 else None
+
+    def range_tags(self) -> dict[str, str]:
+        """The tags that make a run target the partitions first..last (none for one store)."""
+        if len(self.stores) == 1:
+            return {}
+        return {
+            ASSET_PARTITION_RANGE_START_TAG: self.first,
+            ASSET_PARTITION_RANGE_END_TAG: self.last,
+        }
 
 
 def store_batches(

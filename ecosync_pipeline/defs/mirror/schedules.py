@@ -21,13 +21,9 @@ from dagster import (
     in_process_executor,
     schedule,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecosync_pipeline.defs.mirror.assets import ORDER_STATUSES, RECONCILED_ORDERS
-from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batches
+from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batches, tick_stamp
 from ecosync_pipeline.defs.resources import EcoManagerResource
 
 DEFAULT_RECONCILE_CRON = "7 * * * *"
@@ -59,24 +55,14 @@ def _build(name: str, job: object, key: AssetKey, cron: str, what: str) -> Sched
     def mirror_schedule(
         context: ScheduleEvaluationContext, ecomanager: EcoManagerResource
     ) -> Iterator[RunRequest]:
-        tick = context.scheduled_execution_time
-        stamp = tick.isoformat() if tick is not None else "manual"
+        stamp = tick_stamp(context)
         configured = [store.identifier for store in ecomanager.stores()]
         keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
         for batch in store_batches(keys, configured, BATCH_SIZE):
-            one = len(batch.stores) == 1
-            tags = (
-                {}
-                if one
-                else {
-                    ASSET_PARTITION_RANGE_START_TAG: batch.first,
-                    ASSET_PARTITION_RANGE_END_TAG: batch.last,
-                }
-            )
             yield RunRequest(
                 run_key=f"{key.to_user_string()}:{batch.first}..{batch.last}:{stamp}",
-                partition_key=batch.first if one else None,
-                tags=tags,
+                partition_key=batch.partition_key,
+                tags=batch.range_tags(),
             )
 
     return mirror_schedule

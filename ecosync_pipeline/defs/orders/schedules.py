@@ -23,10 +23,6 @@ from dagster import (
     in_process_executor,
     schedule,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecosync_pipeline.defs.orders.assets import NEW_ORDERS, STORE_TAG
 from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS
@@ -35,6 +31,7 @@ from ecosync_pipeline.defs.partitions import (
     StoreBatch,
     register_stores,
     store_batches,
+    tick_stamp,
 )
 from ecosync_pipeline.defs.resources import EcoManagerResource
 
@@ -61,16 +58,13 @@ sync_orders_job = define_asset_job(
 
 def batch_run_request(batch: StoreBatch, stamp: str, workers: int) -> RunRequest:
     """The run syncing one batch: a partition range, or one partition for a lone store."""
-    tags = {BATCH_TAG: f"{batch.first}..{batch.last}"}
-    if len(batch.stores) == 1:
-        tags[STORE_TAG] = batch.first
-    else:
-        tags[ASSET_PARTITION_RANGE_START_TAG] = batch.first
-        tags[ASSET_PARTITION_RANGE_END_TAG] = batch.last
+    tags = {BATCH_TAG: f"{batch.first}..{batch.last}", **batch.range_tags()}
+    if batch.partition_key is not None:
+        tags[STORE_TAG] = batch.partition_key
     return RunRequest(
         # A tick evaluated twice (daemon restart) must not start a batch twice.
         run_key=f"{batch.first}..{batch.last}:{stamp}",
-        partition_key=batch.first if len(batch.stores) == 1 else None,
+        partition_key=batch.partition_key,
         run_config={"ops": {"new_orders": {"config": {"workers": workers}}}},
         tags=tags,
     )
@@ -100,8 +94,7 @@ def build_order_sync_schedule(
     def order_sync_schedule(
         context: ScheduleEvaluationContext, ecomanager: EcoManagerResource
     ) -> Iterator[RunRequest]:
-        tick = context.scheduled_execution_time
-        stamp = tick.isoformat() if tick is not None else "manual"
+        stamp = tick_stamp(context)
         configured = [store.identifier for store in ecomanager.stores()]
         # Schedules cannot return partition requests as sensors do; a store added since
         # the sensor's last tick is registered here so that this tick syncs it.
