@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.ecomanager.budget import use_redis
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
@@ -23,7 +24,7 @@ from ecosync_pipeline.sync.engine import SyncResult, sync_store
 
 
 @dataclass
-class Runtime:
+class Runtime(Closing):
     """Settings, stores, the orders engine and the position chain of one process."""
 
     settings: Settings
@@ -79,12 +80,6 @@ class Runtime:
                 engine=self.engine,
                 budget_seconds=budget_seconds,
             )
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Release the database pool and the Redis connection."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.errors import EcosyncError
 
 
@@ -58,7 +58,7 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
     )
 
 
-class ThreadedServer:
+class ThreadedServer(Closing):
     """Serve an ASGI app over real HTTP from a daemon thread."""
 
     def __init__(
@@ -114,13 +114,9 @@ class ThreadedServer:
         self._server = self._thread = self._socket = None
         self.port = 0
 
+    def close(self) -> None:
+        """Stop serving (a ``with`` block's exit)."""
+        self.stop()
+
     def __enter__(self) -> ThreadedServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

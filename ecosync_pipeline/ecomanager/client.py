@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Literal, get_args
 
 import httpx
 
+from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
 from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.models import Page, parse_newest_page, parse_page
@@ -143,7 +143,7 @@ class _Failure:
     server_wait: float | None
 
 
-class EcoManagerClient:
+class EcoManagerClient(Closing):
     """Fetches pages of one store's orders from EcoManager (satisfies ``PageFetcher``)."""
 
     def __init__(
@@ -235,17 +235,6 @@ class EcoManagerClient:
 
     def __repr__(self) -> str:
         return f"EcoManagerClient(store={self._store.identifier!r}, url={self._url!r})"
-
-    def __enter__(self) -> EcoManagerClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection pool."""

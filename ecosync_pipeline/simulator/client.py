@@ -7,17 +7,17 @@ whether the simulator is in-process or behind ``ecosync simulator serve``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.simulator.spec import SimulatorError, UnknownStore
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
-class SimulatorClient:
+class SimulatorClient(Closing):
     """HTTP client for a simulator's control endpoints."""
 
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0) -> None:
@@ -147,14 +147,3 @@ class SimulatorClient:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._http.close()
-
-    def __enter__(self) -> SimulatorClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

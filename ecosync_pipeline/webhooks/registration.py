@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
+from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.ratelimit import Limiter
@@ -39,7 +39,7 @@ class Registration:
     is_active: bool
 
 
-class WebhooksApi:
+class WebhooksApi(Closing):
     """EcoManager's webhooks endpoints for one store."""
 
     def __init__(
@@ -61,15 +61,8 @@ class WebhooksApi:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
         )
 
-    def __enter__(self) -> WebhooksApi:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
