@@ -18,7 +18,6 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     AssetsDefinition,
-    AssetSpec,
     BackfillPolicy,
     Config,
     Failure,
@@ -31,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.defs.failures import as_failure
+from ecosync_pipeline.defs.orders.assets import orders_spec
 from ecosync_pipeline.defs.orders.checks import NEW_ORDERS
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
@@ -135,26 +135,28 @@ def _each_store(
         )
 
 
+def _per_store(
+    key: AssetKey, description: str, partitions: PartitionsDefinition
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """An orders asset read after new_orders, one partition per store, a backfill one run."""
+    return multi_asset(
+        name=key.to_user_string(),
+        specs=[orders_spec(key, NEW_ORDERS, description)],
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+    )
+
+
 def build_reconciled_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The reconciliation of each store, one partition per store."""
 
-    @multi_asset(
-        name="reconciled_orders",
-        specs=[
-            AssetSpec(
-                RECONCILED_ORDERS,
-                deps=[NEW_ORDERS],
-                group_name="orders",
-                kinds={"python", "sql"},
-                skippable=True,
-                description="Each store's orders compared with EcoManager's by id sets, "
-                "newest pages first at 100 a page, within a daily budget of calls: missing "
-                "orders fetched, orders deleted upstream flagged (deleted_at), changed ones "
-                "updated. The sweep carries on from run to run until page 1.",
-            )
-        ],
-        partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
+    @_per_store(
+        RECONCILED_ORDERS,
+        "Each store's orders compared with EcoManager's by id sets, newest pages first "
+        "at 100 a page, within a daily budget of calls: missing orders fetched, orders "
+        "deleted upstream flagged (deleted_at), changed ones updated. The sweep carries "
+        "on from run to run until page 1.",
+        partitions,
     )
     def reconciled_orders(
         context: AssetExecutionContext,
@@ -189,22 +191,11 @@ def build_reconciled_orders(partitions: PartitionsDefinition) -> AssetsDefinitio
 def build_order_statuses(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The status refresh of each store, one partition per store."""
 
-    @multi_asset(
-        name="order_statuses",
-        specs=[
-            AssetSpec(
-                ORDER_STATUSES,
-                deps=[NEW_ORDERS],
-                group_name="orders",
-                kinds={"python", "sql"},
-                skippable=True,
-                description="Each store's open orders (not in one of its final_states) "
-                "re-read until they are final: from the page of the oldest open order to "
-                "the end, at 100 a page.",
-            )
-        ],
-        partitions_def=partitions,
-        backfill_policy=BackfillPolicy.single_run(),
+    @_per_store(
+        ORDER_STATUSES,
+        "Each store's open orders (not in one of its final_states) re-read until they "
+        "are final: from the page of the oldest open order to the end, at 100 a page.",
+        partitions,
     )
     def order_statuses(
         context: AssetExecutionContext,

@@ -23,6 +23,7 @@ from dagster import (
     AssetCheckKey,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetMaterialization,
     AssetRecordsFilter,
     AssetsDefinition,
@@ -239,23 +240,34 @@ def tag_store_run(context: AssetExecutionContext, stores: Sequence[str]) -> None
         context.instance.add_run_tags(context.run.run_id, {STORE_TAG: stores[0]})
 
 
+def orders_spec(key: AssetKey, dep: AssetKey, description: str) -> AssetSpec:
+    """An asset of the orders group, its runs written per store into the orders database.
+
+    Skippable: each store's materialization is recorded as the store finishes, so the
+    output itself carries nothing.
+    """
+    return AssetSpec(
+        key,
+        deps=[dep],
+        group_name="orders",
+        kinds={"python", "sql"},
+        skippable=True,
+        description=description,
+    )
+
+
 def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
 
     @multi_asset(
         name="new_orders",
         specs=[
-            AssetSpec(
+            orders_spec(
                 NEW_ORDERS,
-                deps=[RESTORED_SYNC_POSITIONS],
-                group_name="orders",
-                kinds={"python", "sql"},
-                # Each store's materialization is recorded as the store finishes, so the
-                # output itself carries nothing.
-                skippable=True,
-                description="The orders of each store (a partition), synced page by page "
-                "from EcoManager into the orders database from the store's verified sync "
-                "position. One run syncs one store or a batch of them.",
+                RESTORED_SYNC_POSITIONS,
+                "The orders of each store (a partition), synced page by page from EcoManager "
+                "into the orders database from the store's verified sync position. One run "
+                "syncs one store or a batch of them.",
             )
         ],
         check_specs=[
