@@ -68,6 +68,13 @@ def _quiet_core() -> Iterator[None]:
         logging.disable(previous)
 
 
+def _run_bench(run: Callable[..., Any], as_json: bool, **options: Any) -> None:
+    """Run one benchmark quietly, its progress on stderr, and print its report."""
+    with _quiet_core():
+        report = run(progress=_progress, **options)
+    _emit(report, as_json)
+
+
 def _emit(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -112,15 +119,14 @@ def recovery(
     """Resume after a lost position: ecosync against the old system's two strategies."""
     from ecosync_pipeline.bench import run_recovery_bench
 
-    with _quiet_core():
-        report = run_recovery_bench(
-            quick=quick,
-            ks=ks,
-            redis_url=redis_url,
-            backend="sqlite" if backend == "sqlite" else "postgresql",
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_recovery_bench,
+        as_json,
+        quick=quick,
+        ks=ks,
+        redis_url=redis_url,
+        backend="sqlite" if backend == "sqlite" else "postgresql",
+    )
 
 
 @bench.command("sensor")
@@ -147,15 +153,14 @@ def sensor(
     """Tick time of the cache-loss probe and sensor, healthy and after a flush."""
     from ecosync_pipeline.bench import run_sensor_bench
 
-    with _quiet_core():
-        report = run_sensor_bench(
-            store_counts=store_counts,
-            ticks=ticks,
-            redis_url=redis_url,
-            dagster=not no_dagster,
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_sensor_bench,
+        as_json,
+        store_counts=store_counts,
+        ticks=ticks,
+        redis_url=redis_url,
+        dagster=not no_dagster,
+    )
 
 
 @bench.command("sync")
@@ -208,20 +213,19 @@ def sync_bench(
     """Orders per second, fetch only against fetch + upsert, and memory of a first sync."""
     from ecosync_pipeline.bench import run_sync_bench
 
-    with _quiet_core():
-        report = run_sync_bench(
-            orders=orders,
-            runs=runs,
-            latencies_ms=latencies,
-            throughput_orders=throughput_orders,
-            per_page=per_page,
-            database_url=database_url,
-            redis_url=redis_url,
-            profile=not no_profile,
-            memory=not no_memory,
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_sync_bench,
+        as_json,
+        orders=orders,
+        runs=runs,
+        latencies_ms=latencies,
+        throughput_orders=throughput_orders,
+        per_page=per_page,
+        database_url=database_url,
+        redis_url=redis_url,
+        profile=not no_profile,
+        memory=not no_memory,
+    )
 
 
 @bench.command("webhooks")
@@ -264,18 +268,17 @@ def webhooks_bench(
     receiver up and then killed for a while."""
     from ecosync_pipeline.bench.webhooks import run_webhooks_bench
 
-    with _quiet_core():
-        report = run_webhooks_bench(
-            rate=rate,
-            seconds=seconds,
-            status_rate=status_rate,
-            down_seconds=down_seconds,
-            down_at=min(10.0, seconds / 4),
-            time_scale=time_scale,
-            backend=backend,
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_webhooks_bench,
+        as_json,
+        rate=rate,
+        seconds=seconds,
+        status_rate=status_rate,
+        down_seconds=down_seconds,
+        down_at=min(10.0, seconds / 4),
+        time_scale=time_scale,
+        backend=backend,
+    )
 
 
 @bench.command("mirror")
@@ -299,11 +302,14 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     unknown = sorted(set(wanted) - set(SCENARIOS))
     if unknown:
         raise click.BadParameter(f"unknown scenarios {', '.join(unknown)}; use {SCENARIOS}")
-    with _quiet_core():
-        report = run_mirror_bench(
-            seeds=seeds, small=small, redis_url=redis_url, scenarios=wanted, progress=_progress
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_mirror_bench,
+        as_json,
+        seeds=seeds,
+        small=small,
+        redis_url=redis_url,
+        scenarios=wanted,
+    )
 
 
 @bench.command("fanout")
@@ -355,18 +361,17 @@ def fanout(
     from ecosync_pipeline.bench.resources import bench_redis_url
 
     celery = tuple(int(w) for w in workers.split(",") if w.strip()) if workers else ()
-    with _quiet_core():
-        report = run_fanout(
-            sizes,
-            new_orders=new_orders,
-            celery_workers=celery,
-            ticks=ticks,
-            batch_size=batch_size,
-            sync_workers=sync_workers,
-            redis_url=redis_url or bench_redis_url(),
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_fanout,
+        as_json,
+        sizes=sizes,
+        new_orders=new_orders,
+        celery_workers=celery,
+        ticks=ticks,
+        batch_size=batch_size,
+        sync_workers=sync_workers,
+        redis_url=redis_url or bench_redis_url(),
+    )
 
 
 @bench.command("ratelimit")
@@ -398,12 +403,11 @@ def ratelimit_bench(
     from ecosync_pipeline.bench.ratelimit import run_ratelimit_bench
     from ecosync_pipeline.bench.resources import bench_redis_url
 
-    with _quiet_core():
-        report = run_ratelimit_bench(
-            calls=calls,
-            time_scale=time_scale,
-            processes=processes,
-            redis_url=redis_url or bench_redis_url(),
-            progress=_progress,
-        )
-    _emit(report, as_json)
+    _run_bench(
+        run_ratelimit_bench,
+        as_json,
+        calls=calls,
+        time_scale=time_scale,
+        processes=processes,
+        redis_url=redis_url or bench_redis_url(),
+    )
