@@ -46,6 +46,15 @@ def _numbers(kind: Callable[[str], Any]) -> Callable[[click.Context, click.Param
     return parse
 
 
+def numbers_option(
+    *names: str, default: str, help: str, kind: Callable[[str], Any] = int
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option of comma-separated numbers >= 0, given to the command as a tuple."""
+    return click.option(
+        *names, default=default, show_default=True, callback=_numbers(kind), help=help
+    )
+
+
 def _progress(message: str) -> None:
     click.echo(message, err=True)
 
@@ -95,13 +104,8 @@ def bench() -> None:
     help="Fetch only the first pages of the page-1 restart over HTTP and extrapolate its "
     "time (labelled); calls, missing and re-read stay exact.",
 )
-@click.option(
-    "--k",
-    "ks",
-    default="0,15,400,5000",
-    show_default=True,
-    callback=_numbers(int),
-    help="New orders after the last sync, comma-separated.",
+@numbers_option(
+    "--k", "ks", default="0,15,400,5000", help="New orders after the last sync, comma-separated."
 )
 @click.option(
     "--backend",
@@ -131,12 +135,10 @@ def recovery(
 
 @bench.command("sensor")
 @JSON_OPTION
-@click.option(
+@numbers_option(
     "--stores",
     "store_counts",
     default="10,100,1000,10000",
-    show_default=True,
-    callback=_numbers(int),
     help="Store counts to time, comma-separated.",
 )
 @click.option("--ticks", default=7, show_default=True, type=click.IntRange(min=1))
@@ -165,20 +167,17 @@ def sensor(
 
 @bench.command("sync")
 @JSON_OPTION
-@click.option(
+@numbers_option(
     "--orders",
     default="10000,200000",
-    show_default=True,
-    callback=_numbers(int),
     help="Store sizes for the memory runs; the smallest is also the throughput store.",
 )
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option(
+@numbers_option(
     "--latency-ms",
     "latencies",
     default="0,20",
-    show_default=True,
-    callback=_numbers(float),
+    kind=float,
     help="Simulated latency per request, comma-separated.",
 )
 @click.option(
@@ -313,13 +312,8 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
 
 
 @bench.command("fanout")
-@click.option(
-    "--stores",
-    "sizes",
-    default="10,100,1000",
-    show_default=True,
-    callback=_numbers(int),
-    help="Numbers of stores, one world each.",
+@numbers_option(
+    "--stores", "sizes", default="10,100,1000", help="Numbers of stores, one world each."
 )
 @click.option(
     "--new-orders",
