@@ -330,6 +330,16 @@ class EcoManagerClient(Closing):
                 f"check that {self._store.base_url} serves the EcoManager orders API",
                 page,
             ) from self._cause(exc)
+        except httpx.InvalidURL as exc:
+            # httpx builds a redirect's next request even when it does not follow it: a
+            # Location it cannot parse raises before the status can be judged.
+            self._stats.record("http_error")
+            raise self._error(
+                ApiError,
+                f"store {sid}: page {page}: a redirect to a malformed Location ({exc}) from "
+                f"{self._url}; check the store's base_url in the stores file",
+                page,
+            ) from self._cause(exc)
         except httpx.RequestError as exc:
             # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
             self._stats.record("connection_error")

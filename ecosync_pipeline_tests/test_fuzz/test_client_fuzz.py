@@ -136,6 +136,7 @@ def _check_error(exc: ApiError, page: int) -> None:
     script=[(503, {"Retry-After": "1e400"}, b""), (200, {}, b'{"data": []}')], page=2, per_page=5
 )
 @example(script=[(200, {"Content-Encoding": "gzip"}, b'{"data": []}')], page=5, per_page=20)
+@example(script=[(301, {"Location": "A:0"}, b"")], page=1, per_page=1)  # httpx: InvalidURL
 def test_client_returns_a_valid_page_or_raises_an_api_error_naming_store_and_page(
     script: list[Answer], page: int, per_page: int
 ) -> None:
