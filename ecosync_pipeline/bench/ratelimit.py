@@ -59,6 +59,9 @@ class RateLimitReport:
     processes: int
     time_scale: float
     calls_by_role: dict[str, int]
+    # Requests the shared budget let through, retries included: a call whose first
+    # attempt timed out reaches the server twice, and both attempts went through the budget.
+    granted: int
     server_requests: int
     server_ok: int
     server_429: int
@@ -243,6 +246,7 @@ def _report(
         processes=processes,
         time_scale=budget.time_scale,
         calls_by_role=by_role,
+        granted=len(stamps),
         server_requests=int(requests["total"]),
         server_ok=int(requests["ok"]),
         server_429=int(requests["rate_limited"]),
