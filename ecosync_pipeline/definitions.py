@@ -27,6 +27,7 @@ from ecosync_pipeline.defs.mirror.schedules import (
 )
 from ecosync_pipeline.defs.orders.assets import build_new_orders
 from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS, MAX_WORKERS
+from ecosync_pipeline.defs.orders.freshness import build_freshness_check
 from ecosync_pipeline.defs.orders.schedules import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_SYNC_CRON,
@@ -86,7 +87,11 @@ def build_definitions(
         assets=catalogued(
             assets, freshness_minutes=freshness_minutes, git_url=git_url, git_branch=git_branch
         ),
-        asset_checks=[position_checks, build_flowing_check(partitions)],
+        asset_checks=[
+            position_checks,
+            build_flowing_check(partitions),
+            build_freshness_check(freshness_minutes),
+        ],
         jobs=[
             sync_orders_job,
             recover_sync_positions,
@@ -99,7 +104,9 @@ def build_definitions(
             build_status_schedule(status_cron),
         ],
         sensors=[
-            build_cache_loss_sensor(recover_sync_positions, sensor_interval_seconds),
+            build_cache_loss_sensor(
+                recover_sync_positions, sensor_interval_seconds, freshness_minutes
+            ),
             build_store_partitions_sensor(sensor_interval_seconds),
             build_webhook_inbox_sensor(sync_orders_job, sensor_interval_seconds),
         ],

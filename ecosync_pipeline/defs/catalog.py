@@ -12,8 +12,8 @@ they are written:
 - a freshness policy on new_orders: WARN when no store has synced for
   ``freshness_minutes`` (ECOSYNC_FRESHNESS_MINUTES, default 60: four missed schedule
   ticks), FAIL after four times that. Dagster 1.13 judges a policy on the asset's
-  latest materialization, whichever store it was; each store's own history is in its
-  partition (and its position's age in store_sync_positions).
+  latest materialization, whichever store it was; the store_freshness check
+  (orders/freshness.py) warns per store, over the same window.
 """
 
 from __future__ import annotations

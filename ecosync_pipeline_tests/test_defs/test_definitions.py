@@ -51,6 +51,7 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         ("store_sync_positions", "position_health"),
         ("store_sync_positions", "layer_agreement"),
         ("new_orders", "new_orders_complete"),
+        ("new_orders", "store_freshness"),
         ("webhook_events", "webhook_deliveries_flowing"),
     }
     assert sorted(s.name for s in repo.schedule_defs) == [

@@ -13,8 +13,9 @@ Every tick also reads the positions' health (positions.health.status_report: the
 round trip, the backup file and one query) and, when what it shows differs from the
 last recorded health (by a sensor tick, a recovery or a Materialize) or that is an hour
 old, returns it as asset events: a materialization of store_sync_positions and its three
-checks. The daemon records them, so the UI shows a
-loss within a tick of it, and its end within a tick of the restore, without a click.
+checks; likewise new_orders' store_freshness check when its stale stores change. The
+daemon records them, so the UI shows a loss within a tick of it, and its end within a
+tick of the restore, without a click.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -22,7 +23,7 @@ loss within a tick of it, and its end within a tick of the restore, without a cl
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from dagster import (
@@ -36,6 +37,8 @@ from dagster import (
     sensor,
 )
 
+from ecosync_pipeline.defs.catalog import DEFAULT_FRESHNESS_MINUTES
+from ecosync_pipeline.defs.orders.freshness import freshness_events
 from ecosync_pipeline.defs.positions.judges import AssetEvent, health_events
 from ecosync_pipeline.defs.positions.keys import STORE_SYNC_POSITIONS
 from ecosync_pipeline.defs.positions.report import fingerprint
@@ -100,9 +103,13 @@ def _summaries(orders_db: OrdersDatabaseResource) -> Mapping[str, StoreSummary] 
 
 
 def build_cache_loss_sensor(
-    job: JobDefinition, minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS
+    job: JobDefinition,
+    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
+    clock: Callable[[], float] = time.time,
 ) -> SensorDefinition:
-    """The sensor that launches ``job`` (recover_sync_positions) once per cache loss."""
+    """The sensor that launches ``job`` (recover_sync_positions) once per cache loss, and
+    records the positions' health and new_orders' store_freshness (against ``clock``)."""
 
     @sensor(
         name="cache_loss_sensor",
@@ -143,7 +150,15 @@ def build_cache_loss_sensor(
             run_requests=requests,
             skip_reason=None if requests else skip,
             cursor=after.dump(),
-            asset_events=_health(context, positions),
+            asset_events=[
+                *_health(context, positions),
+                *freshness_events(
+                    context.instance,
+                    [s.identifier for s in configured],
+                    clock(),
+                    freshness_minutes,
+                ),
+            ],
         )
 
     return cache_loss_sensor
