@@ -26,6 +26,7 @@ from dagster import (
 
 from ecosync_pipeline.defs.orders.assets import NEW_ORDERS, STORE_TAG
 from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS
+from ecosync_pipeline.defs.orders.freshness import STORE_FRESHNESS_KEY
 from ecosync_pipeline.defs.partitions import (
     STORE_PARTITIONS_NAME,
     StoreBatch,
@@ -47,7 +48,9 @@ BATCH_TAG = "ecosync/batch"
 
 sync_orders_job = define_asset_job(
     "sync_orders",
-    selection=AssetSelection.assets(NEW_ORDERS),
+    # store_freshness judges every store from the instance: the sensor records it, a sync
+    # need not run it as a step of its own.
+    selection=AssetSelection.assets(NEW_ORDERS) - AssetSelection.checks(STORE_FRESHNESS_KEY),
     # One process per run: the step runs in the run's own process, so a run does not pay
     # for a second interpreter importing Dagster and the code location.
     executor_def=in_process_executor,
