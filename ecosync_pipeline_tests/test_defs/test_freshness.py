@@ -106,7 +106,7 @@ def test_sensor_warns_naming_the_store_that_has_not_synced_and_no_other(
     assert fresh.description is not None and advice in fresh.description, fresh.description
     assert f"{FRESH} has not synced" not in fresh.description
     seen = metadata_values(fresh.metadata)
-    assert seen["stale_stores"] == 1
+    assert seen["stores_overdue"] == 1
     assert (seen[f"minutes_since_sync_{STALE}"], seen[f"minutes_since_sync_{FRESH}"]) == (95, 5)
     assert advice in seen["what_to_do"]
     # Positions are healthy: the position checks pass beside it (they judge other things).
@@ -140,11 +140,11 @@ def test_the_window_is_the_configured_one_and_the_check_is_rerecorded_hourly(
     again = at(7200)
     assert not again.passed and again.description is not None
     assert again.description.index(STALE) < again.description.index(FRESH), again.description
-    assert metadata_values(again.metadata)["stale_stores"] == 2
+    assert metadata_values(again.metadata)["stores_overdue"] == 2
     # The same stores stale: not recorded again within the hour, recorded again after it.
     assert at(7200 + 60) is None
     hourly = at(7200 + 3700)
-    assert hourly is not None and metadata_values(hourly.metadata)["stale_stores"] == 2
+    assert hourly is not None and metadata_values(hourly.metadata)["stores_overdue"] == 2
 
 
 def test_a_store_never_synced_is_listed_and_does_not_fail_the_check(

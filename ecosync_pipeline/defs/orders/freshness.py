@@ -12,7 +12,7 @@ The check says nothing about positions, so it cannot contradict the position che
 store that has never synced is listed but does not fail the check: the position checks
 already call it "without orders yet" and say to materialize its first sync.
 
-cache_loss_sensor records it on every change of the stale stores, and at least hourly.
+cache_loss_sensor records it on every change of the overdue stores, and at least hourly.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -72,32 +72,39 @@ def _minutes(seconds: float) -> int:
     return int(seconds // 60)
 
 
+def _rows(
+    synced: Mapping[str, float | None], overdue: Sequence[str], now: float
+) -> list[dict[str, Any]]:
+    """One row per store: its last sync, how long ago, whether it is overdue."""
+    at = datetime.fromtimestamp(now, timezone.utc)
+    rows = []
+    for store, t in sorted(synced.items()):
+        last = None if t is None else datetime.fromtimestamp(t, timezone.utc)
+        rows.append(
+            {
+                "store": store,
+                "last_sync": last.isoformat() if last else "",
+                "age": age(last, at) if last else "never synced",
+                "overdue": store in overdue,
+            }
+        )
+    return rows
+
+
 def freshness_result(
     synced: Mapping[str, float | None], now: float, minutes: int
 ) -> AssetCheckResult:
     """WARN naming each store whose last sync is older than ``minutes``, oldest first."""
-    at = datetime.fromtimestamp(now, timezone.utc)
-    stale = sorted(
+    overdue = sorted(
         (s for s, t in synced.items() if t is not None and now - t > minutes * 60),
         key=lambda s: synced[s] or 0.0,
     )
     never = sorted(s for s, t in synced.items() if t is None)
-    rows = [
-        {
-            "store": store,
-            "last_sync": "" if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(),
-            "age": "never synced"
-            if t is None
-            else age(datetime.fromtimestamp(t, timezone.utc), at),
-            "stale": store in stale,
-        }
-        for store, t in sorted(synced.items())
-    ]
     metadata: dict[str, Any] = {
-        "stores": table(("store", "last_sync", "age", "stale"), rows),
-        "stale_stores": MetadataValue.int(len(stale)),
+        "stores": table(("store", "last_sync", "age", "overdue"), _rows(synced, overdue, now)),
+        "stores_overdue": MetadataValue.int(len(overdue)),
         "freshness_minutes": MetadataValue.int(minutes),
-        "fingerprint": MetadataValue.text(fingerprint(stale, never)),
+        "fingerprint": MetadataValue.text(fingerprint(overdue, never)),
         "evaluated_at": MetadataValue.timestamp(now),
         **{
             f"minutes_since_sync_{s}": MetadataValue.int(_minutes(now - t))
@@ -107,14 +114,16 @@ def freshness_result(
     }
     if never:
         metadata["never_synced"] = MetadataValue.text(", ".join(never))
-    if stale:
+    if overdue:
         advice = " ".join(
             f"{s} has not synced for {_minutes(now - (synced[s] or now))} min: check its "
             "last new_orders run."
-            for s in stale
+            for s in overdue
         )
         metadata["what_to_do"] = MetadataValue.md(advice)
-        description = f"{len(stale)} of {len(synced)} stores stale (over {minutes} min). {advice}"
+        description = (
+            f"{len(overdue)} of {len(synced)} stores not synced for over {minutes} min. {advice}"
+        )
     else:
         description = f"all {len(synced) - len(never)} synced stores synced within {minutes} min"
     if never:
@@ -122,16 +131,16 @@ def freshness_result(
     return AssetCheckResult(
         asset_key=NEW_ORDERS,
         check_name=STORE_FRESHNESS,
-        passed=not stale,
+        passed=not overdue,
         severity=AssetCheckSeverity.WARN,
         metadata=metadata,
         description=description,
     )
 
 
-def fingerprint(stale: Sequence[str], never: Sequence[str]) -> str:
-    """A digest of which stores are stale or never synced (ages alone are no change)."""
-    return hashlib.sha256(json.dumps([list(stale), list(never)]).encode()).hexdigest()[:16]
+def fingerprint(overdue: Sequence[str], never: Sequence[str]) -> str:
+    """A digest of which stores are overdue or never synced (ages alone are no change)."""
+    return hashlib.sha256(json.dumps([list(overdue), list(never)]).encode()).hexdigest()[:16]
 
 
 def fingerprint_of(result: AssetCheckResult) -> object:
@@ -154,7 +163,7 @@ def as_evaluation(result: AssetCheckResult) -> AssetCheckEvaluation:
 def freshness_events(
     instance: DagsterInstance, stores: Sequence[str], now: float, minutes: int
 ) -> list[AssetCheckEvaluation]:
-    """The check as an event when its stale stores differ from the last recorded evaluation
+    """The check as an event when its overdue stores differ from the last recorded evaluation
     (by a tick or a run), or that is an hour old; else nothing."""
     result = freshness_result(last_synced(instance, stores), now, minutes)
     record = instance.get_latest_asset_check_evaluation_record(STORE_FRESHNESS_KEY)
