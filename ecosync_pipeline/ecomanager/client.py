@@ -323,8 +323,8 @@ class EcoManagerClient(Closing):
             reason = f"connection error ({type(exc).__name__}: {exc})"
             return _Failure("connection_error", reason, None), exc
         except httpx.DecodingError as exc:
-            self._stats.record("malformed")
-            raise self._error(
+            raise self._refused(
+                "malformed",
                 MalformedPage,
                 f"store {sid}: page {page}: the response body could not be decoded ({exc}); "
                 f"check that {self._store.base_url} serves the EcoManager orders API",
@@ -333,8 +333,8 @@ class EcoManagerClient(Closing):
         except httpx.InvalidURL as exc:
             # httpx builds a redirect's next request even when it does not follow it: a
             # Location it cannot parse raises before the status can be judged.
-            self._stats.record("http_error")
-            raise self._error(
+            raise self._refused(
+                "http_error",
                 ApiError,
                 f"store {sid}: page {page}: a redirect to a malformed Location ({exc}) from "
                 f"{self._url}; check the store's base_url in the stores file",
@@ -342,8 +342,8 @@ class EcoManagerClient(Closing):
             ) from self._cause(exc)
         except httpx.RequestError as exc:
             # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
-            self._stats.record("connection_error")
-            raise self._error(
+            raise self._refused(
+                "connection_error",
                 ApiError,
                 f"store {sid}: page {page}: the request could not be sent "
                 f"({type(exc).__name__}: {exc}); check the store's base_url and token in "
@@ -386,6 +386,11 @@ class EcoManagerClient(Closing):
     def _error(self, cls: type[ApiError], message: str, page: int) -> ApiError:
         """Our error ``cls`` with ``message`` redacted, naming the store and page."""
         return cls(self._redact(message), store=self._store.identifier, page=page)
+
+    def _refused(self, outcome: Outcome, cls: type[ApiError], message: str, page: int) -> ApiError:
+        """Count ``outcome`` and return the error for a request no retry can fix."""
+        self._stats.record(outcome)
+        return self._error(cls, message, page)
 
     def _judge(self, response: httpx.Response, page: int) -> _Failure | None:
         """None for a 2xx; a retryable _Failure for 429/5xx; raise for anything else."""
