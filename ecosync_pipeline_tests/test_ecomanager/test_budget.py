@@ -123,7 +123,9 @@ def test_processes_sharing_a_store_never_exceed_its_budget_together(redis_url: s
     for worker in workers:
         worker.join(timeout=30)
     stamps = sorted(t for granted in taken for t in granted)
-    assert all(granted for granted in taken), [len(g) for g in taken]  # both took some
+    # Both processes ran to the end under the one budget (on a quiet machine the first to
+    # start may take every call of the minute and the other is held back: that is sharing).
+    assert [worker.exitcode for worker in workers] == [0, 0], [len(g) for g in taken]
     # Together: 30 in the first minute (31 if it ended first: the hour caps it), never
     # more than 30 within a minute.
     assert len(stamps) in (30, 31)
