@@ -100,12 +100,13 @@ class JsonBackup:
             return LayerRead("json", error=str(exc), failure=exc)
         if document is None:
             return LayerRead("json")
-        held = self._positions(document)
-        wanted = {s.identifier for s in stores}
+        # Only the wanted entries are parsed: a sync of one store among a thousand reads
+        # the file for that store alone.
+        held = self._positions(document, {s.identifier for s in stores})
         generation = document.get("redisGeneration")
         return LayerRead(
             "json",
-            positions={k: v for k, v in held.items() if k in wanted},
+            positions=held,
             generation=generation if isinstance(generation, str) else None,
         )
 
@@ -257,8 +258,13 @@ class JsonBackup:
         finally:
             lock.release()
 
-    def _positions(self, document: Mapping[str, Any]) -> dict[str, SyncPosition]:
-        stores = document["stores"]
+    def _positions(
+        self, document: Mapping[str, Any], wanted: set[str] | None = None
+    ) -> dict[str, SyncPosition]:
+        """The readable entries (of ``wanted`` only, when given)."""
+        stores: Mapping[Any, Any] = document["stores"]
+        if wanted is not None:
+            stores = {k: stores[k] for k in wanted if k in stores}
         positions: dict[str, SyncPosition] = {}
         for key, entry in stores.items():
             if not isinstance(key, str) or not STORE_ID_PATTERN.fullmatch(key):

@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX: Final = "ecomanager:pageinfo:"
 SENTINEL_KEY: Final = "ecosync:positions:sentinel"
 STORE_FIELD_PREFIX: Final = "store:"
+SENTINEL_FIELDS: Final = ("generation", "run_id", "epoch", "written_at", "origin")
 DEFAULT_TIMEOUT_SECONDS: Final = 0.75
 DEFAULT_RETRY_AFTER_SECONDS: Final = 15.0
 
@@ -192,7 +193,10 @@ class RedisLayer:
             pipe = self.client.pipeline(transaction=False)
             if keys:
                 pipe.mget(keys)
-            pipe.hgetall(self.sentinel_key)
+            # The sentinel's own fields and those of the stores read, not the whole hash:
+            # it holds a field per store ever written, a thousand for a sync of one.
+            fields = [*SENTINEL_FIELDS, *(f"{STORE_FIELD_PREFIX}{s}" for s in ids)]
+            pipe.hmget(self.sentinel_key, fields)
             pipe.info("server")
             # A command refused on its own (INFO denied by an ACL, a sentinel of the wrong
             # type) must not make the whole layer unavailable: errors come back as values.
@@ -204,6 +208,8 @@ class RedisLayer:
         self._recovered()
         values: list[Any] = replies[0] if keys else []
         raw_sentinel, info = replies[-2], replies[-1]
+        if isinstance(raw_sentinel, list):
+            raw_sentinel = {f: v for f, v in zip(fields, raw_sentinel, strict=True) if v is not None}
         for name, reply in (("the sentinel", raw_sentinel), ("INFO server", info)):
             if isinstance(reply, Exception):
                 self._warn_once(
