@@ -67,19 +67,30 @@ class Runtime(Closing):
             return self.client_factory(store)
         return EcoManagerClient.from_store(store, **self.client_options)
 
-    def sync(self, identifier: str, *, budget_seconds: float | None = None) -> SyncResult:
-        """Sync one store: sync_store (pages), or sync_by_cursor for a cursor-mode store."""
+    def sync(
+        self,
+        identifier: str,
+        *,
+        budget_seconds: float | None = None,
+        client: EcoManagerClient | None = None,
+    ) -> SyncResult:
+        """Sync one store: sync_store (pages), or sync_by_cursor for a cursor-mode store.
+
+        ``client``: the store's client to use (left open); by default one of its own.
+        """
         store = self.store(identifier)
-        with self.client(store) as client:
-            if store.read_mode == "cursor":
-                return sync_by_cursor(store, client=client, engine=self.engine)
-            return sync_store(
-                store,
-                chain=self.chain,
-                client=client,
-                engine=self.engine,
-                budget_seconds=budget_seconds,
-            )
+        if client is None:
+            with self.client(store) as own:
+                return self.sync(identifier, budget_seconds=budget_seconds, client=own)
+        if store.read_mode == "cursor":
+            return sync_by_cursor(store, client=client, engine=self.engine)
+        return sync_store(
+            store,
+            chain=self.chain,
+            client=client,
+            engine=self.engine,
+            budget_seconds=budget_seconds,
+        )
 
     def close(self) -> None:
         """Release the database pool and the Redis connection."""

@@ -23,8 +23,8 @@ import json
 import logging
 import math
 import random
-import threading
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -205,6 +205,7 @@ class EcoManagerClient(Closing):
         # By default every client of a store, in every process, shares its rate budget.
         self._limiter = rate_limiter or shared_budget(store)
         self._stats = RequestStats()
+        self._page_listeners: list[Callable[[Page], None]] = []
         self._http = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(timeout),
@@ -253,6 +254,10 @@ class EcoManagerClient(Closing):
         """Close the connection pool."""
         self._http.close()
 
+    def on_page(self, listener: Callable[[Page], None]) -> None:
+        """Call ``listener`` with every page ``fetch_page`` returns from now on."""
+        self._page_listeners.append(listener)
+
     def fetch_page(self, page: int, per_page: int | None = None) -> Page:
         """Fetch page ``page`` (1-based) with ``per_page`` orders (default the store's, max 100).
 
@@ -270,7 +275,10 @@ class EcoManagerClient(Closing):
             )
         # Servers refuse more than 100 a page; asking for less keeps the contract.
         size = min(size, MAX_PER_PAGE)
-        return self._fetch(page, size, {"page": page, "per_page": size}, newest=False)
+        answer = self._fetch(page, size, {"page": page, "per_page": size}, newest=False)
+        for listener in self._page_listeners:
+            listener(answer)
+        return answer
 
     def fetch_newest(self, cursor: str | None = None, *, number: int = 1) -> Page:
         """One page of the newest-first keyset cursor read, 100 orders, as an ascending Page.

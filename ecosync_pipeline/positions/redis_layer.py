@@ -209,7 +209,9 @@ class RedisLayer:
         values: list[Any] = replies[0] if keys else []
         raw_sentinel, info = replies[-2], replies[-1]
         if isinstance(raw_sentinel, list):
-            raw_sentinel = {f: v for f, v in zip(fields, raw_sentinel, strict=True) if v is not None}
+            raw_sentinel = {
+                f: v for f, v in zip(fields, raw_sentinel, strict=True) if v is not None
+            }
         for name, reply in (("the sentinel", raw_sentinel), ("INFO server", info)):
             if isinstance(reply, Exception):
                 self._warn_once(

@@ -240,6 +240,20 @@ def tag_store_run(context: AssetExecutionContext, stores: Sequence[str]) -> None
         context.instance.add_run_tags(context.run.run_id, {STORE_TAG: stores[0]})
 
 
+def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[str]) -> None:
+    """Keep the instance's database connections open for the rest of a run of many stores.
+
+    A store of the batch writes about three events (its materialization, its check);
+    dagster-postgres opens and closes a connection for each write (NullPool), which made
+    up most of a hundred-store run's time. Holding one connection per storage for the run
+    is what Dagster does for its webserver; no statement timeout (0), as in a run.
+    """
+    if len(stores) > 1:
+        context.instance.optimize_for_webserver(
+            statement_timeout=0, pool_recycle=3600, max_overflow=2
+        )
+
+
 def orders_spec(key: AssetKey, dep: AssetKey, description: str) -> AssetSpec:
     """An asset of the orders group, its runs written per store into the orders database.
 
@@ -297,6 +311,7 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
         stores = list(context.partition_keys)
         tag_store_run(context, stores)
+        hold_instance_connections(context, stores)
         materialize = NEW_ORDERS in context.selected_asset_keys
         check = AssetCheckKey(NEW_ORDERS, NEW_ORDERS_COMPLETE) in context.selected_asset_check_keys
         failed: list[StoreOutcome] = []

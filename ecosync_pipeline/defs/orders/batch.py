@@ -1,8 +1,8 @@
 """A batch of stores synced concurrently in one process, each store on its own.
 
 Every store runs ``Runtime.sync`` (its own lock, its own client and rate limiter), then
-the completeness count its check needs, in a pool of ``workers`` threads: the work is
-mostly waiting on EcoManager and the database, so threads overlap it. A store that fails
+the completeness count and audit its check needs, in a pool of ``workers`` threads: the
+work is mostly waiting on EcoManager and the database, so threads overlap it. A store that fails
 is reported with its error and never stops the others. Outcomes come back as each store
 finishes, so the asset can record each store's materialization at once.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecosync_pipeline.ecomanager.budget import quota_metadata
+from ecosync_pipeline.ecomanager.memo import PageMemo
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.positions.database_layer import page_hint
@@ -58,37 +59,62 @@ def sync_and_count(
     check: bool = True,
 ) -> StoreOutcome:
     """Sync one store (unless ``sync`` is False), then read what its metadata and its
-    completeness check need."""
-    result = runtime.sync(store_id, budget_seconds=budget_seconds) if sync else None
-    preview = (
-        orders_after(runtime.engine, store_id, result.last_order_id_before, PREVIEW_ROWS)
-        if result is not None
-        else []
-    )
-    summary = store_summary(runtime.engine, store_id)
-    served = count_served(runtime, summary) if check else None
-    audit = audit_last_window(runtime, summary) if check else None
-    quota = quota_metadata(runtime.store(store_id), runtime.settings.redis_url)
+    completeness check need.
+
+    One client serves the store's whole turn, and the check reuses the pages the sync
+    has just read where one answer is as good as a new one (see ecomanager/memo.py):
+    an idle store's check costs no call of its own.
+    """
+    store = runtime.store(store_id)
+    with runtime.client(store) as client:
+        memo = PageMemo(client)
+        result = (
+            runtime.sync(store_id, budget_seconds=budget_seconds, client=client) if sync else None
+        )
+        preview = (
+            orders_after(runtime.engine, store_id, result.last_order_id_before, PREVIEW_ROWS)
+            if result is not None
+            else []
+        )
+        summary = store_summary(runtime.engine, store_id)
+        served = count_served(runtime, summary, memo) if check else None
+        audit = audit_last_window(runtime, summary, memo) if check else None
+    quota = quota_metadata(store, runtime.settings.redis_url)
     return StoreOutcome(store_id, result, tuple(preview), summary, served, audit, quota)
 
 
-def count_served(runtime: Runtime, summary: StoreSummary) -> ServedCount:
-    """What EcoManager serves up to the store's last order id in the database."""
+def count_served(
+    runtime: Runtime, summary: StoreSummary, memo: PageMemo | None = None
+) -> ServedCount:
+    """What EcoManager serves up to the store's last order id in the database.
+
+    With ``memo``, a page the store's sync has just read is taken from it, not fetched.
+    """
     store = runtime.store(summary.store)
+    hint = page_hint(summary.order_count, store.per_page)
+    if memo is not None:
+        return count_served_through(memo, store, summary.last_order_id, hint)
     with runtime.client(store) as client:
-        return count_served_through(
-            client, store, summary.last_order_id, page_hint(summary.order_count, store.per_page)
-        )
+        return count_served_through(client, store, summary.last_order_id, hint)
 
 
-def audit_last_window(runtime: Runtime, summary: StoreSummary) -> WindowAudit | None:
-    """The id-set audit of the window the store's last sync read (None before any sync)."""
+def audit_last_window(
+    runtime: Runtime, summary: StoreSummary, memo: PageMemo | None = None
+) -> WindowAudit | None:
+    """The id-set audit of the window the store's last sync read (None before any sync).
+
+    With ``memo``, a page the sync has just read stands in for the audit's only when
+    it covers the whole window by itself; any other window is read fresh.
+    """
     window = last_sync_window(runtime.engine, summary.store)
     if window is None:
         if summary.last_order_id is None:
             return None
         window = SyncWindow(summary.last_order_id, summary.last_order_id)
     store = runtime.store(summary.store)
+    if memo is not None:
+        reader = memo.covering(window.low, window.high)
+        return audit_window(reader, runtime.engine, store.identifier, window)
     with runtime.client(store) as client:
         return audit_window(client, runtime.engine, store.identifier, window)
 
