@@ -14,14 +14,14 @@ it is returned, with the page fetched to verify it (the sync's first page, for f
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.positions.database_layer import DatabaseLayer
 from ecosync_pipeline.positions.json_layer import JsonBackup
-from ecosync_pipeline.positions.layer import LayerName, Written
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import PositionStatus, SyncPosition
 from ecosync_pipeline.positions.outcomes import (
     LayerOutcome,
@@ -32,7 +32,7 @@ from ecosync_pipeline.positions.outcomes import (
     Snapshot,
 )
 from ecosync_pipeline.positions.page_size import run_page_size
-from ecosync_pipeline.positions.redis_layer import RedisLayer
+from ecosync_pipeline.positions.redis_layer import RedisLayer, RedisSnapshot
 from ecosync_pipeline.positions.verify import verify
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,14 @@ class PositionChain:
         """The store's verified position, written back to both caches unless Redis had it;
         ApiError if the API fails verification, StorageError if the database is unread."""
         store = self.store(store) if isinstance(store, str) else store
-        resolved = self.resolve(store, self.snapshot([store]), fetcher)
+        # The backup file is read only if Redis cannot serve: a thousand stores' syncs
+        # would each parse a file of a thousand entries for nothing.
+        snapshot = Snapshot(
+            self.redis.read_many([store]),
+            lambda: self.backup.read_many([store]),
+            self.database.read_many([store]),
+        )
+        resolved = self.resolve(store, snapshot, fetcher)
         if resolved.source != "redis" or resolved.moved:
             self.save_many([resolved.position], recovery=resolved.source != "redis")
         return resolved
@@ -133,7 +140,7 @@ class PositionChain:
         sid = store.identifier
         truth = snapshot.truth(sid)
         trail: list[LayerOutcome] = []
-        for read in (snapshot.redis, snapshot.json):
+        for read in _cache_layers(snapshot):
             offered = read.get(sid)
             status = classify(offered, truth)
             if not read.ok or offered is None:
@@ -175,6 +182,12 @@ class PositionChain:
         return RestoreReport(
             sid, before, resolved.position, resolved.source, resolved.fetches, None, resolved.trail
         )
+
+
+def _cache_layers(snapshot: Snapshot) -> Iterator[RedisSnapshot | LayerRead]:
+    """Redis, then the JSON backup, the latter read only when reached."""
+    yield snapshot.redis
+    yield snapshot.json
 
 
 def _verified(

@@ -15,6 +15,12 @@ local file, an in-process lock otherwise), so updating one store never loses ano
 entry, and lands atomically: a temporary file in the same folder, fsync, rename. The file
 and its lock are created with mode 0600.
 
+Inside ``coalescing()`` (a run or a command syncing many stores), the writes of every
+thread in this process are gathered and land together, at most one file write a second
+and a last one when it closes: a thousand stores rewrite a file of a thousand entries a
+few times, not a thousand times. An entry waiting to be written is at or behind the
+data (invariant 2), and reads in this process see it already.
+
 A file that is empty, truncated, not JSON, or of an unknown version is never trusted and
 never deleted: it is renamed with a ``.corrupt-<UTC time>`` suffix, reported once as a
 WARNING (and as ``last_quarantined``), and treated as absent, so positions come from the
@@ -28,6 +34,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +60,7 @@ logger = logging.getLogger(__name__)
 BACKUP_VERSION: Final = "1.0.0"
 KNOWN_VERSIONS: Final = frozenset({BACKUP_VERSION})
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 10.0
+DEFAULT_COALESCE_SECONDS: Final = 1.0
 FILE_MODE: Final = 0o600
 
 # One lock per non-local file URL: filesystems like memory:// or s3:// have no file locks,
@@ -81,6 +89,13 @@ class JsonBackup:
         self.last_quarantined: BackupCorrupt | None = None
         self._local = isinstance(self.path.fs, LocalFileSystem)
         self._warned_entries: set[tuple[str, str]] = set()
+        # Coalesced writes: the entries waiting, the generation to record with them.
+        self._pending: dict[str, SyncPosition] = {}
+        self._pending_generation: str | None = None
+        self._pending_lock = threading.Lock()
+        self._coalescing = 0
+        self._coalesce_seconds = DEFAULT_COALESCE_SECONDS
+        self._last_write: float | None = None
 
     def __repr__(self) -> str:
         return f"JsonBackup({str(self.path)!r})"
@@ -98,11 +113,12 @@ class JsonBackup:
             document = self._load()
         except PositionError as exc:
             return LayerRead("json", error=str(exc), failure=exc)
+        wanted = {s.identifier for s in stores}
         if document is None:
-            return LayerRead("json")
+            return LayerRead("json", positions=self._waiting(wanted))
         # Only the wanted entries are parsed: a sync of one store among a thousand reads
         # the file for that store alone.
-        held = self._positions(document, {s.identifier for s in stores})
+        held = {**self._positions(document, wanted), **self._waiting(wanted)}
         generation = document.get("redisGeneration")
         return LayerRead(
             "json",
@@ -120,11 +136,58 @@ class JsonBackup:
         """Update several stores' entries in one locked read-modify-write.
 
         ``generation`` (the Redis sentinel's, when Redis took the same write) is recorded.
+        Inside ``coalescing()``, the entries may wait for the next write of the file.
         """
+        if self._coalescing:
+            with self._pending_lock:
+                self._pending.update({p.store: p for p in positions})
+                self._pending_generation = generation or self._pending_generation
+                last = self._last_write
+                due = last is None or time.monotonic() - last >= self._coalesce_seconds
+            return self.flush() if due else Written()
         try:
             self._write_entries(positions, generation)
         except PositionError as exc:
             logger.warning("%s", exc)
+            return Written(error=str(exc))
+        return Written()
+
+    @contextlib.contextmanager
+    def coalescing(self, seconds: float = DEFAULT_COALESCE_SECONDS) -> Iterator[None]:
+        """Gather this process's writes into at most one file write every ``seconds``;
+        whatever is still waiting is written when the outermost one closes."""
+        with self._pending_lock:
+            self._coalescing += 1
+            self._coalesce_seconds = seconds
+        try:
+            yield
+        finally:
+            with self._pending_lock:
+                self._coalescing -= 1
+            self.flush()
+
+    def flush(self) -> Written:
+        """Write the entries waiting from ``coalescing()``, if any; falsy (and logged) if
+        it failed, and those entries wait for the next write."""
+        with self._pending_lock:
+            positions = list(self._pending.values())
+            generation = self._pending_generation
+            self._pending.clear()
+            self._pending_generation = None
+            self._last_write = time.monotonic()
+        if not positions:
+            return Written()
+        try:
+            self._write_entries(positions, generation)
+        except PositionError as exc:
+            with self._pending_lock:
+                if self._coalescing:  # tried again with the next write
+                    for p in positions:
+                        self._pending.setdefault(p.store, p)
+                    self._pending_generation = self._pending_generation or generation
+            stores = ", ".join(p.store for p in positions[:5])
+            more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+            logger.warning("%s (entries of %s%s not written)", exc, stores, more)
             return Written(error=str(exc))
         return Written()
 
@@ -133,7 +196,14 @@ class JsonBackup:
     def read_all(self) -> dict[str, SyncPosition]:
         """Every readable store entry; {} when the file is absent or had to be moved aside."""
         document = self._load()
-        return self._positions(document) if document is not None else {}
+        held = self._positions(document) if document is not None else {}
+        return {**held, **self._waiting(None)}
+
+    def _waiting(self, wanted: set[str] | None) -> dict[str, SyncPosition]:
+        """Entries ``coalescing()`` holds for the next write (of ``wanted`` only, if given)."""
+        with self._pending_lock:
+            waiting = [p for k, p in self._pending.items() if wanted is None or k in wanted]
+        return {p.store: _as_json(p) for p in waiting}
 
     def read(self, store: str) -> SyncPosition | None:
         """One store's position, or None."""
@@ -288,6 +358,11 @@ class JsonBackup:
             logger.warning(
                 "backup file %s: entry %r is ignored: %s", self.location, key[:40], reason
             )
+
+
+def _as_json(position: SyncPosition) -> SyncPosition:
+    """A position waiting to be written, as a read of the file would give it back."""
+    return position_from_fields(position.store, position_fields(position), source="json")
 
 
 def _dump(document: Mapping[str, Any]) -> bytes:

@@ -3,7 +3,9 @@ position, a restore report, a save result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.positions.database_layer import DatabaseRead
@@ -77,11 +79,21 @@ class SaveResult:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every layer as read at one moment for a set of stores: what the chain decides from."""
+    """Every layer as read at one moment for a set of stores: what the chain decides from.
+
+    The JSON layer may be given as a function that reads it: it is then read only if
+    something asks for it (a sync whose Redis position is usable never does).
+    """
 
     redis: RedisSnapshot
-    json: LayerRead
+    json_read: LayerRead | Callable[[], LayerRead]
     database: DatabaseRead
+
+    @cached_property
+    def json(self) -> LayerRead:
+        """The JSON layer's read, made now if it was deferred."""
+        read = self.json_read
+        return read if isinstance(read, LayerRead) else read()
 
     def truth(self, store: str) -> SyncPosition | None:
         """The database's position for the store; raises the database's error if unread."""

@@ -221,3 +221,48 @@ def test_json_backup_concurrent_processes_lose_no_store(tmp_path: Path) -> None:
     positions = JsonBackup(location).read_all()
     assert set(positions) == {"P0", "P1", "P2", "P3"}
     assert all(p.last_page == 10 for p in positions.values())
+
+
+def _stores_in_file(location: str) -> dict[str, int]:
+    document = json.loads(UPath(location).read_text())
+    return {k: v["lastPage"] for k, v in document["stores"].items()}
+
+
+def test_json_backup_coalescing_gathers_writes_and_lands_them_on_exit(location: str) -> None:
+    backup = JsonBackup(location)
+    stores = [f"S{i}" for i in range(8)]
+    with backup.coalescing(seconds=3600):
+        backup.write(_position("FIRST", 1, 20))  # the first write of the block lands at once
+        assert _stores_in_file(location) == {"FIRST": 1}
+
+        def work(store: str) -> None:
+            for page in range(1, 4):
+                backup.write(_position(store, page, page * 20))
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Waiting for the next write of the file, yet read back by this process already.
+        assert _stores_in_file(location) == {"FIRST": 1}
+        waiting = backup.read_all()
+        assert {s: waiting[s].last_page for s in stores} == dict.fromkeys(stores, 3)
+        assert waiting["S0"].source == "json"
+    # Leaving the block writes every entry still waiting, each at its last page.
+    assert _stores_in_file(location) == {"FIRST": 1, **dict.fromkeys(stores, 3)}
+    assert set(JsonBackup(location).read_all()) == {"FIRST", *stores}
+
+
+def test_json_backup_coalescing_writes_again_once_the_interval_has_passed(
+    tmp_path: Path,
+) -> None:
+    location = str(tmp_path / "sync-positions.json")
+    backup = JsonBackup(location)
+    with backup.coalescing(seconds=0.2):
+        backup.write(_position("A", 1, 20))
+        backup.write(_position("B", 1, 20))
+        assert "B" not in _stores_in_file(location)
+        threading.Event().wait(0.3)
+        backup.write(_position("C", 1, 20))  # due: B and C land together
+        assert set(_stores_in_file(location)) == {"A", "B", "C"}

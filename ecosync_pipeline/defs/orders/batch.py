@@ -145,10 +145,15 @@ def sync_batch(
     if not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
     if workers == 1 or len(stores) == 1:
-        for store_id in stores:
-            yield _guarded(runtime, store_id, budget_seconds, sync, check)
+        with runtime.chain.backup.coalescing():
+            for store_id in stores:
+                yield _guarded(runtime, store_id, budget_seconds, sync, check)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecosync-store") as pool:
+    # The stores' backup writes land together, about once a second (json_layer).
+    with (
+        runtime.chain.backup.coalescing(),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecosync-store") as pool,
+    ):
         futures: list[Future[StoreOutcome]] = [
             pool.submit(_guarded, runtime, store_id, budget_seconds, sync, check)
             for store_id in stores
