@@ -26,10 +26,9 @@ from ecosync_pipeline.defs.mirror.schedules import (
     refresh_order_statuses_job,
 )
 from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS, MAX_WORKERS
+from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, MAX_WORKERS
 from ecosync_pipeline.defs.orders.freshness import build_freshness_check
 from ecosync_pipeline.defs.orders.schedules import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_SYNC_CRON,
     build_order_sync_schedule,
     sync_orders_job,

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE
 
 REDIS_OPTION = click.option(
     "--redis-url",
@@ -329,7 +330,9 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     "`celery` workers. Default: runs launched by the daemon's run queue on this machine.",
 )
 @click.option("--ticks", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=250, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
+)
 @click.option(
     "--sync-workers",
     default=4,

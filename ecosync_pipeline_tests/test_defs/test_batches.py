@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
     DagsterInstance,
     build_schedule_context,
     build_sensor_context,
@@ -20,6 +22,7 @@ from dagster._core.storage.tags import (
 )
 
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.orders import assets as orders_assets
 from ecosync_pipeline.defs.partitions import (
     STORE_PARTITIONS_NAME,
     StoreBatch,
@@ -119,6 +122,26 @@ def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
     for store, evaluation in checks.items():
         target = evaluation.target_materialization_data
         assert target is not None and target.run_id == result.run_id, store
+
+
+def test_check_results_recorded_while_the_batch_runs_judge_each_stores_own_materialization(
+    env: Env, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Results recorded store by store as the batch goes, not all at its end.
+    monkeypatch.setattr(orders_assets, "CHECKS_AT_ONCE", 1)
+    result = run_range(env, instance, "NATUR", "PURNA")
+    assert result.success
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("new_orders")), limit=10
+    ).records
+    materialization_ids = {
+        r.partition_key: r.storage_id for r in records if r.run_id == result.run_id
+    }
+    checks = {e.partition: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == set(materialization_ids) == set(STORES)
+    for store, evaluation in checks.items():
+        target = evaluation.target_materialization_data
+        assert target is not None and target.storage_id == materialization_ids[store], store
 
 
 def test_one_store_failing_fails_only_that_store_and_names_it(

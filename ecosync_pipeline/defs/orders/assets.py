@@ -87,6 +87,8 @@ class SyncConfig(Config):
     )
 
 
+CHECKS_AT_ONCE = 25
+"""Stores whose check results are recorded together: one lookup of their materializations."""
 SET_ASIDE_SHOWN = 50
 """Set-aside fields listed in a run's metadata (all of them are in its log)."""
 
@@ -324,6 +326,7 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
             client_factory=ecomanager.client,
         )
         done: list[StoreOutcome] = []
+        unchecked: list[StoreOutcome] = []
         alone = len(stores) == 1
         with _quiet_store_lines(not alone):
             for outcome in sync_batch(
@@ -341,8 +344,13 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
                 if materialize and outcome.result is not None:
                     _log_result(context, outcome.result, alone)
                     yield _materialization(outcome)
+                unchecked.append(outcome)
+                # Results recorded while the other stores sync, not all at the end.
+                if check and len(unchecked) >= CHECKS_AT_ONCE:
+                    yield from _check_evaluations(context, unchecked)
+                    unchecked.clear()
         if check:
-            yield from _check_evaluations(context, done)
+            yield from _check_evaluations(context, unchecked)
         if not alone:
             context.log.info(batch_summary(done, failed))
         if failed:

@@ -29,6 +29,9 @@ from ecosync_pipeline.sync.engine import SyncResult
 logger = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4
+DEFAULT_BATCH_SIZE = 500
+"""Stores a scheduled run: a thousand stores are two runs, one for each core of a small
+machine (a run is one process, its stores sharing one interpreter)."""
 # Each worker holds up to two connections of the orders database pool (the store lock
 # and a transaction); SQLAlchemy's default pool gives 15.
 MAX_WORKERS = 7
@@ -71,9 +74,10 @@ def sync_and_count(
         result = (
             runtime.sync(store_id, budget_seconds=budget_seconds, client=client) if sync else None
         )
+        # An idle store (most of a tick's) has nothing to preview: no query for it.
         preview = (
             orders_after(runtime.engine, store_id, result.last_order_id_before, PREVIEW_ROWS)
-            if result is not None
+            if result is not None and result.orders_new
             else []
         )
         summary = store_summary(runtime.engine, store_id)

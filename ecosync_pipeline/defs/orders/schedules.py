@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.orders.assets import NEW_ORDERS, STORE_TAG
-from ecosync_pipeline.defs.orders.batch import DEFAULT_WORKERS
+from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from ecosync_pipeline.defs.orders.freshness import STORE_FRESHNESS_KEY
 from ecosync_pipeline.defs.partitions import (
     STORE_PARTITIONS_NAME,
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     )
 
 DEFAULT_SYNC_CRON = "*/15 * * * *"
-DEFAULT_BATCH_SIZE = 250
 BATCH_TAG = "ecosync/batch"
 
 sync_orders_job = define_asset_job(
