@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.mirror.compare import compare
@@ -79,7 +79,7 @@ class WindowAudit:
 
 def audit_window(
     fetcher: PageFetcher,
-    engine: Engine,
+    engine: Engine | Connection,
     store: str,
     window: SyncWindow,
     *,

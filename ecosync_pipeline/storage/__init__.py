@@ -24,6 +24,7 @@ from ecosync_pipeline.storage.orders import (
     iter_order_ids,
     order_state,
     orders_after,
+    reading,
     store_summaries,
     store_summary,
     upsert_orders,
@@ -32,6 +33,7 @@ from ecosync_pipeline.storage.pages import transaction, write_page
 from ecosync_pipeline.storage.schema import metadata, orders, stores
 
 __all__ = [
+    "reading",
     "StoreSummary",
     "UpsertCounts",
     "advisory_key",

@@ -27,9 +27,9 @@ from ecosync_pipeline.storage.orders import (
     UPDATED_ON_CONFLICT,
     Bind,
     _insert_for,
-    _reading,
     _row,
     _storage_error,
+    reading,
 )
 from ecosync_pipeline.storage.schema import orders as orders_table
 from ecosync_pipeline.storage.schema import store_state
@@ -71,7 +71,7 @@ def stored_in_range(bind: Bind, store: str, low: int, high: int) -> dict[int, St
         orders_table.c.order_id >= low,
         orders_table.c.order_id <= high,
     )
-    with _reading(bind, f"store {store}: reading orders {low}..{high}") as conn:
+    with reading(bind, f"store {store}: reading orders {low}..{high}") as conn:
         rows = conn.execute(stmt).mappings().all()
     return {
         int(row["order_id"]): StoredOrder(
@@ -131,7 +131,7 @@ def deleted_ids(bind: Bind, store: str) -> list[int]:
         .where(orders_table.c.store == store, orders_table.c.deleted_at.is_not(None))
         .order_by(orders_table.c.order_id)
     )
-    with _reading(bind, f"store {store}: reading the orders flagged deleted") as conn:
+    with reading(bind, f"store {store}: reading the orders flagged deleted") as conn:
         return [int(i) for i in conn.execute(stmt).scalars()]
 
 
@@ -143,7 +143,7 @@ def live_count_below(bind: Bind, store: str, order_id: int) -> int:
         orders_table.c.order_id < order_id,
         orders_table.c.deleted_at.is_(None),
     )
-    with _reading(bind, f"store {store}: counting orders below id {order_id}") as conn:
+    with reading(bind, f"store {store}: counting orders below id {order_id}") as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -160,7 +160,7 @@ def oldest_open_order(bind: Bind, store: str, final_states: Iterable[str]) -> in
         orders_table.c.deleted_at.is_(None),
         state.is_(None) | state.not_in(finals),
     )
-    with _reading(bind, f"store {store}: finding its oldest open order") as conn:
+    with reading(bind, f"store {store}: finding its oldest open order") as conn:
         value = conn.execute(stmt).scalar_one_or_none()
     return None if value is None else int(value)
 
@@ -177,7 +177,7 @@ def open_count(bind: Bind, store: str, final_states: Iterable[str]) -> int:
             state.is_(None) | state.not_in(finals),
         )
     )
-    with _reading(bind, f"store {store}: counting its open orders") as conn:
+    with reading(bind, f"store {store}: counting its open orders") as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -187,7 +187,7 @@ def read_state(bind: Bind, store: str, name: str) -> dict[str, Any] | None:
     stmt = select(store_state.c.value).where(
         store_state.c.store == store, store_state.c.name == name
     )
-    with _reading(bind, f"store {store}: reading its {name} state") as conn:
+    with reading(bind, f"store {store}: reading its {name} state") as conn:
         value = conn.execute(stmt).scalar_one_or_none()
     return dict(value) if isinstance(value, Mapping) else None
 

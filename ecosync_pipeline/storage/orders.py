@@ -259,7 +259,7 @@ def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
         .where(orders_table.c.deleted_at.is_not(None))
         .group_by(orders_table.c.store)
     )
-    with _reading(bind, "reading the last order id of every store") as conn:
+    with reading(bind, "reading the last order id of every store") as conn:
         deleted = {store: int(count) for store, count in conn.execute(flagged)}
         return {
             store: StoreSummary(
@@ -281,7 +281,7 @@ def store_summary(bind: Bind, store: str) -> StoreSummary:
         select(func.count()).where(mine, orders_table.c.deleted_at.is_not(None)).scalar_subquery()
     )
     stmt = select(func.max(orders_table.c.order_id), func.count(), flagged).where(mine)
-    with _reading(bind, f"store {store}: reading its last order id") as conn:
+    with reading(bind, f"store {store}: reading its last order id") as conn:
         last, count, deleted = conn.execute(stmt).one()
     return StoreSummary(
         store=store,
@@ -305,7 +305,7 @@ def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]
         if after is not None:
             stmt = stmt.where(orders_table.c.order_id > after)
         stmt = stmt.order_by(orders_table.c.order_id).limit(batch)
-        with _reading(bind, f"store {store}: reading order ids after {after}") as conn:
+        with reading(bind, f"store {store}: reading order ids after {after}") as conn:
             ids = [int(i) for i in conn.execute(stmt).scalars()]
         yield from ids
         if len(ids) < batch:
@@ -323,7 +323,7 @@ def duplicate_count(bind: Bind, store: str) -> int:
         .having(func.count() > 1)
         .subquery()
     )
-    with _reading(bind, f"store {store}: counting duplicate orders") as conn:
+    with reading(bind, f"store {store}: counting duplicate orders") as conn:
         return int(conn.execute(select(func.count()).select_from(groups)).scalar_one())
 
 
@@ -340,7 +340,7 @@ def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> li
     if after_id is not None:
         stmt = stmt.where(orders_table.c.order_id > after_id)
     stmt = stmt.order_by(orders_table.c.order_id).limit(limit)
-    with _reading(bind, f"store {store}: reading orders after id {after_id}") as conn:
+    with reading(bind, f"store {store}: reading orders after id {after_id}") as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
@@ -350,7 +350,7 @@ def order_state(bind: Bind, store: str, order_id: int) -> str | None:
     stmt = select(orders_table.c.order_state).where(
         orders_table.c.store == store, orders_table.c.order_id == order_id
     )
-    with _reading(bind, f"store {store}: reading order {order_id}") as conn:
+    with reading(bind, f"store {store}: reading order {order_id}") as conn:
         value = conn.execute(stmt).scalar_one_or_none()
     return None if value is None else str(value)
 
@@ -392,8 +392,12 @@ def _insert_for(conn: Connection) -> Any:
 
 
 @contextmanager
-def _reading(bind: Bind, what: str) -> Iterator[Connection]:
-    """A connection for a read (a fresh read-only one for an Engine), errors converted."""
+def reading(bind: Bind, what: str) -> Iterator[Connection]:
+    """A connection for reads (a fresh read-only one for an Engine), errors converted.
+
+    Several reads in a row share one: each connection taken from the pool costs a
+    ping and a rollback on its return, more than a small query itself.
+    """
     try:
         if isinstance(bind, Connection):
             yield bind

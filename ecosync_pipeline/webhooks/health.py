@@ -16,7 +16,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import validate_store_identifier
-from ecosync_pipeline.storage.orders import _reading
+from ecosync_pipeline.storage.orders import reading
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
 
 NEVER_DELIVERED_WINDOW = timedelta(days=1)
@@ -62,7 +62,7 @@ def delivery_health(
     """The store's last delivery and the orders first seen after it without a delivery."""
     validate_store_identifier(store)
     i, o = webhook_inbox.c, orders.c
-    with _reading(engine, f"store {store}: comparing deliveries with polled orders") as conn:
+    with reading(engine, f"store {store}: comparing deliveries with polled orders") as conn:
         last = conn.execute(select(func.max(i.received_at)).where(i.store == store)).scalar()
         delivered = exists().where(i.store == o.store, i.order_id == o.order_id)
         polled = select(func.count()).where(

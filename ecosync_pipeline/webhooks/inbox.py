@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecosync_pipeline.config import validate_store_identifier
-from ecosync_pipeline.storage.orders import _insert_for, _reading, _storage_error
+from ecosync_pipeline.storage.orders import _insert_for, _storage_error, reading
 from ecosync_pipeline.storage.schema import webhook_inbox
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def inbox_stats(
     """Per store: deliveries received and applied in (since, until], their lag, the backlog."""
     c = webhook_inbox.c
     after = since or datetime.min.replace(tzinfo=timezone.utc)
-    with _reading(engine, "reading the webhook inbox") as conn:
+    with reading(engine, "reading the webhook inbox") as conn:
         received: dict[str, int] = dict(
             conn.execute(
                 select(c.store, func.count())

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection, Engine
+
 from ecosync_pipeline.ecomanager.budget import quota_metadata
 from ecosync_pipeline.ecomanager.memo import PageMemo
 from ecosync_pipeline.errors import EcosyncError
@@ -22,7 +24,7 @@ from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
 from ecosync_pipeline.runtime import Runtime
-from ecosync_pipeline.storage import StoreSummary, orders_after, store_summary
+from ecosync_pipeline.storage import StoreSummary, orders_after, reading, store_summary
 from ecosync_pipeline.storage.mirror import SyncWindow, last_sync_window
 from ecosync_pipeline.sync.engine import SyncResult
 
@@ -80,9 +82,11 @@ def sync_and_count(
             if result is not None and result.orders_new
             else []
         )
-        summary = store_summary(runtime.engine, store_id)
-        served = count_served(runtime, summary, memo) if check else None
-        audit = audit_last_window(runtime, summary, memo) if check else None
+        # The summary and the check's reads share one connection (see storage.reading).
+        with reading(runtime.engine, f"store {store_id}: reading its orders for the check") as db:
+            summary = store_summary(db, store_id)
+            served = count_served(runtime, summary, memo) if check else None
+            audit = audit_last_window(runtime, summary, memo, db) if check else None
     quota = quota_metadata(store, runtime.settings.redis_url)
     return StoreOutcome(store_id, result, tuple(preview), summary, served, audit, quota)
 
@@ -103,14 +107,19 @@ def count_served(
 
 
 def audit_last_window(
-    runtime: Runtime, summary: StoreSummary, memo: PageMemo | None = None
+    runtime: Runtime,
+    summary: StoreSummary,
+    memo: PageMemo | None = None,
+    bind: Engine | Connection | None = None,
 ) -> WindowAudit | None:
     """The id-set audit of the window the store's last sync read (None before any sync).
 
     With ``memo``, a page the sync has just read stands in for the audit's only when
-    it covers the whole window by itself; any other window is read fresh.
+    it covers the whole window by itself; any other window is read fresh. ``bind``: the
+    connection to read the database on (the engine's by default).
     """
-    window = last_sync_window(runtime.engine, summary.store)
+    db = bind if bind is not None else runtime.engine
+    window = last_sync_window(db, summary.store)
     if window is None:
         if summary.last_order_id is None:
             return None
@@ -118,9 +127,9 @@ def audit_last_window(
     store = runtime.store(summary.store)
     if memo is not None:
         reader = memo.covering(window.low, window.high)
-        return audit_window(reader, runtime.engine, store.identifier, window)
+        return audit_window(reader, db, store.identifier, window)
     with runtime.client(store) as client:
-        return audit_window(client, runtime.engine, store.identifier, window)
+        return audit_window(client, db, store.identifier, window)
 
 
 def _guarded(
