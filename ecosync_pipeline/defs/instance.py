@@ -43,6 +43,20 @@ class PooledInstance(DagsterInstance):
             statement_timeout=0, pool_recycle=RECYCLE_SECONDS, max_overflow=MAX_OVERFLOW
         )
 
+    def dispose(self) -> None:
+        """Close the held connections too.
+
+        Code servers open an instance for each schedule and sensor tick and Celery workers
+        one for each run, and dispose it after; dagster-postgres' storages do not close
+        their engines (they hold nothing without a pool), so the connections would stay
+        open until the garbage collector found them.
+        """
+        super().dispose()
+        for storage in (self._run_storage, self._event_storage, self._schedule_storage):
+            engine = getattr(storage, "_engine", None)  # dagster-postgres' own attribute
+            if engine is not None:
+                engine.dispose()
+
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
         """No settings of its own: the rest of dagster.yaml is DagsterInstance's."""

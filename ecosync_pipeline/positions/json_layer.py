@@ -93,6 +93,9 @@ class JsonBackup:
         self._pending: dict[str, SyncPosition] = {}
         self._pending_generation: str | None = None
         self._pending_lock = threading.Lock()
+        # One flush at a time, from taking the entries to landing them: a later flush
+        # overtaking an earlier one would put older positions over newer ones.
+        self._flush_lock = threading.Lock()
         self._coalescing = 0
         self._coalesce_seconds = DEFAULT_COALESCE_SECONDS
         self._last_write: float | None = None
@@ -157,8 +160,10 @@ class JsonBackup:
         """Gather this process's writes into at most one file write every ``seconds``;
         whatever is still waiting is written when the outermost one closes."""
         with self._pending_lock:
+            if not self._coalescing:  # the outermost block sets the pace
+                self._coalesce_seconds = seconds
+                self._last_write = None
             self._coalescing += 1
-            self._coalesce_seconds = seconds
         try:
             yield
         finally:
@@ -169,14 +174,20 @@ class JsonBackup:
     def flush(self) -> Written:
         """Write the entries waiting from ``coalescing()``, if any; falsy (and logged) if
         it failed, and those entries wait for the next write."""
-        with self._pending_lock:
-            positions = list(self._pending.values())
-            generation = self._pending_generation
-            self._pending.clear()
-            self._pending_generation = None
-            self._last_write = time.monotonic()
-        if not positions:
-            return Written()
+        with self._flush_lock:
+            with self._pending_lock:
+                positions = list(self._pending.values())
+                generation = self._pending_generation
+                self._pending.clear()
+                self._pending_generation = None
+                if positions:
+                    self._last_write = time.monotonic()
+            if not positions:
+                return Written()
+            return self._land(positions, generation)
+
+    def _land(self, positions: list[SyncPosition], generation: str | None) -> Written:
+        """Write taken entries; on failure they wait again while the block is open."""
         try:
             self._write_entries(positions, generation)
         except PositionError as exc:

@@ -396,14 +396,20 @@ def reading(bind: Bind, what: str) -> Iterator[Connection]:
     """A connection for reads (a fresh read-only one for an Engine), errors converted.
 
     Several reads in a row share one: each connection taken from the pool costs a
-    ping and a rollback on its return, more than a small query itself.
+    ping and a rollback on its return, more than a small query itself. On PostgreSQL
+    the reads autocommit (each statement sees what was committed before it, as it would
+    at READ COMMITTED), so no transaction stays open while the caller does other work
+    between them, an API call say.
     """
     try:
         if isinstance(bind, Connection):
             yield bind
         else:
             with bind.connect() as conn:
-                yield conn.execution_options(**READ_ONLY)
+                if bind.dialect.name == "postgresql":
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    yield conn.execution_options(**READ_ONLY)
     except SQLAlchemyError as exc:
         raise _storage_error(exc, what) from exc
 

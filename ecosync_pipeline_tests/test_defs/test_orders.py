@@ -223,6 +223,8 @@ def test_new_orders_materializes_on_an_instance_stored_in_postgres(
         assert held_connections(dagster_postgres_url) >= 1
     finally:
         instance.dispose()
+    # Disposing it closes them (code servers and Celery workers dispose one per tick or run).
+    assert held_connections(dagster_postgres_url) == 0
 
 
 def held_connections(url: str) -> int:

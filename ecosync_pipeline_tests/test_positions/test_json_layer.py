@@ -259,10 +259,28 @@ def test_json_backup_coalescing_writes_again_once_the_interval_has_passed(
 ) -> None:
     location = str(tmp_path / "sync-positions.json")
     backup = JsonBackup(location)
-    with backup.coalescing(seconds=0.2):
+    with backup.coalescing(seconds=1.5):
         backup.write(_position("A", 1, 20))
         backup.write(_position("B", 1, 20))
         assert "B" not in _stores_in_file(location)
-        threading.Event().wait(0.3)
+        threading.Event().wait(1.6)
         backup.write(_position("C", 1, 20))  # due: B and C land together
         assert set(_stores_in_file(location)) == {"A", "B", "C"}
+    # A later block's first write lands at once again, whatever the last block did.
+    with backup.coalescing(seconds=3600):
+        backup.write(_position("D", 1, 20))
+        assert "D" in _stores_in_file(location)
+
+
+def test_json_backup_coalescing_keeps_entries_a_failed_write_could_not_land(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the backup's folder should be")
+    location = str(blocker / "sync-positions.json")
+    backup = JsonBackup(location)
+    with backup.coalescing(seconds=3600):
+        assert not backup.write(_position("A", 1, 20))  # the first write lands at once: fails
+        blocker.unlink()
+        backup.write(_position("B", 2, 40))
+    assert _stores_in_file(location) == {"A": 1, "B": 2}

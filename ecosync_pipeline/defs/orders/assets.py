@@ -40,6 +40,7 @@ from dagster import (
 from pydantic import Field
 
 from ecosync_pipeline.defs.failures import as_failure
+from ecosync_pipeline.defs.instance import PooledInstance
 from ecosync_pipeline.defs.metadata import markdown_table
 from ecosync_pipeline.defs.orders.batch import (
     DEFAULT_WORKERS,
@@ -248,9 +249,10 @@ def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[s
     A store of the batch writes about three events (its materialization, its check);
     dagster-postgres opens and closes a connection for each write (NullPool), which made
     up most of a hundred-store run's time. Holding one connection per storage for the run
-    is what Dagster does for its webserver; no statement timeout (0), as in a run.
+    is what Dagster does for its webserver; no statement timeout (0), as in a run. A
+    PooledInstance (data/dagster-production.yaml) holds them already.
     """
-    if len(stores) > 1:
+    if len(stores) > 1 and not isinstance(context.instance, PooledInstance):
         context.instance.optimize_for_webserver(
             statement_timeout=0, pool_recycle=3600, max_overflow=2
         )
