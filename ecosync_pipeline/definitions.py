@@ -56,6 +56,7 @@ def build_definitions(
     sensor_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
+    runs: int = 1,
     reconcile_cron: str = DEFAULT_RECONCILE_CRON,
     status_cron: str = DEFAULT_STATUS_CRON,
     freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
@@ -72,7 +73,7 @@ def build_definitions(
     settings.stores()
     partitions = store_partitions()
     schedule = build_order_sync_schedule(
-        sync_orders_job, sync_cron, batch_size=batch_size, workers=workers
+        sync_orders_job, sync_cron, batch_size=batch_size, workers=workers, runs=runs
     )
     assets = [
         store_sync_positions,
@@ -144,6 +145,8 @@ def defs() -> Definitions:
         workers=_whole_number(
             os.environ, "ECOSYNC_SYNC_WORKERS", DEFAULT_WORKERS, 1, MAX_WORKERS, "stores"
         ),
+        # A tick's stores split across at least one run per core (when there are enough).
+        runs=_whole_number(os.environ, "ECOSYNC_SYNC_RUNS", os.cpu_count() or 1, 1, 1000, "runs"),
         reconcile_cron=os.environ.get("ECOSYNC_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
         status_cron=os.environ.get("ECOSYNC_STATUS_CRON") or DEFAULT_STATUS_CRON,
         freshness_minutes=_whole_number(

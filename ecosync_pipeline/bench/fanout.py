@@ -60,6 +60,7 @@ from ecosync_pipeline.bench.resources import (
 from ecosync_pipeline.bench.simserver import ServedSimulator, served_simulator
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.defs.orders.batch import sync_batch
+from ecosync_pipeline.defs.partitions import MIN_BATCH_SIZE, batch_size_for
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.simulator import StoreSpec
@@ -102,6 +103,7 @@ class FanoutReport:
     """Every row, and the settings they were measured with."""
 
     batch_size: int
+    runs: int
     sync_workers: int
     ticks: int
     rows: list[FanoutRow] = field(default_factory=list)
@@ -109,7 +111,8 @@ class FanoutReport:
     def table(self) -> str:
         header = (
             f"one tick of order_sync_schedule through dagster-daemon (medians of {self.ticks} "
-            f"ticks; {self.batch_size} stores a run, {self.sync_workers} at a time in a run), "
+            f"ticks; at most {self.batch_size} stores a run and at least {self.runs} runs when "
+            f"each gets {MIN_BATCH_SIZE}, {self.sync_workers} at a time in a run), "
             "against the floor: the same stores in one `ecosync sync --workers "
             f"{self.sync_workers}` process"
         )
@@ -147,6 +150,7 @@ class FanoutReport:
         return {
             "machine": machine(),
             "batch_size": self.batch_size,
+            "runs": self.runs,
             "sync_workers": self.sync_workers,
             "ticks": self.ticks,
             "rows": [{**asdict(r), "ratio": r.ratio} for r in self.rows],
@@ -178,7 +182,9 @@ def _specs(count: int) -> list[StoreSpec]:
 
 
 @contextmanager
-def world(count: int, redis_url: str, batch_size: int, sync_workers: int) -> Iterator[World]:
+def world(
+    count: int, redis_url: str, batch_size: int, sync_workers: int, runs: int = 1
+) -> Iterator[World]:
     """``count`` stores served, synced once, with their databases; removed afterwards."""
     with ExitStack() as stack:
         folder = stack.enter_context(temporary_folder("ecosync-fanout-"))
@@ -207,6 +213,7 @@ def world(count: int, redis_url: str, batch_size: int, sync_workers: int) -> Ite
             "ECOSYNC_BACKUP_PATH": settings.backup_path,
             "ECOSYNC_SYNC_CRON": "* * * * *",
             "ECOSYNC_SYNC_BATCH_SIZE": str(batch_size),
+            "ECOSYNC_SYNC_RUNS": str(runs),
             "ECOSYNC_SYNC_WORKERS": str(sync_workers),
             **{s.token_env: sim.token(s.identifier) for s in specs},
         }
@@ -423,18 +430,19 @@ def run_fanout(
     celery_workers: Sequence[int],
     ticks: int,
     batch_size: int,
+    runs: int,
     sync_workers: int,
     redis_url: str,
     progress: Any = None,
 ) -> FanoutReport:
     """Measure every size in every mode; see the module docstring."""
     say = progress or (lambda message: None)
-    report = FanoutReport(batch_size=batch_size, sync_workers=sync_workers, ticks=ticks)
+    report = FanoutReport(batch_size=batch_size, runs=runs, sync_workers=sync_workers, ticks=ticks)
     modes: list[int | None] = list(celery_workers) or [None]
     for size in sizes:
         say(f"{size} stores: serving and syncing them once")
-        expected = -(-size // batch_size)
-        with world(size, redis_url, batch_size, sync_workers) as w:
+        expected = -(-size // batch_size_for(size, batch_size, runs))
+        with world(size, redis_url, batch_size, sync_workers, runs) as w:
             floors = [floor_once(w, sync_workers, new_orders) for _ in range(ticks)]
             floor = Spread.of([s for s, _ in floors])
             floor_calls = int(statistics.median(c for _, c in floors))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -334,6 +335,12 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
 )
 @click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    help="ECOSYNC_SYNC_RUNS: a tick's stores split across at least this many runs when "
+    "there are enough (default: the machine's CPUs, as the schedule's own default).",
+)
+@click.option(
     "--sync-workers",
     default=4,
     show_default=True,
@@ -349,6 +356,7 @@ def fanout(
     workers: str,
     ticks: int,
     batch_size: int,
+    runs: int | None,
     sync_workers: int,
     redis_url: str | None,
     as_json: bool,
@@ -366,6 +374,7 @@ def fanout(
         celery_workers=celery,
         ticks=ticks,
         batch_size=batch_size,
+        runs=runs or os.cpu_count() or 1,
         sync_workers=sync_workers,
         redis_url=redis_url or bench_redis_url(),
     )

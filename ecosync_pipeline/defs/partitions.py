@@ -79,17 +79,35 @@ class StoreBatch:
         }
 
 
+MIN_BATCH_SIZE = 25
+"""A tick is split across ``runs`` runs only while each gets at least this many stores:
+a run's process start is worth it for 25 idle stores, not for 3."""
+
+
+def batch_size_for(stores: int, size: int, runs: int) -> int:
+    """The batch size that cuts ``stores`` into at least ``runs`` runs of at least
+    MIN_BATCH_SIZE stores where there are enough of them, and never more than ``size``.
+
+    A run is one process: at 100 stores a tick of one run of 100 uses one core, two runs
+    of 50 use two and finish in about half the time.
+    """
+    if size < 1 or runs < 1:
+        raise ValueError(f"batch size and runs must be at least 1, got {size} and {runs}")
+    even = -(-stores // runs)
+    return min(size, max(MIN_BATCH_SIZE, even))
+
+
 def store_batches(
-    partition_keys: Sequence[str], active: Iterable[str], size: int
+    partition_keys: Sequence[str], active: Iterable[str], size: int, runs: int = 1
 ) -> list[StoreBatch]:
-    """Cut the active stores into runs of at most ``size`` consecutive partition keys.
+    """Cut the active stores into runs of consecutive partition keys: at most ``size``
+    each, and at least ``runs`` runs when there are enough stores (batch_size_for).
 
     ``partition_keys`` is the instance's order; a key not in ``active`` (a store removed
     from the file) ends the current batch, so no run's range includes it.
     """
-    if size < 1:
-        raise ValueError(f"batch size must be at least 1, got {size}")
     wanted = set(active)
+    size = batch_size_for(len(wanted), size, runs)
     batches: list[StoreBatch] = []
     current: list[str] = []
     for key in partition_keys:

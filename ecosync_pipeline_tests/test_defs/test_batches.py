@@ -95,6 +95,27 @@ def test_store_batches_cut_at_removed_stores_and_at_the_batch_size() -> None:
         store_batches(keys, keys, 0)
 
 
+@pytest.mark.parametrize(
+    ("stores", "size", "runs", "expected"),
+    [
+        (100, 500, 2, [50, 50]),  # one run per core
+        (1000, 500, 2, [500, 500]),
+        (1000, 250, 2, [250] * 4),  # never more than the batch size
+        (5, 500, 2, [5]),  # too few stores to be worth a second process start
+        (40, 500, 2, [25, 15]),
+        (101, 500, 4, [26, 26, 26, 23]),
+        (100, 500, 1, [100]),
+    ],
+)
+def test_a_tick_is_split_across_the_runs_asked_for_when_each_gets_enough_stores(
+    stores: int, size: int, runs: int, expected: list[int]
+) -> None:
+    keys = [f"S{i:04d}" for i in range(stores)]
+    batches = store_batches(keys, keys, size, runs)
+    assert [len(b.stores) for b in batches] == expected
+    assert [k for b in batches for k in b.stores] == keys
+
+
 def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
     env: Env, instance: DagsterInstance
 ) -> None:

@@ -78,8 +78,10 @@ def build_order_sync_schedule(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
+    runs: int = 1,
 ) -> ScheduleDefinition:
-    """A schedule asking for one run of ``job`` per batch of ``batch_size`` stores a tick.
+    """A schedule asking for one run of ``job`` per batch of ``batch_size`` stores a tick,
+    and for at least ``runs`` runs when there are enough stores (one per core).
 
     Inside a run, ``workers`` stores sync at once, each under its own lock: a store still
     held by a run of the previous tick fails alone (StoreLocked) and the others go on.
@@ -90,8 +92,9 @@ def build_order_sync_schedule(
         cron_schedule=cron,
         job=job,
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Sync every store's new orders ({cron}), {batch_size} stores a run, "
-        f"{workers} at a time within a run.",
+        description=f"Sync every store's new orders ({cron}), at most {batch_size} stores a "
+        f"run and at least {runs} runs when there are enough stores, {workers} at a time "
+        "within a run.",
     )
     def order_sync_schedule(
         context: ScheduleEvaluationContext, ecomanager: EcoManagerResource
@@ -104,7 +107,7 @@ def build_order_sync_schedule(
         if added:
             context.log.info("registered %d new stores: %s", len(added), ", ".join(added))
         keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
-        for batch in store_batches(keys, configured, batch_size):
+        for batch in store_batches(keys, configured, batch_size, runs):
             yield batch_run_request(batch, stamp, workers)
 
     return order_sync_schedule
