@@ -158,14 +158,14 @@ def tls_context() -> ssl.SSLContext:
 
 @cache
 def proxies_in_environment() -> bool:
-    """Whether the environment names a proxy (HTTPS_PROXY and the like), read once.
+    """Whether a proxy is configured (HTTPS_PROXY and the like, or the system's), read once.
 
     httpx reads them for every client it builds, walking every variable: with a thousand
     stores' tokens in the environment that was about 7 ms a client. Where none is set,
     clients are built without reading the environment (``verify`` is given explicitly,
     and the token is ours, so nothing else there applies).
     """
-    return bool(urllib.request.getproxies_environment())
+    return bool(urllib.request.getproxies())
 
 
 class EcoManagerClient(Closing):
