@@ -9,7 +9,7 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -183,19 +183,25 @@ def test_json_backup_local_file_is_private_and_leaves_no_temp_files(tmp_path: Pa
     assert leftovers == []
 
 
-def test_json_backup_concurrent_threads_lose_no_store(location: str) -> None:
-    stores = [f"S{i}" for i in range(12)]
+def _write_in_threads(stores: list[str], pages: int, backup: Callable[[], JsonBackup]) -> None:
+    """A thread a store, each writing its pages 1..``pages`` through ``backup()``."""
 
     def work(store: str) -> None:
-        backup = JsonBackup(location)  # an instance each, as separate runs would have
-        for page in range(1, 6):
-            backup.write(_position(store, page, page * 20))
+        own = backup()
+        for page in range(1, pages + 1):
+            own.write(_position(store, page, page * 20))
 
     threads = [threading.Thread(target=work, args=(s,)) for s in stores]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+def test_json_backup_concurrent_threads_lose_no_store(location: str) -> None:
+    stores = [f"S{i}" for i in range(12)]
+    # An instance each, as separate runs would have.
+    _write_in_threads(stores, 5, lambda: JsonBackup(location))
     positions = JsonBackup(location).read_all()
     assert set(positions) == set(stores)
     assert all(p.last_page == 5 for p in positions.values())
@@ -234,16 +240,7 @@ def test_json_backup_coalescing_gathers_writes_and_lands_them_on_exit(location: 
     with backup.coalescing(seconds=3600):
         backup.write(_position("FIRST", 1, 20))  # the first write of the block lands at once
         assert _stores_in_file(location) == {"FIRST": 1}
-
-        def work(store: str) -> None:
-            for page in range(1, 4):
-                backup.write(_position(store, page, page * 20))
-
-        threads = [threading.Thread(target=work, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _write_in_threads(stores, 3, lambda: backup)  # one instance, as in a batch run
         # Waiting for the next write of the file, yet read back by this process already.
         assert _stores_in_file(location) == {"FIRST": 1}
         waiting = backup.read_all()
