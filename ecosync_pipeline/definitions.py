@@ -26,7 +26,12 @@ from ecosync_pipeline.defs.mirror.schedules import (
     refresh_order_statuses_job,
 )
 from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, MAX_WORKERS
+from ecosync_pipeline.defs.orders.batch import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WORKERS,
+    MAX_WORKERS,
+    default_runs,
+)
 from ecosync_pipeline.defs.orders.freshness import build_freshness_check
 from ecosync_pipeline.defs.orders.schedules import (
     DEFAULT_SYNC_CRON,
@@ -146,7 +151,7 @@ def defs() -> Definitions:
             os.environ, "ECOSYNC_SYNC_WORKERS", DEFAULT_WORKERS, 1, MAX_WORKERS, "stores"
         ),
         # A tick's stores split across at least one run per core (when there are enough).
-        runs=_whole_number(os.environ, "ECOSYNC_SYNC_RUNS", os.cpu_count() or 1, 1, 1000, "runs"),
+        runs=_whole_number(os.environ, "ECOSYNC_SYNC_RUNS", default_runs(), 1, 1000, "runs"),
         reconcile_cron=os.environ.get("ECOSYNC_RECONCILE_CRON") or DEFAULT_RECONCILE_CRON,
         status_cron=os.environ.get("ECOSYNC_STATUS_CRON") or DEFAULT_STATUS_CRON,
         freshness_minutes=_whole_number(

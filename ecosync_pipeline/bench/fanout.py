@@ -60,7 +60,7 @@ from ecosync_pipeline.bench.resources import (
 from ecosync_pipeline.bench.simserver import ServedSimulator, served_simulator
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.defs.orders.batch import sync_batch
-from ecosync_pipeline.defs.partitions import MIN_BATCH_SIZE, batch_size_for
+from ecosync_pipeline.defs.partitions import MIN_BATCH_SIZE, store_batches
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.simulator import StoreSpec
@@ -441,8 +441,8 @@ def run_fanout(
     modes: list[int | None] = list(celery_workers) or [None]
     for size in sizes:
         say(f"{size} stores: serving and syncing them once")
-        expected = -(-size // batch_size_for(size, batch_size, runs))
         with world(size, redis_url, batch_size, sync_workers, runs) as w:
+            expected = len(store_batches(w.stores, w.stores, batch_size, runs))
             floors = [floor_once(w, sync_workers, new_orders) for _ in range(ticks)]
             floor = Spread.of([s for s, _ in floors])
             floor_calls = int(statistics.median(c for _, c in floors))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands import reports_errors
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE
+from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, default_runs
 
 REDIS_OPTION = click.option(
     "--redis-url",
@@ -374,7 +373,7 @@ def fanout(
         celery_workers=celery,
         ticks=ticks,
         batch_size=batch_size,
-        runs=runs or os.cpu_count() or 1,
+        runs=runs or default_runs(),
         sync_workers=sync_workers,
         redis_url=redis_url or bench_redis_url(),
     )

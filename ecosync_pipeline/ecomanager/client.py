@@ -157,7 +157,7 @@ def tls_context() -> ssl.SSLContext:
 
 
 @cache
-def proxies_in_environment() -> bool:
+def proxies_configured() -> bool:
     """Whether a proxy is configured (HTTPS_PROXY and the like, or the system's), read once.
 
     httpx reads them for every client it builds, walking every variable: with a thousand
@@ -230,7 +230,7 @@ class EcoManagerClient(Closing):
             # A redirect is reported, not followed: it means base_url is out of date.
             follow_redirects=False,
             verify=tls_context(),
-            trust_env=proxies_in_environment(),
+            trust_env=proxies_configured(),
         )
 
     @classmethod

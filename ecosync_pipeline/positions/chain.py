@@ -81,14 +81,22 @@ class PositionChain:
                 return store
         raise ConfigError(f"store {identifier} is not configured; add it to the stores file")
 
-    def snapshot(self, stores: Sequence[Store] | None = None) -> Snapshot:
-        """Read every layer once for ``stores`` (all configured stores by default)."""
+    def snapshot(
+        self, stores: Sequence[Store] | None = None, *, backup_when_needed: bool = False
+    ) -> Snapshot:
+        """Read every layer once for ``stores`` (all configured stores by default).
+
+        ``backup_when_needed``: the JSON backup is read only if something asks for it
+        (a sync whose Redis position is usable never does).
+        """
         wanted = self.stores if stores is None else list(stores)
-        return Snapshot(
-            self.redis.read_many(wanted),
-            self.backup.read_many(wanted),
-            self.database.read_many(wanted),
+        redis = self.redis.read_many(wanted)
+        backup: LayerRead | Callable[[], LayerRead] = (
+            (lambda: self.backup.read_many(wanted))
+            if backup_when_needed
+            else self.backup.read_many(wanted)
         )
+        return Snapshot(redis, backup, self.database.read_many(wanted))
 
     def get_position(self, store: Store | str, fetcher: PageFetcher) -> ResolvedPosition:
         """The store's verified position, written back to both caches unless Redis had it;
@@ -96,11 +104,7 @@ class PositionChain:
         store = self.store(store) if isinstance(store, str) else store
         # The backup file is read only if Redis cannot serve: a thousand stores' syncs
         # would each parse a file of a thousand entries for nothing.
-        snapshot = Snapshot(
-            self.redis.read_many([store]),
-            lambda: self.backup.read_many([store]),
-            self.database.read_many([store]),
-        )
+        snapshot = self.snapshot([store], backup_when_needed=True)
         resolved = self.resolve(store, snapshot, fetcher)
         if resolved.source != "redis" or resolved.moved:
             self.save_many([resolved.position], recovery=resolved.source != "redis")

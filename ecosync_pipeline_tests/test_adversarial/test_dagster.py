@@ -89,3 +89,35 @@ def test_contract_violation_fails_once_without_dagster_retries(
     data = failure.step_failure_data.user_failure_data
     assert str(data.description).startswith("ContractViolation: store DAGBAD: page 2")
     assert data.metadata["retryable"].value == "no"
+
+
+def test_check_after_a_deletion_and_arrivals_on_a_server_without_meta(
+    adversarial: AdversarialServer,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server of our own, not the simulator: sparse ids, no ``meta``, an order deleted
+    from page 1 and five new ones between two runs. The second run's check (its reads on
+    one connection) finds nothing missing and names the deletion."""
+    ids = [i for i in range(1, 70) if i % 3]  # 46 sparse ids, three pages of 20
+    store = AdversarialStore("DAGNOMETA", make_token(), ids, meta=False)
+    first = materialize_store(
+        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
+    )
+    assert first.success
+    store.ids.remove(ids[3])
+    store.ids.extend(range(100, 105))
+    second = materialize_store(
+        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
+    )
+    assert second.success
+    [materialization] = second.asset_materializations_for_node("new_orders")
+    assert materialization.metadata["orders_new"].value == 5
+    [check] = second.get_asset_check_evaluations()
+    values = {k: getattr(v, "value", v) for k, v in check.metadata.items()}
+    assert values["missing_from_database"] == 0
+    assert values["deleted_upstream"] == 1
+    assert values["orders_served_by_api"] == len(store.ids)

@@ -147,6 +147,15 @@ def test_chain_uses_redis_position_with_one_verification_fetch(world: World) -> 
     assert [o.verdict for o in resolved.trail] == ["used"]
 
 
+def test_chain_leaves_the_backup_unread_while_redis_serves(world: World) -> None:
+    _seed_all(world)
+    world.backup_path.write_bytes(b"not json at all")  # read, it would be moved aside
+    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    assert resolved.source == "redis"
+    assert world.chain.backup.last_quarantined is None
+    assert world.backup_path.read_bytes() == b"not json at all"
+
+
 def test_chain_falls_back_to_json_and_restores_redis(
     world: World, redis_admin: redis.Redis
 ) -> None:

@@ -22,6 +22,7 @@ from ecosync_pipeline.storage import (
     order_state,
     orders,
     orders_after,
+    reading,
     store_summaries,
     store_summary,
     stores,
@@ -269,3 +270,16 @@ def test_postgres_summary_query_is_answered_from_the_unique_index(pg_engine: Eng
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars())
     assert f"Index Only Scan using {ORDERS_UNIQUE}" in plan
+
+
+def test_reads_leave_no_transaction_open_on_postgresql(pg_engine: Engine) -> None:
+    """Between reads on one connection (the check's API call comes there), the session
+    is idle, not idle in a transaction holding its locks."""
+    with reading(pg_engine, "test reads") as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        store_summary(conn, "NATUR")
+        with pg_engine.connect() as other:
+            state = other.execute(
+                text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar_one()
+    assert state == "idle"

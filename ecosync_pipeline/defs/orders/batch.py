@@ -10,6 +10,7 @@ finishes, so the asset can record each store's materialization at once.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ DEFAULT_WORKERS = 4
 DEFAULT_BATCH_SIZE = 500
 """Stores a scheduled run: a thousand stores are two runs, one for each core of a small
 machine (a run is one process, its stores sharing one interpreter)."""
+
+
+def default_runs() -> int:
+    """Runs a tick is split into at least (ECOSYNC_SYNC_RUNS): one per CPU of this machine."""
+    return os.cpu_count() or 1
+
+
 # Each worker holds up to two connections of the orders database pool (the store lock
 # and a transaction); SQLAlchemy's default pool gives 15.
 MAX_WORKERS = 7
