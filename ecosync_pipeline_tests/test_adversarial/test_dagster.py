@@ -3,7 +3,7 @@ is retried (a payload that breaks the contract fails once, naming store and page
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,26 @@ def materialize_store(
     )
 
 
-def test_set_aside_field_is_named_in_the_materialization_metadata_and_the_run_log(
+@pytest.fixture
+def run_store(
     adversarial: AdversarialServer,
     postgres_url: str,
     redis_url: str,
     tmp_path: Path,
     instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store = AdversarialStore("DAGODD", make_token(), list(range(1, 11)), odd={4: {"total": "NaN"}})
-    result = materialize_store(
+) -> Callable[[AdversarialStore], Any]:
+    """Materialize a store's new_orders against the adversarial server, run after run."""
+    return lambda store: materialize_store(
         store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
     )
+
+
+def test_set_aside_field_is_named_in_the_materialization_metadata_and_the_run_log(
+    run_store: Callable[[AdversarialStore], Any], instance: DagsterInstance
+) -> None:
+    store = AdversarialStore("DAGODD", make_token(), list(range(1, 11)), odd={4: {"total": "NaN"}})
+    result = run_store(store)
     assert result.success
     [materialization] = result.asset_materializations_for_node("new_orders")
     metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
@@ -71,17 +79,10 @@ def test_set_aside_field_is_named_in_the_materialization_metadata_and_the_run_lo
 
 
 def test_contract_violation_fails_once_without_dagster_retries(
-    adversarial: AdversarialServer,
-    postgres_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    instance: DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    run_store: Callable[[AdversarialStore], Any], instance: DagsterInstance
 ) -> None:
     store = AdversarialStore("DAGBAD", make_token(), list(range(1, 41)), ignore_page=True)
-    result = materialize_store(
-        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
-    )
+    result = run_store(store)
     assert not result.success
     events = {e.event_type_value for e in result.all_events}
     assert "STEP_UP_FOR_RETRY" not in events
@@ -92,27 +93,18 @@ def test_contract_violation_fails_once_without_dagster_retries(
 
 
 def test_check_after_a_deletion_and_arrivals_on_a_server_without_meta(
-    adversarial: AdversarialServer,
-    postgres_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    instance: DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
+    run_store: Callable[[AdversarialStore], Any], instance: DagsterInstance
 ) -> None:
     """A server of our own, not the simulator: sparse ids, no ``meta``, an order deleted
     from page 1 and five new ones between two runs. The second run's check (its reads on
     one connection) finds nothing missing and names the deletion."""
     ids = [i for i in range(1, 70) if i % 3]  # 46 sparse ids, three pages of 20
     store = AdversarialStore("DAGNOMETA", make_token(), ids, meta=False)
-    first = materialize_store(
-        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
-    )
+    first = run_store(store)
     assert first.success
     store.ids.remove(ids[3])
     store.ids.extend(range(100, 105))
-    second = materialize_store(
-        store, adversarial, tmp_path, postgres_url, redis_url, instance, monkeypatch
-    )
+    second = run_store(store)
     assert second.success
     [materialization] = second.asset_materializations_for_node("new_orders")
     assert materialization.metadata["orders_new"].value == 5
