@@ -8,9 +8,11 @@ finds them idle (or with ``new_orders`` new orders each, added before every tick
 
 - floor: the same stores synced by one ``ecosync sync --workers W`` process, timed from
   its start to its exit;
-- tick: ``dagster-daemon run`` with the schedule every minute; from a tick's scheduled
-  time to the end of its last run, through the run queue (runs launched as processes on
-  this machine) or, with Celery workers, through RabbitMQ to ``celery`` workers.
+- tick: ``dagster-daemon run`` with the schedule every minute, the code location served
+  by ``dagster code-server start`` (data/workspace-production.yaml); from a tick's
+  scheduled time to the end of its last run, through the run queue (runs launched as
+  processes on this machine) or, with Celery workers, through RabbitMQ to ``celery``
+  workers.
 
 Each figure is the median of ``ticks`` ticks; the runs and processes started, API calls
 (counted by the simulator), the peak memory of the daemon's and workers' process trees,
@@ -46,10 +48,13 @@ from sqlalchemy import func, select
 from ecosync_pipeline.bench.processes import (
     MemorySampler,
     celery_worker_argv,
+    code_server_argv,
     daemon_argv,
+    free_port,
     instance_home,
     started,
     tree,
+    wait_for_code_server,
 )
 from ecosync_pipeline.bench.report import Spread, format_table, machine
 from ecosync_pipeline.bench.resources import (
@@ -395,12 +400,19 @@ def measure_mode(
     with ExitStack() as stack:
         dagster_url = stack.enter_context(temporary_postgres())
         mode_folder = w.folder / f"mode-{celery_workers or 0}"
-        home, dagster_env = instance_home(mode_folder, dagster_url, celery=bool(celery_workers))
+        port = free_port()
+        home, dagster_env = instance_home(
+            mode_folder, dagster_url, celery=bool(celery_workers), code_server_port=port
+        )
         environ = {**os.environ, **w.environ, **dagster_env}
         os.environ.update(dagster_env)
         # Created here first, so the daemon and the workers do not race to create its schema.
         instance = stack.enter_context(DagsterInstance.from_config(str(home)))
-        roots: list[int] = []
+        server = stack.enter_context(
+            started(code_server_argv(port), environ, mode_folder, mode_folder / "code-server.log")
+        )
+        wait_for_code_server(port)
+        roots: list[int] = [server.pid]
         if celery_workers:
             queue = f"ecosync-bench-{uuid.uuid4().hex[:8]}"
             environ.update(ECOSYNC_CELERY_BROKER=DEFAULT_BROKER, ECOSYNC_CELERY_QUEUE=queue)

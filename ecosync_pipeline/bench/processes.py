@@ -3,8 +3,10 @@ Celery workers, and the memory they use (read from /proc, Linux).
 
 The instance is a folder (DAGSTER_HOME) holding a dagster.yaml built from the project's
 own files: data/dagster-production.yaml (run queue, PostgreSQL storage) or
-data/dagster-celery.yaml (the same, with runs launched on Celery workers). Only the
-database and the Celery queue are the benchmark's own.
+data/dagster-celery.yaml (the same, with runs launched on Celery workers). The code
+location is served by a `dagster code-server start` process of its own, as
+data/workspace-production.yaml has it. Only the database, the code server's port and
+the Celery queue are the benchmark's own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,8 +30,11 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 PAGE_SIZE = 4096
 
 
-def instance_home(folder: Path, dagster_url: str, *, celery: bool) -> tuple[Path, dict[str, str]]:
-    """A DAGSTER_HOME on ``dagster_url``, and the variables its dagster.yaml reads."""
+def instance_home(
+    folder: Path, dagster_url: str, *, celery: bool, code_server_port: int
+) -> tuple[Path, dict[str, str]]:
+    """A DAGSTER_HOME on ``dagster_url``, and the variables its dagster.yaml reads; the
+    workspace points at the code server on ``code_server_port``."""
     home = folder / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     source = DATA / ("dagster-celery.yaml" if celery else "dagster-production.yaml")
@@ -41,23 +47,17 @@ def instance_home(folder: Path, dagster_url: str, *, celery: bool) -> tuple[Path
         "DAGSTER_PG_USER": url.username or "postgres",
         "DAGSTER_PG_PASSWORD": url.password or "",
     }
-    workspace = folder / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "ecosync_pipeline.definitions",
-                            "location_name": "ecosync",
-                        }
-                    }
-                ]
-            }
-        ),
-        encoding="utf-8",
-    )
+    workspace = yaml.safe_load((DATA / "workspace-production.yaml").read_text(encoding="utf-8"))
+    workspace["load_from"][0]["grpc_server"]["port"] = code_server_port
+    (folder / "workspace.yaml").write_text(yaml.safe_dump(workspace), encoding="utf-8")
     return home, environ
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the code server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _bin(name: str) -> str:
@@ -95,6 +95,25 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def code_server_argv(port: int) -> list[str]:
+    """``dagster code-server start`` serving the code location on ``port``."""
+    return [
+        _bin("dagster"), "code-server", "start", "-m", "ecosync_pipeline.definitions",
+        "--location-name", "ecosync", "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+
+
+def wait_for_code_server(port: int, timeout: float = 120) -> None:
+    """Return once the code server on ``port`` answers Dagster's health check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check = [_bin("dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)]
+        if subprocess.run(check, capture_output=True).returncode == 0:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the code server on port {port} did not answer within {timeout:.0f} s")
 
 
 def daemon_argv(folder: Path) -> list[str]:
