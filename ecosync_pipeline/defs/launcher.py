@@ -261,19 +261,24 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         """
         now = time.monotonic()
         retired: list[Spare] = []
+        # Dagster builds an instance's launcher on first use; two threads launching the
+        # first runs at once may each build one, and the instance keeps one of them. Only
+        # that one keeps spares (the other still reaps the runs it launched).
+        kept = not self.has_instance or self._instance.run_launcher is self
         with self._lock:
             self._running = [p for p in self._running if p.poll() is None]
             keep = []
             for spare in self._waiting:
                 if spare.process.poll() is not None:
                     continue
-                if now - spare.started > self.max_spare_age_seconds or spare.origin != self._origin:
+                old = now - spare.started > self.max_spare_age_seconds
+                if old or spare.origin != self._origin or not kept:
                     retired.append(spare)
                 else:
                     keep.append(spare)
             self._waiting = keep
             origin = self._origin
-            short = not self._running and len(self._waiting) < self.spares
+            short = kept and not self._running and len(self._waiting) < self.spares
         for spare in retired:
             self._release(spare)
         if origin is not None and short:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from dagster._core.launcher import WorkerStatus
+from dagster._core.launcher import LaunchRunContext, WorkerStatus
 
 from ecosync_pipeline.defs.launcher import WORKER_TAG, PrestartedRunLauncher
 from ecosync_pipeline_tests.test_defs.conftest import set_dagster_pg_env
@@ -43,8 +43,8 @@ def launcher_of(instance: DagsterInstance) -> PrestartedRunLauncher:
     return launcher
 
 
-def launch(instance: DagsterInstance, folder: Path, wait_seconds: float = 0.0) -> DagsterRun:
-    """Create a run of the test location's job and launch it as the run queue does."""
+def create_run(instance: DagsterInstance, folder: Path, wait_seconds: float = 0.0) -> DagsterRun:
+    """A run of the test location's job, not launched yet."""
     repository = ReconstructableRepository.for_module(
         "ecosync_pipeline_tests.launcher_location", "defs", working_directory=str(ROOT)
     )
@@ -56,6 +56,12 @@ def launch(instance: DagsterInstance, folder: Path, wait_seconds: float = 0.0) -
         },
         job_code_origin=job.get_python_origin(),
     )
+    return run
+
+
+def launch(instance: DagsterInstance, folder: Path, wait_seconds: float = 0.0) -> DagsterRun:
+    """Create a run of the test location's job and launch it as the run queue does."""
+    run = create_run(instance, folder, wait_seconds)
     return instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
 
 
@@ -177,3 +183,20 @@ def test_a_spare_past_its_age_is_replaced_so_new_code_reaches_the_runs(
     assert all(p.poll() is not None for p in old)
     wait_until(lambda: launcher.waiting() == 2, "two new spares")
     assert not {s.process for s in launcher._waiting} & set(old)
+
+
+def test_only_the_launcher_the_instance_keeps_holds_spares(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    """Two threads launching the first runs at once may each build a launcher."""
+    other = PrestartedRunLauncher()
+    other.register_instance(instance)
+    run = create_run(instance, tmp_path)
+    other.launch_run(LaunchRunContext(dagster_run=run, workspace=None))  # type: ignore[arg-type]
+    assert finished(instance, run.run_id).status == DagsterRunStatus.SUCCESS
+    time.sleep(2)  # two rounds of its tending
+    other.tend()
+    assert other.waiting() == 0
+    finished(instance, launch(instance, tmp_path).run_id)
+    wait_until(lambda: launcher_of(instance).waiting() == 2, "the kept launcher's spares")
+    other.dispose()
