@@ -14,7 +14,10 @@ finds them idle (or with ``new_orders`` new orders each, added before every tick
   processes on this machine) or, with Celery workers, through RabbitMQ to ``celery``
   workers.
 
-Each figure is the median of ``ticks`` ticks; the runs and processes started, API calls
+The first ``warmup`` ticks after the daemon starts are printed apart ("warm-up s") and
+left out: the run launcher starts its spare processes after its first runs, so those
+ticks start their runs' processes cold, as a daemon does once after it starts. Each
+figure is the median of the ``ticks`` ticks after them; the runs and processes started, API calls
 (counted by the simulator), the peak memory of the daemon's and workers' process trees,
 and the orders missing and duplicated afterwards (every store's ids compared with the
 simulator's) are those of the median tick.
@@ -86,6 +89,8 @@ class FanoutRow:
     new_orders: int
     mode: str
     tick: Spread
+    warmup: tuple[float, ...]
+    """Seconds of the ticks left out of the medians (the first after the daemon starts)."""
     floor: Spread
     to_created: float
     to_started: float
@@ -111,18 +116,20 @@ class FanoutReport:
     runs: int
     sync_workers: int
     ticks: int
+    warmup: int = 0
     rows: list[FanoutRow] = field(default_factory=list)
 
     def table(self) -> str:
         header = (
             f"one tick of order_sync_schedule through dagster-daemon (medians of {self.ticks} "
-            f"ticks; at most {self.batch_size} stores a run and at least {self.runs} runs when "
-            f"each gets {MIN_BATCH_SIZE}, {self.sync_workers} at a time in a run), "
-            "against the floor: the same stores in one `ecosync sync --workers "
+            f"ticks after {self.warmup} warm-up; at most {self.batch_size} stores a run and at "
+            f"least {self.runs} runs when each gets {MIN_BATCH_SIZE}, {self.sync_workers} at a "
+            "time in a run), against the floor: the same stores in one `ecosync sync --workers "
             f"{self.sync_workers}` process"
         )
         columns = (
-            "stores", "new/store", "runs on", "tick s", "(min-max)", "floor s", "ratio",
+            "stores", "new/store", "runs on", "tick s", "(min-max)", "warm-up s", "floor s",
+            "ratio",
             "to 1st run s", "to last start s",
             "runs", "failed", "processes", "API calls", "floor calls", "peak MB",
             "missing", "duplicated",
@@ -134,6 +141,7 @@ class FanoutReport:
                 r.mode,
                 f"{r.tick.median:.1f}",
                 f"{r.tick.minimum:.1f}-{r.tick.maximum:.1f}",
+                ", ".join(f"{s:.1f}" for s in r.warmup) or "-",
                 f"{r.floor.median:.1f}",
                 f"{r.ratio:.2f}",
                 f"{r.to_created:.1f}",
@@ -158,6 +166,7 @@ class FanoutReport:
             "runs": self.runs,
             "sync_workers": self.sync_workers,
             "ticks": self.ticks,
+            "warmup": self.warmup,
             "rows": [{**asdict(r), "ratio": r.ratio} for r in self.rows],
         }
 
@@ -394,9 +403,10 @@ def _wait_for_daemon(instance: DagsterInstance, timeout: float = 120) -> None:
 
 
 def measure_mode(
-    w: World, celery_workers: int | None, k: int, ticks: int, expected: int
-) -> list[TickFigures]:
-    """``ticks`` ticks through the run queue (None) or through that many Celery workers."""
+    w: World, celery_workers: int | None, k: int, ticks: int, expected: int, warmup: int = 0
+) -> tuple[list[TickFigures], list[TickFigures]]:
+    """``warmup`` then ``ticks`` ticks through the run queue (None) or through that many
+    Celery workers: the warm-up ticks' figures, and the others'."""
     with ExitStack() as stack:
         dagster_url = stack.enter_context(temporary_postgres())
         mode_folder = w.folder / f"mode-{celery_workers or 0}"
@@ -427,7 +437,8 @@ def measure_mode(
         )
         roots.append(daemon.pid)
         _wait_for_daemon(instance)
-        return [measure_tick(w, instance, roots, k, expected) for _ in range(ticks)]
+        figures = [measure_tick(w, instance, roots, k, expected) for _ in range(warmup + ticks)]
+        return figures[:warmup], figures[warmup:]
 
 
 def _median_tick(figures: Sequence[TickFigures]) -> TickFigures:
@@ -445,11 +456,14 @@ def run_fanout(
     runs: int,
     sync_workers: int,
     redis_url: str,
+    warmup: int = 1,
     progress: Any = None,
 ) -> FanoutReport:
     """Measure every size in every mode; see the module docstring."""
     say = progress or (lambda message: None)
-    report = FanoutReport(batch_size=batch_size, runs=runs, sync_workers=sync_workers, ticks=ticks)
+    report = FanoutReport(
+        batch_size=batch_size, runs=runs, sync_workers=sync_workers, ticks=ticks, warmup=warmup
+    )
     modes: list[int | None] = list(celery_workers) or [None]
     for size in sizes:
         say(f"{size} stores: serving and syncing them once")
@@ -461,7 +475,7 @@ def run_fanout(
             say(f"{size} stores: floor {floor.median:.1f} s")
             for mode in modes:
                 label = f"celery x{mode}" if mode else "run queue"
-                figures = measure_mode(w, mode, new_orders, ticks, expected)
+                warm, figures = measure_mode(w, mode, new_orders, ticks, expected, warmup)
                 median = _median_tick(figures)
                 say(f"{size} stores, {label}: tick {median.seconds:.1f} s")
                 report.rows.append(
@@ -470,17 +484,18 @@ def run_fanout(
                         new_orders=new_orders,
                         mode=label,
                         tick=Spread.of([f.seconds for f in figures]),
+                        warmup=tuple(f.seconds for f in warm),
                         floor=floor,
                         to_created=median.to_created,
                         to_started=median.to_started,
                         runs=median.runs,
-                        failed_runs=max(f.failed_runs for f in figures),
+                        failed_runs=max(f.failed_runs for f in warm + figures),
                         processes=median.processes,
                         api_calls=median.api_calls,
                         floor_api_calls=floor_calls,
                         peak_mb=median.peak_mb,
-                        missing=max(f.missing for f in figures),
-                        duplicated=max(f.duplicated for f in figures),
+                        missing=max(f.missing for f in warm + figures),
+                        duplicated=max(f.duplicated for f in warm + figures),
                     )
                 )
     return report

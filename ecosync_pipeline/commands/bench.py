@@ -331,6 +331,14 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
 )
 @click.option("--ticks", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option(
+    "--warmup",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Ticks after the daemon starts that are printed apart and left out of the "
+    "medians (the run launcher starts its spare processes after its first runs).",
+)
+@click.option(
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
 )
 @click.option(
@@ -354,6 +362,7 @@ def fanout(
     new_orders: int,
     workers: str,
     ticks: int,
+    warmup: int,
     batch_size: int,
     runs: int | None,
     sync_workers: int,
@@ -372,6 +381,7 @@ def fanout(
         new_orders=new_orders,
         celery_workers=celery,
         ticks=ticks,
+        warmup=warmup,
         batch_size=batch_size,
         runs=runs or default_runs(),
         sync_workers=sync_workers,
