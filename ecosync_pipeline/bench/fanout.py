@@ -226,6 +226,10 @@ def world(
             "ECOSYNC_STORES_FILE": str(stores_file),
             "ECOSYNC_BACKUP_PATH": settings.backup_path,
             "ECOSYNC_SYNC_CRON": "* * * * *",
+            # The reconciliation and status refresh (hourly, half-hourly) kept out of the
+            # measured minutes: the figure is the sync tick's.
+            "ECOSYNC_RECONCILE_CRON": "0 0 1 1 *",
+            "ECOSYNC_STATUS_CRON": "0 0 1 1 *",
             "ECOSYNC_SYNC_BATCH_SIZE": str(batch_size),
             "ECOSYNC_SYNC_RUNS": str(runs),
             "ECOSYNC_SYNC_WORKERS": str(sync_workers),

@@ -27,7 +27,7 @@ from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batche
 from ecosync_pipeline.defs.resources import EcoManagerResource
 
 DEFAULT_RECONCILE_CRON = "7 * * * *"
-DEFAULT_STATUS_CRON = "*/30 * * * *"
+DEFAULT_STATUS_CRON = "20,50 * * * *"
 BATCH_SIZE = 50
 
 reconcile_orders_job = define_asset_job(
