@@ -307,10 +307,14 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             spare.process.kill()
             spare.process.wait(timeout=10)
 
+    def spare_pids(self) -> list[int]:
+        """Process ids of the spares alive and waiting for a run."""
+        with self._lock:
+            return [s.process.pid for s in self._waiting if s.process.poll() is None]
+
     def waiting(self) -> int:
         """Spares alive and waiting for a run."""
-        with self._lock:
-            return sum(s.process.poll() is None for s in self._waiting)
+        return len(self.spare_pids())
 
     def dispose(self) -> None:
         """Stop tending and end the waiting spares; runs already handed out go on."""

@@ -90,6 +90,15 @@ def worker_pid(instance: DagsterInstance, run_id: str) -> int:
     return int(run.tags[WORKER_TAG].rsplit(":", 2)[1])
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a released spare has been waited for)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
     return [
         entry.dagster_event.message or ""
@@ -164,9 +173,9 @@ def test_disposing_the_launcher_ends_its_waiting_spares(
     run = launch(instance, tmp_path)
     finished(instance, run.run_id)
     wait_until(lambda: launcher.waiting() == 2, "two spares")
-    spares = [s.process for s in launcher._waiting]
+    spares = launcher.spare_pids()
     launcher.dispose()
-    assert all(p.poll() is not None for p in spares)
+    assert not any(running(pid) for pid in spares)
     assert launcher.waiting() == 0
 
 
@@ -176,13 +185,13 @@ def test_a_spare_past_its_age_is_replaced_so_new_code_reaches_the_runs(
     launcher = launcher_of(instance)
     finished(instance, launch(instance, tmp_path).run_id)
     wait_until(lambda: launcher.waiting() == 2, "two spares")
-    old = [s.process for s in launcher._waiting]
+    old = launcher.spare_pids()
     launcher.max_spare_age_seconds = 0
     launcher.tend()
     launcher.max_spare_age_seconds = 600
-    assert all(p.poll() is not None for p in old)
+    assert not any(running(pid) for pid in old)
     wait_until(lambda: launcher.waiting() == 2, "two new spares")
-    assert not {s.process for s in launcher._waiting} & set(old)
+    assert not set(launcher.spare_pids()) & set(old)
 
 
 def test_only_the_launcher_the_instance_keeps_holds_spares(
