@@ -8,10 +8,11 @@ tick of 100 idle stores syncs in about 2 s, so that start was most of its overhe
 ``PrestartedRunLauncher`` keeps ``spares`` processes waiting (defs/prestarted.py), each
 past its imports; a run is handed to one of them on stdin and executes exactly as
 ``dagster api execute_run`` does (the command Dagster's container launchers run), one
-process per run. Spares are started after runs end, never while the runs they would
-compete with are running, and replaced after ``max_spare_age_seconds`` so that new
-code on disk reaches the runs; a run with no spare ready, or whose code location runs
-on another Python, starts its own process as the default launcher would.
+process per run, on the code location's Python and in its working directory. Spares
+are started after runs end, never while the runs they would compete with are running,
+and replaced after ``max_spare_age_seconds``; a spare whose code changed on disk since
+its imports imports afresh before its run. A run with no spare ready, or whose code
+location runs on another Python, starts its own process as the default launcher would.
 
 The runs' processes are started in their own session: they finish even if the daemon
 stops. Cancelling a run sends its process SIGTERM (Dagster turns it into an
@@ -31,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -80,14 +80,17 @@ class Spare:
 
 
 def run_command(args: ExecuteRunArgs) -> list[str]:
-    """``dagster api execute_run <args>`` as the run's code location names the command.
+    """``dagster api execute_run <args>`` on the code location's own Python.
 
-    A code location that names plain ``dagster`` (Dagster's default) gets the one on
-    PATH, else the one installed beside this Python (a virtualenv not activated).
+    Dagster's default launcher runs a run in its code server's interpreter; a code
+    location that names no entry point of its own (or plain ``dagster``) gets the same
+    here: ``<its executable> -m dagster``.
     """
     command = list(args.get_command_args())
-    if command[0] == "dagster" and shutil.which("dagster") is None:
-        command[:1] = [sys.executable, "-m", "dagster"]
+    entry = args.job_origin.repository_origin.entry_point
+    if not entry or list(entry) == ["dagster"]:
+        executable = args.job_origin.repository_origin.executable_path
+        command[: len(entry or ["dagster"])] = [executable, "-m", "dagster"]
     return command
 
 
@@ -95,14 +98,9 @@ def run_origin(command: list[str], args: ExecuteRunArgs) -> Origin | None:
     """The origin a spare can serve, or None when the run must start its own process.
 
     A spare is ``dagster api execute_run`` started early on this Python: only a run whose
-    command runs this Python's Dagster may use one.
+    command is exactly that may use one.
     """
-    here = Path(sys.executable).parent
-    found = shutil.which(command[0])
-    same = command[:3] == [sys.executable, "-m", "dagster"] or (
-        Path(command[0]).name == "dagster" and found is not None and Path(found).parent == here
-    )
-    if not same:
+    if command[:3] != [sys.executable, "-m", "dagster"]:
         return None
     pointer = args.job_origin.repository_origin.code_pointer
     module = getattr(pointer, "module", "") or ""
@@ -147,6 +145,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         self.spares = spares
         self.max_spare_age_seconds = max_spare_age_seconds
         self._lock = threading.Lock()
+        self._tending = threading.Lock()
         self._waiting: list[Spare] = []
         self._running: list[subprocess.Popen[bytes]] = []
         self._origin: Origin | None = None
@@ -193,46 +192,72 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         )
         command = run_command(args)
         wanted = run_origin(command, args)
-        process = self._hand_to_spare(wanted, serialize_value(args)) if wanted else None
+        payload = serialize_value(args)
+        process = self._hand_to_spare(run, wanted, payload) if wanted else None
         prestarted = process is not None
         if process is None:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
-        start = process_start(process.pid) or "?"
-        self._instance.add_run_tags(
-            run.run_id, {WORKER_TAG: f"{socket.gethostname()}:{process.pid}:{start}"}
-        )
-        self._instance.report_engine_event(
-            f"Run worker process {process.pid} started"
-            + (
-                " (prestarted: Dagster and the code location already imported)"
-                if prestarted
-                else ""
-            ),
-            run,
-            cls=self.__class__,
-        )
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=args.job_origin.repository_origin.code_pointer.working_directory or None,
+            )
+            with self._lock:
+                self._running.append(process)
+            try:
+                self._tag(run, process.pid)
+            except Exception:
+                process.kill()  # the launch fails; the run must not execute unrecorded
+                raise
         with self._lock:
-            self._running.append(process)
             if wanted is not None:
                 self._origin = wanted
             self._start_tending()
+        try:
+            self._instance.report_engine_event(
+                f"Run worker process {process.pid} started"
+                + (" (prestarted: Dagster and the code location imported)" if prestarted else ""),
+                run,
+                cls=self.__class__,
+            )
+        except Exception:  # the run executes already; its own events follow
+            logger.exception("run %s: recording its run worker's start failed", run.run_id)
 
-    def _hand_to_spare(self, origin: Origin, payload: str) -> subprocess.Popen[bytes] | None:
-        """The spare now executing the run, or None when none was ready for this origin."""
+    def _tag(self, run: DagsterRun, pid: int) -> None:
+        start = process_start(pid) or "?"
+        self._instance.add_run_tags(
+            run.run_id, {WORKER_TAG: f"{socket.gethostname()}:{pid}:{start}"}
+        )
+
+    def _hand_to_spare(
+        self, run: DagsterRun, origin: Origin, payload: str
+    ) -> subprocess.Popen[bytes] | None:
+        """The spare now executing the run, or None when none was ready for this origin.
+
+        The spare counts as running from the moment it is taken (tending never sees a
+        gap), and the run is tagged with it before it gets the run: a run is never
+        executing without its worker recorded.
+        """
         while True:
             with self._lock:
                 spare = next((s for s in self._waiting if s.origin == origin), None)
                 if spare is None:
                     return None
                 self._waiting.remove(spare)
+                self._running.append(spare.process)
             if spare.process.poll() is not None:
-                continue  # it died waiting (its import failed, or it was killed)
+                continue  # it died waiting (killed); tending reaps it
+            try:
+                self._tag(run, spare.process.pid)
+            except Exception:
+                self._release(spare)  # it never got the run
+                raise
             try:
                 assert spare.process.stdin is not None
                 spare.process.stdin.write(payload.encode() + b"\n")
                 spare.process.stdin.close()
             except OSError:
-                continue
+                continue  # it died just now; the next spare or a new process gets the tag
             return spare.process
 
     # Spares
@@ -254,6 +279,10 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
                 logger.exception("keeping the prestarted run workers failed")
 
     def tend(self) -> None:
+        with self._tending:
+            self._tend_once()
+
+    def _tend_once(self) -> None:
         """One round: reap ended runs, drop dead or old spares, start at most one spare.
 
         A spare is started only while none of this launcher's runs is running, so its
@@ -279,12 +308,15 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             self._waiting = keep
             origin = self._origin
             short = kept and not self._running and len(self._waiting) < self.spares
-        for spare in retired:
-            self._release(spare)
+        self._release(*retired)
         if origin is not None and short:
             spare = self._start_spare(origin)
             with self._lock:
-                self._waiting.append(spare)
+                stopping = self._stop.is_set()
+                if not stopping:
+                    self._waiting.append(spare)
+            if stopping:
+                self._release(spare)
 
     def _start_spare(self, origin: Origin) -> Spare:
         process = subprocess.Popen(
@@ -292,20 +324,23 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
              origin.working_directory],
             stdin=subprocess.PIPE,
             start_new_session=True,
+            cwd=origin.working_directory or None,
         )  # fmt: skip
         return Spare(process, origin, time.monotonic())
 
     @staticmethod
-    def _release(spare: Spare) -> None:
-        """End a waiting spare: at end of input it exits without running anything."""
-        with contextlib.suppress(OSError):
-            if spare.process.stdin is not None:
-                spare.process.stdin.close()
-        try:
-            spare.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            spare.process.kill()
-            spare.process.wait(timeout=10)
+    def _release(*spares: Spare) -> None:
+        """End waiting spares: at end of input each exits without running anything."""
+        for spare in spares:
+            with contextlib.suppress(OSError):
+                if spare.process.stdin is not None:
+                    spare.process.stdin.close()
+        for spare in spares:
+            try:
+                spare.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                spare.process.kill()
+                spare.process.wait(timeout=10)
 
     def spare_pids(self) -> list[int]:
         """Process ids of the spares alive and waiting for a run."""
@@ -323,8 +358,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             self._tender.join(timeout=5)
         with self._lock:
             spares, self._waiting = self._waiting, []
-        for spare in spares:
-            self._release(spare)
+        self._release(*spares)
 
     # Cancelling and monitoring
 
@@ -345,7 +379,8 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             )
             return False
         self._instance.report_run_canceling(run)
-        os.kill(int(worker.rsplit(":", 2)[1]), signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(int(worker.rsplit(":", 2)[1]), signal.SIGTERM)
         return True
 
     @property
@@ -353,13 +388,18 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        # Run monitoring fails a run on any answer but RUNNING or SUCCESS: a run this
+        # launcher cannot see (launched before it, or from another host) is left to the
+        # instance's max_runtime_seconds instead.
         worker = run.tags.get(WORKER_TAG)
         if worker is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run worker recorded yet")
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING, "not launched by PrestartedRunLauncher; not checked"
+            )
         state = alive(worker)
         if state is None:
             return CheckRunHealthResult(
-                WorkerStatus.UNKNOWN, f"run worker {worker} is on another host"
+                WorkerStatus.RUNNING, f"run worker {worker} is on another host; not checked"
             )
         if state:
             return CheckRunHealthResult(WorkerStatus.RUNNING)

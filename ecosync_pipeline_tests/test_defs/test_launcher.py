@@ -43,10 +43,16 @@ def launcher_of(instance: DagsterInstance) -> PrestartedRunLauncher:
     return launcher
 
 
-def create_run(instance: DagsterInstance, folder: Path, wait_seconds: float = 0.0) -> DagsterRun:
+def create_run(
+    instance: DagsterInstance,
+    folder: Path,
+    wait_seconds: float = 0.0,
+    module: str = "ecosync_pipeline_tests.launcher_location",
+    working_directory: Path = ROOT,
+) -> DagsterRun:
     """A run of the test location's job, not launched yet."""
     repository = ReconstructableRepository.for_module(
-        "ecosync_pipeline_tests.launcher_location", "defs", working_directory=str(ROOT)
+        module, "defs", working_directory=str(working_directory)
     )
     job = ReconstructableJob(repository, "record_process")
     run = instance.create_run_for_job(
@@ -134,7 +140,7 @@ def test_the_production_instance_launches_runs_in_prestarted_processes(
     wait_until(
         lambda: launcher.check_run_worker_health(ended).status == WorkerStatus.SUCCESS, "exit"
     )
-    assert launcher.waiting() == 1
+    assert pid not in launcher.spare_pids()
 
 
 def test_cancelling_a_run_interrupts_its_process(instance: DagsterInstance, tmp_path: Path) -> None:
@@ -209,3 +215,37 @@ def test_only_the_launcher_the_instance_keeps_holds_spares(
     finished(instance, launch(instance, tmp_path).run_id)
     wait_until(lambda: launcher_of(instance).waiting() == 2, "the kept launcher's spares")
     other.dispose()
+
+
+def test_a_spare_runs_the_code_on_disk_not_the_code_it_imported(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    """A deploy between a spare's start and its run: the run executes the new code."""
+    code = tmp_path / "code"
+    code.mkdir()
+    source = (ROOT / "ecosync_pipeline_tests" / "launcher_location" / "__init__.py").read_text()
+    recording = source.replace(
+        "    folder = Path(config.folder)\n",
+        '    folder = Path(config.folder)\n    (folder / "version").write_text(VERSION)\n',
+    )
+    location = code / "versioned_location.py"
+    location.write_text(recording + '\nVERSION = "1"\n')
+    launcher = launcher_of(instance)
+
+    def run_once() -> DagsterRun:
+        run = create_run(instance, tmp_path, module="versioned_location", working_directory=code)
+        launched = instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+        assert finished(instance, launched.run_id).status == DagsterRunStatus.SUCCESS
+        return launched
+
+    run_once()
+    assert (tmp_path / "version").read_text() == "1"
+    wait_until(lambda: launcher.waiting() == 2, "two spares")
+    time.sleep(3)  # the spares' imports are done, and the new file's time is later
+    location.write_text(recording + '\nVERSION = "2"\n')
+    second = run_once()
+    assert any("prestarted" in m for m in engine_messages(instance, second.run_id))
+    assert (tmp_path / "version").read_text() == "2"
+    assert (tmp_path / f"{second.run_id}.pid").read_text() == str(
+        worker_pid(instance, second.run_id)
+    )
