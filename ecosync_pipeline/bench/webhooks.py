@@ -36,11 +36,12 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.bench.processes import free_port
 from ecosync_pipeline.bench.resources import Backend, bench_database, temporary_folder
 from ecosync_pipeline.bench.webhooks_report import PhaseResult, WebhooksReport, measure
 from ecosync_pipeline.config import Store, load_stores
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.serving import ServerError, bind_socket
+from ecosync_pipeline.serving import ServerError
 from ecosync_pipeline.simulator import Change, Simulator, SimulatorServer, StoreSpec
 from ecosync_pipeline.simulator.orders import NEXT_STATE
 from ecosync_pipeline.storage import make_engine, migrate
@@ -122,13 +123,6 @@ class ReceiverProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._proc = None
-
-
-def _free_port() -> int:
-    sock = bind_socket("127.0.0.1", 0)
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 class Load:
@@ -216,7 +210,7 @@ def _world(
             env.update(ECOSYNC_DATABASE_URL=db, ECOSYNC_STORES_FILE=str(folder / "stores.yaml"))
             for store in stores:
                 env[_secret_variable(store)] = secrets.token_hex(32)
-            receiver = ReceiverProcess(_free_port(), env, folder / "receiver.log")
+            receiver = ReceiverProcess(free_port(), env, folder / "receiver.log")
             progress(f"receiver: ecosync webhooks serve on {receiver.url}")
             receiver.start()
             try:

@@ -65,9 +65,9 @@ TEND_INTERVAL_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Origin:
-    """What a spare must match to execute a run: its Python, module and folder."""
+    """What a spare (always on this Python) must match to execute a run: the code
+    location's module and folder."""
 
-    executable: str
     module: str
     working_directory: str
 
@@ -94,6 +94,12 @@ def run_command(args: ExecuteRunArgs) -> list[str]:
     return command
 
 
+def working_directory(args: ExecuteRunArgs) -> str:
+    """The code location's folder ("" when its pointer names none)."""
+    pointer = args.job_origin.repository_origin.code_pointer
+    return getattr(pointer, "working_directory", "") or ""
+
+
 def run_origin(command: list[str], args: ExecuteRunArgs) -> Origin | None:
     """The origin a spare can serve, or None when the run must start its own process.
 
@@ -102,9 +108,8 @@ def run_origin(command: list[str], args: ExecuteRunArgs) -> Origin | None:
     """
     if command[:3] != [sys.executable, "-m", "dagster"]:
         return None
-    pointer = args.job_origin.repository_origin.code_pointer
-    module = getattr(pointer, "module", "") or ""
-    return Origin(sys.executable, module, getattr(pointer, "working_directory", "") or "")
+    module = getattr(args.job_origin.repository_origin.code_pointer, "module", "") or ""
+    return Origin(module, working_directory(args))
 
 
 def process_start(pid: int) -> str | None:
@@ -200,7 +205,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
                 command,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                cwd=args.job_origin.repository_origin.code_pointer.working_directory or None,
+                cwd=working_directory(args) or None,
             )
             with self._lock:
                 self._running.append(process)
@@ -320,7 +325,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
 
     def _start_spare(self, origin: Origin) -> Spare:
         process = subprocess.Popen(
-            [origin.executable, "-m", "ecosync_pipeline.defs.prestarted", origin.module,
+            [sys.executable, "-m", "ecosync_pipeline.defs.prestarted", origin.module,
              origin.working_directory],
             stdin=subprocess.PIPE,
             start_new_session=True,

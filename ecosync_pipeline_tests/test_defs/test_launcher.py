@@ -15,7 +15,7 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.launcher import LaunchRunContext, WorkerStatus
 
-from ecosync_pipeline.defs.launcher import WORKER_TAG, PrestartedRunLauncher
+from ecosync_pipeline.defs.launcher import WORKER_TAG, PrestartedRunLauncher, process_start
 from ecosync_pipeline_tests.test_defs.conftest import set_dagster_pg_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,11 +98,7 @@ def worker_pid(instance: DagsterInstance, run_id: str) -> int:
 
 def running(pid: int) -> bool:
     """Whether process ``pid`` exists (a released spare has been waited for)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return process_start(pid) is not None
 
 
 def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
