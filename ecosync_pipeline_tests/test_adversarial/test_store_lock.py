@@ -40,7 +40,11 @@ def lose_lock(database_url: str, lock_file: Path) -> None:
             ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
         ).fetchone()
         assert row is not None, "the first run holds the lock"
-        admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        # With a timeout, pg_terminate_backend waits for the backend to exit, so the lock
+        # is free when this returns; without one it only signals, and the next run may race
+        # the dying session for the lock.
+        ended = admin.execute("SELECT pg_terminate_backend(%s, 10000)", (row[0],)).fetchone()
+        assert ended == (True,), f"the first run's session (pid {row[0]}) did not end in 10 s"
 
 
 def test_run_that_lost_its_lock_stops_and_never_writes_between_the_new_holders_pages(

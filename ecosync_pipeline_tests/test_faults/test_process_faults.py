@@ -180,7 +180,8 @@ def test_connection_dropped_between_insert_and_commit_is_retried_not_leaked(
     def before_commit(conn: Any) -> None:
         if state["inserted"] and not state["dropped"]:
             pid = conn.connection.dbapi_connection.info.backend_pid
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            # Wait for the session to end, so the COMMIT meets a dead connection every time.
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
             state["dropped"] += 1
 
     try:
