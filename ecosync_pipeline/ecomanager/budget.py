@@ -9,7 +9,10 @@ The counting is pyrate-limiter's: a sliding log per store in one Redis sorted se
 (``ecosync:budget:{STORE}``), checked against every window and written in one Lua
 script, so two processes can never both take the last call of a window, and no
 interval of a window's length ever holds more calls than its limit (Laravel's fixed
-windows on the server then never see more either).
+windows on the server then never see more either). One change to that script (see
+CountingBucket): a window counts every call from its start on, not only those stamped
+before this one, because each process stamps its calls with its own clock before the
+script runs, and a call stamped later may reach Redis first.
 
 When Redis is unreachable each process falls back to a limiter of its own with
 ``fallback_share`` of every window (a quarter by default: up to four processes stay
@@ -30,6 +33,7 @@ from typing import Any, Literal
 
 import redis
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, RedisBucket
+from pyrate_limiter.buckets.redis_bucket import LuaScript
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.errors import BudgetExhausted
@@ -85,6 +89,36 @@ class Quota:
         return out
 
 
+_COUNT_TO_NOW = "redis.call('ZCOUNT', bucket, window_start, now)"
+_COUNT_ALL_SINCE = "redis.call('ZCOUNT', bucket, window_start, '+inf')"
+if _COUNT_TO_NOW not in LuaScript.PUT_ITEM:
+    raise ImportError(
+        "pyrate-limiter's Redis script no longer counts a window as "
+        f"{_COUNT_TO_NOW!r}; ecosync's CountingBucket must be updated for this release "
+        "(or pin pyrate-limiter to the release in pyproject.toml)"
+    )
+PUT_SCRIPT = LuaScript.PUT_ITEM.replace(_COUNT_TO_NOW, _COUNT_ALL_SINCE)
+
+
+class CountingBucket(RedisBucket):
+    """pyrate-limiter's RedisBucket whose windows count every call since their start.
+
+    The library's script counts the calls stamped between a window's start and the new
+    call's stamp. Process A stamps a call, process B stamps a later one and reaches Redis
+    first: A's script does not see B's call, and both get the window's last place (seen
+    with two processes: two calls under 1 ms apart against a pace of one per 50 ms).
+    Counting up to +inf makes the call written last see every call within a window of
+    it, whatever the order of stamps, so no window's length ever holds more than its
+    limit.
+    """
+
+    @classmethod
+    def init(  # type: ignore[override]
+        cls, rates: list[Rate], client: redis.Redis, bucket_key: str
+    ) -> CountingBucket:
+        return cls(rates, client, bucket_key, client.script_load(PUT_SCRIPT))
+
+
 def rates_for(budget: RateBudget, share: float = 1.0) -> list[Rate]:
     """pyrate-limiter Rates for the budget's windows (``share`` of each, at least 1).
 
@@ -136,7 +170,7 @@ class SharedBudget:
         if client is None and redis_url:
             client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         self._redis = client
-        self._remote: RedisBucket | None = None
+        self._remote: CountingBucket | None = None
         # Alone (no Redis configured) the process has the whole budget; sharing it
         # without Redis, only its fallback share.
         share = 1.0 if self._redis is None else budget.fallback_share
@@ -158,7 +192,7 @@ class SharedBudget:
         if self._remote is None and self._redis_due():
             assert self._redis is not None
             try:
-                self._remote = RedisBucket.init(rates_for(self.budget), self._redis, self._key)
+                self._remote = CountingBucket.init(rates_for(self.budget), self._redis, self._key)
             except redis.RedisError as exc:
                 self._lost_redis(exc)
             else:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ecosync_pipeline.config import Store, parse_stores
+from ecosync_pipeline.ecomanager import budget as budget_module
 from ecosync_pipeline.ecomanager.budget import SharedBudget, shared_budget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import BudgetExhausted, ConfigError
@@ -42,22 +43,25 @@ def take(budget: SharedBudget, n: int) -> int:
 
 
 # One call a second, 2 a minute, 3 an hour, 4 a day; scaled so that the window under
-# test lasts a fraction of a second and every shorter one a few milliseconds.
+# test lasts 6 s and every shorter one at most a quarter of a second. A call that would
+# wait for the window under test waits far longer than max_wait (1 s), even if a busy
+# machine stalls the test for seconds between its calls.
 SMALL = RateBudget(per_second=1, per_minute=2, per_hour=3, per_day=4)
+WAIT = 1.0
 
 
 @pytest.mark.parametrize(
     ("window", "scale", "allowed"),
-    [("minute", 100, 2), ("hour", 6_000, 3), ("day", 100_000, 4)],
+    [("minute", 10, 2), ("hour", 600, 3), ("day", 14_400, 4)],
 )
 def test_each_window_caps_the_calls_and_the_refusal_says_when_it_reopens(
     redis_url: str, window: str, scale: int, allowed: int
 ) -> None:
     sid = store_id()
     budget = replace(SMALL, time_scale=scale)
-    shared = SharedBudget(sid, budget, redis_url, max_wait=0.3)
+    shared = SharedBudget(sid, budget, redis_url, max_wait=WAIT)
     for _ in range(allowed):
-        shared.acquire()  # each waits 36 ms at most for the shorter windows
+        shared.acquire()  # each waits 0.25 s at most for the shorter windows
     with pytest.raises(BudgetExhausted) as info:
         shared.acquire()
     assert info.value.store == sid and sid in str(info.value)
@@ -82,13 +86,13 @@ def test_calls_are_spaced_evenly_within_a_second(redis_url: str) -> None:
 
 def test_two_budget_objects_of_one_store_share_the_count_in_redis(redis_url: str) -> None:
     sid = store_id()
-    budget = replace(SMALL, time_scale=100)  # a minute of 0.6 s holds 2 calls
-    first = SharedBudget(sid, budget, redis_url, max_wait=0.3)
-    second = SharedBudget(sid, budget, redis_url, max_wait=0.3)
+    budget = replace(SMALL, time_scale=10)  # a minute of 6 s holds 2 calls
+    first = SharedBudget(sid, budget, redis_url, max_wait=WAIT)
+    second = SharedBudget(sid, budget, redis_url, max_wait=WAIT)
     assert take(first, 1) == 1
     assert take(second, 3) == 1
     assert first.quota().window("minute").used == 2
-    other = SharedBudget(store_id(), budget, redis_url, max_wait=0.3)
+    other = SharedBudget(store_id(), budget, redis_url, max_wait=WAIT)
     assert take(other, 3) == 2  # another store has its own budget
 
 
@@ -131,6 +135,23 @@ def test_processes_sharing_a_store_never_exceed_its_budget_together(redis_url: s
     assert len(stamps) in (30, 31)
     assert max(sum(1 for t in stamps if s <= t < s + 5.9) for s in stamps) <= 30
     assert SharedBudget(sid, budget, redis_url).quota().window("hour").used == len(stamps)
+
+
+def test_a_call_stamped_before_one_already_counted_still_sees_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes stamp their calls with their own clocks before Redis counts them: the
+    one stamped later may arrive first. The earlier stamp must still find the window full."""
+    sid = store_id()
+    budget = replace(SMALL, time_scale=SLOW)  # one call in 100 s
+    late_first, early_second = (SharedBudget(sid, budget, redis_url, max_wait=0) for _ in "ab")
+    now = time.time_ns() // 1_000
+    stamps = iter([now + 1_000, now])  # 1 ms apart, the later one written first
+    monkeypatch.setattr(budget_module, "_now_ticks", lambda: next(stamps))
+    late_first.acquire()
+    with pytest.raises(BudgetExhausted, match="1/1 this second"):
+        early_second.acquire()
+    assert SharedBudget(sid, budget, redis_url).quota().window("second").used == 1
 
 
 def test_redis_down_falls_back_to_a_share_of_the_budget_and_says_so(
@@ -186,7 +207,7 @@ def test_client_raises_budget_exhausted_before_sending_anything(redis_url: str) 
 
     store = Store(store_id(), "Budgeted", "https://b.example.test", "ECOSYNC_TEST_B_TOKEN")
     limiter = SharedBudget(
-        store.identifier, replace(SMALL, time_scale=100), redis_url, max_wait=0.3
+        store.identifier, replace(SMALL, time_scale=10), redis_url, max_wait=WAIT
     )
     client = EcoManagerClient(
         store, "T0ken" * 16, transport=httpx.MockTransport(answer), rate_limiter=limiter
