@@ -164,8 +164,14 @@ def sensor_off_one_click_fixes_a_loss(
     """Phase 3: the sensor off, a flush, one click on Materialize, Passed."""
     server.stop_sensor(SENSOR)
     assert server.sensor_state(SENSOR)["status"] == "STOPPED"
-    # A tick already under way when the sensor stopped finishes first.
+    # A tick already under way when the sensor stopped (or begun as it stopped) finishes
+    # first: after one interval, wait for every recorded tick to have ended.
     time.sleep(SENSOR_INTERVAL_S + 1)
+    wait_until(
+        "the stopped sensor's last tick ended",
+        lambda: all(t["status"] != "STARTED" for t in server.sensor_state(SENSOR)["ticks"]),
+        60,
+    )
     flushed, _ = flush(client)
     page.goto(f"{server.url}/assets/{RESTORE_ASSET}", timeout=UI_TIMEOUT_MS)
     run, clicks = click_materialize(page, server, timeout_s=60)

@@ -545,7 +545,9 @@ def test_served_429_is_retried_after_its_retry_after_in_real_time(simulator: Sim
 
 
 def test_served_timeout_is_retried_then_succeeds(simulator: Simulator) -> None:
-    client, sid, _ = served_client(simulator, timeout=0.3)
+    # The simulated timeout holds the answer for 5 s; 1 s leaves the retry room on a
+    # busy machine.
+    client, sid, _ = served_client(simulator, timeout=1.0)
     simulator.fail_next(sid, 1, "timeout")
     with client:
         page = client.fetch_page(1)

@@ -90,7 +90,9 @@ def test_twenty_client_calls_under_the_default_budget_never_put_five_in_a_second
     assert client.stats.ok == 20
     assert sent[-1] - sent[0] >= 4.0 - 0.01  # calls 17..20 wait for the fifth second
     assert sent[-1] - sent[0] < 8.0, "waiting for the window, not a stall"
-    assert max(sum(1 for t in sent if s <= t < s + 0.99) for s in sent) <= 4
+    # Granted 250 ms apart; the 50 ms margin is for a busy machine delaying one send
+    # more than another between the grant and the transport.
+    assert max(sum(1 for t in sent if s <= t < s + 0.95) for s in sent) <= 4
 
 
 def test_threads_sharing_a_limiter_are_spaced_in_total() -> None:
@@ -117,12 +119,13 @@ def test_two_clients_of_one_store_share_one_budget() -> None:
     store = make_store(rps=2.0)
     with client_for(store) as first, client_for(store) as second:
         assert first.rate_limiter is second.rate_limiter
-        first.fetch_page(1)
         start = time.monotonic()
+        first.fetch_page(1)
         second.fetch_page(1)
-        waited = time.monotonic() - start
-    # Two calls a second, spaced: the second client waits half a second after the first's.
-    assert waited >= 0.45
+        both = time.monotonic() - start
+    # Two calls a second, spaced: the second client's call is granted half a second after
+    # the first's, which was granted after ``start``.
+    assert both >= 0.49
 
 
 def test_clients_of_different_stores_do_not_wait_for_each_other() -> None:

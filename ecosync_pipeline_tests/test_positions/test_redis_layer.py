@@ -172,7 +172,7 @@ def test_redis_layer_hanging_server_costs_one_short_timeout(
             assert layer.read("NATUR") is UNAVAILABLE
         elapsed = time.monotonic() - started
         layer.close()
-    assert elapsed < 1.5
+    assert elapsed < 3.0  # one timeout of 0.3 s; one a call would be 22, 6.6 s
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
