@@ -94,8 +94,8 @@ _COUNT_ALL_SINCE = "redis.call('ZCOUNT', bucket, window_start, '+inf')"
 if _COUNT_TO_NOW not in LuaScript.PUT_ITEM:
     raise ImportError(
         "pyrate-limiter's Redis script no longer counts a window as "
-        f"{_COUNT_TO_NOW!r}; ecosync's CountingBucket must be updated for this release "
-        "(or pin pyrate-limiter to the release in pyproject.toml)"
+        f"{_COUNT_TO_NOW!r}; install pyrate-limiter 4.6.0, the release CountingBucket was "
+        "written for, or update CountingBucket for this one"
     )
 PUT_SCRIPT = LuaScript.PUT_ITEM.replace(_COUNT_TO_NOW, _COUNT_ALL_SINCE)
 
