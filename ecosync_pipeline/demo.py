@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.positions.factory import build_backup
 from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.serving import free_port
 from ecosync_pipeline.simulator import Simulator, SimulatorServer, StoreSpec
 from ecosync_pipeline.storage import duplicate_count, iter_order_ids
 
@@ -80,16 +80,6 @@ class DemoReport:
     recovery_run_id: str | None = None
     runs: int = 0
     seconds: float = 0.0
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
 
 
 def _scaled(spec: StoreSpec, divisor: int) -> StoreSpec:
@@ -307,7 +297,7 @@ def run_demo(
         _flush_own_redis(redis_url)
     simulator = Simulator(specs)
     tokens = {s.token_env: simulator.token(s.identifier) for s in base}
-    with SimulatorServer(simulator, port=_free_port(port)) as server:
+    with SimulatorServer(simulator, port=free_port(port)) as server:
         stores_file = demo_dir / "stores.yaml"
         write_stores_file(stores_file, base, simulator, server.url)
         settings = Settings(

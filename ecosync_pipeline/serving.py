@@ -43,6 +43,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` if nothing listens on it now, else a port the system picks (for a
+    server another process starts, which binds it again)."""
+    try:
+        sock = bind_socket("127.0.0.1", preferred)
+    except ServerError:
+        if not preferred:
+            raise
+        sock = bind_socket("127.0.0.1", 0)
+    with sock:
+        return int(sock.getsockname()[1])
+
+
 def uvicorn_config(app: Any) -> uvicorn.Config:
     """The quiet uvicorn settings every local server uses."""
     return uvicorn.Config(

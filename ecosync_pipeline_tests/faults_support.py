@@ -13,7 +13,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import redis
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.serving import free_port
 from ecosync_pipeline.simulator import StoreSpec
 from ecosync_pipeline.storage import store_summaries
 from ecosync_pipeline.sync.engine import SyncResult
@@ -402,13 +402,6 @@ class Injector(threading.Thread):
         self.join(timeout=30)
         if self.error is not None:
             raise AssertionError(f"{self.name} failed: {self.error!r}") from self.error
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisProcess:

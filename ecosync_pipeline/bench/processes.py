@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -51,13 +50,6 @@ def instance_home(
     workspace["load_from"][0]["grpc_server"]["port"] = code_server_port
     (folder / "workspace.yaml").write_text(yaml.safe_dump(workspace), encoding="utf-8")
     return home, environ
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now, for the code server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bin(name: str) -> str:

@@ -36,12 +36,11 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.bench.processes import free_port
 from ecosync_pipeline.bench.resources import Backend, bench_database, temporary_folder
 from ecosync_pipeline.bench.webhooks_report import PhaseResult, WebhooksReport, measure
 from ecosync_pipeline.config import Store, load_stores
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.serving import ServerError
+from ecosync_pipeline.serving import ServerError, free_port
 from ecosync_pipeline.simulator import Change, Simulator, SimulatorServer, StoreSpec
 from ecosync_pipeline.simulator.orders import NEXT_STATE
 from ecosync_pipeline.storage import make_engine, migrate

@@ -352,10 +352,6 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         with self._lock:
             return [s.process.pid for s in self._waiting if s.process.poll() is None]
 
-    def waiting(self) -> int:
-        """Spares alive and waiting for a run."""
-        return len(self.spare_pids())
-
     def dispose(self) -> None:
         """Stop tending and end the waiting spares; runs already handed out go on."""
         self._stop.set()

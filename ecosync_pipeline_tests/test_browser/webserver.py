@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from ecosync_pipeline.serving import free_port
 
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
@@ -131,13 +132,6 @@ mutation Stop($id: String!) {
 
 class WebserverError(AssertionError):
     """The webserver did not start, or answered GraphQL with an error."""
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_instance(home: Path) -> Path:

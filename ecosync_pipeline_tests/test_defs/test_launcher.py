@@ -124,7 +124,7 @@ def test_the_production_instance_launches_runs_in_prestarted_processes(
         f"[PrestartedRunLauncher] Run worker process {worker_pid(instance, first.run_id)} started"
     ]
     # Once no run is running, spares are started, one a second, past their imports.
-    wait_until(lambda: launcher.waiting() == 2, "two spares")
+    wait_until(lambda: len(launcher.spare_pids()) == 2, "two spares")
     second = launch(instance, tmp_path)
     assert finished(instance, second.run_id).status == DagsterRunStatus.SUCCESS
     assert any("prestarted" in m for m in engine_messages(instance, second.run_id))
@@ -174,11 +174,11 @@ def test_disposing_the_launcher_ends_its_waiting_spares(
     launcher = launcher_of(instance)
     run = launch(instance, tmp_path)
     finished(instance, run.run_id)
-    wait_until(lambda: launcher.waiting() == 2, "two spares")
+    wait_until(lambda: len(launcher.spare_pids()) == 2, "two spares")
     spares = launcher.spare_pids()
     launcher.dispose()
     assert not any(running(pid) for pid in spares)
-    assert launcher.waiting() == 0
+    assert len(launcher.spare_pids()) == 0
 
 
 def test_a_spare_past_its_age_is_replaced_so_new_code_reaches_the_runs(
@@ -186,13 +186,13 @@ def test_a_spare_past_its_age_is_replaced_so_new_code_reaches_the_runs(
 ) -> None:
     launcher = launcher_of(instance)
     finished(instance, launch(instance, tmp_path).run_id)
-    wait_until(lambda: launcher.waiting() == 2, "two spares")
+    wait_until(lambda: len(launcher.spare_pids()) == 2, "two spares")
     old = launcher.spare_pids()
     launcher.max_spare_age_seconds = 0
     launcher.tend()
     launcher.max_spare_age_seconds = 600
     assert not any(running(pid) for pid in old)
-    wait_until(lambda: launcher.waiting() == 2, "two new spares")
+    wait_until(lambda: len(launcher.spare_pids()) == 2, "two new spares")
     assert not set(launcher.spare_pids()) & set(old)
 
 
@@ -207,9 +207,9 @@ def test_only_the_launcher_the_instance_keeps_holds_spares(
     assert finished(instance, run.run_id).status == DagsterRunStatus.SUCCESS
     time.sleep(2)  # two rounds of its tending
     other.tend()
-    assert other.waiting() == 0
+    assert len(other.spare_pids()) == 0
     finished(instance, launch(instance, tmp_path).run_id)
-    wait_until(lambda: launcher_of(instance).waiting() == 2, "the kept launcher's spares")
+    wait_until(lambda: len(launcher_of(instance).spare_pids()) == 2, "the kept launcher's spares")
     other.dispose()
 
 
@@ -236,7 +236,7 @@ def test_a_spare_runs_the_code_on_disk_not_the_code_it_imported(
 
     run_once()
     assert (tmp_path / "version").read_text() == "1"
-    wait_until(lambda: launcher.waiting() == 2, "two spares")
+    wait_until(lambda: len(launcher.spare_pids()) == 2, "two spares")
     time.sleep(3)  # the spares' imports are done, and the new file's time is later
     location.write_text(recording + '\nVERSION = "2"\n')
     second = run_once()

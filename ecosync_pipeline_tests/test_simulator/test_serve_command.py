@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,22 +12,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ecosync_pipeline.serving import free_port
 from ecosync_pipeline.simulator import ORDERS_PATH, demo_token
 
 ROOT = Path(__file__).resolve().parents[2]
 NATUR_TOKEN = "N" * 40 + "4" * 40
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """The demo stores served by the CLI in a subprocess; NATUR's token set, PURNA's not."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECOSYNC_TOKEN_")}
     env["ECOSYNC_TOKEN_NATUR"] = NATUR_TOKEN
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
