@@ -6,10 +6,11 @@ Every command catches EcosyncError, prints "ErrorName: message" and exits 1.
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 
 import click
 
-from ecosync_pipeline.commands import register
+from ecosync_pipeline.commands import db, positions, quota, reconcile, sync, webhooks
 
 
 @click.group()
@@ -22,4 +23,18 @@ def main(verbose: bool) -> None:
     )
 
 
-register(main)
+PLUGINS = "ecosync.commands"
+"""Entry-point group of command plugins: the lab's commands join ``ecosync`` this way."""
+
+for command in (
+    positions.positions,
+    sync.sync,
+    reconcile.reconcile,
+    reconcile.refresh,
+    quota.quota,
+    db.db,
+    webhooks.webhooks,
+):
+    main.add_command(command)
+for plugin in entry_points(group=PLUGINS):
+    plugin.load()(main)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from ecosync_pipeline.simulator import Simulator, SimulatorServer
+from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer
 
 TEST_REDIS_URL = os.environ.get("ECOSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_POSTGRES_ADMIN_URL = os.environ.get(

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import redis
 
+from ecosync_pipeline.asgi import free_port
 from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.runtime import Runtime
-from ecosync_pipeline.serving import free_port
-from ecosync_pipeline.simulator import StoreSpec
 from ecosync_pipeline.storage import store_summaries
 from ecosync_pipeline.sync.engine import SyncResult
 from ecosync_pipeline_tests.helpers import World, reconcile

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import duplicate_count, iter_order_ids
 
 

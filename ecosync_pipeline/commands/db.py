@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from alembic import command
 
-from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.storage import (
     alembic_config,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.ecomanager.budget import Quota, shared_budget
 from ecosync_pipeline.errors import ConfigError

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.mirror import (

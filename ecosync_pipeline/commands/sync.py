@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import click
 
-from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.defs.orders.batch import MAX_WORKERS
 from ecosync_pipeline.errors import EcosyncError

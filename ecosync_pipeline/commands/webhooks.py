@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ecosync_pipeline.commands import reports_errors
+from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.tables import format_table
@@ -106,10 +106,10 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     """Receive webhooks at http://HOST:PORT/webhooks/<STORE> and apply them to the orders table."""
     import uvicorn
 
-    from ecosync_pipeline.serving import bind_socket, uvicorn_config
+    from ecosync_pipeline.asgi import bind_socket, uvicorn_config
     from ecosync_pipeline.storage import is_current, make_engine, migrate
-    from ecosync_pipeline.webhooks.applier import Applier
     from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
+    from ecosync_pipeline.webhooks.worker import Applier
 
     settings = Settings.from_env()
     stores = webhook_stores(settings.stores())

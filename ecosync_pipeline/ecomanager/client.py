@@ -39,8 +39,8 @@ import httpx
 from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
 from ecosync_pipeline.ecomanager.budget import shared_budget
+from ecosync_pipeline.ecomanager.limiter import Limiter
 from ecosync_pipeline.ecomanager.models import Page, parse_newest_page, parse_page
-from ecosync_pipeline.ecomanager.ratelimit import Limiter
 from ecosync_pipeline.errors import (
     ApiAuthError,
     ApiError,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from ecosync_pipeline.mirror.compare import MirrorCounts, SegmentDiff, compare, repair
 from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.mirror.freshness import FreshnessResult, refresh_statuses
-from ecosync_pipeline.mirror.reader import PER_PAGE, Segment, descend
 from ecosync_pipeline.mirror.reconcile import ReconcileResult, SweepState, reconcile_store
+from ecosync_pipeline.mirror.segments import PER_PAGE, Segment, descend
 
 __all__ = [
     "PER_PAGE",

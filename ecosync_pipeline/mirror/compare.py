@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from ecosync_pipeline.ecomanager.models import Order
-from ecosync_pipeline.mirror.reader import Segment
+from ecosync_pipeline.mirror.segments import Segment
 from ecosync_pipeline.storage import upsert_orders
-from ecosync_pipeline.storage.mirror import StoredOrder, flag_deleted, stored_in_range
+from ecosync_pipeline.storage.ranges import StoredOrder, flag_deleted, stored_in_range
 
 
 @dataclass(frozen=True)

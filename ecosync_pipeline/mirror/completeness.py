@@ -16,14 +16,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.mirror.compare import compare
-from ecosync_pipeline.mirror.reader import PER_PAGE, descend
+from ecosync_pipeline.mirror.segments import PER_PAGE, descend
 from ecosync_pipeline.positions.database_layer import page_hint
-from ecosync_pipeline.storage.mirror import (
-    SyncWindow,
+from ecosync_pipeline.storage.ranges import (
     id_ranges,
     live_count_below,
     stored_in_range,
 )
+from ecosync_pipeline.storage.store_state import SyncWindow
 
 DEFAULT_MAX_CALLS = 200
 """An audit reads at most this many pages by default (20,000 orders); the rest of a long

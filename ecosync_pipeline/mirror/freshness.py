@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.mirror.compare import MirrorCounts, repair
-from ecosync_pipeline.mirror.reader import PER_PAGE, descend
+from ecosync_pipeline.mirror.segments import PER_PAGE, descend
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.storage import store_lock, store_summary
-from ecosync_pipeline.storage.mirror import oldest_open_order, open_count
 from ecosync_pipeline.storage.pages import transaction
+from ecosync_pipeline.storage.ranges import oldest_open_order, open_count
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.mirror.compare import MirrorCounts, repair
-from ecosync_pipeline.mirror.reader import PER_PAGE, Segment, descend
+from ecosync_pipeline.mirror.segments import PER_PAGE, Segment, descend
 from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
 from ecosync_pipeline.storage.locks import StoreLease
-from ecosync_pipeline.storage.mirror import read_state, write_state
 from ecosync_pipeline.storage.pages import transaction
+from ecosync_pipeline.storage.store_state import read_state, write_state
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.errors import MalformedPage
 from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
-from ecosync_pipeline.storage.mirror import record_sync_window
 from ecosync_pipeline.storage.pages import transaction, write_page
+from ecosync_pipeline.storage.store_state import record_sync_window
 from ecosync_pipeline.sync.engine import SyncResult
 
 logger = logging.getLogger(__name__)

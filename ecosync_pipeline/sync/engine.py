@@ -31,8 +31,8 @@ from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_n
 from ecosync_pipeline.positions.page_size import converted
 from ecosync_pipeline.storage import ensure_store, store_lock, transaction, write_page
 from ecosync_pipeline.storage.locks import StoreLease
-from ecosync_pipeline.storage.mirror import record_sync_window
-from ecosync_pipeline.sync.reader import PageNumberReader, SyncClient
+from ecosync_pipeline.storage.store_state import record_sync_window
+from ecosync_pipeline.sync.page_reader import PageNumberReader, SyncClient
 
 logger = logging.getLogger(__name__)
 

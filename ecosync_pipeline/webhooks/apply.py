@@ -35,8 +35,8 @@ from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.storage import advisory_key, ensure_store, upsert_orders
-from ecosync_pipeline.storage.mirror import flag_deleted
 from ecosync_pipeline.storage.orders import _storage_error
+from ecosync_pipeline.storage.ranges import flag_deleted
 from ecosync_pipeline.storage.schema import orders as orders_table
 from ecosync_pipeline.webhooks.inbox import InboxRow, claim_pending, mark_applied
 

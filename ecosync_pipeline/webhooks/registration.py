@@ -19,7 +19,7 @@ import httpx
 from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import shared_budget
-from ecosync_pipeline.ecomanager.ratelimit import Limiter
+from ecosync_pipeline.ecomanager.limiter import Limiter
 from ecosync_pipeline.errors import ApiAuthError, ApiError
 from ecosync_pipeline.webhooks.config import EVENTS
 

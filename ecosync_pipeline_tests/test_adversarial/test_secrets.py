@@ -19,8 +19,8 @@ import pytest
 from ecosync_pipeline.config import Store, parse_stores
 from ecosync_pipeline.defs.failures import as_failure
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
-from ecosync_pipeline.ecomanager.ratelimit import RateLimiter
 from ecosync_pipeline.errors import ApiError, ConfigError
+from ecosync_pipeline.lab.bench.pacing import RateLimiter
 from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
 from ecosync_pipeline_tests.adversarial.server import ORDERS_PATH, Echo
 from ecosync_pipeline_tests.test_adversarial.support import (

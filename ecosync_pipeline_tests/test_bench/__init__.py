@@ -1,1 +1,1 @@
-"""Tests of the benchmarks (ecosync_pipeline.bench and `ecosync bench`)."""
+"""Tests of the benchmarks (ecosync_pipeline.lab.bench and `ecosync bench`)."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from ecosync_pipeline.bench import goal_bound, old_fix, old_fix_start_page, restart_from_page_one
 from ecosync_pipeline.ecomanager.models import Order, Page
-from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.bench import (
+    goal_bound,
+    old_fix,
+    old_fix_start_page,
+    restart_from_page_one,
+)
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 
 DENSE = StoreSpec("DENSE", first_id=1, last_id=3000, gap_rate=0.03)
 SPARSE = StoreSpec("SPARSE", first_id=500_000, count=600, stride=7, gap_rate=0.03)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ecosync_pipeline.bench.ratelimit import busiest, ideal_seconds, run_ratelimit_bench
+from ecosync_pipeline.lab.bench.ratelimit import busiest, ideal_seconds, run_ratelimit_bench
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ecosync_pipeline.bench import RecoveryReport, RecoveryRow, run_recovery_bench
-from ecosync_pipeline.bench import recovery as recovery_module
-from ecosync_pipeline.simulator import StoreSpec
+from ecosync_pipeline.lab.bench import RecoveryReport, RecoveryRow, run_recovery_bench
+from ecosync_pipeline.lab.bench import recovery as recovery_module
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
 
 NATUR_LIKE = StoreSpec("NATUR", first_id=1, last_id=3000, gap_rate=0.03)

@@ -8,9 +8,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from ecosync_pipeline.bench import claimed_redis, run_sensor_bench
 from ecosync_pipeline.cli import main
 from ecosync_pipeline.errors import ConfigError
+from ecosync_pipeline.lab.bench import claimed_redis, run_sensor_bench
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 
 

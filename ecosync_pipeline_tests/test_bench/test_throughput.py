@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ecosync_pipeline.bench import run_sync_bench
+from ecosync_pipeline.lab.bench import run_sync_bench
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 
 

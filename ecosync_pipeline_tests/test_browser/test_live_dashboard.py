@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from ecosync_pipeline.simulator import Simulator
+from ecosync_pipeline.lab.simulator import Simulator
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 from ecosync_pipeline_tests.helpers import make_world
 from ecosync_pipeline_tests.test_browser.ui import (

@@ -12,8 +12,8 @@ from typing import Any
 
 import redis
 
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
-from ecosync_pipeline.simulator import StoreSpec
 from ecosync_pipeline_tests.helpers import World
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ecosync_pipeline.serving import free_port
+from ecosync_pipeline.asgi import free_port
 
 WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))

@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.defs.resources import ecosync_resources
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
 
 # Small on purpose: a full sync of both is a handful of pages. PURNA's ids start at

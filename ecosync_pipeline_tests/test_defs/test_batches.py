@@ -29,7 +29,7 @@ from ecosync_pipeline.defs.partitions import (
     register_stores,
     store_batches,
 )
-from ecosync_pipeline.simulator import StoreSpec
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline_tests.test_defs.conftest import (
     SPECS,

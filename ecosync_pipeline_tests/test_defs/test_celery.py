@@ -23,8 +23,8 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.launcher import LaunchRunContext
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
-from ecosync_pipeline.bench.processes import celery_worker_argv, started, wait_for_lines
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.lab.bench.processes import celery_worker_argv, started, wait_for_lines
 from ecosync_pipeline.storage import store_summaries
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, set_dagster_pg_env
 

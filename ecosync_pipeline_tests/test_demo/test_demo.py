@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from ecosync_pipeline.bench.recovery import goal_bound
-from ecosync_pipeline.demo import run_demo
-from ecosync_pipeline.simulator import Simulator
+from ecosync_pipeline.lab.bench.recovery import goal_bound
+from ecosync_pipeline.lab.demo import run_demo
+from ecosync_pipeline.lab.simulator import Simulator
 from ecosync_pipeline.storage import iter_order_ids, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,6 @@ import pytest
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.client import EcoManagerClient, RequestStats
-from ecosync_pipeline.ecomanager.ratelimit import RateLimiter
 from ecosync_pipeline.errors import (
     ApiAuthError,
     ApiError,
@@ -31,7 +30,8 @@ from ecosync_pipeline.errors import (
     MalformedPage,
     MissingToken,
 )
-from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.bench.pacing import RateLimiter
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 
 TOKEN = "Zq9Tk" * 16  # 80 alphanumeric characters, easy to spot if it ever leaks
 TOKEN_ENV = "ECOSYNC_TEST_STORE_TOKEN"

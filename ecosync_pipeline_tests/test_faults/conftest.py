@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ecosync_pipeline.simulator import Simulator
+from ecosync_pipeline.lab.simulator import Simulator
 from ecosync_pipeline_tests.faults_support import (
     LARGE,
     SMALL,

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.models import Page
-from ecosync_pipeline.ecomanager.ratelimit import RateLimiter
 from ecosync_pipeline.errors import ApiError, MalformedPage
+from ecosync_pipeline.lab.bench.pacing import RateLimiter
 from ecosync_pipeline_tests.test_fuzz.strategies import bodies, payloads
 
 STORE = Store(

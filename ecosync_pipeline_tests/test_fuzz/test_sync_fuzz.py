@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import MalformedPage
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.positions.model import SyncPosition
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import store_summary
 from ecosync_pipeline.sync.engine import sync_store
 from ecosync_pipeline_tests.faults_support import FAST_CLIENT

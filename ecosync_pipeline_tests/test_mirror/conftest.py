@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ecosync_pipeline.simulator import Simulator, StoreSpec
-from ecosync_pipeline.simulator.spec import DEFAULT_UNTIL
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator.spec import DEFAULT_UNTIL
 from ecosync_pipeline_tests.helpers import World, make_world
 
 # 500 orders over 80 days: the last ten days' orders are still open (En dispatch,

@@ -6,7 +6,7 @@ from sqlalchemy import delete
 
 from ecosync_pipeline.mirror import audit_window
 from ecosync_pipeline.storage import orders
-from ecosync_pipeline.storage.mirror import SyncWindow, last_sync_window
+from ecosync_pipeline.storage.store_state import SyncWindow, last_sync_window
 from ecosync_pipeline_tests.helpers import World
 
 

@@ -10,7 +10,7 @@ import pytest
 from ecosync_pipeline.errors import MalformedPage
 from ecosync_pipeline.mirror import audit_window, reconcile_store
 from ecosync_pipeline.storage import store_summary
-from ecosync_pipeline.storage.mirror import last_sync_window
+from ecosync_pipeline.storage.store_state import last_sync_window
 from ecosync_pipeline_tests.helpers import World, reconcile
 
 

@@ -6,7 +6,7 @@ import math
 
 from ecosync_pipeline.mirror import refresh_statuses
 from ecosync_pipeline.storage import orders_after
-from ecosync_pipeline.storage.mirror import oldest_open_order, open_count
+from ecosync_pipeline.storage.ranges import oldest_open_order, open_count
 from ecosync_pipeline_tests.helpers import World
 
 FINAL = ("Livré", "Annulé", "Retourné")

@@ -19,7 +19,8 @@ from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.mirror import audit_window, reconcile_store
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import iter_order_ids
-from ecosync_pipeline.storage.mirror import deleted_ids, last_sync_window
+from ecosync_pipeline.storage.ranges import deleted_ids
+from ecosync_pipeline.storage.store_state import last_sync_window
 from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
 from ecosync_pipeline_tests.adversarial.server import Answer
 from ecosync_pipeline_tests.test_adversarial.support import make_token

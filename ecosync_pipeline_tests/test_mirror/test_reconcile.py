@@ -13,7 +13,8 @@ from ecosync_pipeline.errors import MirrorRefused
 from ecosync_pipeline.mirror import reconcile_store
 from ecosync_pipeline.mirror.reconcile import STATE, SweepState
 from ecosync_pipeline.storage import iter_order_ids, orders, store_summary
-from ecosync_pipeline.storage.mirror import deleted_ids, flag_deleted, read_state
+from ecosync_pipeline.storage.ranges import deleted_ids, flag_deleted
+from ecosync_pipeline.storage.store_state import read_state
 from ecosync_pipeline_tests.helpers import World
 
 

@@ -16,12 +16,12 @@ from ecosync_pipeline.cli import main
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.locator import fetch_bound
-from ecosync_pipeline.ecomanager.ratelimit import RateLimiter
+from ecosync_pipeline.lab.bench.pacing import RateLimiter
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.database_layer import DatabaseLayer, page_hint
 from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.redis_layer import RedisLayer
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import make_engine, migrate
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 from ecosync_pipeline_tests.test_positions.fakes import fill_orders

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ecosync_pipeline.simulator import ORDERS_PATH, Simulator
+from ecosync_pipeline.lab.simulator import ORDERS_PATH, Simulator
 
 _UNSET = object()
 _shared: list[httpx.Client] = []

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from ecosync_pipeline.ecomanager.models import parse_page
-from ecosync_pipeline.simulator import ORDER_STATES, Simulator, StoreSpec
-from ecosync_pipeline.simulator.orders import WILAYAS
+from ecosync_pipeline.lab.simulator import ORDER_STATES, Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator.orders import WILAYAS
 from ecosync_pipeline_tests.test_simulator.helpers import fetch, http, page_ids
 
 

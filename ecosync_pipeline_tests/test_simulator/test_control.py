@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ecosync_pipeline.cli import main
-from ecosync_pipeline.simulator import (
+from ecosync_pipeline.lab.simulator import (
     ORDERS_PATH,
     Simulator,
     SimulatorClient,

@@ -9,7 +9,7 @@ import pytest
 
 from ecosync_pipeline.ecomanager.models import parse_page
 from ecosync_pipeline.errors import MalformedPage
-from ecosync_pipeline.simulator import (
+from ecosync_pipeline.lab.simulator import (
     Simulator,
     SimulatorError,
     StoreSpec,

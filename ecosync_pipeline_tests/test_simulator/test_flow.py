@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ecosync_pipeline.simulator import Change, Simulator, SimulatorClient, StoreSpec
-from ecosync_pipeline.simulator.flow import FINAL_STATES, OPEN_FLOW, StatusClock
+from ecosync_pipeline.lab.simulator import Change, Simulator, SimulatorClient, StoreSpec
+from ecosync_pipeline.lab.simulator.flow import FINAL_STATES, OPEN_FLOW, StatusClock
 from ecosync_pipeline_tests.test_simulator.helpers import fetch
 
 UNTIL = datetime(2026, 11, 20, 18, 0, tzinfo=timezone.utc)

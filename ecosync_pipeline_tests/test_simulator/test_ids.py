@@ -7,9 +7,9 @@ from bisect import bisect_left
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecosync_pipeline.simulator import StoreSpec
-from ecosync_pipeline.simulator.idspace import BLOCK, IdSpace
-from ecosync_pipeline.simulator.store import SimStore
+from ecosync_pipeline.lab.simulator import StoreSpec
+from ecosync_pipeline.lab.simulator.idspace import BLOCK, IdSpace
+from ecosync_pipeline.lab.simulator.store import SimStore
 
 
 def _model_page(ids: list[int], page: int, per_page: int) -> list[int]:

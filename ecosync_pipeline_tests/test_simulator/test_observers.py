@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecosync_pipeline.simulator import Change, Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import Change, Simulator, StoreSpec
 
 
 def test_observer_sees_each_creation_deletion_and_status_change_with_the_order() -> None:

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from ecosync_pipeline.simulator import ORDERS_PATH, Simulator, StoreSpec
-from ecosync_pipeline.simulator.reading import Cursor
+from ecosync_pipeline.lab.simulator import ORDERS_PATH, Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator.reading import Cursor
 from ecosync_pipeline_tests.test_simulator.helpers import http
 
 

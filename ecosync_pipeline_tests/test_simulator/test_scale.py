@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ecosync_pipeline.config import load_stores
-from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline_tests.test_simulator.helpers import fetch
 
 STORES_FILE = Path(__file__).resolve().parents[2] / "data" / "stores.yaml"

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ecosync_pipeline.serving import free_port
-from ecosync_pipeline.simulator import ORDERS_PATH, demo_token
+from ecosync_pipeline.asgi import free_port
+from ecosync_pipeline.lab.simulator import ORDERS_PATH, demo_token
 
 ROOT = Path(__file__).resolve().parents[2]
 NATUR_TOKEN = "N" * 40 + "4" * 40

@@ -9,7 +9,7 @@ import yaml
 
 from ecosync_pipeline.config import parse_stores
 from ecosync_pipeline.errors import ConfigError
-from ecosync_pipeline.simulator import (
+from ecosync_pipeline.lab.simulator import (
     Simulator,
     SimulatorError,
     SimulatorServer,

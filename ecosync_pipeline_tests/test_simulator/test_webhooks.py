@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ecosync_pipeline.serving import ThreadedServer
-from ecosync_pipeline.simulator import Simulator, StoreSpec
-from ecosync_pipeline.simulator.delivery import DeliveryPolicy
+from ecosync_pipeline.asgi import ThreadedServer
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator.delivery import DeliveryPolicy
 from ecosync_pipeline.webhooks.signature import sign, verify
 
 SECRET = "s3cr3t-for-tests"

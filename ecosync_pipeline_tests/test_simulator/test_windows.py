@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ecosync_pipeline.simulator import Simulator, SimulatorClient, SimulatorError, StoreSpec
-from ecosync_pipeline.simulator.windows import FixedWindows
+from ecosync_pipeline.lab.simulator import Simulator, SimulatorClient, SimulatorError, StoreSpec
+from ecosync_pipeline.lab.simulator.windows import FixedWindows
 from ecosync_pipeline_tests.test_simulator.helpers import fetch
 
 NO_LIMITS = {

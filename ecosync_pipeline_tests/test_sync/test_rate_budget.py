@@ -11,8 +11,8 @@ import pytest
 
 from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.ratebudget import RateBudget
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.sync.engine import sync_store
 from ecosync_pipeline_tests.helpers import make_world, reconcile
 

@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from ecosync_pipeline.errors import MalformedPage, MissingToken, StorageError, StoreLocked
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.positions.model import SyncPosition
 from ecosync_pipeline.runtime import Runtime
-from ecosync_pipeline.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import order_state, store_lock, store_summary
 from ecosync_pipeline_tests.helpers import World, make_world, reconcile
 

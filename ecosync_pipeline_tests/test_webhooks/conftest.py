@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.config import Store
-from ecosync_pipeline.serving import ThreadedServer
 from ecosync_pipeline.storage import make_engine, migrate
 from ecosync_pipeline.storage.schema import orders, stores, webhook_inbox
 from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app

@@ -18,13 +18,13 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.cli import main
 from ecosync_pipeline.config import Store, load_stores
-from ecosync_pipeline.serving import ThreadedServer
-from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage.schema import orders
-from ecosync_pipeline.webhooks.applier import Applier
 from ecosync_pipeline.webhooks.receiver import create_receiver_app
+from ecosync_pipeline.webhooks.worker import Applier
 from ecosync_pipeline_tests.test_webhooks.conftest import SECRET, SECRET_ENV
 
 # Concurrency between the receiver's inserts and the applier is SQLite's harder case.

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.serving import ThreadedServer
+from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.storage import advisory_key, make_engine
 from ecosync_pipeline.storage.schema import webhook_inbox
 from ecosync_pipeline.webhooks.apply import APPLY_LOCK, apply_pending

@@ -15,10 +15,10 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from ecosync_pipeline.asgi import bind_socket
 from ecosync_pipeline.cli import main
 from ecosync_pipeline.commands.webhooks import GapSyncer
-from ecosync_pipeline.serving import bind_socket
-from ecosync_pipeline.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.storage import make_engine, migrate, store_summary
 from ecosync_pipeline.storage.schema import orders
 from ecosync_pipeline.webhooks.signature import sign

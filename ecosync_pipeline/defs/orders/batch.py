@@ -26,7 +26,7 @@ from ecosync_pipeline.positions.database_layer import page_hint
 from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import StoreSummary, orders_after, reading, store_summary
-from ecosync_pipeline.storage.mirror import SyncWindow, last_sync_window
+from ecosync_pipeline.storage.store_state import SyncWindow, last_sync_window
 from ecosync_pipeline.sync.engine import SyncResult
 
 logger = logging.getLogger(__name__)
