@@ -26,7 +26,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ecosync_pipeline.config import validate_store_identifier
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
-from ecosync_pipeline.storage.database import READ_ONLY, describe_error
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error
 from ecosync_pipeline.storage.schema import ORDER_FIELD, stores
 from ecosync_pipeline.storage.schema import orders as orders_table
 
@@ -231,7 +232,7 @@ def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any],
 
 def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
     """Upsert rows of one store; return how many were new."""
-    if conn.dialect.name == "postgresql":
+    if dialect.is_postgresql(conn):
         flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(conn, rows)).scalars().all()
         return sum(1 for inserted in flags if inserted)
     # SQLite: which of these ids exist, read in the same (write-locked) transaction.
@@ -383,12 +384,7 @@ def _jsonable(value: Any) -> Any:
 
 def _insert_for(conn: Connection) -> Any:
     """The dialect's INSERT, the one with ON CONFLICT."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise StorageError(f"the {name} backend is not supported; use PostgreSQL or SQLite")
+    return dialect.insert(conn)
 
 
 @contextmanager
@@ -406,10 +402,7 @@ def reading(bind: Bind, what: str) -> Iterator[Connection]:
             yield bind
         else:
             with bind.connect() as conn:
-                if bind.dialect.name == "postgresql":
-                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                else:
-                    yield conn.execution_options(**READ_ONLY)
+                yield dialect.read_only(conn)
     except SQLAlchemyError as exc:
         raise _storage_error(exc, what) from exc
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.storage import advisory_key, ensure_store, upsert_orders
+from ecosync_pipeline.storage import dialect, ensure_store, upsert_orders
 from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.ranges import flag_deleted
 from ecosync_pipeline.storage.schema import orders as orders_table
@@ -206,8 +206,7 @@ def apply_batch(
     result = ApplyResult()
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(advisory_key(APPLY_LOCK))))
+            dialect.serialize(conn, APPLY_LOCK)
             rows = claim_pending(conn, limit)
             if not rows:
                 return result

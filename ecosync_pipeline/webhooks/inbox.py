@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.storage import dialect
 from ecosync_pipeline.storage.orders import _insert_for, _storage_error, reading
 from ecosync_pipeline.storage.schema import webhook_inbox
 
@@ -114,9 +115,9 @@ def claim_pending(conn: Connection, limit: int) -> list[InboxRow]:
         .order_by(webhook_inbox.c.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [InboxRow(*row) for row in conn.execute(stmt)]
+    return [
+        InboxRow(*row) for row in conn.execute(dialect.for_update(stmt, conn, skip_locked=True))
+    ]
 
 
 def mark_applied(conn: Connection, outcomes: dict[int, str], at: datetime) -> None:
