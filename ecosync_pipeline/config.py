@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NewType, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -37,16 +37,24 @@ DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 MIN_MAX_PAGE_BYTES = 64 * 1024
 
 
-def validate_store_identifier(identifier: object) -> str:
-    """Return the identifier if it is 1 to 32 letters or digits, else raise ConfigError.
+StoreId = NewType("StoreId", str)
+"""A store identifier known to be 1 to 32 letters or digits.
 
-    Identifiers end up in Redis keys, file contents and SQL: nothing else gets through.
-    """
+Identifiers end up in Redis keys, file names, file contents and SQL (DESIGN, invariant
+7), so every function that puts one there takes a StoreId, and mypy refuses a plain str.
+A StoreId is made by validate_store_identifier alone, called where outside input comes
+in: the stores file, a command's argument, a webhook's URL, a Dagster partition key
+(find_store), an entry of the backup file. Values read back from our own database or
+Redis were StoreIds when written."""
+
+
+def validate_store_identifier(identifier: object) -> StoreId:
+    """The identifier as a StoreId if it is 1 to 32 letters or digits, else ConfigError."""
     if not isinstance(identifier, str) or not STORE_ID_PATTERN.fullmatch(identifier):
         shown = repr(identifier)
         shown = shown if len(shown) <= 40 else f"{shown[:40]}..."
         raise ConfigError(f"store identifier {shown} is invalid: use 1 to 32 letters or digits")
-    return identifier
+    return StoreId(identifier)
 
 
 def check_base_url(url: str) -> str:
@@ -77,7 +85,7 @@ def check_base_url(url: str) -> str:
 class Store:
     """One EcoManager store as configured in the stores file."""
 
-    identifier: str
+    identifier: StoreId
     name: str
     base_url: str
     token_env: str
@@ -96,6 +104,10 @@ class Store:
     """Calls per window for every process together (ecomanager/budget.py); None follows
     ``requests_per_second`` in the original proportions (see ``budget``)."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # A Store made anywhere (a test, the lab) holds a valid identifier all the same.
+        validate_store_identifier(self.identifier)
 
     @property
     def budget(self) -> RateBudget:
@@ -257,6 +269,18 @@ def parse_stores(text: str, source: str = "<stores>") -> list[Store]:
         seen[store.identifier] = line
         stores.append(store)
     return stores
+
+
+def find_store(stores: Sequence[Store], identifier: str, source: str) -> Store:
+    """The store ``identifier`` names among ``stores`` (read from ``source``): the one
+    lookup of a store, by every entry point. The identifier is outside input (a command's
+    argument, a URL, a partition key): it is validated before anything else."""
+    sid = validate_store_identifier(identifier)
+    for store in stores:
+        if store.identifier == sid:
+            return store
+    known = ", ".join(s.identifier for s in stores) or "none"
+    raise ConfigError(f"store {sid} is not in {source} (configured: {known})")
 
 
 _cache: dict[str, tuple[tuple[int, int], list[Store]]] = {}

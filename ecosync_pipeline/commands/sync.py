@@ -92,6 +92,7 @@ def sync(stores: tuple[str, ...], budget_seconds: float, workers: int) -> None:
     runtime = Runtime.from_settings(Settings.from_env())
     try:
         redact = secrets_redactor(runtime)
+        # Each named store is looked up in its own turn: an unknown one fails alone.
         wanted = list(stores) or [s.identifier for s in runtime.stores]
         rows: list[tuple[str, ...]] = []
         failures: list[tuple[str, str, str]] = []
@@ -99,7 +100,7 @@ def sync(stores: tuple[str, ...], budget_seconds: float, workers: int) -> None:
         # Each store under its own lock and client: threads only overlap their waiting.
         # The stores' backup writes land together, about once a second (json_layer).
         with (
-            runtime.chain.backup.coalescing(),
+            runtime.chain.coalescing(),
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecosync-store") as pool,
         ):
             outcomes = list(

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.errors import StorageError, StoreLocked, StoreLockLost
 from ecosync_pipeline.storage import dialect
 from ecosync_pipeline.storage.database import describe_error, redact
@@ -36,7 +36,7 @@ from ecosync_pipeline.storage.schema import sync_fences
 logger = logging.getLogger(__name__)
 
 
-def store_lock_key(store: str) -> int:
+def store_lock_key(store: StoreId) -> int:
     """The advisory lock key of a store's sync."""
     return advisory_key(f"ecosync:{store}")
 
@@ -44,7 +44,7 @@ def store_lock_key(store: str) -> int:
 class StoreLease:
     """A held store lock: its fencing token, and the checks that it is still this run's."""
 
-    def __init__(self, engine: Engine, store: str, token: int, conn: Connection | None) -> None:
+    def __init__(self, engine: Engine, store: StoreId, token: int, conn: Connection | None) -> None:
         self.engine = engine
         self.store = store
         self.token = token
@@ -99,7 +99,7 @@ _HELD_SQL = (
 """Whether this session holds the advisory lock of a bigint key (split high, low)."""
 
 
-def _take_token(engine: Engine, store: str) -> int:
+def _take_token(engine: Engine, store: StoreId) -> int:
     """Raise the store's fencing token and return it: this run's from now on."""
     insert = dialect.insert(engine)
     now = datetime.now(timezone.utc)
@@ -119,14 +119,15 @@ def _take_token(engine: Engine, store: str) -> int:
 
 
 @contextmanager
-def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> Iterator[StoreLease]:
+def store_lock(
+    engine: Engine, store: StoreId, *, lock_dir: Path | None = None
+) -> Iterator[StoreLease]:
     """Hold the store's sync lock for the ``with`` block; raise StoreLocked at once if taken.
 
     Yields the StoreLease whose checks tell the run it still holds the store.
     ``lock_dir`` (SQLite only) is where the lock file goes; by default the database
     file's folder.
     """
-    validate_store_identifier(store)
     if dialect.is_postgresql(engine):
         with _advisory_lock(engine, store) as conn:
             yield StoreLease(engine, store, _take_token(engine, store), conn)
@@ -136,7 +137,7 @@ def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> I
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, store: str) -> Iterator[Connection]:
+def _advisory_lock(engine: Engine, store: StoreId) -> Iterator[Connection]:
     key = store_lock_key(store)
     where = redact(engine.url)
     try:
@@ -167,7 +168,7 @@ def _advisory_lock(engine: Engine, store: str) -> Iterator[Connection]:
         conn.close()
 
 
-def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
+def _advisory_unlock(conn: Connection, store: StoreId, key: int) -> None:
     try:
         released = bool(conn.execute(select(func.pg_advisory_unlock(key))).scalar())
     except SQLAlchemyError as exc:
@@ -182,7 +183,7 @@ def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
 
 
 @contextmanager
-def _file_lock(engine: Engine, store: str, lock_dir: Path | None) -> Iterator[None]:
+def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None) -> Iterator[None]:
     if lock_dir is None:
         database = dialect.sqlite_file(engine)
         if database is None:

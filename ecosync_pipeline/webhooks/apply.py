@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
@@ -153,7 +154,7 @@ class _Plan:
     """What a batch does: each delivery's outcome, and the newest event to write per order."""
 
     outcomes: dict[int, str] = field(default_factory=dict)
-    writes: dict[tuple[str, int], Event] = field(default_factory=dict)
+    writes: dict[tuple[StoreId, int], Event] = field(default_factory=dict)
 
 
 def _plan(
@@ -189,7 +190,7 @@ def _plan(
     return plan
 
 
-def _write(conn: Connection, writes: dict[tuple[str, int], Event]) -> None:
+def _write(conn: Connection, writes: dict[tuple[StoreId, int], Event]) -> None:
     """One upsert per store for the final states, then the deletion flags."""
     for store in sorted({store for store, _ in writes}):
         events = [e for (s, _), e in writes.items() if s == store]

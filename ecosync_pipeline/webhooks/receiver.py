@@ -36,8 +36,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecosync_pipeline.config import STORE_ID_PATTERN, Store
-from ecosync_pipeline.errors import MissingWebhookSecret, StorageError
+from ecosync_pipeline.config import STORE_ID_PATTERN, Store, validate_store_identifier
+from ecosync_pipeline.errors import ConfigError, MissingWebhookSecret, StorageError
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline.webhooks.signature import (
@@ -126,7 +126,11 @@ class WebhookReceiver:
         )
 
     def _configured(self, identifier: str) -> Store:
-        store = self._stores.get(identifier) if STORE_ID_PATTERN.match(identifier) else None
+        """The store a URL path names (outside input: parsed before anything else)."""
+        try:
+            store = self._stores.get(validate_store_identifier(identifier))
+        except ConfigError:
+            store = None
         if store is None:
             raise Refused(404, "no such store takes webhooks here")
         return store
@@ -194,7 +198,7 @@ class WebhookReceiver:
             if refused.status != 503:
                 logger.warning(
                     "store %s: delivery refused with %d: %s",
-                    identifier if STORE_ID_PATTERN.match(identifier) else "(invalid id)",
+                    identifier if STORE_ID_PATTERN.fullmatch(identifier) else "(invalid id)",
                     refused.status,
                     refused.reason,
                 )

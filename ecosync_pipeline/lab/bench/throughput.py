@@ -130,7 +130,13 @@ class _TimedClient(EcoManagerClient):
 class _TimedRedis(RedisLayer):
     split: Split
 
-    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
         started = time.perf_counter()
         try:
             return super().write_many(positions, recovery=recovery)
