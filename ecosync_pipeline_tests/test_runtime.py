@@ -17,6 +17,7 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError, DatabaseUnavailable
 from ecosync_pipeline.mirror.segments import descend
 from ecosync_pipeline.positions.codec import position_from_fields
+from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.runtime import Runtime, build_chain, build_redis, client_factory
 from ecosync_pipeline.storage import make_engine, migrate
@@ -26,6 +27,7 @@ from ecosync_pipeline.storage.store_state import read_state, write_state
 from ecosync_pipeline.webhooks.health import delivery_health
 from ecosync_pipeline.webhooks.inbox import replay
 from ecosync_pipeline_tests.test_positions.fakes import ListFetcher, store
+from ecosync_pipeline_tests.test_positions.servers import closed_port_url
 
 
 def _settings(tmp_path: Path, redis_url: str, database_url: str) -> Settings:
@@ -135,3 +137,14 @@ def test_identifiers_reach_sql_keys_and_files_only_as_parsed_store_ids(
     # StoreId is what keeps an unparsed identifier out of SQL, keys and file names.
     target = inspect.unwrap(sink)
     assert get_type_hints(target)[parameter] is StoreId, f"{target.__qualname__}({parameter}: ...)"
+
+
+def test_every_store_shows_unreachable_while_redis_cannot_be_read(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    settings = _settings(tmp_path, closed_port_url(), sqlite_url)
+    with Runtime(settings) as runtime:
+        report = status_report(runtime.chain)
+    assert report.redis_state == "unreachable"
+    assert [s.status for s in report.stores] == ["unreachable"]
+    assert report.counts == {"unreachable": 1}
