@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import Settings, Store, find_store
-from ecosync_pipeline.ecomanager.budget import shared_budget, use_redis
+from ecosync_pipeline.ecomanager.budget import SharedBudget, shared_budget, use_redis
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.database_layer import DatabaseLayer, DatabaseRead
@@ -161,15 +161,18 @@ class Runtime(Closing):
         chain: Chain | None = None,
         client_factory: ClientFactory | None = None,
         client_options: Mapping[str, Any] | None = None,
+        migrate: bool = True,
     ) -> None:
         """Parts given here are used as they are and left open by ``close()`` (their
         owner closes them): a Dagster run's engine, say, shared by its resources. An
-        engine may be given as a function, asked only when the database is needed."""
+        engine may be given as a function, asked only when the database is needed.
+        ``migrate=False`` opens the database as it is (the schema commands')."""
         self.settings = settings
         self._stores = list(stores) if stores is not None else None
         self._engine = engine if isinstance(engine, Engine) else None
         self._engine_source = engine if callable(engine) else None
         self._owns_engine = engine is None
+        self._migrate = migrate
         self._chain = chain
         self._owns_chain = chain is None
         self._redis: RedisLayer | None = None
@@ -219,12 +222,11 @@ class Runtime(Closing):
         """The orders database, opened and brought up to date on first use."""
         with self._lock:
             if self._engine is None:
-                source = self._engine_source
-                self._engine = (
-                    source()
-                    if source
-                    else upgrade_if_behind(make_engine(self.settings.database_url))
-                )
+                if self._engine_source is not None:
+                    self._engine = self._engine_source()
+                else:
+                    opened = make_engine(self.settings.database_url)
+                    self._engine = upgrade_if_behind(opened) if self._migrate else opened
             return self._engine
 
     @property
@@ -277,6 +279,10 @@ class Runtime(Closing):
     def clients(self) -> ClientFactory:
         """The client factory, for the chain's restore_all and verify_all."""
         return self.client
+
+    def budget(self, store: Store) -> SharedBudget:
+        """The store's rate budget, counted in our Redis with every other process's calls."""
+        return shared_budget(store, self.settings.redis_url)
 
     def share_budgets(self) -> None:
         """Count every budget this process makes (the webhooks API's too) in our Redis."""

@@ -8,7 +8,7 @@ import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.ecomanager.budget import Quota, shared_budget
+from ecosync_pipeline.ecomanager.budget import Quota
 from ecosync_pipeline.ratebudget import WINDOW_NAMES
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.tables import format_table
@@ -43,7 +43,7 @@ def quota(only: tuple[str, ...], as_json: bool) -> None:
     # Only the stores file: the quota opens neither the database nor the positions.
     with Runtime(Settings.from_env()) as runtime:
         chosen = runtime.select(only)
-        quotas = [shared_budget(s, runtime.settings.redis_url).quota() for s in chosen]
+        quotas = [runtime.budget(s).quota() for s in chosen]
     if as_json:
         click.echo(json.dumps([q.as_dict() for q in quotas], indent=2))
     else:
