@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecosync_pipeline.config import STORE_ID_PATTERN, Store, validate_store_identifier
+from ecosync_pipeline.config import STORE_ID_PATTERN, Store, find_store
 from ecosync_pipeline.errors import ConfigError, MissingWebhookSecret, StorageError
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
@@ -120,20 +120,17 @@ class WebhookReceiver:
         self._limits = settings or ReceiverSettings()
         self._environ = environ
         self._on_stored = on_stored
-        self._stores = {s.identifier: s for s in webhook_stores(list(stores))}
+        self._stores = webhook_stores(list(stores))
         self.app = Starlette(
             routes=[Route("/webhooks/{store}", self.endpoint, methods=["GET", "POST"])]
         )
 
     def _configured(self, identifier: str) -> Store:
-        """The store a URL path names (outside input: parsed before anything else)."""
+        """The store a URL path names (outside input: parsed, then looked up)."""
         try:
-            store = self._stores.get(validate_store_identifier(identifier))
+            return find_store(self._stores, identifier, "the stores taking webhooks")
         except ConfigError:
-            store = None
-        if store is None:
-            raise Refused(404, "no such store takes webhooks here")
-        return store
+            raise Refused(404, "no such store takes webhooks here") from None
 
     async def _verified(self, request: Request, store: Store) -> Delivery:
         """The delivery, once its size, signature, event and body are checked (else Refused)."""
