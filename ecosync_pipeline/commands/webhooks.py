@@ -115,11 +115,11 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     stores = webhook_stores(settings.stores())
     if not stores:
         raise ConfigError(
-            f"no store in {settings.stores_file} takes webhooks; add webhook_secret_env to "
-            "the stores that should"
+            f"no store in {settings.stores_file} takes webhooks; add webhook_secret_env "
+            "(or webhook_secret_file) to the stores that should"
         )
     for store in stores:
-        webhook_secret(store)  # fail now, naming the variable, rather than at each delivery
+        webhook_secret(store)  # fail now, naming the variable or file, not at each delivery
     engine = make_engine(settings.database_url)
     if not is_current(engine):
         migrate(engine)
