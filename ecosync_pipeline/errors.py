@@ -79,6 +79,7 @@ class SecretFileError(ConfigError):
         self.store = store
         self.key = key
         self.path = path
+        self.reason = reason
         super().__init__(
             f"store {store}: {key} {path} {reason}; write the store's secret alone in that "
             f"file, readable by ecosync (as Docker and Kubernetes mount secrets), or point "
