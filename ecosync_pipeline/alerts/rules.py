@@ -180,7 +180,7 @@ class AlertRules:
                     f"since {_when(began)} the position checks fail at ERROR: {state.loss_what}",
                 ),
                 fix=LOSS_FIX,
-                link=self._link("/asset-groups"),
+                link=self._link(f"/assets/{min(self.loss_checks).split(':')[0]}?view=checks"),
                 key=f"loss@{began}",
             )
         ]

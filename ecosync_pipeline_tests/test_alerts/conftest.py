@@ -7,12 +7,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from ecosync_pipeline_tests.test_adversarial.support import make_token
 from ecosync_pipeline_tests.test_alerts.servers import SlackRecorder, SmtpRecorder
-from ecosync_pipeline_tests.test_defs.conftest import env, instance  # noqa: F401 (fixtures)
+from ecosync_pipeline_tests.test_defs.conftest import env  # noqa: F401 (a fixture)
 
 CHANNEL = "#ecosync-alerts"
+
+
+@pytest.fixture(params=["in-memory", "sqlite-files"])
+def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DagsterInstance]:
+    """An ephemeral instance, and one on SQLite files as `dagster dev` keeps them (each
+    run's events in a file of its own: the sensors' reads must work there too)."""
+    if request.param == "in-memory":
+        with DagsterInstance.ephemeral() as ephemeral:
+            yield ephemeral
+    else:
+        home = tmp_path / "dagster"
+        home.mkdir()
+        with DagsterInstance.local_temp(tempdir=str(home)) as local:
+            yield local
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from dagster import (
 )
 from sqlalchemy import delete
 
+from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.alerts import build_alerts_definitions
+from ecosync_pipeline.defs.alerts.observations import RANGE_END_TAG, RANGE_START_TAG
 from ecosync_pipeline.defs.alerts.sensors import build_alerts_sensor, build_recovery_failure_sensor
 from ecosync_pipeline.defs.orders.assets import build_new_orders
 from ecosync_pipeline.defs.partitions import register_stores, store_partitions
@@ -145,6 +147,43 @@ def test_three_failed_runs_of_a_store_in_a_row_send_one_message_and_a_fourth_non
         sync_store(env, instance, "NATUR")
     alerts.tick()
     assert len(slack.messages()) == 2 and len(smtp.received) == 2
+
+
+def sync_range(env: Env, instance: DagsterInstance) -> Any:
+    """A run of the sync job over every store (a partition range), as the schedule's."""
+    register_stores(instance, STORES)
+    defs = build_definitions(env.settings, resources=env.resources)
+    return defs.resolve_job_def("sync_orders").execute_in_process(
+        instance=instance,
+        tags={RANGE_START_TAG: STORES[0], RANGE_END_TAG: STORES[-1]},
+        raise_on_error=False,
+    )
+
+
+def test_a_store_failing_in_three_batch_runs_is_told_alone(
+    env: Env,
+    instance: DagsterInstance,
+    alert_env: dict[str, str],
+    slack: SlackRecorder,
+    smtp: SmtpRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alerts = Ticker(build_alerts_sensor(environ=alert_env), instance)
+    alerts.tick()
+    monkeypatch.delenv("ECOSYNC_TEST_TOKEN_PURNA")  # NATUR syncs in each run, PURNA fails
+    for _ in range(3):
+        result = sync_range(env, instance)
+        assert not result.success
+        assert [m.partition for m in result.asset_materializations_for_node("new_orders")] == [
+            "NATUR"
+        ]
+        alerts.tick()
+    [text] = [p.body["text"] for p in slack.messages()]
+    assert text.startswith("ecosync: store PURNA failed 3 sync runs in a row")
+    assert "Stores: PURNA\n" in text
+    assert (
+        "- PURNA: MissingToken: store PURNA: environment variable ECOSYNC_TEST_TOKEN_PURNA" in text
+    )
 
 
 class Clock:
@@ -291,7 +330,5 @@ def test_without_a_channel_nothing_is_sent_and_the_log_and_the_tick_say_so(
 
 
 def test_the_code_location_has_both_alert_sensors(env: Env) -> None:
-    from ecosync_pipeline.definitions import build_definitions
-
     names = {s.name for s in build_definitions(env.settings).sensors}
     assert {"recovery_failure_alert", "alerts_sensor"} <= names
