@@ -26,6 +26,7 @@ from ecosync_pipeline.defs.alerts.observations import RANGE_END_TAG, RANGE_START
 from ecosync_pipeline.defs.alerts.sensors import build_alerts_sensor, build_recovery_failure_sensor
 from ecosync_pipeline.defs.orders.assets import build_new_orders
 from ecosync_pipeline.defs.partitions import register_stores, store_partitions
+from ecosync_pipeline.defs.positions.assets import restored_sync_positions
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
 from ecosync_pipeline.storage import orders as orders_table
@@ -91,6 +92,37 @@ def test_a_recovery_made_to_fail_sends_one_slack_message_and_one_e_mail_naming_s
         assert "`ecosync positions restore`" in text
         assert f"http://dagster.shop.example:3000/runs/{failed.run_id}" in text
     assert smtp.received[0].message["Subject"].startswith("ecosync: a recovery of the sync")
+
+
+def test_a_restore_from_the_button_that_fails_is_told_once(
+    env: Env,
+    instance: DagsterInstance,
+    alert_env: dict[str, str],
+    slack: SlackRecorder,
+    smtp: SmtpRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sync_all(env)
+    alerts = Ticker(build_recovery_failure_sensor(environ=alert_env), instance)
+    alerts.tick()
+    flush_redis(env)
+    monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
+    failed = materialize(
+        [restored_sync_positions], instance=instance, resources=env.resources, raise_on_error=False
+    )
+    assert not failed.success
+    alerts.tick()
+    alerts.tick()
+    assert len(slack.messages()) == 1 and len(smtp.received) == 1
+    assert "Stores: NATUR\n" in texts(slack, smtp)[0]
+
+
+def test_a_half_configured_channel_fails_the_tick_naming_the_variable(
+    instance: DagsterInstance,
+) -> None:
+    alerts = Ticker(build_alerts_sensor(environ={"ECOSYNC_SLACK_TOKEN": "xoxb-1"}), instance)
+    with pytest.raises(Exception, match="ECOSYNC_SLACK_TOKEN is set but not ECOSYNC_SLACK_CHANNEL"):
+        alerts.tick()
 
 
 def test_a_successful_recovery_and_other_failed_runs_send_nothing(

@@ -12,17 +12,18 @@ alerts_sensor           reads the runs that ended and the checks recorded since 
                         whether the loss was told) is its cursor, in the instance too: not
                         in Redis, whose loss is one of the things it tells.
 
-A channel that fails is reported on the tick (and, for a recovery, in the failed run's
-log) with its reason; the message is not sent again, so the others never get it twice.
+A channel that fails is reported on the tick with its reason; the message is not sent
+again, so the channels that took it never get it twice.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from dagster import (
+    DagsterEvent,
     DagsterRun,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -66,6 +67,8 @@ RUNS_PER_TICK = 200
 """Ended runs read in one tick; more wait for the next tick (nothing is skipped)."""
 RUNLESS_PER_TICK = 1000
 RECOVERY_JOB = "recover_sync_positions"
+RESTORE_STEP = RESTORED_SYNC_POSITIONS.to_user_string()
+"""The step of the restore button (the asset's own name)."""
 LOSS_CHECKS = tuple(
     f"{STORE_SYNC_POSITIONS.to_user_string()}:{name}" for name in (POSITION_HEALTH, CACHE_HEALTH)
 )
@@ -82,13 +85,14 @@ def ui_link(settings: AlertSettings) -> Callable[[str], str | None]:
     return link
 
 
-def is_recovery(run: DagsterRun) -> bool:
+def is_recovery(run: DagsterRun, failures: Sequence[DagsterEvent]) -> bool:
     """A run restoring the positions: the recovery job, or restored_sync_positions
-    materialized from the UI or the CLI."""
+    materialized from the UI or the CLI (by its selection, or the step that failed)."""
     return (
         run.job_name == RECOVERY_JOB
         or run.tags.get(RECOVERY_TAG) == "true"
         or RESTORED_SYNC_POSITIONS in (run.asset_selection or ())
+        or any(e.step_key == RESTORE_STEP for e in failures)
     )
 
 
@@ -108,10 +112,10 @@ def build_recovery_failure_sensor(
     )
     def recovery_failure_alert(context: RunFailureSensorContext) -> None:
         run = context.dagster_run
-        if not is_recovery(run):
+        failures = context.get_step_failure_events()
+        if not is_recovery(run, failures):
             return
         settings = AlertSettings.from_env(environ)
-        failures = context.get_step_failure_events()
         alert = recovery_failed(
             run.run_id,
             failure_reasons(failures),
@@ -120,7 +124,7 @@ def build_recovery_failure_sensor(
         )
         delivery = Notifier.from_settings(settings, environ).send(alert)
         if delivery.failed:
-            # Reported on the tick and in the failed run's log; not sent again.
+            # Reported on the tick (Dagster moves past the run all the same): not sent again.
             name, reason = next(iter(delivery.failed.items()))
             raise AlertNotSent(name, reason)
         context.log.info(_told(delivery, settings))
