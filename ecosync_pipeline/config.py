@@ -166,11 +166,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         base_url = check_base_url(str(raw["base_url"]))
     except ConfigError as exc:
         raise ConfigError(f"{where}: store {identifier}: {exc}") from None
-    try:
-        token = secret_source(raw, "token_env", "token_file", identifier)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    assert token is not None  # one of the two keys is present (checked above)
+    token = _token_source(raw, where, identifier)
     per_page = _page_size(raw, "per_page", DEFAULT_PER_PAGE, where, identifier)
     import_per_page = _page_size(raw, "import_per_page", MAX_PER_PAGE, where, identifier)
     rps = raw.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
@@ -209,6 +205,16 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         **mirror,
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _token_source(raw: dict[str, Any], where: str, store: str) -> SecretSource:
+    """Where the store's token is read: token_env or token_file (one is present)."""
+    try:
+        token = secret_source(raw, "token_env", "token_file", store)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    assert token is not None  # a store without either key is refused as incomplete
+    return token
 
 
 def _max_page_bytes(raw: dict[str, Any], where: str, store: str) -> int:
