@@ -35,12 +35,14 @@ def build_alerts_definitions(
     """The alert sensors for the stores of ``settings``; logs where alerts go (or that
     none is configured, so nothing is sent)."""
     try:
-        where = AlertSettings.from_env(environ).describe()
+        alerts = AlertSettings.from_env(environ)
     except ConfigError as exc:
         # The sensors' ticks fail with the same message until it is fixed; syncs go on.
         logger.error("alerts are misconfigured: %s", exc)
     else:
-        logger.info("alerts for the stores of %s: %s", settings.stores_file, where)
+        # A warning when nothing is configured: shown by a process's default logging.
+        log = logger.info if alerts.configured else logger.warning
+        log("alerts for the stores of %s: %s", settings.stores_file, alerts.describe())
     return Definitions(
         sensors=[
             build_recovery_failure_sensor(interval_seconds, environ),
