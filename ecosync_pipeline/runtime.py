@@ -85,11 +85,17 @@ def build_chain(
     )
 
 
-def build_client(store: Store, redis_url: str | None, **options: Any) -> EcoManagerClient:
+def build_client(
+    store: Store, redis_url: str | None, *, token: str | None = None, **options: Any
+) -> EcoManagerClient:
     """A client for one store, drawing on its rate budget counted in ``redis_url`` (shared
     with every other process; None: this process's default), unless ``options`` give a
-    ``rate_limiter``; raises MissingToken naming the variable when the token is unset."""
+    ``rate_limiter``. The token is ``token``, else read now from the store's variable or
+    file (MissingToken or SecretFileError naming where, when it cannot be)."""
     options.setdefault("rate_limiter", shared_budget(store, redis_url))
+    if token is not None:
+        options.pop("environ", None)
+        return EcoManagerClient(store, token, **options)
     return EcoManagerClient.from_store(store, **options)
 
 

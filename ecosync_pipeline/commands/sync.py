@@ -6,13 +6,12 @@ failures table and the others still run; the command exits 1 when any failed.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.config import Settings
+from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.defs.orders.batch import MAX_WORKERS
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.redact import Redactor, url_secrets
@@ -44,10 +43,18 @@ def result_row(r: SyncResult) -> tuple[str, ...]:
     )
 
 
+def _known_token(store: Store) -> str:
+    """The store's token as it reads now (its variable or file), or "" when it cannot."""
+    try:
+        return store.token()
+    except EcosyncError:
+        return ""
+
+
 def secrets_redactor(runtime: Runtime) -> Redactor:
     """A Redactor for every secret this process knows: the stores' tokens and URL passwords."""
     settings = runtime.settings
-    secrets = [os.environ.get(s.token_env, "") for s in runtime.stores]
+    secrets = [_known_token(s) for s in runtime.stores]
     for url in (settings.database_url, settings.redis_url, settings.backup_path):
         secrets += url_secrets(url)
     return Redactor(secrets)

@@ -105,10 +105,10 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     if not stores:
         raise ConfigError(
             f"no store in {runtime.settings.stores_file} takes webhooks; add "
-            "webhook_secret_env to the stores that should"
+            "webhook_secret_env (or webhook_secret_file) to the stores that should"
         )
     for store in stores:
-        webhook_secret(store)  # fail now, naming the variable, rather than at each delivery
+        webhook_secret(store)  # fail now, naming the variable or file, not at each delivery
     engine = runtime.engine
     applier = Applier(
         engine,

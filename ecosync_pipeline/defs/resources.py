@@ -149,7 +149,7 @@ class EcoManagerTestResource(EcoManagerResource):
         return build_client(
             store,
             None,
-            environ={store.token_env: self.tokens.get(store.identifier, "")},
+            token=self.tokens.get(store.identifier, ""),
             rate_limiter=SharedBudget(store.identifier, store.budget, None),
             max_retries=self.max_retries,
             sleep=lambda _seconds: None,

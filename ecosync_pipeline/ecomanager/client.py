@@ -119,9 +119,10 @@ class EcoManagerClient(Closing):
         environ: Mapping[str, str] | None = None,
         **kw: Any,
     ) -> EcoManagerClient:
-        """A client for ``store`` with its token read from ``store.token_env``.
+        """A client for ``store`` with its token read now (from its variable or its file).
 
-        Raises MissingToken (naming the variable) when it is unset.
+        Raises MissingToken (naming the variable) when it is unset, SecretFileError
+        (naming the file) when its file cannot give it.
         """
         return cls(store, store.token(environ), **kw)
 
@@ -320,8 +321,8 @@ class EcoManagerClient(Closing):
             raise self._error(
                 ApiAuthError,
                 f"store {sid}: page {page}: HTTP {status}, {what}; check the store's token "
-                f"variable {self._store.token_env} (it must hold this store's current "
-                "80-character EcoManager token)",
+                f"in {self._store.token_source.describe()} (it must hold this store's "
+                "current 80-character EcoManager token)",
                 page,
             )
         if status == 429:
@@ -429,11 +430,14 @@ class EcoManagerClient(Closing):
 def _check_token(store: Store, token: str) -> None:
     """Refuse a token that could not be a header value, without ever echoing it."""
     if not token:
-        raise MissingToken(store.identifier, store.token_env)
+        if store.token_env is not None:
+            raise MissingToken(store.identifier, store.token_env)
+        raise ConfigError(f"store {store.identifier}: no token given for its client")
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise ConfigError(
-            f"store {store.identifier}: the token in {store.token_env} contains spaces, line "
-            "breaks or non-ASCII characters; set it to the store's 80-character EcoManager token"
+            f"store {store.identifier}: the token in {store.token_source.describe()} contains "
+            "spaces, line breaks or non-ASCII characters; set it to the store's 80-character "
+            "EcoManager token"
         )
 
 

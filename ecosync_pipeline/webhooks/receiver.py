@@ -37,7 +37,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ecosync_pipeline.config import STORE_ID_PATTERN, Store, find_store
-from ecosync_pipeline.errors import ConfigError, MissingWebhookSecret, StorageError
+from ecosync_pipeline.errors import (
+    ConfigError,
+    MissingWebhookSecret,
+    SecretFileError,
+    StorageError,
+)
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline.webhooks.signature import (
@@ -136,7 +141,7 @@ class WebhookReceiver:
         """The delivery, once its size, signature, event and body are checked (else Refused)."""
         try:
             secret = webhook_secret(store, self._environ)
-        except MissingWebhookSecret as exc:
+        except (MissingWebhookSecret, SecretFileError) as exc:
             logger.error("%s", exc)
             raise Refused(503, "the store's webhook secret is not set") from None
         body = await read_capped(request, self._limits.max_body_bytes)
@@ -211,7 +216,7 @@ def create_receiver_app(
     environ: Mapping[str, str] | None = None,
     on_stored: Callable[[str], None] | None = None,
 ) -> Starlette:
-    """The receiver's ASGI app for ``stores`` (those with a webhook_secret_env take webhooks).
+    """The receiver's ASGI app for ``stores`` (those naming a webhook secret take webhooks).
 
     ``on_stored(store)`` is called after each newly stored delivery (to wake an Applier).
     Secrets are read from ``environ`` (default os.environ) at each delivery, so a rotated
