@@ -95,7 +95,8 @@ def sync_by_cursor(
         under_way = read_cursor_read(engine, sid)
         try:
             finished = under_way is None or _read(run, under_way)
-            if finished and not out_of_time():
+            # A run reads at least one page, and starts a new read only with time left.
+            if finished and (under_way is None or not out_of_time()):
                 _read(run, CursorRead(top=None, floor=read_frontier(engine, sid), cursor=None))
         except BudgetExhausted as exc:
             # The store's shared budget is spent: every page read is committed with the
