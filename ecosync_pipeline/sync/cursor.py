@@ -109,17 +109,31 @@ def sync_by_cursor(
                 lease.verify(conn)
                 record_sync_window(conn, sid, before, after)
         reached_end = read_cursor_read(engine, sid) is None
+    return _result(
+        run, (before, after), reached_end, client.stats.total - calls_before, clock() - started
+    )
+
+
+def _result(
+    run: _Run,
+    frontiers: tuple[int | None, int | None],
+    reached_end: bool,
+    calls: int,
+    seconds: float,
+) -> SyncResult:
+    """The run's result, logged."""
+    before, after = frontiers
     result = SyncResult(
-        store=sid,
+        store=run.store.identifier,
         pages_fetched=run.pages,
-        api_calls=client.stats.total - calls_before,
+        api_calls=calls,
         verification_calls=0,
         orders_new=run.new,
         orders_updated=run.updated,
         from_page=1,
         to_page=run.pages,
         position_source="database",
-        seconds=round(clock() - started, 3),
+        seconds=round(seconds, 3),
         stopped_by_budget=run.stopped_by_budget or not reached_end,
         reached_end=reached_end,
         last_order_id_before=before,
@@ -128,7 +142,7 @@ def sync_by_cursor(
     logger.info(
         "store %s: cursor read of %d pages, frontier %s -> %s: %d new and %d updated orders, "
         "%d API calls, %.1f s%s",
-        *(sid, run.pages, before, after, run.new, run.updated, result.api_calls),
+        *(run.store.identifier, run.pages, before, after, run.new, run.updated, calls),
         result.seconds,
         ""
         if reached_end

@@ -111,6 +111,8 @@ def test_an_order_a_webhook_wrote_above_the_frontier_leaves_nothing_missing_afte
         assert deliver_created(world, rt.engine, 260).gaps == {"SHOP": [260]}
         assert set(iter_order_ids(rt.engine, "SHOP")) == set(range(1, 201)) | {260}
         assert read_frontier(rt.engine, "SHOP") == 200  # a delivery never moves it
+        # A later one below 260 but above the frontier still leaves a gap (229 unread).
+        assert deliver_created(world, rt.engine, 230).gaps == {"SHOP": [230]}
         result = rt.sync("SHOP")  # the next sync, no reconcile
         rec = reconcile(rt, world.simulator, "SHOP")
         assert read_frontier(rt.engine, "SHOP") == 260
