@@ -74,7 +74,7 @@ from ecosync_pipeline.storage import (
     store_summary,
 )
 from ecosync_pipeline.storage.schema import orders as orders_table
-from ecosync_pipeline.storage.store_state import prove_frontier
+from ecosync_pipeline.storage.store_state import FRONTIER_STATE, prove_frontier, write_state
 from ecosync_pipeline.sync.engine import sync_store
 
 logger = logging.getLogger(__name__)
@@ -428,6 +428,8 @@ def _reset(
                 orders_table.c.order_id > p.base_last,
             )
         )
+        # The frontier goes back with the orders: what that finished sync had proved.
+        write_state(conn, p.store.identifier, FRONTIER_STATE, {"id": p.base_last})
     r.flush()
     chain.save(p.position)
     return added
