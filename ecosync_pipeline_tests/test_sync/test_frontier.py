@@ -26,7 +26,7 @@ from ecosync_pipeline.cli import main
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
-from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.positions.database_layer import DatabaseLayer
 from ecosync_pipeline.ratebudget import RateBudget
 from ecosync_pipeline.storage import iter_order_ids
@@ -35,7 +35,7 @@ from ecosync_pipeline.sync.cursor import sync_by_cursor
 from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline_tests.faults_support import sync_command
-from ecosync_pipeline_tests.helpers import World, make_world, reconcile
+from ecosync_pipeline_tests.helpers import World, reconcile
 
 SMALL = StoreSpec("SHOP", name="Shop", first_id=1, count=200, gap_rate=0.0, seed=5)
 """Ids 1..200, and new ones follow on: 201, 202, ..."""
@@ -46,30 +46,16 @@ SPENT = RateBudget(per_second=1, per_minute=2, per_hour=3, per_day=4, time_scale
 
 
 @pytest.fixture
-def build(
-    simulator: Simulator,
-    database_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[..., World]:
-    """make_world for one spec on this test's databases, in the given read mode."""
+def build_options() -> dict[str, Any]:
+    return {"import_per_page": 100}
 
-    def build_world(spec: StoreSpec, read_mode: str = "pages") -> World:
-        world = make_world(
-            simulator,
-            [spec],
-            database_url=database_url,
-            redis_url=redis_url,
-            tmp_path=tmp_path,
-            monkeypatch=monkeypatch,
-            import_per_page=100,
-        )
-        world.stores[0] = replace(world.stores[0], read_mode=read_mode)
-        write_stores_file(tmp_path / "stores.yaml", world.stores)
-        return world
 
-    return build_world
+def world_of(build: Callable[..., World], spec: StoreSpec, read_mode: str = "pages") -> World:
+    """A world of one store in the given read mode (the stores file says it too)."""
+    world = build([spec])
+    world.stores[0] = replace(world.stores[0], read_mode=read_mode)
+    write_stores_file(Path(world.settings.stores_file), world.stores)
+    return world
 
 
 def write_stores_file(path: Path, stores: list[Store]) -> None:
@@ -101,7 +87,7 @@ def deliver_created(world: World, engine: Any, order_id: int) -> ApplyResult:
 def test_an_order_a_webhook_wrote_above_the_frontier_leaves_nothing_missing_after_the_next_sync(
     build: Callable[..., World], read_mode: str
 ) -> None:
-    world = build(SMALL, read_mode)
+    world = world_of(build, SMALL, read_mode)
     with world.open() as rt:
         rt.sync("SHOP")
         assert read_frontier(rt.engine, "SHOP") == 200
@@ -123,7 +109,7 @@ def test_an_order_a_webhook_wrote_above_the_frontier_leaves_nothing_missing_afte
 def test_database_layer_resumes_from_the_frontier_not_from_an_order_a_webhook_wrote(
     build: Callable[..., World],
 ) -> None:
-    world = build(SMALL)
+    world = world_of(build, SMALL)
     with world.open() as rt:
         rt.sync("SHOP")
     world.simulator.add_orders("SHOP", 60)
@@ -143,7 +129,7 @@ def _client(store: Store, budget: RateBudget, redis_url: str, **kw: Any) -> EcoM
 def test_cursor_first_import_cut_by_the_rate_budget_carries_on_from_its_cursor(
     build: Callable[..., World], redis_url: str
 ) -> None:
-    world = build(BIG, "cursor")
+    world = world_of(build, BIG, "cursor")
     store = world.stores[0]
     with world.open() as rt, _client(store, SPENT, redis_url, max_wait=1.0) as client:
         first = sync_by_cursor(store, client=client, engine=rt.engine)
@@ -169,7 +155,7 @@ def test_cursor_first_import_cut_by_the_rate_budget_carries_on_from_its_cursor(
 def test_cursor_store_honours_the_time_budget_of_ecosync_sync_and_completes_across_runs(
     build: Callable[..., World], tmp_path: Path, redis_url: str, database_url: str
 ) -> None:
-    world = build(BIG, "cursor")
+    world = world_of(build, BIG, "cursor")
     env = {
         "ECOSYNC_DATABASE_URL": database_url,
         "ECOSYNC_REDIS_URL": redis_url,
@@ -200,7 +186,7 @@ def test_cursor_store_honours_the_time_budget_of_ecosync_sync_and_completes_acro
 def test_cursor_sync_killed_mid_read_loses_nothing_and_reads_at_most_one_page_again(
     build: Callable[..., World], tmp_path: Path, redis_url: str, database_url: str
 ) -> None:
-    world = build(BIG, "cursor")
+    world = world_of(build, BIG, "cursor")
     env = {
         **os.environ,
         "ECOSYNC_DATABASE_URL": database_url,
