@@ -24,7 +24,7 @@ from typing import Final
 
 from sqlalchemy.engine import Connection, Engine
 
-from ecosync_pipeline.config import Store
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
@@ -40,7 +40,7 @@ def page_hint(order_count: int, per_page: int) -> int:
     return max(1, math.ceil(order_count / per_page))
 
 
-def proven_summary(bind: Engine | Connection, store: str) -> StoreSummary | None:
+def proven_summary(bind: Engine | Connection, store: StoreId) -> StoreSummary | None:
     """The store's frontier and its live orders below it (None when nothing is proved)."""
     with reading(bind, f"store {store}: reading its frontier") as conn:
         frontier = read_frontier(conn, store)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckSeverity
 
-from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.config import Settings, Store, validate_store_identifier
 from ecosync_pipeline.defs.orders.batch import audit_last_window, count_served
 from ecosync_pipeline.defs.orders.checks import completeness_evaluation
 from ecosync_pipeline.errors import ContractViolation
@@ -25,7 +25,8 @@ from ecosync_pipeline.storage.store_state import read_cursor_read, read_frontier
 from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
 from ecosync_pipeline_tests.test_adversarial.support import make_token
 
-STORE = "EARLY"
+STORE = validate_store_identifier("EARLY")
+TOKEN_ENV = "ECOSYNC_TEST_TOKEN_EARLY"
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +50,11 @@ def runtime(
         identifier=STORE,
         name="Early",
         base_url=adversarial.store_url(STORE),
-        token_env="ECOSYNC_TEST_TOKEN_EARLY",
+        token_env=TOKEN_ENV,
         requests_per_second=1000.0,
         read_mode="cursor",
     )
-    monkeypatch.setenv(store.token_env, quirky.token)
+    monkeypatch.setenv(TOKEN_ENV, quirky.token)
     settings = Settings(
         database_url=database_url,
         redis_url=redis_url,

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ecosync_pipeline.asgi import ThreadedServer
-from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.config import Settings, Store, StoreId, validate_store_identifier
 from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ContractViolation
@@ -55,8 +55,12 @@ NATUR_LAST_ID = 181_601
 SCHEDULE_SECONDS, RUN_SECONDS, MAX_WAIT_SECONDS = 900.0, 600.0, 300.0
 """The sync schedule (every 15 minutes), `ecosync sync`'s time budget, the budget's wait."""
 KILLED_RUN = 2
-GAP_STORES = {"pages": "GAPP", "cursor": "GAPC"}
-EARLY = "EARLY"
+GAP_STORES = {
+    "pages": validate_store_identifier("GAPP"),
+    "cursor": validate_store_identifier("GAPC"),
+}
+EARLY = validate_store_identifier("EARLY")
+NATUR = validate_store_identifier("NATUR")
 SMALL_SPECS = [
     *(StoreSpec(s, first_id=1, count=200, gap_rate=0.0, seed=5) for s in GAP_STORES.values()),
     StoreSpec(EARLY, first_id=1, count=1000, gap_rate=0.0, seed=6),
@@ -183,7 +187,7 @@ def _small_world(settings: Settings) -> Iterator[tuple[Runtime, Simulator, Early
     with ThreadedServer(early) as server:
         stores = [
             Store(
-                identifier=spec.identifier,
+                identifier=validate_store_identifier(spec.identifier),
                 name=spec.name,
                 base_url=f"{server.url}/{spec.identifier}",
                 token_env=spec.token_env,
@@ -201,12 +205,12 @@ def _small_world(settings: Settings) -> Iterator[tuple[Runtime, Simulator, Early
             rt.close()
 
 
-def _missing(rt: Runtime, ids: set[int], store: str) -> int:
+def _missing(rt: Runtime, ids: set[int], store: StoreId) -> int:
     live = set(iter_order_ids(rt.engine, store)) - set(deleted_ids(rt.engine, store))
     return len(ids - live)
 
 
-def _webhook_gap(rt: Runtime, simulator: Simulator, store: str, mode: str) -> Row:
+def _webhook_gap(rt: Runtime, simulator: Simulator, store: StoreId, mode: str) -> Row:
     """200 synced, 60 new, only the newest one's OrderCreated applied, then one sync."""
     rt.sync(store)
     new = simulator.add_orders(store, 60)
@@ -268,7 +272,8 @@ def _natur_import(
     budget = RateBudget(time_scale=scale)
     with served_simulator([spec]) as sim:
         store = replace(sim.store("NATUR"), read_mode="cursor", rate_budget=budget)
-        os.environ[store.token_env] = sim.token("NATUR")
+        assert store.token_env is not None  # the simulator's stores name their variable
+        os.environ[store.token_env] = sim.token(NATUR)
         _stores_file(Path(settings.stores_file), store)
         rt = Runtime.from_settings(settings, stores=[store])
         figures: dict[str, Any] = {"runs": []}
@@ -287,8 +292,8 @@ def _natur_import(
                     break
                 time.sleep(max(0.0, began + SCHEDULE_SECONDS / scale - time.monotonic()))
             ids = set(sim.local.ids("NATUR"))
-            missing = _missing(rt, ids, "NATUR")
-            frontier = read_frontier(rt.engine, "NATUR")
+            missing = _missing(rt, ids, NATUR)
+            frontier = read_frontier(rt.engine, NATUR)
         finally:
             rt.close()
     hours = (time.monotonic() - started) * scale / 3600
@@ -334,8 +339,7 @@ def _scheduled_run(rt: Runtime, store: Store, redis_url: str, scale: float) -> t
     limiter = SharedBudget(
         store.identifier, store.rate_budget, redis_url, max_wait=MAX_WAIT_SECONDS / scale
     )
-    token = os.environ[store.token_env]
-    with EcoManagerClient(store, token, rate_limiter=limiter) as client:
+    with EcoManagerClient.from_store(store, rate_limiter=limiter) as client:
         result = rt.sync(store.identifier, budget_seconds=RUN_SECONDS / scale, client=client)
     limiter.close()
     return result.api_calls, result.reached_end
@@ -344,7 +348,7 @@ def _scheduled_run(rt: Runtime, store: Store, redis_url: str, scale: float) -> t
 def _killed_run(rt: Runtime, control: Any, settings: Settings, scale: float) -> dict[str, int]:
     """`ecosync sync` in a process of its own, SIGKILLed mid-read: the calls it made, the
     pages it committed, and the pages it fetched and never committed."""
-    before = read_cursor_read(rt.engine, "NATUR")
+    before = read_cursor_read(rt.engine, NATUR)
     pages_before = before.pages if before is not None else 0
     requests_before = int(control.describe("NATUR")["requests"]["total"])
     env = {
@@ -362,7 +366,7 @@ def _killed_run(rt: Runtime, control: Any, settings: Settings, scale: float) -> 
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
-            now = read_cursor_read(rt.engine, "NATUR")
+            now = read_cursor_read(rt.engine, NATUR)
             if now is not None and now.pages >= pages_before + 50:
                 break
             time.sleep(0.05)
@@ -373,7 +377,7 @@ def _killed_run(rt: Runtime, control: Any, settings: Settings, scale: float) -> 
             process.kill()
             process.wait()
     time.sleep(0.5)  # a request in flight at the kill is still answered (and counted)
-    after = read_cursor_read(rt.engine, "NATUR")
+    after = read_cursor_read(rt.engine, NATUR)
     committed = (after.pages if after is not None else 0) - pages_before
     requests = int(control.describe("NATUR")["requests"]["total"]) - requests_before
     return {
