@@ -50,7 +50,6 @@ from sqlalchemy import func, select
 
 from ecosync_pipeline.asgi import free_port
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.defs.orders.batch import sync_batch
 from ecosync_pipeline.defs.partitions import MIN_BATCH_SIZE, store_batches
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.lab.bench.processes import (
@@ -73,6 +72,7 @@ from ecosync_pipeline.lab.bench.simserver import ServedSimulator, served_simulat
 from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import orders as orders_table
+from ecosync_pipeline.sync.batch import sync_batch
 
 logger = logging.getLogger(__name__)
 

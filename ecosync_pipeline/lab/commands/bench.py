@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, default_runs
+from ecosync_pipeline.sync.batch import DEFAULT_BATCH_SIZE, default_runs
 
 REDIS_OPTION = click.option(
     "--redis-url",
