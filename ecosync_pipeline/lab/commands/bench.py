@@ -336,7 +336,7 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     show_default=True,
     type=click.IntRange(min=0),
     help="Ticks after the daemon starts that are printed apart and left out of the "
-    "medians (the run launcher starts its spare processes after its first runs).",
+    "medians (the first tick finds the code server and the connection pool cold).",
 )
 @click.option(
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
