@@ -55,9 +55,6 @@ class Remedy:
     """What restores them by itself once Redis is back, if anything does."""
 
 
-CLI_REMEDY = Remedy(restore="run `ecosync positions restore`")
-
-
 @dataclass(frozen=True)
 class Verdict:
     """One check's result: passed or not, how bad, why, and the figures behind it.
@@ -146,7 +143,7 @@ def _stores_word(n: int) -> str:
     return "1 store" if n == 1 else f"{n} stores"
 
 
-def recommendation(report: StatusReport, remedy: Remedy = CLI_REMEDY) -> str:
+def recommendation(report: StatusReport, remedy: Remedy) -> str:
     """What to do now, in one line, like the original admin page's recommendations."""
     restore = remedy.restore
     if report.redis_state == "unreachable":
@@ -204,7 +201,7 @@ def fingerprint(report: StatusReport) -> str:
     return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
 
 
-def judge_cache_health(report: StatusReport, remedy: Remedy = CLI_REMEDY) -> Verdict:
+def judge_cache_health(report: StatusReport, remedy: Remedy) -> Verdict:
     """Fails (warn) when fewer than 80% of the stores have a healthy Redis position."""
     percent = cache_health_percent(report)
     passed = percent >= CACHE_HEALTH_THRESHOLD
@@ -231,7 +228,7 @@ def judge_cache_health(report: StatusReport, remedy: Remedy = CLI_REMEDY) -> Ver
 POSITION_COLUMNS = ("store", "status", "backup", "db_last_order_id", "severity")
 
 
-def judge_position_health(report: StatusReport, remedy: Remedy = CLI_REMEDY) -> Verdict:
+def judge_position_health(report: StatusReport, remedy: Remedy) -> Verdict:
     """Error if a store's Redis position is missing, reset or ahead; warn if stale or
     Redis is unreachable. A store without orders yet has nothing to lose: it passes."""
     rows: list[Row] = []
@@ -281,7 +278,7 @@ def _describe(position: SyncPosition | None) -> str:
 AGREEMENT_COLUMNS = ("store", "redis", "backup", "database_last_order_id", "agree")
 
 
-def judge_layer_agreement(report: StatusReport, remedy: Remedy = CLI_REMEDY) -> Verdict:
+def judge_layer_agreement(report: StatusReport, remedy: Remedy) -> Verdict:
     """Fails (warn) when a store's layers disagree on its last order id or page."""
     if report.redis_state == "unreachable":
         return Verdict(

@@ -248,6 +248,49 @@ def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[s
         )
 
 
+def sync_stores(
+    context: AssetExecutionContext, config: SyncConfig, runtime: Runtime
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The run's stores synced, each store's materialization and check result recorded as
+    it finishes; a Failure naming every store that failed, after the others."""
+    stores = list(context.partition_keys)
+    tag_store_run(context, stores)
+    hold_instance_connections(context, stores)
+    materialize = NEW_ORDERS in context.selected_asset_keys
+    check = NEW_ORDERS_COMPLETE_KEY in context.selected_asset_check_keys
+    done: list[StoreOutcome] = []
+    failed: list[StoreOutcome] = []
+    unchecked: list[StoreOutcome] = []
+    alone = len(stores) == 1
+    with _quiet_store_lines(not alone):
+        for outcome in sync_batch(
+            runtime,
+            stores,
+            workers=config.workers,
+            budget_seconds=config.budget_seconds,
+            sync=materialize,
+            check=check,
+        ):
+            if outcome.error is not None:
+                failed.append(outcome)
+                continue
+            done.append(outcome)
+            if materialize and outcome.result is not None:
+                _log_result(context, outcome.result, alone)
+                yield _materialization(outcome)
+            unchecked.append(outcome)
+            # Results recorded while the other stores sync, not all at the end.
+            if check and len(unchecked) >= CHECKS_AT_ONCE:
+                yield from _check_evaluations(context, unchecked)
+                unchecked.clear()
+    if check:
+        yield from _check_evaluations(context, unchecked)
+    if not alone:
+        context.log.info(batch_summary(done, failed))
+    if failed:
+        raise batch_failure(failed, len(stores))
+
+
 def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
 
@@ -287,12 +330,6 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         ecomanager: EcoManagerResource,
         orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-        stores = list(context.partition_keys)
-        tag_store_run(context, stores)
-        hold_instance_connections(context, stores)
-        materialize = NEW_ORDERS in context.selected_asset_keys
-        check = NEW_ORDERS_COMPLETE_KEY in context.selected_asset_check_keys
-        failed: list[StoreOutcome] = []
         # A view over the run's resources (they own the engine, the chain and the clients).
         runtime = Runtime(
             settings=positions.settings(),
@@ -301,35 +338,6 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
             chain=positions.chain,
             client_factory=ecomanager.client,
         )
-        done: list[StoreOutcome] = []
-        unchecked: list[StoreOutcome] = []
-        alone = len(stores) == 1
-        with _quiet_store_lines(not alone):
-            for outcome in sync_batch(
-                runtime,
-                stores,
-                workers=config.workers,
-                budget_seconds=config.budget_seconds,
-                sync=materialize,
-                check=check,
-            ):
-                if outcome.error is not None:
-                    failed.append(outcome)
-                    continue
-                done.append(outcome)
-                if materialize and outcome.result is not None:
-                    _log_result(context, outcome.result, alone)
-                    yield _materialization(outcome)
-                unchecked.append(outcome)
-                # Results recorded while the other stores sync, not all at the end.
-                if check and len(unchecked) >= CHECKS_AT_ONCE:
-                    yield from _check_evaluations(context, unchecked)
-                    unchecked.clear()
-        if check:
-            yield from _check_evaluations(context, unchecked)
-        if not alone:
-            context.log.info(batch_summary(done, failed))
-        if failed:
-            raise batch_failure(failed, len(stores))
+        yield from sync_stores(context, config, runtime)
 
     return new_orders
