@@ -16,12 +16,12 @@ import pytest
 from dagster import AssetCheckSeverity
 
 from ecosync_pipeline.config import Settings, Store, validate_store_identifier
-from ecosync_pipeline.defs.orders.batch import audit_last_window, count_served
 from ecosync_pipeline.defs.orders.checks import completeness_evaluation
 from ecosync_pipeline.errors import ContractViolation
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import iter_order_ids, store_summary
 from ecosync_pipeline.storage.store_state import read_cursor_read, read_frontier
+from ecosync_pipeline.sync.batch import audit_last_window, count_served
 from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
 from ecosync_pipeline_tests.test_adversarial.support import make_token
 

@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, default_runs
+from ecosync_pipeline.sync.batch import DEFAULT_BATCH_SIZE, default_runs
 
 REDIS_OPTION = click.option(
     "--redis-url",
@@ -337,7 +337,7 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     show_default=True,
     type=click.IntRange(min=0),
     help="Ticks after the daemon starts that are printed apart and left out of the "
-    "medians (the run launcher starts its spare processes after its first runs).",
+    "medians (the first tick finds the code server and the connection pool cold).",
 )
 @click.option(
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
