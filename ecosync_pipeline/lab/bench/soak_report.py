@@ -1,0 +1,257 @@
+"""The figures of ``ecosync bench soak``: per store, per seed and in total, with the evidence."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ecosync_pipeline.lab.bench.report import machine
+from ecosync_pipeline.lab.bench.soak_audit import Counts, DeliveryFigures, Discrepancy
+from ecosync_pipeline.lab.bench.soak_churn import CommandRun
+from ecosync_pipeline.tables import format_table
+
+COUNT_COLUMNS = (
+    "missing",
+    "duplicated",
+    "states differing",
+    "deletions not flagged",
+    "flagged wrongly",
+    "acknowledged not applied",
+)
+SHOWN_DISCREPANCIES = 40
+
+
+@dataclass
+class StoreResult:
+    """One store of one seed: the verdict after the sweep, and the table after the sync."""
+
+    store: str
+    mode: str
+    orders: int
+    calls: int
+    final: Counts
+    after_sync: Counts
+
+
+@dataclass
+class SeedResult:
+    """Everything one seed did and found."""
+
+    seed: int
+    minutes: float
+    seconds: float
+    stores: list[StoreResult] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)
+    chaos: dict[str, int] = field(default_factory=dict)
+    deliveries: DeliveryFigures = field(default_factory=DeliveryFigures)
+    runs: list[CommandRun] = field(default_factory=list)
+    evidence: list[Discrepancy] = field(default_factory=list)
+    after_sync_evidence: list[Discrepancy] = field(default_factory=list)
+    """What the table got wrong after the final sync, before the sweep mended it."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> Counts:
+        total = Counts()
+        for s in self.stores:
+            total.add(s.final)
+        return total
+
+    @property
+    def after_sync(self) -> Counts:
+        total = Counts()
+        for s in self.stores:
+            total.add(s.after_sync)
+        return total
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.stores)
+
+    def commands(self) -> list[dict[str, Any]]:
+        """Per kind of command: runs, failures, kills and the errors the failures named."""
+        out = []
+        for kind in dict.fromkeys(r.kind for r in self.runs):
+            runs = [r for r in self.runs if r.kind == kind]
+            errors = Counter(e for r in runs if r.failed for e in r.errors or ("(none named)",))
+            out.append(
+                {
+                    "command": kind,
+                    "runs": len(runs),
+                    "failed": sum(r.failed for r in runs),
+                    "killed": sum(r.killed for r in runs),
+                    "errors": dict(errors.most_common()),
+                    "examples": _examples(runs),
+                }
+            )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "minutes": self.minutes,
+            "seconds": round(self.seconds, 1),
+            "calls": self.calls,
+            **self.final.as_dict(),
+            "after_final_sync": self.after_sync.as_dict(),
+            "stores": [
+                {**asdict(s), "final": s.final.as_dict(), "after_sync": s.after_sync.as_dict()}
+                for s in self.stores
+            ],
+            "changes": self.changes,
+            "chaos": self.chaos,
+            "deliveries": asdict(self.deliveries),
+            "commands": self.commands(),
+            "discrepancies": [asdict(d) for d in self.evidence],
+            "discrepancies_after_final_sync": [asdict(d) for d in self.after_sync_evidence],
+            "problems": self.problems,
+        }
+
+
+def _examples(runs: list[CommandRun]) -> list[str]:
+    """The last lines of one failed run per distinct error set (at most five)."""
+    seen: dict[tuple[str, ...], str] = {}
+    for r in runs:
+        if r.failed and r.errors not in seen:
+            seen[r.errors] = r.tail
+    return list(seen.values())[:5]
+
+
+def _counts(c: Counts) -> tuple[int, ...]:
+    return (
+        c.missing,
+        c.duplicated,
+        c.states_differing,
+        c.deletions_not_flagged,
+        c.flagged_wrongly,
+        c.acknowledged_not_applied,
+    )
+
+
+@dataclass
+class SoakReport:
+    """Every seed of one `ecosync bench soak`."""
+
+    seeds: list[SeedResult] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Counts:
+        total = Counts()
+        for s in self.seeds:
+            total.add(s.final)
+        return total
+
+    @property
+    def failed(self) -> bool:
+        """Any of the six counts above 0 (the command's exit status is then 1)."""
+        return self.total.total > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": "soak",
+            "plan": self.plan,
+            "machine": machine(),
+            "total": {
+                **self.total.as_dict(),
+                "calls": sum(s.calls for s in self.seeds),
+                "seconds": round(sum(s.seconds for s in self.seeds), 1),
+            },
+            "seeds": [s.as_dict() for s in self.seeds],
+            "passed": not self.failed,
+        }
+
+    def table(self) -> str:
+        parts = [
+            "The table against the simulator after the final sync and reconcile sweep:",
+            self._verdict_table(final=True),
+            "",
+            "The same after the final sync alone, before the sweep (for the record):",
+            self._verdict_table(final=False),
+            "",
+            "What moved and what was done, per seed:",
+            self._activity_table(),
+            "",
+            "Commands run during the churn and at the end:",
+            self._commands_table(),
+        ]
+        evidence = [(s.seed, d) for s in self.seeds for d in s.evidence]
+        if evidence:
+            parts += ["", f"Discrepancies (the first {SHOWN_DISCREPANCIES}; --json has more):"]
+            rows = [
+                (seed, d.store, d.order_id, d.kind, d.table, d.simulator)
+                for seed, d in evidence[:SHOWN_DISCREPANCIES]
+            ]
+            parts.append(format_table(("seed", "store", "id", "kind", "table", "simulator"), rows))
+        problems = [(s.seed, p) for s in self.seeds for p in s.problems]
+        if problems:
+            parts += ["", "Problems met on the way:"]
+            parts += [f"  seed {seed}: {p}" for seed, p in problems]
+        t = self.total
+        parts += [
+            "",
+            ("PASSED" if not self.failed else "FAILED")
+            + f": {', '.join(f'{n} {v}' for n, v in zip(COUNT_COLUMNS, _counts(t), strict=True))}",
+        ]
+        return "\n".join(parts)
+
+    def _verdict_table(self, *, final: bool) -> str:
+        header = ("seed", "store", "mode", "orders", *COUNT_COLUMNS, "calls", "seconds")
+        rows: list[tuple[Any, ...]] = []
+        for seed in self.seeds:
+            for s in seed.stores:
+                c = s.final if final else s.after_sync
+                rows.append((seed.seed, s.store, s.mode, s.orders, *_counts(c), s.calls, None))
+            c = seed.final if final else seed.after_sync
+            orders = sum(s.orders for s in seed.stores)
+            rows.append(
+                (seed.seed, "all", "", orders, *_counts(c), seed.calls, round(seed.seconds, 1))
+            )
+        total = Counts()
+        for seed in self.seeds:
+            total.add(seed.final if final else seed.after_sync)
+        rows.append(
+            (
+                "total",
+                "",
+                "",
+                sum(s.orders for seed in self.seeds for s in seed.stores),
+                *_counts(total),
+                sum(seed.calls for seed in self.seeds),
+                round(sum(seed.seconds for seed in self.seeds), 1),
+            )
+        )
+        return format_table(header, rows)
+
+    def _activity_table(self) -> str:
+        header = ("seed", "what", "figures")
+        rows: list[tuple[Any, ...]] = []
+        for s in self.seeds:
+            d = s.deliveries
+            for what, figures in (
+                ("orders changed", s.changes),
+                ("deliveries", d.sent),
+                ("answers", d.answers),
+                ("inbox outcomes", d.inbox),
+                (
+                    "acknowledged",
+                    {
+                        "distinct deliveries": d.acknowledged,
+                        "webhooks disabled": d.webhooks_disabled,
+                    },
+                ),
+                ("faults", s.chaos),
+            ):
+                text = ", ".join(f"{k} {v:,}" for k, v in sorted(figures.items())) or "-"
+                rows.append((s.seed, what, text))
+        return format_table(header, rows)
+
+    def _commands_table(self) -> str:
+        header = ("seed", "command", "runs", "failed", "killed", "errors of the failed runs")
+        rows = []
+        for s in self.seeds:
+            for c in s.commands():
+                errors = ", ".join(f"{k} x{v}" for k, v in c["errors"].items()) or "-"
+                rows.append((s.seed, c["command"], c["runs"], c["failed"], c["killed"], errors))
+        return format_table(header, rows)
