@@ -47,7 +47,7 @@ def test_soak_leaves_the_table_equal_to_the_simulator_after_everything_at_once(
     assert seed.deliveries.answers.get("413", 0) + seed.deliveries.inbox.get("refused", 0) > 0
     assert seed.calls > 0 and seed.seconds > 0
     # The verdict: nothing missing, duplicated, stale, unflagged, wrongly flagged or lost.
-    evidence = "\n".join(str(d) for d in seed.evidence[:20])
+    evidence = "\n".join(str(d) for d in seed.evidence.get("swept", [])[:20])
     assert report.total.as_dict() == dict.fromkeys(report.total.as_dict(), 0), evidence
     assert not report.failed and not seed.problems, seed.problems
     data = json.loads(json.dumps(report.as_dict(), default=str))

@@ -35,7 +35,7 @@ from ecosync_pipeline.lab.bench.resources import (
 )
 from ecosync_pipeline.lab.bench.soak_audit import Counts, Evidence, audit_deliveries, audit_store
 from ecosync_pipeline.lab.bench.soak_churn import Chaos, CommandLoop, CommandRun, Shop
-from ecosync_pipeline.lab.bench.soak_report import SeedResult, SoakReport, StoreResult
+from ecosync_pipeline.lab.bench.soak_report import STAGES, SeedResult, SoakReport, StoreResult
 from ecosync_pipeline.lab.bench.soak_world import SoakWorld, soak_stores, soak_world
 from ecosync_pipeline.storage import make_engine
 from ecosync_pipeline.storage.schema import webhook_inbox
@@ -55,9 +55,12 @@ class SoakPlan:
     stores: int = 4
     orders: int = 2_000
     sync_every: float = 3.0
-    reconcile_every: float = 8.0
+    reconcile_every: float = 30.0
     reconcile_max_calls: int = 6
-    refresh_every: float = 10.0
+    refresh_every: float = 20.0
+    """The repairs run less often than the sync, as in production (a sync every 15
+    minutes, the status refresh hourly, the sweep nightly): what the sync alone leaves
+    wrong stays long enough to be seen after the final sync."""
     chaos_every: float = 6.0
     command_timeout: float = 240.0
     arrival_rate: float = 0.1
@@ -66,6 +69,9 @@ class SoakPlan:
     status_flow_rate: float = 0.01
     """Share of the open orders moving on each simulated minute (a real second here)."""
     large_order_rate: float = 0.03
+    latency_ms: float = 100.0
+    """Each answer leaves the server this long after its page was read: a page can be
+    older than a webhook applied meanwhile, as over a real network."""
     drop_rate: float = 0.05
     duplicate_rate: float = 0.1
     reorder_rate: float = 0.2
@@ -80,6 +86,7 @@ class SoakPlan:
             "status_flow_rate": self.status_flow_rate,
             "time_scale": 60.0,
             "large_order_rate": self.large_order_rate,
+            "latency_ms": self.latency_ms,
         }
 
     @property
@@ -196,19 +203,12 @@ def _command(world: SoakWorld, plan: SoakPlan, kind: str, *args: str) -> Command
     return runner.run_once()
 
 
-def _final(
-    world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult, evidence: Evidence
-) -> dict[str, Counts]:
-    """One final sync, audited for the record; then one full sweep per store."""
-    workers = str(min(len(world.stores), 7))
-    result.runs.append(
-        _command(world, plan, "final sync", "sync", "--workers", workers, "--budget-seconds", "0")
-    )
-    after_sync = _audit(world, engine, evidence)
+def _sweep(world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult) -> None:
+    """Reconcile until every store has done one whole sweep that started after the sync."""
     needed = {s.identifier: _next_sweep(engine, s.identifier) for s in world.stores}
     for _ in range(SWEEP_RUNS):
         if not needed:
-            break
+            return
         stores = [a for store in needed for a in ("--store", store)]
         run = _command(world, plan, "final reconcile", "reconcile", "--json", *stores)
         result.runs.append(run)
@@ -220,7 +220,39 @@ def _final(
         result.problems.append(
             f"no complete sweep after {SWEEP_RUNS} reconcile runs: {sorted(needed)}"
         )
-    return after_sync
+
+
+def _judge(world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult) -> None:
+    """The deliveries, then the table at each stage: drained, synced once more, swept."""
+    evidence = {stage: Evidence() for stage in STAGES}
+    names = [s.identifier for s in world.stores]
+    # Judged once the deliveries drained, before anything else writes; part of the verdict.
+    unapplied, result.deliveries = audit_deliveries(
+        engine, world.simulator, names, evidence["swept"]
+    )
+    audits = {"drained": _audit(world, engine, evidence["drained"])}
+    workers = str(min(len(world.stores), 7))
+    result.runs.append(
+        _command(world, plan, "final sync", "sync", "--workers", workers, "--budget-seconds", "0")
+    )
+    audits["synced"] = _audit(world, engine, evidence["synced"])
+    _sweep(world, engine, plan, result)
+    audits["swept"] = _audit(world, engine, evidence["swept"])
+    for store in world.stores:
+        sid = store.identifier
+        stages = {stage: audits[stage][sid] for stage in STAGES}
+        for counts in stages.values():
+            counts.acknowledged_not_applied = unapplied.get(sid, 0)
+        result.stores.append(
+            StoreResult(
+                store=sid,
+                mode=store.read_mode,
+                orders=world.simulator.count(sid),
+                calls=world.simulator.stats(sid)["total"],
+                stages=stages,
+            )
+        )
+    result.evidence = {stage: e.items for stage, e in evidence.items()}
 
 
 def _next_sweep(engine: Engine, store: str) -> int:
@@ -251,43 +283,21 @@ def run_seed(seed: int, plan: SoakPlan, services: Services, progress: Progress) 
     started = time.monotonic()
     result = SeedResult(seed=seed, minutes=plan.minutes, seconds=0.0)
     specs = soak_stores(seed, plan.orders, plan.stores)
-    modes = {s.spec.identifier: s.read_mode for s in specs}
     rng = random.Random(seed)
     with (
         claimed_redis(services.redis_url, services.redis_marker) as redis,
         soak_world(seed, specs, redis, services.postgres_admin_url) as world,
     ):
         _deliveries(world, plan)
-        shown = ", ".join(f"{k} ({v})" for k, v in modes.items())
+        shown = ", ".join(f"{s.spec.identifier} ({s.read_mode})" for s in specs)
         progress(f"seed {seed}: {shown}, churn for {plan.minutes:g} min")
         _churn(world, plan, rng, result, progress)
         engine = make_engine(world.database_url)
         try:
             progress(f"seed {seed}: churn stopped; draining the deliveries")
             _drain(world, engine, plan, result)
-            evidence = Evidence()
-            unapplied, result.deliveries = audit_deliveries(
-                engine, world.simulator, modes, evidence
-            )
-            progress(f"seed {seed}: final sync and sweep")
-            after_evidence = Evidence()
-            after_sync = _final(world, engine, plan, result, after_evidence)
-            final = _audit(world, engine, evidence)
-            for store, counts in final.items():
-                counts.acknowledged_not_applied = unapplied.get(store, 0)
-                after_sync[store].acknowledged_not_applied = counts.acknowledged_not_applied
-                result.stores.append(
-                    StoreResult(
-                        store=store,
-                        mode=modes[store],
-                        orders=world.simulator.count(store),
-                        calls=world.simulator.stats(store)["total"],
-                        final=counts,
-                        after_sync=after_sync[store],
-                    )
-                )
-            result.evidence = evidence.items
-            result.after_sync_evidence = after_evidence.items
+            progress(f"seed {seed}: the final sync and sweep")
+            _judge(world, engine, plan, result)
         finally:
             engine.dispose()
     result.seconds = time.monotonic() - started

@@ -6,9 +6,10 @@
   changes, deletions of recent and old orders, swaps), so webhooks flow even when no
   command reads.
 - Chaos: at random moments one of: the receiver SIGKILLed and started again, Redis
-  flushed (the benchmark's database only), every connection to the orders database
-  terminated, the running sync SIGKILLed. Webhooks EcoManager disabled are switched on
-  again, as the shop does after the email.
+  flushed (the benchmark's database only), the positions lost (Redis flushed and the
+  JSON backup removed: the sync resumes from the database), every connection to the
+  orders database terminated, the running sync SIGKILLed. Webhooks EcoManager disabled
+  are switched on again, as the shop does after the email.
 - CommandLoop: one ``ecosync`` command run again and again, each a process of its own,
   on its own schedule; every run's exit status and the errors it printed are kept.
 """
@@ -33,7 +34,13 @@ from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.lab.bench.soak_world import SoakWorld
 from ecosync_pipeline.lab.simulator import Change
 
-CHAOS_KINDS = ("receiver killed", "redis flushed", "connections terminated", "sync killed")
+CHAOS_KINDS = (
+    "receiver killed",
+    "redis flushed",
+    "positions lost",
+    "connections terminated",
+    "sync killed",
+)
 _ERROR_WORD = re.compile(r"\b([A-Z][a-z]+(?:[A-Z][a-z]*)+|[a-z_.]*[A-Z]\w*Error)\b")
 
 
@@ -259,11 +266,16 @@ class Chaos:
         actions: dict[str, Callable[[], object]] = {
             "receiver killed": self._kill_receiver,
             "redis flushed": self.world.redis.flush,
+            "positions lost": self._lose_positions,
             "connections terminated": self._terminate,
             "sync killed": self.sync.kill_running,
         }
         if actions[kind]() is not False:
             self.counts[kind] += 1
+
+    def _lose_positions(self) -> None:
+        self.world.redis.flush()
+        self.world.backup.unlink(missing_ok=True)
 
     def _terminate(self) -> None:
         self.counts["connections killed"] += self.world.terminate_connections()

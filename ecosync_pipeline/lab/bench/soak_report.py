@@ -20,18 +20,30 @@ COUNT_COLUMNS = (
     "acknowledged not applied",
 )
 SHOWN_DISCREPANCIES = 40
+STAGES = ("drained", "synced", "swept")
+"""When the table is judged: once the churn stopped and the deliveries drained (what the
+churn left), after one more ``ecosync sync``, and after one whole reconcile sweep (the
+verdict). Acknowledged deliveries are judged once, at the drain, and counted in each."""
+STAGE_TITLES = {
+    "drained": "when the churn stopped and the deliveries drained",
+    "synced": "after the final sync",
+    "swept": "after the final sync and one reconcile sweep",
+}
 
 
 @dataclass
 class StoreResult:
-    """One store of one seed: the verdict after the sweep, and the table after the sync."""
+    """One store of one seed: its size, the calls it was asked, its counts at each stage."""
 
     store: str
     mode: str
     orders: int
     calls: int
-    final: Counts
-    after_sync: Counts
+    stages: dict[str, Counts]
+
+    @property
+    def final(self) -> Counts:
+        return self.stages["swept"]
 
 
 @dataclass
@@ -46,24 +58,20 @@ class SeedResult:
     chaos: dict[str, int] = field(default_factory=dict)
     deliveries: DeliveryFigures = field(default_factory=DeliveryFigures)
     runs: list[CommandRun] = field(default_factory=list)
-    evidence: list[Discrepancy] = field(default_factory=list)
-    after_sync_evidence: list[Discrepancy] = field(default_factory=list)
-    """What the table got wrong after the final sync, before the sweep mended it."""
+    evidence: dict[str, list[Discrepancy]] = field(default_factory=dict)
+    """Per stage, what the table got wrong (at most EXAMPLES per store and kind)."""
     problems: list[str] = field(default_factory=list)
+
+    def at(self, stage: str) -> Counts:
+        """The seed's counts at a stage (its stores summed)."""
+        total = Counts()
+        for s in self.stores:
+            total.add(s.stages[stage])
+        return total
 
     @property
     def final(self) -> Counts:
-        total = Counts()
-        for s in self.stores:
-            total.add(s.final)
-        return total
-
-    @property
-    def after_sync(self) -> Counts:
-        total = Counts()
-        for s in self.stores:
-            total.add(s.after_sync)
-        return total
+        return self.at("swept")
 
     @property
     def calls(self) -> int:
@@ -94,17 +102,24 @@ class SeedResult:
             "seconds": round(self.seconds, 1),
             "calls": self.calls,
             **self.final.as_dict(),
-            "after_final_sync": self.after_sync.as_dict(),
+            "stages": {stage: self.at(stage).as_dict() for stage in STAGES},
             "stores": [
-                {**asdict(s), "final": s.final.as_dict(), "after_sync": s.after_sync.as_dict()}
+                {
+                    "store": s.store,
+                    "mode": s.mode,
+                    "orders": s.orders,
+                    "calls": s.calls,
+                    **{stage: s.stages[stage].as_dict() for stage in STAGES},
+                }
                 for s in self.stores
             ],
             "changes": self.changes,
             "chaos": self.chaos,
             "deliveries": asdict(self.deliveries),
             "commands": self.commands(),
-            "discrepancies": [asdict(d) for d in self.evidence],
-            "discrepancies_after_final_sync": [asdict(d) for d in self.after_sync_evidence],
+            "discrepancies": {
+                stage: [asdict(d) for d in items] for stage, items in self.evidence.items()
+            },
             "problems": self.problems,
         }
 
@@ -164,11 +179,11 @@ class SoakReport:
 
     def table(self) -> str:
         parts = [
-            "The table against the simulator after the final sync and reconcile sweep:",
-            self._verdict_table(final=True),
+            f"The table against the simulator {STAGE_TITLES['swept']} (the verdict):",
+            self._verdict_table(),
             "",
-            "The same after the final sync alone, before the sweep (for the record):",
-            self._verdict_table(final=False),
+            "Earlier stages, for the record (what the churn left; what one sync mends):",
+            self._stages_table(),
             "",
             "What moved and what was done, per seed:",
             self._activity_table(),
@@ -176,52 +191,57 @@ class SoakReport:
             "Commands run during the churn and at the end:",
             self._commands_table(),
         ]
-        evidence = [(s.seed, d) for s in self.seeds for d in s.evidence]
-        if evidence:
-            parts += ["", f"Discrepancies (the first {SHOWN_DISCREPANCIES}; --json has more):"]
-            rows = [
-                (seed, d.store, d.order_id, d.kind, d.table, d.simulator)
-                for seed, d in evidence[:SHOWN_DISCREPANCIES]
-            ]
-            parts.append(format_table(("seed", "store", "id", "kind", "table", "simulator"), rows))
+        for stage, title in (("swept", "the verdict"), ("synced", STAGE_TITLES["synced"])):
+            found = [(s.seed, d) for s in self.seeds for d in s.evidence.get(stage, [])]
+            if found:
+                parts += ["", f"Discrepancies {title} (the first {SHOWN_DISCREPANCIES}):"]
+                rows = [
+                    (seed, d.store, d.order_id, d.kind, d.table, d.simulator)
+                    for seed, d in found[:SHOWN_DISCREPANCIES]
+                ]
+                header = ("seed", "store", "id", "kind", "table", "simulator")
+                parts.append(format_table(header, rows))
         problems = [(s.seed, p) for s in self.seeds for p in s.problems]
         if problems:
             parts += ["", "Problems met on the way:"]
             parts += [f"  seed {seed}: {p}" for seed, p in problems]
-        t = self.total
-        parts += [
-            "",
-            ("PASSED" if not self.failed else "FAILED")
-            + f": {', '.join(f'{n} {v}' for n, v in zip(COUNT_COLUMNS, _counts(t), strict=True))}",
-        ]
+        figures = zip(COUNT_COLUMNS, _counts(self.total), strict=True)
+        verdict = "PASSED" if not self.failed else "FAILED"
+        parts += ["", f"{verdict}: " + ", ".join(f"{n} {v}" for n, v in figures)]
         return "\n".join(parts)
 
-    def _verdict_table(self, *, final: bool) -> str:
+    def _verdict_table(self) -> str:
         header = ("seed", "store", "mode", "orders", *COUNT_COLUMNS, "calls", "seconds")
         rows: list[tuple[Any, ...]] = []
         for seed in self.seeds:
             for s in seed.stores:
-                c = s.final if final else s.after_sync
-                rows.append((seed.seed, s.store, s.mode, s.orders, *_counts(c), s.calls, None))
-            c = seed.final if final else seed.after_sync
+                rows.append(
+                    (seed.seed, s.store, s.mode, s.orders, *_counts(s.final), s.calls, None)
+                )
             orders = sum(s.orders for s in seed.stores)
-            rows.append(
-                (seed.seed, "all", "", orders, *_counts(c), seed.calls, round(seed.seconds, 1))
-            )
-        total = Counts()
-        for seed in self.seeds:
-            total.add(seed.final if final else seed.after_sync)
+            seconds = round(seed.seconds, 1)
+            rows.append((seed.seed, "all", "", orders, *_counts(seed.final), seed.calls, seconds))
         rows.append(
             (
                 "total",
                 "",
                 "",
                 sum(s.orders for seed in self.seeds for s in seed.stores),
-                *_counts(total),
+                *_counts(self.total),
                 sum(seed.calls for seed in self.seeds),
                 round(sum(seed.seconds for seed in self.seeds), 1),
             )
         )
+        return format_table(header, rows)
+
+    def _stages_table(self) -> str:
+        header = ("seed", "store", "mode", "stage", *COUNT_COLUMNS)
+        rows = [
+            (seed.seed, s.store, s.mode, stage, *_counts(s.stages[stage]))
+            for seed in self.seeds
+            for s in seed.stores
+            for stage in ("drained", "synced")
+        ]
         return format_table(header, rows)
 
     def _activity_table(self) -> str:

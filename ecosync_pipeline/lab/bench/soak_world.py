@@ -81,6 +81,11 @@ class SoakWorld:
     hook_urls: dict[str, str] = field(default_factory=dict)
 
     @property
+    def backup(self) -> Path:
+        """The JSON backup of the positions (ECOSYNC_BACKUP_PATH)."""
+        return Path(self.env["ECOSYNC_BACKUP_PATH"])
+
+    @property
     def database(self) -> str:
         """The orders database's name."""
         return self.database_url.rsplit("/", 1)[1]
