@@ -36,6 +36,7 @@ from ecosync_pipeline.lab.bench.resources import (
 from ecosync_pipeline.lab.bench.soak_audit import Counts, Evidence, audit_deliveries, audit_store
 from ecosync_pipeline.lab.bench.soak_churn import Chaos, CommandLoop, CommandRun, Shop
 from ecosync_pipeline.lab.bench.soak_report import STAGES, SeedResult, SoakReport, StoreResult
+from ecosync_pipeline.lab.bench.soak_watch import Watcher
 from ecosync_pipeline.lab.bench.soak_world import SoakWorld, soak_stores, soak_world
 from ecosync_pipeline.storage import make_engine
 from ecosync_pipeline.storage.schema import webhook_inbox
@@ -222,14 +223,21 @@ def _sweep(world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult)
         )
 
 
-def _judge(world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult) -> None:
+def _judge(
+    world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult, watcher: Watcher
+) -> None:
     """The deliveries, then the table at each stage: drained, synced once more, swept."""
     evidence = {stage: Evidence() for stage in STAGES}
     names = [s.identifier for s in world.stores]
     # Judged once the deliveries drained, before anything else writes; part of the verdict.
     unapplied, result.deliveries = audit_deliveries(
-        engine, world.simulator, names, evidence["swept"]
+        engine, world.simulator, names, evidence["swept"], watcher.undone
     )
+    result.watched = {
+        "looks": watcher.looks,
+        "failed looks": watcher.failed_looks,
+        "deliveries undone": len(watcher.undone),
+    }
     audits = {"drained": _audit(world, engine, evidence["drained"])}
     workers = str(min(len(world.stores), 7))
     result.runs.append(
@@ -291,13 +299,16 @@ def run_seed(seed: int, plan: SoakPlan, services: Services, progress: Progress) 
         _deliveries(world, plan)
         shown = ", ".join(f"{s.spec.identifier} ({s.read_mode})" for s in specs)
         progress(f"seed {seed}: {shown}, churn for {plan.minutes:g} min")
+        watcher = Watcher(world.database_url).start()
         _churn(world, plan, rng, result, progress)
         engine = make_engine(world.database_url)
         try:
             progress(f"seed {seed}: churn stopped; draining the deliveries")
             _drain(world, engine, plan, result)
+            watcher.stop()
+            watcher.look(engine, time.monotonic() - started)
             progress(f"seed {seed}: the final sync and sweep")
-            _judge(world, engine, plan, result)
+            _judge(world, engine, plan, result, watcher)
         finally:
             engine.dispose()
     result.seconds = time.monotonic() - started
@@ -313,12 +324,13 @@ def run_soak(
     redis_url: str | None = None,
     redis_marker: str = BENCH_REDIS_MARKER,
     postgres_admin_url: str | None = None,
+    strict: bool = False,
     progress: Progress = lambda _: None,
 ) -> SoakReport:
     """Seeds 1..``seeds``, each ``minutes`` of churn; see the module docstring."""
     chosen = plan or SoakPlan(minutes=minutes)
     services = Services(redis_url or bench_redis_url(), redis_marker, postgres_admin_url)
-    report = SoakReport(plan=asdict(chosen) | {"seeds": seeds})
+    report = SoakReport(plan=asdict(chosen) | {"seeds": seeds}, strict=strict)
     for seed in range(1, seeds + 1):
         report.seeds.append(run_seed(seed, chosen, services, progress))
     return report

@@ -202,9 +202,14 @@ def delivery_figures(engine: Engine, simulator: Simulator) -> DeliveryFigures:
 
 
 def audit_deliveries(
-    engine: Engine, simulator: Simulator, stores: Iterable[str], evidence: Evidence
+    engine: Engine,
+    simulator: Simulator,
+    stores: Iterable[str],
+    evidence: Evidence,
+    undone: Mapping[tuple[str, int, str, str, str], str] | None = None,
 ) -> tuple[dict[str, int], DeliveryFigures]:
-    """Per store, the deliveries answered 2xx whose effect the table does not show."""
+    """Per store, the deliveries answered 2xx whose effect the table does not show now,
+    or did not keep (``undone``: what the watcher saw, soak_watch.py)."""
     c = webhook_inbox.c
     with engine.connect() as conn:
         inbox = {
@@ -230,7 +235,7 @@ def audit_deliveries(
     for ack in acks:
         key = (ack.store, ack.order_id, ack.event, ack.webhook_id, ack.sha256)
         row = rows.get(ack.store, {}).get(ack.order_id)
-        problem = _unapplied(inbox.get(key), ack, row)
+        problem = _unapplied(inbox.get(key), ack, row) or (undone or {}).get(key)
         if problem is not None:
             wrong[ack.store] += 1
             evidence.note(

@@ -61,6 +61,8 @@ class SeedResult:
     evidence: dict[str, list[Discrepancy]] = field(default_factory=dict)
     """Per stage, what the table got wrong (at most EXAMPLES per store and kind)."""
     problems: list[str] = field(default_factory=list)
+    watched: dict[str, int] = field(default_factory=dict)
+    """The watcher's looks during the churn and the deliveries it saw undone."""
 
     def at(self, stage: str) -> Counts:
         """The seed's counts at a stage (its stores summed)."""
@@ -115,6 +117,7 @@ class SeedResult:
             ],
             "changes": self.changes,
             "chaos": self.chaos,
+            "watched": self.watched,
             "deliveries": asdict(self.deliveries),
             "commands": self.commands(),
             "discrepancies": {
@@ -150,6 +153,8 @@ class SoakReport:
 
     seeds: list[SeedResult] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+    """Also fail when the final sync alone left orders missing (what the sweep fetched)."""
 
     @property
     def total(self) -> Counts:
@@ -159,9 +164,20 @@ class SoakReport:
         return total
 
     @property
+    def missing_after_sync(self) -> dict[str, int]:
+        """Per seed and store, the orders the final sync alone left missing."""
+        return {
+            f"{seed.seed}/{s.store}": s.stages["synced"].missing
+            for seed in self.seeds
+            for s in seed.stores
+            if s.stages["synced"].missing
+        }
+
+    @property
     def failed(self) -> bool:
-        """Any of the six counts above 0 (the command's exit status is then 1)."""
-        return self.total.total > 0
+        """Any of the six counts above 0, or with ``strict`` an order the final sync alone
+        left missing (the command's exit status is then 1)."""
+        return self.total.total > 0 or (self.strict and bool(self.missing_after_sync))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +190,8 @@ class SoakReport:
                 "seconds": round(sum(s.seconds for s in self.seeds), 1),
             },
             "seeds": [s.as_dict() for s in self.seeds],
+            "missing_after_final_sync": self.missing_after_sync,
+            "strict": self.strict,
             "passed": not self.failed,
         }
 
@@ -208,6 +226,14 @@ class SoakReport:
         figures = zip(COUNT_COLUMNS, _counts(self.total), strict=True)
         verdict = "PASSED" if not self.failed else "FAILED"
         parts += ["", f"{verdict}: " + ", ".join(f"{n} {v}" for n, v in figures)]
+        left = self.missing_after_sync
+        if left:
+            shown = ", ".join(f"{k} {v:,}" for k, v in left.items())
+            counted = "counted (--strict)" if self.strict else "not counted without --strict"
+            parts.append(
+                f"The final sync alone left {sum(left.values()):,} orders missing ({shown}); "
+                f"the sweep fetched them; {counted}."
+            )
         return "\n".join(parts)
 
     def _verdict_table(self) -> str:
@@ -262,6 +288,7 @@ class SoakReport:
                     },
                 ),
                 ("faults", s.chaos),
+                ("watcher", s.watched),
             ):
                 text = ", ".join(f"{k} {v:,}" for k, v in sorted(figures.items())) or "-"
                 rows.append((s.seed, what, text))

@@ -6,7 +6,8 @@
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
     ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
-    ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--json]
+    ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--strict]
+                           [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -452,11 +453,22 @@ def ratelimit_bench(
     type=click.IntRange(min=10),
     help="Orders each store starts with (ecosync imports them during the churn).",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also exit 1 when the final sync alone left an order missing (the sweep not counted).",
+)
 @REDIS_OPTION
 @JSON_OPTION
 @reports_errors
 def soak(
-    minutes: float, seeds: int, stores: int, orders: int, redis_url: str | None, as_json: bool
+    minutes: float,
+    seeds: int,
+    stores: int,
+    orders: int,
+    strict: bool,
+    redis_url: str | None,
+    as_json: bool,
 ) -> None:
     """Everything at once (the shop moving, webhooks with faults, the receiver killed, Redis
     flushed, database connections killed, syncs, reconciliations and status refreshes),
@@ -465,7 +477,9 @@ def soak(
 
     plan = SoakPlan(minutes=minutes, stores=stores, orders=orders)
     with _quiet_core():
-        report = run_soak(seeds=seeds, plan=plan, redis_url=redis_url, progress=_progress)
+        report = run_soak(
+            seeds=seeds, plan=plan, redis_url=redis_url, strict=strict, progress=_progress
+        )
     _emit(report, as_json)
     if report.failed:
         raise SystemExit(1)
