@@ -8,8 +8,17 @@ with three small stores and a short churn.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.lab.bench.soak import SoakPlan, run_soak
+from ecosync_pipeline.lab.bench.soak_watch import Watcher
+from ecosync_pipeline.storage import make_engine, migrate
+from ecosync_pipeline.storage.schema import orders
+from ecosync_pipeline.webhooks.apply import apply_pending
+from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
 
 SMALL = SoakPlan(
@@ -53,3 +62,39 @@ def test_soak_leaves_the_table_equal_to_the_simulator_after_everything_at_once(
     data = json.loads(json.dumps(report.as_dict(), default=str))
     assert data["passed"] and data["total"]["missing"] == 0
     assert "FAILED" not in report.table() and "PASSED" in report.table()
+
+
+def _deliver(engine: Engine, event: str, order: dict[str, object]) -> None:
+    body = json.dumps({"data": order}).encode()
+    store_delivery(
+        engine,
+        Delivery("SHOP", event, "1", int(str(order["id"])), body, datetime.now(timezone.utc)),
+    )
+
+
+def test_watcher_sees_applied_deliveries_that_the_table_later_undoes(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    at = "2026-01-01T10:00:00.000000Z"
+    try:
+        _deliver(
+            engine, "OrderCreated", {"id": 7, "updated_at": at, "order_state_name": "Confirmé"}
+        )
+        _deliver(engine, "OrderDeleted", {"id": 8, "updated_at": at, "deleted_at": at})
+        _deliver(engine, "OrderCreated", {"id": 9, "updated_at": at, "order_state_name": "Livré"})
+        apply_pending(engine, {"SHOP": "SHOP"})
+        watcher = Watcher(postgres_url)
+        watcher.look(engine, 1.0)
+        assert watcher.undone == {} and watcher.looks == 1
+        # What a stale page would do: order 8 live again, order 7 back to an older state.
+        with engine.begin() as conn:
+            conn.execute(update(orders).where(orders.c.order_id == 8).values(deleted_at=None))
+            older = datetime(2026, 1, 1, 9, 59, 59, tzinfo=timezone.utc)
+            conn.execute(update(orders).where(orders.c.order_id == 7).values(updated_at=older))
+        watcher.look(engine, 2.0)
+        seen = {key[1]: text for key, text in watcher.undone.items()}
+        assert set(seen) == {7, 8}
+        assert seen[8].startswith("live although its deletion was applied")
+        assert seen[7].startswith("older than the delivery applied")
+    finally:
+        engine.dispose()

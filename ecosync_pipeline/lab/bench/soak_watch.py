@@ -91,7 +91,7 @@ class Watcher:
             if key in self.undone:
                 continue
             what = (
-                "live again after its deletion was applied"
+                "live although its deletion was applied"
                 if r.event == "OrderDeleted"
                 else f"older than the delivery applied ({r.carried})"
             )
