@@ -1,16 +1,19 @@
 """`ecosync bench soak`: everything at once, then the table compared with EcoManager id by id.
 
 For each seed, on a world of its own (soak_world.py): the simulator's stores move
-(arrivals, deletions, swaps, status changes, some orders too large for the receiver),
-their webhooks are delivered to the real receiver with drops, duplicates, reordering
-and delays, while the receiver is SIGKILLed and restarted, Redis is flushed, the orders
-database's connections are terminated and the running sync is SIGKILLed, and
-``ecosync sync``, ``ecosync reconcile`` and ``ecosync refresh-statuses`` run as processes
-of their own, each on its own schedule, all at once (soak_churn.py). Then the churn
-stops, the deliveries drain, and the soak judges (soak_audit.py):
+(arrivals, deletions, swaps, status changes, some orders too large for the receiver,
+100 ms on every answer), their webhooks are delivered to the real receiver with drops,
+duplicates, reordering and delays, while the receiver is SIGKILLed and restarted, Redis
+is flushed, the positions are lost (Redis and the JSON backup), the orders database's
+connections are terminated and the running sync is SIGKILLed, and ``ecosync sync``,
+``ecosync reconcile`` and ``ecosync refresh-statuses`` run as processes of their own,
+each on its own schedule, all at once (soak_churn.py). Then the churn stops, the
+deliveries drain, and the soak judges (soak_audit.py):
 
-1. every delivery the receiver answered 2xx against the inbox and the table;
-2. after one final ``ecosync sync``: the table against the simulator (for the record);
+1. every delivery the receiver answered 2xx: in the inbox, applied, and shown by the
+   table, then and all along (soak_watch.py looked every 2 s for one undone);
+2. the table against the simulator once drained and after one final ``ecosync sync``,
+   for the record (``strict`` also fails on an order the final sync left missing);
 3. after one full ``ecosync reconcile`` sweep per store: the table against the
    simulator, the verdict. Missing, duplicated, states differing, deletions not flagged,
    flagged wrongly and acknowledged deliveries not applied must all be 0.
