@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
@@ -33,6 +34,7 @@ SMALL = SoakPlan(
 )
 
 
+@pytest.mark.slow
 def test_soak_leaves_the_table_equal_to_the_simulator_after_everything_at_once(
     redis_url: str,
 ) -> None:
