@@ -15,39 +15,28 @@ lock raises StoreLockLost there and stops, so two runs never interleave their wr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import filelock
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.errors import StorageError, StoreLocked, StoreLockLost
-from ecosync_pipeline.storage.database import describe_error, redact, sqlite_path
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error, redact
+from ecosync_pipeline.storage.dialect import advisory_key
 from ecosync_pipeline.storage.schema import sync_fences
 
 logger = logging.getLogger(__name__)
 
 
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_lock`` derived from ``name``.
-
-    Python's hash() changes between processes; a digest does not, so every process
-    (and every release) computes the same key for the same store.
-    """
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def store_lock_key(store: str) -> int:
+def store_lock_key(store: StoreId) -> int:
     """The advisory lock key of a store's sync."""
     return advisory_key(f"ecosync:{store}")
 
@@ -55,7 +44,7 @@ def store_lock_key(store: str) -> int:
 class StoreLease:
     """A held store lock: its fencing token, and the checks that it is still this run's."""
 
-    def __init__(self, engine: Engine, store: str, token: int, conn: Connection | None) -> None:
+    def __init__(self, engine: Engine, store: StoreId, token: int, conn: Connection | None) -> None:
         self.engine = engine
         self.store = store
         self.token = token
@@ -67,9 +56,9 @@ class StoreLease:
         On PostgreSQL the token's row stays locked until the transaction ends, so a run
         taking the store waits for this page's commit and is seen by the next one.
         """
-        stmt = select(sync_fences.c.token).where(sync_fences.c.store == self.store)
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+        stmt = dialect.for_update(
+            select(sync_fences.c.token).where(sync_fences.c.store == self.store), conn
+        )
         try:
             current = conn.execute(stmt).scalar_one_or_none()
         except SQLAlchemyError as exc:
@@ -110,9 +99,9 @@ _HELD_SQL = (
 """Whether this session holds the advisory lock of a bigint key (split high, low)."""
 
 
-def _take_token(engine: Engine, store: str) -> int:
+def _take_token(engine: Engine, store: StoreId) -> int:
     """Raise the store's fencing token and return it: this run's from now on."""
-    insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect.insert(engine)
     now = datetime.now(timezone.utc)
     stmt = insert(sync_fences).values(store=store, token=1, taken_at=now)
     stmt = stmt.on_conflict_do_update(
@@ -130,29 +119,25 @@ def _take_token(engine: Engine, store: str) -> int:
 
 
 @contextmanager
-def store_lock(engine: Engine, store: str, *, lock_dir: Path | None = None) -> Iterator[StoreLease]:
+def store_lock(
+    engine: Engine, store: StoreId, *, lock_dir: Path | None = None
+) -> Iterator[StoreLease]:
     """Hold the store's sync lock for the ``with`` block; raise StoreLocked at once if taken.
 
     Yields the StoreLease whose checks tell the run it still holds the store.
     ``lock_dir`` (SQLite only) is where the lock file goes; by default the database
     file's folder.
     """
-    validate_store_identifier(store)
-    if engine.dialect.name == "postgresql":
+    if dialect.is_postgresql(engine):
         with _advisory_lock(engine, store) as conn:
             yield StoreLease(engine, store, _take_token(engine, store), conn)
-    elif engine.dialect.name == "sqlite":
+    else:
         with _file_lock(engine, store, lock_dir):
             yield StoreLease(engine, store, _take_token(engine, store), None)
-    else:
-        raise StorageError(
-            f"store {store}: no store lock for the {engine.dialect.name} "
-            "backend; use PostgreSQL or SQLite"
-        )
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, store: str) -> Iterator[Connection]:
+def _advisory_lock(engine: Engine, store: StoreId) -> Iterator[Connection]:
     key = store_lock_key(store)
     where = redact(engine.url)
     try:
@@ -183,7 +168,7 @@ def _advisory_lock(engine: Engine, store: str) -> Iterator[Connection]:
         conn.close()
 
 
-def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
+def _advisory_unlock(conn: Connection, store: StoreId, key: int) -> None:
     try:
         released = bool(conn.execute(select(func.pg_advisory_unlock(key))).scalar())
     except SQLAlchemyError as exc:
@@ -198,9 +183,9 @@ def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
 
 
 @contextmanager
-def _file_lock(engine: Engine, store: str, lock_dir: Path | None) -> Iterator[None]:
+def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None) -> Iterator[None]:
     if lock_dir is None:
-        database = sqlite_path(engine)
+        database = dialect.sqlite_file(engine)
         if database is None:
             raise StorageError(
                 f"store {store}: the SQLite database has no file, so there is "

@@ -23,10 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
-from ecosync_pipeline.storage.database import READ_ONLY, describe_error
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error
 from ecosync_pipeline.storage.schema import ORDER_FIELD, stores
 from ecosync_pipeline.storage.schema import orders as orders_table
 
@@ -82,9 +83,8 @@ class StoreSummary:
 Bind = Engine | Connection
 
 
-def ensure_store(conn: Connection, store: str, name: str) -> None:
+def ensure_store(conn: Connection, store: StoreId, name: str) -> None:
     """Create the store's row, or update its name if it changed; run once per sync run."""
-    validate_store_identifier(store)
     now = datetime.now(timezone.utc)
     insert = _insert_for(conn)
     stmt = insert(stores).values(identifier=store, name=name, created_at=now, updated_at=now)
@@ -102,7 +102,7 @@ def ensure_store(conn: Connection, store: str, name: str) -> None:
 
 def upsert_orders(
     conn: Connection,
-    store: str,
+    store: StoreId,
     orders: Sequence[Order],
     *,
     seen_at: datetime | None = None,
@@ -116,7 +116,6 @@ def upsert_orders(
     present twice keeps its last occurrence. The store must exist (ensure_store).
     Calls of more than MAX_ROWS_PER_STATEMENT orders use one statement per that many.
     """
-    validate_store_identifier(store)
     if not orders:
         return UpsertCounts(0, 0)
     seen = seen_at or datetime.now(timezone.utc)
@@ -229,9 +228,9 @@ def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any],
     return tuple(columns)
 
 
-def _upsert_chunk(conn: Connection, store: str, rows: list[dict[str, Any]]) -> int:
+def _upsert_chunk(conn: Connection, store: StoreId, rows: list[dict[str, Any]]) -> int:
     """Upsert rows of one store; return how many were new."""
-    if conn.dialect.name == "postgresql":
+    if dialect.is_postgresql(conn):
         flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(conn, rows)).scalars().all()
         return sum(1 for inserted in flags if inserted)
     # SQLite: which of these ids exist, read in the same (write-locked) transaction.
@@ -269,13 +268,12 @@ def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
         }
 
 
-def store_summary(bind: Bind, store: str) -> StoreSummary:
+def store_summary(bind: Bind, store: StoreId) -> StoreSummary:
     """Last order id and live order count of one store (None and 0 when it has no orders).
 
     As in store_summaries, orders flagged deleted are not counted but still mark the
     highest id synced.
     """
-    validate_store_identifier(store)
     mine = orders_table.c.store == store
     flagged = (
         select(func.count()).where(mine, orders_table.c.deleted_at.is_not(None)).scalar_subquery()
@@ -290,13 +288,12 @@ def store_summary(bind: Bind, store: str) -> StoreSummary:
     )
 
 
-def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]:
+def iter_order_ids(bind: Bind, store: StoreId, batch: int = 10_000) -> Iterator[int]:
     """Every order id of a store, ascending, read in keyset batches of ``batch``.
 
     Each batch is its own short query, so memory stays flat whatever the history, and
     no transaction stays open between batches when ``bind`` is an Engine.
     """
-    validate_store_identifier(store)
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
     after: int | None = None
@@ -313,9 +310,8 @@ def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]
         after = ids[-1]
 
 
-def duplicate_count(bind: Bind, store: str) -> int:
+def duplicate_count(bind: Bind, store: StoreId) -> int:
     """How many order ids of a store appear more than once (0 unless the schema is broken)."""
-    validate_store_identifier(store)
     groups = (
         select(orders_table.c.order_id)
         .where(orders_table.c.store == store)
@@ -327,13 +323,14 @@ def duplicate_count(bind: Bind, store: str) -> int:
         return int(conn.execute(select(func.count()).select_from(groups)).scalar_one())
 
 
-def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> list[dict[str, Any]]:
+def orders_after(
+    bind: Bind, store: StoreId, after_id: int | None, limit: int
+) -> list[dict[str, Any]]:
     """Up to ``limit`` orders of a store with an id above ``after_id`` (all if None), ascending.
 
     Each order is a dict of the table's columns (``store``, ``order_id``, ``reference``,
     ``order_state``, ... ``last_seen_at``), for previews.
     """
-    validate_store_identifier(store)
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     stmt = select(*PREVIEW_COLUMNS).where(orders_table.c.store == store)
@@ -344,9 +341,8 @@ def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> li
         return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
-def order_state(bind: Bind, store: str, order_id: int) -> str | None:
+def order_state(bind: Bind, store: StoreId, order_id: int) -> str | None:
     """The stored state name of one order, or None if the order is not stored."""
-    validate_store_identifier(store)
     stmt = select(orders_table.c.order_state).where(
         orders_table.c.store == store, orders_table.c.order_id == order_id
     )
@@ -383,12 +379,7 @@ def _jsonable(value: Any) -> Any:
 
 def _insert_for(conn: Connection) -> Any:
     """The dialect's INSERT, the one with ON CONFLICT."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise StorageError(f"the {name} backend is not supported; use PostgreSQL or SQLite")
+    return dialect.insert(conn)
 
 
 @contextmanager
@@ -406,10 +397,7 @@ def reading(bind: Bind, what: str) -> Iterator[Connection]:
             yield bind
         else:
             with bind.connect() as conn:
-                if bind.dialect.name == "postgresql":
-                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                else:
-                    yield conn.execution_options(**READ_ONLY)
+                yield dialect.read_only(conn)
     except SQLAlchemyError as exc:
         raise _storage_error(exc, what) from exc
 

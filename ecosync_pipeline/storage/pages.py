@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
 from ecosync_pipeline.storage.database import describe_error
@@ -48,7 +49,7 @@ def transaction(engine: Engine, what: str) -> Iterator[Connection]:
 
 def write_page(
     engine: Engine,
-    store: str,
+    store: StoreId,
     page: int,
     orders: Sequence[Order],
     *,
@@ -64,7 +65,7 @@ def write_page(
 
 
 def _write_once(
-    engine: Engine, store: str, orders: Sequence[Order], what: str, fence: Fence | None
+    engine: Engine, store: StoreId, orders: Sequence[Order], what: str, fence: Fence | None
 ) -> UpsertCounts:
     with transaction(engine, what) as conn:
         if fence is not None:

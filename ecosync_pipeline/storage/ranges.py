@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage.orders import (
     UPDATED_ON_CONFLICT,
@@ -58,9 +58,8 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def stored_in_range(bind: Bind, store: str, low: int, high: int) -> dict[int, StoredOrder]:
+def stored_in_range(bind: Bind, store: StoreId, low: int, high: int) -> dict[int, StoredOrder]:
     """Every stored order of a store with ``low <= order_id <= high``, flagged ones included."""
-    validate_store_identifier(store)
     columns = [orders_table.c[c] for c in COMPARED_COLUMNS]
     stmt = select(orders_table.c.order_id, orders_table.c.deleted_at, *columns).where(
         orders_table.c.store == store,
@@ -80,9 +79,8 @@ def stored_in_range(bind: Bind, store: str, low: int, high: int) -> dict[int, St
 
 
 def _set_flag(
-    conn: Connection, store: str, ids: Collection[int], value: datetime | None, what: str
+    conn: Connection, store: StoreId, ids: Collection[int], value: datetime | None, what: str
 ) -> int:
-    validate_store_identifier(store)
     wanted = sorted(set(ids))
     changed = 0
     current = (
@@ -105,7 +103,7 @@ def _set_flag(
 
 
 def flag_deleted(
-    conn: Connection, store: str, ids: Collection[int], *, at: datetime | None = None
+    conn: Connection, store: StoreId, ids: Collection[int], *, at: datetime | None = None
 ) -> int:
     """Flag these orders deleted upstream (those not flagged already); return how many.
 
@@ -114,14 +112,13 @@ def flag_deleted(
     return _set_flag(conn, store, ids, at or datetime.now(timezone.utc), "flagging deleted")
 
 
-def unflag_deleted(conn: Connection, store: str, ids: Collection[int]) -> int:
+def unflag_deleted(conn: Connection, store: StoreId, ids: Collection[int]) -> int:
     """Clear the deletion flag of these orders (EcoManager serves them again); return how many."""
     return _set_flag(conn, store, ids, None, "unflagging")
 
 
-def deleted_ids(bind: Bind, store: str) -> list[int]:
+def deleted_ids(bind: Bind, store: StoreId) -> list[int]:
     """The ids of a store's orders flagged deleted, ascending."""
-    validate_store_identifier(store)
     stmt = (
         select(orders_table.c.order_id)
         .where(orders_table.c.store == store, orders_table.c.deleted_at.is_not(None))
@@ -131,9 +128,8 @@ def deleted_ids(bind: Bind, store: str) -> list[int]:
         return [int(i) for i in conn.execute(stmt).scalars()]
 
 
-def live_count_below(bind: Bind, store: str, order_id: int) -> int:
+def live_count_below(bind: Bind, store: StoreId, order_id: int) -> int:
     """How many live (unflagged) orders of a store have an id below ``order_id``."""
-    validate_store_identifier(store)
     stmt = select(func.count()).where(
         orders_table.c.store == store,
         orders_table.c.order_id < order_id,
@@ -143,12 +139,11 @@ def live_count_below(bind: Bind, store: str, order_id: int) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def oldest_open_order(bind: Bind, store: str, final_states: Iterable[str]) -> int | None:
+def oldest_open_order(bind: Bind, store: StoreId, final_states: Iterable[str]) -> int | None:
     """The lowest id of a live order whose state is not final (None when all are final).
 
     An order without a state counts as open: nothing says it is done.
     """
-    validate_store_identifier(store)
     finals = sorted(set(final_states))
     state = orders_table.c.order_state
     stmt = select(func.min(orders_table.c.order_id)).where(
@@ -161,9 +156,8 @@ def oldest_open_order(bind: Bind, store: str, final_states: Iterable[str]) -> in
     return None if value is None else int(value)
 
 
-def open_count(bind: Bind, store: str, final_states: Iterable[str]) -> int:
+def open_count(bind: Bind, store: StoreId, final_states: Iterable[str]) -> int:
     """How many live orders of a store are not in a final state."""
-    validate_store_identifier(store)
     finals = sorted(set(final_states))
     state = orders_table.c.order_state
     stmt = select(func.count()).where(

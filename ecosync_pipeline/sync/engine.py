@@ -4,13 +4,16 @@
       store lock (storage.locks)         one run per store; its token fences every write
       chain.get_position                 the verified position, and its page as fetched
       PageNumberReader.next/prefetch     the next page, checked; the one after it fetched
-      storage.write_page                 the page's orders committed (one transaction)
+      storage.write_page                 the page's orders committed, and the store's frontier
+                                         raised to its last id, in one transaction
       chain.save                         then, and only then, the position advanced
 
 The order of writes is the whole point: a page's orders are committed first, and only
 then is the position advanced in Redis and the JSON backup. A crash anywhere leaves the
 position at or behind the data; the next run re-reads at most one page (the upsert
-makes that harmless) and continues.
+makes that harmless) and continues. The frontier (storage.store_state) is what the
+database layer resumes from: pages read up from a verified position prove every id up
+to the last one committed, so it moves with them, and only with them.
 """
 
 from __future__ import annotations
@@ -20,18 +23,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.errors import BudgetExhausted
-from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.positions.page_size import converted
 from ecosync_pipeline.storage import ensure_store, store_lock, transaction, write_page
 from ecosync_pipeline.storage.locks import StoreLease
-from ecosync_pipeline.storage.store_state import record_sync_window
+from ecosync_pipeline.storage.store_state import prove_frontier, record_sync_window
 from ecosync_pipeline.sync.page_reader import PageNumberReader, SyncClient
 
 logger = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ class _Run:
 def sync_store(
     store: Store,
     *,
-    chain: PositionChain,
+    chain: Chain,
     client: SyncClient,
     engine: Engine,
     budget_seconds: float | None = None,
@@ -152,7 +155,7 @@ def _result(
 def _read_pages(
     run: _Run,
     reader: PageNumberReader,
-    chain: PositionChain,
+    chain: Chain,
     engine: Engine,
     lease: StoreLease,
     budget_seconds: float | None,
@@ -205,14 +208,21 @@ def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease) -> None:
         run.set_aside.append(str(aside))
     if page.is_empty:
         return
-    counts = write_page(engine, run.store.identifier, page.number, page.orders, fence=lease.verify)
+    sid = run.store.identifier
+
+    def proving(conn: Connection) -> None:
+        # Inside the page's transaction: the frontier commits with the orders or not at all.
+        lease.verify(conn)
+        prove_frontier(conn, sid, page.last_id)
+
+    counts = write_page(engine, sid, page.number, page.orders, fence=proving)
     run.new += counts.new
     run.updated += counts.updated
     run.position = _advance(run.position, page)
 
 
 def _leave_import_size(
-    chain: PositionChain, store: Store, position: SyncPosition, per_page: int
+    chain: Chain, store: Store, position: SyncPosition, per_page: int
 ) -> SyncPosition:
     """At the end of a first import, convert the position to the store's page size.
 

@@ -11,8 +11,10 @@ A delivery is applied only when it is newer than what the table holds:
 Applying writes the delivered order with the page upsert (one writer for the sync and
 the webhooks) and, for a deletion, flags it (storage.mirror). Whatever order deliveries
 arrive in, the row ends as the newest of them: out-of-order and repeated deliveries
-converge. An OrderCreated whose id leaves a gap above the store's last id in the table
-(orders may be missing between them) is marked ``gap``, for the store's sync to run.
+converge. An OrderCreated whose id leaves a gap above the store's frontier (the id below
+which the sync has proved the table complete; the order just before it is not stored,
+so orders may be missing between them) is marked ``gap``, for the store's sync to run.
+Applying never moves the frontier: the sync still reads every id up to the order.
 
 Appliers are serialized (a PostgreSQL advisory lock, SQLite's write lock), so the
 receiver's thread and the Dagster sensor can both apply.
@@ -27,17 +29,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.storage import advisory_key, ensure_store, upsert_orders
+from ecosync_pipeline.storage import dialect, ensure_store, upsert_orders
 from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.ranges import flag_deleted
 from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.storage.store_state import read_frontier
 from ecosync_pipeline.webhooks.inbox import InboxRow, claim_pending, mark_applied
 
 logger = logging.getLogger(__name__)
@@ -111,18 +115,30 @@ class ApplyResult:
     stale: int = 0
     """Older than the stored state (or set aside as invalid): marked, not written."""
     gaps: dict[str, list[int]] = field(default_factory=dict)
-    """Per store, the OrderCreated ids that left a gap above the table's last id."""
+    """Per store, the OrderCreated ids that left a gap above the store's frontier."""
 
     @property
     def total(self) -> int:
         return self.applied + self.stale
 
 
-def _last_order_id(conn: Connection, store: str) -> int | None:
-    """The store's highest order id in the table (the unique index answers it at once)."""
+def _previous_stored(conn: Connection, rows: list[InboxRow]) -> set[tuple[str, int]]:
+    """The (store, id) of each OrderCreated's previous id (id - 1) that the table holds."""
     c = orders_table.c
-    last = conn.execute(select(func.max(c.order_id)).where(c.store == store)).scalar()
-    return None if last is None else int(last)
+    found: set[tuple[str, int]] = set()
+    for store in sorted({r.store for r in rows if r.event == "OrderCreated"}):
+        wanted = sorted({r.order_id - 1 for r in rows if r.store == store})
+        stmt = select(c.order_id).where(c.store == store, c.order_id.in_(wanted))
+        found.update((store, int(i)) for i in conn.execute(stmt).scalars())
+    return found
+
+
+def _leaves_gap(row: InboxRow, frontier: int | None, stored: set[tuple[str, int]]) -> bool:
+    """An OrderCreated above the frontier whose previous id is not stored: ids between the
+    frontier and it may be missing, so the store's sync should run."""
+    if row.event != "OrderCreated" or (row.store, row.order_id - 1) in stored:
+        return False
+    return frontier is None or row.order_id > frontier + 1
 
 
 def _row_states(conn: Connection, rows: list[InboxRow]) -> dict[tuple[str, int], RowState]:
@@ -153,11 +169,14 @@ class _Plan:
     """What a batch does: each delivery's outcome, and the newest event to write per order."""
 
     outcomes: dict[int, str] = field(default_factory=dict)
-    writes: dict[tuple[str, int], Event] = field(default_factory=dict)
+    writes: dict[tuple[StoreId, int], Event] = field(default_factory=dict)
 
 
 def _plan(
-    rows: list[InboxRow], states: dict[tuple[str, int], RowState], last_ids: dict[str, int | None]
+    rows: list[InboxRow],
+    states: dict[tuple[str, int], RowState],
+    frontiers: dict[str, int | None],
+    stored: set[tuple[str, int]],
 ) -> _Plan:
     """Decide every delivery in arrival order, as if each were written in turn."""
     plan = _Plan()
@@ -182,14 +201,13 @@ def _plan(
         # Each write is newer than the one before: the last one is the row's final state.
         plan.writes[key] = event
         states[key] = _after_write(states.get(key), event)
-        last = last_ids.get(row.store)
-        last_ids[row.store] = row.order_id if last is None else max(last, row.order_id)
-        gap = row.event == "OrderCreated" and (last is None or row.order_id > last + 1)
+        gap = _leaves_gap(row, frontiers.get(row.store), stored)
+        stored.add(key)
         plan.outcomes[row.id] = "gap" if gap else "applied"
     return plan
 
 
-def _write(conn: Connection, writes: dict[tuple[str, int], Event]) -> None:
+def _write(conn: Connection, writes: dict[tuple[StoreId, int], Event]) -> None:
     """One upsert per store for the final states, then the deletion flags."""
     for store in sorted({store for store, _ in writes}):
         events = [e for (s, _), e in writes.items() if s == store]
@@ -206,16 +224,16 @@ def apply_batch(
     result = ApplyResult()
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(advisory_key(APPLY_LOCK))))
+            dialect.serialize(conn, APPLY_LOCK)
             rows = claim_pending(conn, limit)
             if not rows:
                 return result
-            last_ids: dict[str, int | None] = {}
+            frontiers: dict[str, int | None] = {}
             for store in sorted({r.store for r in rows}):
                 ensure_store(conn, store, names.get(store, store))
-                last_ids[store] = _last_order_id(conn, store)
-            plan = _plan(rows, _row_states(conn, rows), last_ids)
+                frontiers[store] = read_frontier(conn, store)
+            stored = _previous_stored(conn, rows)
+            plan = _plan(rows, _row_states(conn, rows), frontiers, stored)
             _write(conn, plan.writes)
             mark_applied(conn, plan.outcomes, datetime.now(timezone.utc))
     except SQLAlchemyError as exc:

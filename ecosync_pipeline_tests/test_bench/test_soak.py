@@ -29,7 +29,7 @@ SMALL = SoakPlan(
     sync_every=2.0,
     reconcile_every=4.0,
     refresh_every=5.0,
-    chaos_every=3.0,
+    chaos_every=2.0,
     large_order_rate=0.1,
 )
 

@@ -58,6 +58,8 @@ def _verdict(
 ) -> tuple[bool, AssetCheckSeverity, str]:
     store, last = summary.store, summary.last_order_id
     short = served.served - summary.order_count
+    if audit is not None and audit.refused:
+        return (False, AssetCheckSeverity.ERROR, audit.refused)
     if audit is not None and audit.missing:
         return (
             False,
@@ -77,6 +79,13 @@ def _verdict(
     if audit is None:
         return (True, AssetCheckSeverity.WARN, f"store {store}: no orders synced yet")
     window = f"ids {audit.window.low}..{audit.window.high}"
+    if audit.frontier is None or audit.frontier < audit.window.low:
+        return (
+            False,
+            AssetCheckSeverity.WARN,
+            f"store {store}: no id is proved complete yet (frontier {audit.frontier}): its "
+            "first import is under way; the next syncs carry it on.",
+        )
     if not audit.complete:
         return (
             False,

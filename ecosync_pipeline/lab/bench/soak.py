@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.config import StoreId, validate_store_identifier
 from ecosync_pipeline.lab.bench.resources import (
     BENCH_REDIS_MARKER,
     bench_redis_url,
@@ -217,7 +218,7 @@ def _sweep(world: SoakWorld, engine: Engine, plan: SoakPlan, result: SeedResult)
         run = _command(world, plan, "final reconcile", "reconcile", "--json", *stores)
         result.runs.append(run)
         for line in _json_list(run.output):
-            store = str(line.get("store"))
+            store = validate_store_identifier(line.get("store"))
             if line.get("sweep_complete") and int(line.get("sweep", 0)) >= needed.get(store, 0):
                 needed.pop(store, None)
     if needed:
@@ -266,7 +267,7 @@ def _judge(
     result.evidence = {stage: e.items for stage, e in evidence.items()}
 
 
-def _next_sweep(engine: Engine, store: str) -> int:
+def _next_sweep(engine: Engine, store: StoreId) -> int:
     """The number the next sweep of the store will carry (one in progress is finished first)."""
     state = read_state(engine, store, "reconcile") or {}
     return int(state.get("sweep", 0)) + 1

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.config import StoreId, validate_store_identifier
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.lab.simulator import Simulator
@@ -104,13 +105,13 @@ def _order_text(order: Mapping[str, Any] | None) -> str:
     )
 
 
-def table_rows(engine: Engine, store: str) -> dict[int, StoredOrder]:
+def table_rows(engine: Engine, store: StoreId) -> dict[int, StoredOrder]:
     """Every row of the store, flagged ones included."""
     return stored_in_range(engine, store, *ALL_IDS)
 
 
 def audit_store(
-    engine: Engine, simulator: Simulator, store: str, evidence: Evidence
+    engine: Engine, simulator: Simulator, store: StoreId, evidence: Evidence
 ) -> tuple[Counts, int]:
     """The store's table against what the simulator serves now; (counts, orders served)."""
     rows = table_rows(engine, store)
@@ -143,7 +144,7 @@ def _judge(store: str, row: StoredOrder | None, order: Mapping[str, Any] | None)
 class Acknowledged:
     """A delivery the receiver answered 2xx, by its inbox key, and what it carried."""
 
-    store: str
+    store: StoreId
     order_id: int
     event: str
     webhook_id: str
@@ -164,7 +165,8 @@ def acknowledged(simulator: Simulator) -> list[Acknowledged]:
             order = json.loads(d.body)["data"]
             stamp = order.get("deleted_at") or order.get("updated_at")
             version = values.timestamp(stamp) if stamp else None
-            seen[key] = Acknowledged(*key, version, _order_text(order))
+            store = validate_store_identifier(d.store)
+            seen[key] = Acknowledged(store, *key[1:], version, _order_text(order))
     return list(seen.values())
 
 
@@ -204,7 +206,7 @@ def delivery_figures(engine: Engine, simulator: Simulator) -> DeliveryFigures:
 def audit_deliveries(
     engine: Engine,
     simulator: Simulator,
-    stores: Iterable[str],
+    stores: Iterable[StoreId],
     evidence: Evidence,
     undone: Mapping[tuple[str, int, str, str, str], str] | None = None,
 ) -> tuple[dict[str, int], DeliveryFigures]:

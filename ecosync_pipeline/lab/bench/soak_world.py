@@ -148,7 +148,7 @@ def _environment(
         ECOSYNC_BACKUP_PATH=str(folder / "sync-positions.json"),
     )
     for store in world_stores:
-        env[store.token_env] = simulator.token(store.identifier)
+        env[simulator.spec(store.identifier).token_env] = simulator.token(store.identifier)
         env[_secret_variable(store.identifier)] = secrets.token_hex(32)
     return env
 

@@ -8,6 +8,7 @@
     ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
     ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--strict]
                            [--json]
+    ecosync bench frontier [--orders 181601] [--time-scale 30] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -483,3 +484,37 @@ def soak(
     _emit(report, as_json)
     if report.failed:
         raise SystemExit(1)
+
+
+@bench.command("frontier")
+@JSON_OPTION
+@click.option(
+    "--orders",
+    default=181_601,
+    show_default=True,
+    type=click.IntRange(min=1000),
+    help="Orders of the store imported in cursor mode (NATUR's 181,601: 1,817 pages).",
+)
+@click.option(
+    "--time-scale",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1, max=600),
+    help="Shortens the budget's windows, the sync schedule and each run's time budget "
+    "alike (30: a scaled hour lasts 2 minutes; the NATUR-sized import takes about 5).",
+)
+@REDIS_OPTION
+@reports_errors
+def frontier_bench(as_json: bool, orders: int, time_scale: float, redis_url: str | None) -> None:
+    """The frontier: the webhook gap after the next sync (pages, cursor), a NATUR-sized
+    cursor import across runs under the default windows, an early null cursor."""
+    from ecosync_pipeline.lab.bench.frontier import run_frontier_bench
+    from ecosync_pipeline.lab.bench.resources import bench_redis_url
+
+    _run_bench(
+        run_frontier_bench,
+        as_json,
+        orders=orders,
+        time_scale=time_scale,
+        redis_url=redis_url or bench_redis_url(),
+    )
