@@ -6,6 +6,8 @@
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
     ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
+    ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--strict]
+                           [--json]
     ecosync bench frontier [--orders 181601] [--time-scale 30] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
@@ -427,6 +429,61 @@ def ratelimit_bench(
         processes=processes,
         redis_url=redis_url or bench_redis_url(),
     )
+
+
+@bench.command("soak")
+@click.option(
+    "--minutes",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Minutes of churn per seed (then the drain, the final sync and sweep).",
+)
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--stores",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 4),
+    help="Stores per seed: pages and cursor mode by turns (NATUR, DILST, PURNA, MGSTR).",
+)
+@click.option(
+    "--orders",
+    default=2_000,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Orders each store starts with (ecosync imports them during the churn).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also exit 1 when the final sync alone left an order missing (the sweep not counted).",
+)
+@REDIS_OPTION
+@JSON_OPTION
+@reports_errors
+def soak(
+    minutes: float,
+    seeds: int,
+    stores: int,
+    orders: int,
+    strict: bool,
+    redis_url: str | None,
+    as_json: bool,
+) -> None:
+    """Everything at once (the shop moving, webhooks with faults, the receiver killed, Redis
+    flushed, database connections killed, syncs, reconciliations and status refreshes),
+    then the table against EcoManager id by id. Exits 1 when anything differs."""
+    from ecosync_pipeline.lab.bench.soak import SoakPlan, run_soak
+
+    plan = SoakPlan(minutes=minutes, stores=stores, orders=orders)
+    with _quiet_core():
+        report = run_soak(
+            seeds=seeds, plan=plan, redis_url=redis_url, strict=strict, progress=_progress
+        )
+    _emit(report, as_json)
+    if report.failed:
+        raise SystemExit(1)
 
 
 @bench.command("frontier")
