@@ -9,6 +9,7 @@
     │   ├── ApiRateLimited       429 after every retry (retryable)
     │   │   └── BudgetExhausted  the store's shared rate budget is spent for now
     │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry (retryable)
+    │   ├── CallCapReached       the run's own call cap (--max-calls, a daily share) is spent
     │   ├── ResponseTooLarge     a page's body is larger than the store's cap
     │   └── MalformedPage        the payload breaks the contract
     │       └── ContractViolation  pages that contradict each other (served twice, ids back)
@@ -116,6 +117,13 @@ class ApiUnavailable(ApiError):
     retryable = True
 
 
+class CallCapReached(ApiError):
+    """The run spent the calls it was given (``--max-calls``, its daily share); not sent.
+
+    The reconciliation and the status refresh stop there, keeping what they committed.
+    """
+
+
 class ResponseTooLarge(ApiError):
     """A response body grew past the store's cap (``max_page_bytes``); it was not read whole."""
 
@@ -161,13 +169,16 @@ class SyncError(EcosyncError):
 
 
 class StoreLocked(SyncError):
-    """Another run holds the store's sync lock."""
+    """Another run holds the store's lock (its sync's, or its repairs')."""
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str, holder: str | None = None, *, what: str = "sync") -> None:
         self.store = store
+        self.holder = holder
+        self.what = what
+        by = f" ({holder})" if holder else ""
         super().__init__(
-            f"store {store}: another sync is already running for this store; "
-            "this run exits without syncing. Wait for it to finish."
+            f"store {store}: another {what} is already running for this store{by}; "
+            f"this run exits without a {what}. Wait for it to finish."
         )
 
 

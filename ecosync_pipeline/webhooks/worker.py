@@ -3,7 +3,8 @@
 The receiver wakes it after each stored delivery, so an order is in the table
 milliseconds after EcoManager pushed it; it also looks every ``poll_seconds`` (a
 delivery stored by another receiver process, or left pending by a crash). Stores whose
-OrderCreated left a gap are handed to ``on_gap`` (e.g. to run their sync).
+OrderCreated left a gap are handed to ``on_gap`` (e.g. to run their sync); ``readers``
+gives a store's single-order reader, which settles two deliveries of one ``updated_at``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
+from ecosync_pipeline.webhooks.apply import ApplyResult, Readers, apply_pending
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,13 @@ class Applier:
         *,
         poll_seconds: float = 2.0,
         on_gap: Callable[[str, list[int]], None] | None = None,
+        readers: Readers | None = None,
     ) -> None:
         self._engine = engine
         self._names = dict(names)
         self._poll = poll_seconds
         self._on_gap = on_gap
+        self._readers = readers
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,12 +63,11 @@ class Applier:
     def run_once(self) -> ApplyResult:
         """Apply everything pending now; errors are logged, and the next wake retries."""
         try:
-            done = apply_pending(self._engine, self._names)
+            done = apply_pending(self._engine, self._names, readers=self._readers)
         except EcosyncError as exc:
             logger.error("applying webhook deliveries failed (%s); retrying shortly", exc)
             return ApplyResult()
-        self.totals.applied += done.applied
-        self.totals.stale += done.stale
+        self.totals.add(done)
         for store, ids in done.gaps.items():
             logger.info("store %s: order %d leaves a gap above the table's last id", store, ids[0])
             if self._on_gap is not None:
