@@ -197,12 +197,12 @@ class MirrorRefused(SyncError):
 class StoreLockLost(SyncError):
     """The run's store lock was lost (connection dropped, or another run took the store)."""
 
-    def __init__(self, store: str, reason: str) -> None:
+    def __init__(self, store: str, reason: str, *, what: str = "sync") -> None:
         self.store = store
         self.reason = reason
         super().__init__(
-            f"store {store}: this run lost the store's sync lock ({reason}) and stopped "
-            "before writing anything more; the orders it committed are kept and the position "
-            "is at or behind them. The run that holds the store now carries on; if none "
-            "does, run the sync again."
+            f"store {store}: this run lost the store's {what} lock ({reason}) and stopped "
+            "before writing anything more; what it committed is kept and its position "
+            "is at or behind it. The run that holds the store now carries on; if none "
+            f"does, run the {what} again."
         )

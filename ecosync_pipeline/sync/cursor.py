@@ -106,7 +106,9 @@ def sync_by_cursor(
             new = updated = 0
             last = floor
             for page in spool.oldest_first():
-                counts = write_page(engine, sid, page.number, page.orders, fence=lease.verify)
+                counts = write_page(
+                    engine, sid, page.number, page.orders, fence=lease.verify, reader=client
+                )
                 new += counts.new
                 updated += counts.updated
                 last = page.last_id if last is None else max(last, page.last_id or last)
