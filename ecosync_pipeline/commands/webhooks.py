@@ -101,15 +101,37 @@ class GapSyncer:
 @click.option(
     "--max-body-bytes", default=256 * 1024, show_default=True, type=click.IntRange(min=1024)
 )
+@click.option(
+    "--max-connections",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections held at once; past it, new requests are answered 503 (retried).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a request's headers may take; a slower connection is closed.",
+)
 @reports_errors
-def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
+def serve(
+    host: str,
+    port: int,
+    sync_on_gap: bool,
+    max_body_bytes: int,
+    max_connections: int,
+    header_timeout: float,
+) -> None:
     """Receive webhooks at http://HOST:PORT/webhooks/<STORE> and apply them to the orders table."""
     import uvicorn
 
-    from ecosync_pipeline.asgi import bind_socket, uvicorn_config
+    from ecosync_pipeline.asgi import ConnectionLimits, bind_socket, uvicorn_config
+    from ecosync_pipeline.ecomanager.budget import use_redis
     from ecosync_pipeline.storage import is_current, make_engine, migrate
     from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
-    from ecosync_pipeline.webhooks.worker import Applier
+    from ecosync_pipeline.webhooks.worker import Applier, StoreReaders
 
     settings = Settings.from_env()
     stores = webhook_stores(settings.stores())
@@ -123,10 +145,13 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     engine = make_engine(settings.database_url)
     if not is_current(engine):
         migrate(engine)
+    use_redis(settings.redis_url)  # single-order reads share the store's budget
+    readers = StoreReaders(stores)
     applier = Applier(
         engine,
         {s.identifier: s.name for s in stores},
         on_gap=GapSyncer(settings) if sync_on_gap else None,
+        readers=readers,
     ).start()
     app = create_receiver_app(
         engine,
@@ -137,11 +162,13 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     sock = bind_socket(host, port)
     names = ", ".join(s.identifier for s in stores)
     click.echo(f"receiving webhooks for {names} at http://{host}:{sock.getsockname()[1]}/webhooks/")
+    limits = ConnectionLimits(concurrency=max_connections, header_timeout=header_timeout)
     try:
-        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, limits)).run(sockets=[sock])
     finally:
         sock.close()
         applier.stop()
+        readers.close()
         engine.dispose()
 
 

@@ -59,7 +59,7 @@ from ecosync_pipeline.errors import (
     MissingToken,
     ResponseTooLarge,
 )
-from ecosync_pipeline.redact import Redactor, url_secrets
+from ecosync_pipeline.redact import Redactor, quiet_request_log, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,7 @@ class EcoManagerClient(Closing):
         self._stats = RequestStats()
         self._cap: int | None = None
         self._page_listeners: list[Callable[[Page], None]] = []
+        quiet_request_log()  # httpx logs each URL; a cursor in it is the server's base64
         self._http = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(timeout),

@@ -11,14 +11,55 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.errors import EcosyncError
+from ecosync_pipeline.closing import Closing
+from ecosync_pipeline.config import Store
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.errors import ConfigError, EcosyncError
+from ecosync_pipeline.storage.pages import OrderReader
 from ecosync_pipeline.webhooks.apply import ApplyResult, Readers, apply_pending
 
 logger = logging.getLogger(__name__)
+
+
+class StoreReaders(Closing):
+    """One client per store to read single orders (settling ties), made when first needed.
+
+    A store whose token is not set here gets None: its ties wait for the next read of
+    those orders by the sync or the reconciliation.
+    """
+
+    def __init__(self, stores: Sequence[Store], environ: Mapping[str, str] | None = None) -> None:
+        self._stores = {s.identifier: s for s in stores}
+        self._environ = environ
+        self._clients: dict[str, EcoManagerClient | None] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, store: str) -> OrderReader | None:
+        with self._lock:
+            if store not in self._clients:
+                self._clients[store] = self._client(store)
+            return self._clients[store]
+
+    def _client(self, store: str) -> EcoManagerClient | None:
+        configured = self._stores.get(store)
+        if configured is None:
+            return None
+        try:
+            return EcoManagerClient.from_store(configured, self._environ)
+        except ConfigError as exc:
+            logger.warning("store %s: ties between deliveries stay unsettled here: %s", store, exc)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                if client is not None:
+                    client.close()
+            self._clients.clear()
 
 
 class Applier:
