@@ -42,7 +42,7 @@ from ecosync_pipeline.errors import StorageError
 from ecosync_pipeline.storage.orders import (
     COMPARED_COLUMNS,
     _storage_error,
-    insert_rows,
+    insert_new,
     order_row,
     stored_rows,
     update_rows,
@@ -279,26 +279,29 @@ def merge_orders(
 
 
 def _merge(conn: Connection, store: str, writes: Sequence[Write], now: datetime) -> list[Outcome]:
-    stored = stored_rows(conn, store, [w.order_id for w in writes])
-    state: dict[int, Row | None] = {w.order_id: stored.get(w.order_id) for w in writes}
+    """Insert what is new first (the poll's usual page: one statement), then decide every
+    other write against the stored row, read and locked, and update what changed."""
+    first: dict[int, int] = {}
+    for n, write in enumerate(writes):
+        first.setdefault(write.order_id, n)
+    fresh = {oid: decide(store, None, writes[n], now) for oid, n in first.items()}
+    inserted = insert_new(conn, store, [row for _, row in fresh.values() if row is not None])
+    stored = stored_rows(conn, store, [oid for oid in first if oid not in inserted])
+    state: dict[int, Row | None] = {
+        oid: fresh[oid][1] if oid in inserted else stored.get(oid) for oid in first
+    }
     outcomes: list[Outcome] = []
-    pending: dict[int, Row] = {}
-    for write in writes:
-        outcome, row = decide(store, state[write.order_id], write, now)
+    changed: dict[int, Row] = {}
+    for n, write in enumerate(writes):
+        oid = write.order_id
+        if oid in inserted and first[oid] == n:
+            outcomes.append(fresh[oid][0])  # written by the insert
+            continue
+        outcome, row = decide(store, state[oid], write, now)
         outcomes.append(outcome)
         if row is not None:
-            state[write.order_id] = pending[write.order_id] = row
-    inserts = [row for oid, row in sorted(pending.items()) if oid not in stored]
-    updates = [row for oid, row in sorted(pending.items()) if oid in stored]
-    inserted = insert_rows(conn, store, inserts)
-    update_rows(conn, store, updates)
-    raced = {int(row["order_id"]) for row in inserts} - inserted
-    if raced:
-        # Another writer inserted these since they were read: decide again against it.
-        again = [i for i, w in enumerate(writes) if w.order_id in raced]
-        redone = _merge(conn, store, [writes[i] for i in again], now)
-        for i, outcome in zip(again, redone, strict=True):
-            outcomes[i] = outcome
+            state[oid] = changed[oid] = row
+    update_rows(conn, store, [row for _, row in sorted(changed.items())])
     return outcomes
 
 

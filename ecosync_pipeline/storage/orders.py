@@ -118,11 +118,13 @@ def stored_rows(conn: Connection, store: str, ids: Sequence[int]) -> dict[int, d
     return found
 
 
-def insert_rows(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) -> set[int]:
-    """Insert new orders (rows of WRITTEN_COLUMNS); return the ids inserted.
+def insert_new(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Insert the rows (of WRITTEN_COLUMNS) whose order is not stored yet; return their ids.
 
-    An id another writer inserted since the caller read the table is left out (ON
-    CONFLICT DO NOTHING), for the caller to decide again against the stored row.
+    The others are left as they are, for the caller to decide against the stored row.
+    PostgreSQL: one INSERT ... ON CONFLICT DO NOTHING RETURNING a chunk (a row another
+    writer inserts meanwhile is waited for, then left out). SQLite, whose writers are
+    serialized: the stored ids are read first, then the others inserted.
     """
     inserted: set[int] = set()
     for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
@@ -132,10 +134,16 @@ def insert_rows(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]])
                 _POSTGRES_INSERT, _as_arrays(conn, chunk, WRITTEN_COLUMNS)
             )
             inserted.update(int(i) for i in result.scalars())
-        else:
-            # Serialized by SQLite's write lock: nobody inserted since the caller read.
-            conn.execute(_SQLITE_INSERT, chunk)
-            inserted.update(int(r["order_id"]) for r in chunk)
+            continue
+        c = orders_table.c
+        ids = [r["order_id"] for r in chunk]
+        stored = set(
+            conn.execute(select(c.order_id).where(c.store == store, c.order_id.in_(ids))).scalars()
+        )
+        absent = [r for r in chunk if r["order_id"] not in stored]
+        if absent:
+            conn.execute(_SQLITE_INSERT, absent)
+        inserted.update(int(r["order_id"]) for r in absent)
     return inserted
 
 

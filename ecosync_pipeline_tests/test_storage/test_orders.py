@@ -93,17 +93,22 @@ def test_status_change_is_applied_on_reupsert_and_first_seen_is_kept(natur: Engi
     assert row["last_seen_at"] == later
 
 
-def test_one_write_statement_per_page(natur: Engine) -> None:
-    pages = [make_page(1 + p * 20, 20) for p in range(3)]
-    with _statements(natur) as seen:
-        for page in pages:
+def test_a_new_page_is_one_insert_and_a_reread_page_one_update(natur: Engine) -> None:
+    def statements(page: list[Any]) -> list[str]:
+        with _statements(natur) as seen:
             _write(natur, "NATUR", page)
-        _write(natur, "NATUR", pages[1])  # a re-read page too
-    inserts = [s for s in seen if s.upper().startswith("INSERT INTO ORDERS")]
-    updates = [s for s in seen if s.upper().startswith("UPDATE ORDERS")]
-    assert (len(inserts), len(updates)) == (3, 1)
-    # Besides the write, one more statement per page: the stored rows the rule reads.
-    assert len([s for s in seen if not s.upper().startswith(("BEGIN", "COMMIT"))]) == 8
+        return [s.upper() for s in seen if not s.upper().startswith(("BEGIN", "COMMIT"))]
+
+    pages = [make_page(1 + p * 20, 20) for p in range(3)]
+    for page in pages:
+        new = statements(page)
+        assert [s for s in new if s.startswith("INSERT INTO ORDERS")] == new[-1:]
+        # Besides the INSERT, at most SQLite's lookup of the ids already stored.
+        assert len(new) <= 2
+    again = statements(pages[1])
+    assert len([s for s in again if s.startswith("UPDATE ORDERS")]) == 1
+    # The stored rows the rule reads (and, on PostgreSQL, the INSERT that found them).
+    assert len(again) <= 3
 
 
 def test_batch_of_pages_is_also_one_statement(natur: Engine) -> None:
