@@ -1,5 +1,8 @@
 """The configuration surface: four environment variables and the stores file.
 
+Secrets are never in the stores file: each store names where its token is read
+(``token_env`` or ``token_file``, see ecosync_pipeline.secrets), when it is used.
+
 Nothing here runs at import time; callers build Settings when they need them, so the
 demo, the tests and a deployment can each point ecosync elsewhere.
 """
@@ -8,20 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NewType, get_args
 from urllib.parse import urlsplit
 
 import yaml
 
 from ecosync_pipeline.errors import ConfigError, MissingToken
 from ecosync_pipeline.ratebudget import RateBudget, parse_rate_budget
+from ecosync_pipeline.secrets import SecretSource, read_secret, secret_source
 
 # Matched with fullmatch: "$" alone would also accept a trailing newline ("S1\n").
 STORE_ID_PATTERN = re.compile(r"[A-Za-z0-9]{1,32}")
-TOKEN_ENV_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 DEFAULT_REQUESTS_PER_SECOND = 4.0
@@ -37,16 +40,24 @@ DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 MIN_MAX_PAGE_BYTES = 64 * 1024
 
 
-def validate_store_identifier(identifier: object) -> str:
-    """Return the identifier if it is 1 to 32 letters or digits, else raise ConfigError.
+StoreId = NewType("StoreId", str)
+"""A store identifier known to be 1 to 32 letters or digits.
 
-    Identifiers end up in Redis keys, file contents and SQL: nothing else gets through.
-    """
+Identifiers end up in Redis keys, file names, file contents and SQL (DESIGN, invariant
+7), so every function that puts one there takes a StoreId, and mypy refuses a plain str.
+A StoreId is made by validate_store_identifier alone, called where outside input comes
+in: the stores file, a command's argument, a webhook's URL, a Dagster partition key
+(find_store), an entry of the backup file. Values read back from our own database or
+Redis were StoreIds when written."""
+
+
+def validate_store_identifier(identifier: object) -> StoreId:
+    """The identifier as a StoreId if it is 1 to 32 letters or digits, else ConfigError."""
     if not isinstance(identifier, str) or not STORE_ID_PATTERN.fullmatch(identifier):
         shown = repr(identifier)
         shown = shown if len(shown) <= 40 else f"{shown[:40]}..."
         raise ConfigError(f"store identifier {shown} is invalid: use 1 to 32 letters or digits")
-    return identifier
+    return StoreId(identifier)
 
 
 def check_base_url(url: str) -> str:
@@ -77,10 +88,11 @@ def check_base_url(url: str) -> str:
 class Store:
     """One EcoManager store as configured in the stores file."""
 
-    identifier: str
+    identifier: StoreId
     name: str
     base_url: str
-    token_env: str
+    token_env: str | None = None
+    """The variable holding the store's token; or ``token_file`` names the file (one of two)."""
     per_page: int = DEFAULT_PER_PAGE
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     import_per_page: int = MAX_PER_PAGE
@@ -95,6 +107,9 @@ class Store:
     rate_budget: RateBudget | None = None
     """Calls per window for every process together (ecomanager/budget.py); None follows
     ``requests_per_second`` in the original proportions (see ``budget``)."""
+    token_file: str | None = None
+    """The file holding the store's token alone, read at every use (a rotation needs no
+    restart); exclusive with ``token_env``."""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -105,12 +120,30 @@ class Store:
             return self.rate_budget
         return RateBudget.derived(max(1, int(self.requests_per_second)))
 
+    def __post_init__(self) -> None:
+        # A Store made anywhere (a test, the lab) holds a valid identifier all the same.
+        validate_store_identifier(self.identifier)
+        if (self.token_env is None) == (self.token_file is None):
+            raise ConfigError(
+                f"store {self.identifier}: give token_env or token_file (exactly one): "
+                "where the store's token is read"
+            )
+
+    @property
+    def token_source(self) -> SecretSource:
+        """Where the token is read (its variable or its file), for errors that name it."""
+        return SecretSource(env=self.token_env, file=self.token_file)
+
     def token(self, environ: Mapping[str, str] | None = None) -> str:
-        """The store's API token, read from its environment variable when needed."""
+        """The store's API token, read now from its variable or its file.
+
+        MissingToken when the variable is unset; SecretFileError, naming the store and
+        the file, when the file cannot give it.
+        """
         env = os.environ if environ is None else environ
-        value = env.get(self.token_env, "")
-        if not value:
-            raise MissingToken(self.identifier, self.token_env)
+        value = read_secret(self.token_source, store=self.identifier, key="token_file", environ=env)
+        if value is None:
+            raise MissingToken(self.identifier, str(self.token_env))
         return value
 
 
@@ -130,7 +163,9 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         raise ConfigError(
             f"{where}: each store must be a mapping with identifier, name, base_url and token_env"
         )
-    missing = [k for k in ("identifier", "name", "base_url", "token_env") if k not in raw]
+    missing = [k for k in ("identifier", "name", "base_url") if k not in raw]
+    if "token_env" not in raw and "token_file" not in raw:
+        missing.append("token_env (or token_file)")
     if missing:
         raise ConfigError(f"{where}: store is missing {', '.join(missing)}")
     try:
@@ -141,12 +176,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         base_url = check_base_url(str(raw["base_url"]))
     except ConfigError as exc:
         raise ConfigError(f"{where}: store {identifier}: {exc}") from None
-    token_env = str(raw["token_env"])
-    if not TOKEN_ENV_PATTERN.fullmatch(token_env):
-        raise ConfigError(
-            f"{where}: store {identifier}: token_env must name an environment "
-            f"variable (the token itself never goes in this file)"
-        )
+    token = _token_source(raw, where, identifier)
     per_page = _page_size(raw, "per_page", DEFAULT_PER_PAGE, where, identifier)
     import_per_page = _page_size(raw, "import_per_page", MAX_PER_PAGE, where, identifier)
     rps = raw.get("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
@@ -165,6 +195,7 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         "name",
         "base_url",
         "token_env",
+        "token_file",
         "per_page",
         "import_per_page",
         "requests_per_second",
@@ -174,7 +205,8 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         identifier=identifier,
         name=str(raw["name"]),
         base_url=base_url,
-        token_env=token_env,
+        token_env=token.env,
+        token_file=token.file,
         per_page=per_page,
         requests_per_second=float(rps),
         import_per_page=max(per_page, import_per_page),
@@ -183,6 +215,16 @@ def _store_from_node(raw: Any, line: int, source: str) -> Store:
         **mirror,
         extra={k: v for k, v in raw.items() if k not in known},
     )
+
+
+def _token_source(raw: dict[str, Any], where: str, store: str) -> SecretSource:
+    """Where the store's token is read: token_env or token_file (one is present)."""
+    try:
+        token = secret_source(raw, "token_env", "token_file", store)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    assert token is not None  # a store without either key is refused as incomplete
+    return token
 
 
 def _max_page_bytes(raw: dict[str, Any], where: str, store: str) -> int:
@@ -257,6 +299,18 @@ def parse_stores(text: str, source: str = "<stores>") -> list[Store]:
         seen[store.identifier] = line
         stores.append(store)
     return stores
+
+
+def find_store(stores: Sequence[Store], identifier: str, source: str) -> Store:
+    """The store ``identifier`` names among ``stores`` (read from ``source``): the one
+    lookup of a store, by every entry point. The identifier is outside input (a command's
+    argument, a URL, a partition key): it is validated before anything else."""
+    sid = validate_store_identifier(identifier)
+    for store in stores:
+        if store.identifier == sid:
+            return store
+    known = ", ".join(s.identifier for s in stores) or "none"
+    raise ConfigError(f"store {sid} is not in {source} (configured: {known})")
 
 
 _cache: dict[str, tuple[tuple[int, int], list[Store]]] = {}

@@ -15,6 +15,7 @@ from typing import Any
 from dagster import Definitions, definitions
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.alerts import build_alerts_definitions
 from ecosync_pipeline.defs.catalog import DEFAULT_FRESHNESS_MINUTES, catalogued
 from ecosync_pipeline.defs.mirror.assets import build_order_statuses, build_reconciled_orders
 from ecosync_pipeline.defs.mirror.schedules import (
@@ -114,6 +115,7 @@ def build_definitions(
             ),
             build_store_partitions_sensor(sensor_interval_seconds),
             build_webhook_inbox_sensor(sync_orders_job, sensor_interval_seconds),
+            *build_alerts_definitions(settings, interval_seconds=sensor_interval_seconds).sensors,
         ],
         resources=dict(resources) if resources is not None else ecosync_resources(),
     )

@@ -3,7 +3,8 @@
     EcosyncError
     ├── ConfigError              the stores file or a setting is wrong
     │   ├── MissingToken         a store's token variable is unset
-    │   └── MissingWebhookSecret a store's webhook secret variable is unset (or not named)
+    │   ├── MissingWebhookSecret a store's webhook secret variable is unset (or not named)
+    │   └── SecretFileError      a store's secret file is missing, unreadable or empty
     ├── ApiError                 EcoManager answered badly (carries store, page, order_id)
     │   ├── ApiAuthError         401/403: check the store's token variable
     │   ├── ApiRateLimited       429 after every retry (retryable)
@@ -56,7 +57,8 @@ class MissingToken(ConfigError):
 
 
 class MissingWebhookSecret(ConfigError):
-    """A store's webhook secret is not configured: no webhook_secret_env, or it is unset."""
+    """A store's webhook secret is not configured: no webhook_secret_env (or _file), or
+    its variable is unset."""
 
     def __init__(self, store: str, variable: str | None) -> None:
         self.store = store
@@ -64,11 +66,26 @@ class MissingWebhookSecret(ConfigError):
         if variable is None:
             remedy = (
                 "add 'webhook_secret_env: <VARIABLE>' to the store in the stores file and "
-                "export that variable"
+                "export that variable (or 'webhook_secret_file: <PATH>', a file holding it)"
             )
         else:
             remedy = f"export {variable}=<the secret the store's webhooks are registered with>"
         super().__init__(f"store {store}: no webhook secret; {remedy}")
+
+
+class SecretFileError(ConfigError):
+    """A secret file a store names (token_file, webhook_secret_file) cannot give its secret."""
+
+    def __init__(self, store: str, key: str, path: str, reason: str) -> None:
+        self.store = store
+        self.key = key
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"store {store}: {key} {path} {reason}; write the store's secret alone in that "
+            f"file, readable by ecosync (as Docker and Kubernetes mount secrets), or point "
+            f"{key} at the right file in the stores file"
+        )
 
 
 class ApiError(EcosyncError):

@@ -11,13 +11,16 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
 
-from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer
+from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer, StoreSpec
+from ecosync_pipeline_tests.helpers import World, make_world
 
 TEST_REDIS_URL = os.environ.get("ECOSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_POSTGRES_ADMIN_URL = os.environ.get(
@@ -176,3 +179,44 @@ def simulator(sim_server: SimulatorServer) -> Iterator[Simulator]:
         yield sim_server.simulator
     finally:
         sim_server.simulator.configure([])
+
+
+@pytest.fixture
+def specs() -> list[StoreSpec]:
+    """The stores ``build`` configures by default: a test package or module overrides this."""
+    return []
+
+
+@pytest.fixture
+def build_options() -> dict[str, Any]:
+    """make_world options a test package sets for all its worlds (overridable like ``specs``)."""
+    return {}
+
+
+@pytest.fixture
+def build(
+    simulator: Simulator,
+    specs: list[StoreSpec],
+    build_options: dict[str, Any],
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., World]:
+    """``build(specs=None, **options)``: make_world on this test's simulator and databases.
+
+    Without ``specs`` it configures the ``specs`` fixture's stores; keyword options
+    (database_url, redis_url, per_page, ...) override the test's own.
+    """
+
+    def build_world(chosen: list[StoreSpec] | None = None, **overrides: Any) -> World:
+        options: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "tmp_path": tmp_path,
+            "monkeypatch": monkeypatch,
+            **build_options,
+        }
+        return make_world(simulator, chosen or specs, **{**options, **overrides})
+
+    return build_world

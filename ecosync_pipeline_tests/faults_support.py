@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,6 +403,34 @@ class Injector(threading.Thread):
         self.join(timeout=30)
         if self.error is not None:
             raise AssertionError(f"{self.name} failed: {self.error!r}") from self.error
+
+
+def sync_under(
+    injector: Injector,
+    driver: Driver,
+    *,
+    min_rounds: int = 2,
+    more: Callable[[], bool] = lambda: False,
+    after_round: Callable[[], None] = lambda: None,
+) -> Counter[str]:
+    """Sync rounds (25 new orders a store each) while ``injector`` strikes; then stop it.
+
+    The rounds go on until the injector has struck its count, at least ``min_rounds``
+    times, and while ``more()`` says so; ``after_round`` runs after each. Returns where
+    the runs' positions came from (redis, json, database), so a test can tell a fallback
+    was exercised.
+    """
+    sources: Counter[str] = Counter()
+    injector.start()
+    try:
+        rounds = 0
+        while not injector.finished or rounds < min_rounds or more():
+            sources.update(r.position_source for r in driver.sync_round(new_orders=25))
+            rounds += 1
+            after_round()
+    finally:
+        injector.finish()
+    return sources
 
 
 class RedisProcess:

@@ -53,6 +53,34 @@ class World:
             runtime.close()
 
 
+def two_stores(token_prefix: str) -> tuple[StoreSpec, ...]:
+    """The two small stores the Dagster and browser tests sync, tokens in ``{prefix}{STORE}``.
+
+    Small on purpose: a full sync of both is a handful of pages. PURNA's ids start at
+    500,000 with gaps (id / 20 is nowhere near its pages), so a restore must locate its
+    page on the API; NATUR's are dense-ish from 1.
+    """
+    return (
+        StoreSpec(
+            "NATUR",
+            name="Natura Bio",
+            first_id=1,
+            count=95,
+            gap_rate=0.05,
+            token_env=f"{token_prefix}NATUR",
+        ),
+        StoreSpec(
+            "PURNA",
+            name="Purna Maison",
+            first_id=500_000,
+            count=63,
+            stride=7,
+            gap_rate=0.05,
+            token_env=f"{token_prefix}PURNA",
+        ),
+    )
+
+
 def make_world(
     simulator: Simulator,
     specs: Sequence[StoreSpec],

@@ -9,6 +9,8 @@ bash scripts/browser.sh
 echo "==> ruff"
 .venv/bin/ruff check ecosync_pipeline ecosync_pipeline_tests
 .venv/bin/ruff format --check ecosync_pipeline ecosync_pipeline_tests
+echo "==> import-linter (the house's import rules, setup.cfg)"
+.venv/bin/lint-imports
 echo "==> mypy (core, strict)"
 .venv/bin/mypy
 echo "==> pytest"

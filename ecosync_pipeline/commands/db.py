@@ -10,6 +10,7 @@ from alembic import command
 
 from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import (
     alembic_config,
     current_revision,
@@ -30,13 +31,10 @@ def db() -> None:
 @reports_errors
 def upgrade(revision: str) -> None:
     """Upgrade the orders database to the newest schema (or to --revision)."""
-    url = Settings.from_env().database_url
-    engine = make_engine(url)
-    try:
-        before = current_revision(engine)
-        after = migrate(engine, revision=revision)
-    finally:
-        engine.dispose()
+    with Runtime(Settings.from_env(), migrate=False) as runtime:
+        before = current_revision(runtime.engine)
+        after = migrate(runtime.engine, revision=revision)
+        url = runtime.settings.database_url
     click.echo(f"orders database {redact(url)}: schema {before or 'empty'} -> {after}")
 
 
@@ -44,12 +42,9 @@ def upgrade(revision: str) -> None:
 @reports_errors
 def current() -> None:
     """Print the database's schema revision and the newest this ecosync knows."""
-    url = Settings.from_env().database_url
-    engine = make_engine(url)
-    try:
-        revision = current_revision(engine)
-    finally:
-        engine.dispose()
+    with Runtime(Settings.from_env(), migrate=False) as runtime:
+        revision = current_revision(runtime.engine)
+        url = runtime.settings.database_url
     click.echo(f"orders database {redact(url)}: at {revision or 'empty'}, newest {head_revision()}")
 
 
@@ -63,6 +58,7 @@ def revision(message: str) -> None:
     config = alembic_config()
     config.set_main_option("file_template", "v%%(rev)s_%%(slug)s")
     with tempfile.TemporaryDirectory() as scratch:
+        # A scratch database at the newest schema, to compare schema.py with: not ours.
         engine = make_engine(f"sqlite:///{Path(scratch) / 'head.db'}")
         try:
             migrate(engine)

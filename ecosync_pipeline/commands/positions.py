@@ -57,9 +57,7 @@ def status_table(report: StatusReport) -> str:
     """The per-store table and the summary lines of ``ecosync positions status``."""
     rows = []
     for s in report.stores:
-        redis_page, redis_last = _page_and_id(
-            s.redis if report.redis_state != "unreachable" else UNAVAILABLE
-        )
+        redis_page, redis_last = _page_and_id(s.redis if s.status != "unreachable" else UNAVAILABLE)
         json_page, json_last = _page_and_id(s.json)
         rows.append(
             (
@@ -116,11 +114,8 @@ def positions() -> None:
 @reports_errors
 def status(as_json: bool) -> None:
     """Show what each layer holds for every store, its status and the cache health."""
-    runtime = Runtime.from_settings(Settings.from_env())
-    try:
+    with Runtime.from_settings(Settings.from_env()) as runtime:
         report = status_report(runtime.chain)
-    finally:
-        runtime.close()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -131,11 +126,8 @@ def status(as_json: bool) -> None:
 @reports_errors
 def restore() -> None:
     """Restore and verify every store's position in Redis and the backup; print before/after."""
-    runtime = Runtime.from_settings(Settings.from_env())
-    try:
-        reports = runtime.chain.restore_all(runtime.client)
-    finally:
-        runtime.close()
+    with Runtime.from_settings(Settings.from_env()) as runtime:
+        reports = runtime.chain.restore_all(runtime.clients())
     click.echo(restore_table(reports))
     failed = [r.store for r in reports if r.error]
     if failed:

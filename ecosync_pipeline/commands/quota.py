@@ -8,9 +8,9 @@ import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.ecomanager.budget import Quota, shared_budget
-from ecosync_pipeline.errors import ConfigError
+from ecosync_pipeline.ecomanager.budget import Quota
 from ecosync_pipeline.ratebudget import WINDOW_NAMES
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.tables import format_table
 
 COLUMNS = ("store", "counted in", *WINDOW_NAMES, "left today")
@@ -40,16 +40,10 @@ def quota(only: tuple[str, ...], as_json: bool) -> None:
     The budget is shared by every process that calls EcoManager for the store and
     counted in Redis (ECOSYNC_REDIS_URL); "local" means Redis did not answer.
     """
-    settings = Settings.from_env()
-    stores = settings.stores()
-    unknown = sorted(set(only) - {s.identifier for s in stores})
-    if unknown:
-        raise ConfigError(
-            f"store {', '.join(unknown)} is not in {settings.stores_file}; "
-            "pass identifiers listed there"
-        )
-    chosen = [s for s in stores if not only or s.identifier in only]
-    quotas = [shared_budget(s, settings.redis_url).quota() for s in chosen]
+    # Only the stores file: the quota opens neither the database nor the positions.
+    with Runtime(Settings.from_env()) as runtime:
+        chosen = runtime.select(only)
+        quotas = [runtime.budget(s).quota() for s in chosen]
     if as_json:
         click.echo(json.dumps([q.as_dict() for q in quotas], indent=2))
     else:

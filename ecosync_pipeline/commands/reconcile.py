@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.config import Settings
+from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.mirror import (
     FreshnessResult,
@@ -111,7 +111,7 @@ def refresh_json(r: FreshnessResult) -> dict[str, Any]:
 def _each_store(
     stores: Sequence[str],
     as_json: bool,
-    run: Callable[[Runtime, str], Any],
+    run: Callable[[Runtime, Store], Any],
     row: Callable[[Any], tuple[str, ...]],
     to_json: Callable[[Any], dict[str, Any]],
     columns: Sequence[str],
@@ -119,12 +119,13 @@ def _each_store(
     """Run ``run`` for each store, print the table (or JSON); exit 1 if a store failed."""
     runtime = Runtime.from_settings(Settings.from_env())
     try:
+        # Each named store is looked up in its own turn: an unknown one fails alone.
         wanted = list(stores) or [s.identifier for s in runtime.stores]
         results: list[Any] = []
         failures: list[str] = []
         for identifier in wanted:
             try:
-                results.append(run(runtime, identifier))
+                results.append(run(runtime, runtime.store(identifier)))
             except EcosyncError as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
         if as_json:
@@ -166,8 +167,7 @@ def reconcile(stores: tuple[str, ...], max_calls: int | None, as_json: bool) -> 
     changed ones updated; the sweep continues from run to run until page 1.
     """
 
-    def run(runtime: Runtime, identifier: str) -> ReconcileResult:
-        store = runtime.store(identifier)
+    def run(runtime: Runtime, store: Store) -> ReconcileResult:
         with runtime.client(store) as client:
             return reconcile_store(store, client=client, engine=runtime.engine, max_calls=max_calls)
 
@@ -182,8 +182,7 @@ def reconcile(stores: tuple[str, ...], max_calls: int | None, as_json: bool) -> 
 def refresh(stores: tuple[str, ...], max_calls: int | None, as_json: bool) -> None:
     """Re-read each store's open orders (not in a final state) until they are final."""
 
-    def run(runtime: Runtime, identifier: str) -> FreshnessResult:
-        store = runtime.store(identifier)
+    def run(runtime: Runtime, store: Store) -> FreshnessResult:
         with runtime.client(store) as client:
             return refresh_statuses(
                 store, client=client, engine=runtime.engine, max_calls=max_calls

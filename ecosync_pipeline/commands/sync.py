@@ -6,13 +6,12 @@ failures table and the others still run; the command exits 1 when any failed.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.config import Settings
+from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.defs.orders.batch import MAX_WORKERS
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.redact import Redactor, url_secrets
@@ -44,10 +43,18 @@ def result_row(r: SyncResult) -> tuple[str, ...]:
     )
 
 
+def _known_token(store: Store) -> str:
+    """The store's token as it reads now (its variable or file), or "" when it cannot."""
+    try:
+        return store.token()
+    except EcosyncError:
+        return ""
+
+
 def secrets_redactor(runtime: Runtime) -> Redactor:
     """A Redactor for every secret this process knows: the stores' tokens and URL passwords."""
     settings = runtime.settings
-    secrets = [os.environ.get(s.token_env, "") for s in runtime.stores]
+    secrets = [_known_token(s) for s in runtime.stores]
     for url in (settings.database_url, settings.redis_url, settings.backup_path):
         secrets += url_secrets(url)
     return Redactor(secrets)
@@ -92,6 +99,7 @@ def sync(stores: tuple[str, ...], budget_seconds: float, workers: int) -> None:
     runtime = Runtime.from_settings(Settings.from_env())
     try:
         redact = secrets_redactor(runtime)
+        # Each named store is looked up in its own turn: an unknown one fails alone.
         wanted = list(stores) or [s.identifier for s in runtime.stores]
         rows: list[tuple[str, ...]] = []
         failures: list[tuple[str, str, str]] = []
@@ -99,7 +107,7 @@ def sync(stores: tuple[str, ...], budget_seconds: float, workers: int) -> None:
         # Each store under its own lock and client: threads only overlap their waiting.
         # The stores' backup writes land together, about once a second (json_layer).
         with (
-            runtime.chain.backup.coalescing(),
+            runtime.chain.coalescing(),
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ecosync-store") as pool,
         ):
             outcomes = list(

@@ -20,6 +20,7 @@ import click
 from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.errors import ConfigError, EcosyncError
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.tables import format_table
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 
@@ -34,20 +35,12 @@ def webhooks() -> None:
     """EcoManager's webhooks: the signed receiver and the registration of the webhooks."""
 
 
-def _api(settings: Settings, store: Store) -> WebhooksApi:
+def _api(runtime: Runtime, store: Store) -> WebhooksApi:
     """The store's webhooks API, drawing on the store's budget shared in Redis (as the sync)."""
-    from ecosync_pipeline.ecomanager.budget import use_redis
     from ecosync_pipeline.webhooks.registration import WebhooksApi
 
-    use_redis(settings.redis_url)
+    runtime.share_budgets()
     return WebhooksApi(store, store.token())
-
-
-def _store(settings: Settings, identifier: str) -> Store:
-    for store in settings.stores():
-        if store.identifier == identifier:
-            return store
-    raise ConfigError(f"store {identifier} is not in {settings.stores_file}")
 
 
 class GapSyncer:
@@ -57,8 +50,8 @@ class GapSyncer:
     with sparse ids every new order is a "gap", and each sync costs API calls.
     """
 
-    def __init__(self, settings: Settings, min_interval: float = 60.0) -> None:
-        self._settings = settings
+    def __init__(self, runtime: Runtime, min_interval: float = 60.0) -> None:
+        self._runtime = runtime
         self._min_interval = min_interval
         self._running: set[str] = set()
         self._started: dict[str, float] = {}
@@ -75,11 +68,8 @@ class GapSyncer:
         threading.Thread(target=self._sync, args=(store,), daemon=True).start()
 
     def _sync(self, store: str) -> None:
-        from ecosync_pipeline.runtime import Runtime
-
         try:
-            with Runtime.from_settings(self._settings) as runtime:
-                result = runtime.sync(store)
+            result = self._runtime.sync(store)
             logger.info("store %s: gap sync read %d new orders", store, result.orders_new)
         except EcosyncError as exc:
             logger.error("store %s: gap sync failed: %s", store, exc)
@@ -128,29 +118,24 @@ def serve(
     import uvicorn
 
     from ecosync_pipeline.asgi import ConnectionLimits, bind_socket, uvicorn_config
-    from ecosync_pipeline.ecomanager.budget import use_redis
-    from ecosync_pipeline.storage import is_current, make_engine, migrate
     from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
     from ecosync_pipeline.webhooks.worker import Applier, StoreReaders
 
-    settings = Settings.from_env()
-    stores = webhook_stores(settings.stores())
+    runtime = Runtime(Settings.from_env())
+    stores = webhook_stores(runtime.stores)
     if not stores:
         raise ConfigError(
-            f"no store in {settings.stores_file} takes webhooks; add webhook_secret_env to "
-            "the stores that should"
+            f"no store in {runtime.settings.stores_file} takes webhooks; add "
+            "webhook_secret_env (or webhook_secret_file) to the stores that should"
         )
     for store in stores:
-        webhook_secret(store)  # fail now, naming the variable, rather than at each delivery
-    engine = make_engine(settings.database_url)
-    if not is_current(engine):
-        migrate(engine)
-    use_redis(settings.redis_url)  # single-order reads share the store's budget
-    readers = StoreReaders(stores)
+        webhook_secret(store)  # fail now, naming the variable or file, not at each delivery
+    engine = runtime.engine
+    readers = StoreReaders(stores, runtime.client)  # settle ties, under the stores' budgets
     applier = Applier(
         engine,
         {s.identifier: s.name for s in stores},
-        on_gap=GapSyncer(settings) if sync_on_gap else None,
+        on_gap=GapSyncer(runtime) if sync_on_gap else None,
         readers=readers,
     ).start()
     app = create_receiver_app(
@@ -169,7 +154,7 @@ def serve(
         sock.close()
         applier.stop()
         readers.close()
-        engine.dispose()
+        runtime.close()
 
 
 def _events(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -195,12 +180,12 @@ def register(identifier: str, url: str, events: tuple[str, ...]) -> None:
     """Create or update the store's webhooks (running it twice creates nothing new)."""
     from ecosync_pipeline.webhooks.registration import register as do_register
 
-    settings = Settings.from_env()
-    store = _store(settings, identifier)
+    runtime = Runtime(Settings.from_env())
+    store = runtime.store(identifier)
     secret = webhook_secret(store)
     if not url.startswith("https://"):
         click.echo(f"warning: {url} is not HTTPS; EcoManager delivers to HTTPS URLs", err=True)
-    with _api(settings, store) as api:
+    with runtime, _api(runtime, store) as api:
         done = do_register(api, url, secret, events)
     rows = [(r.event, str(r.webhook_id), r.action, "yes" if r.is_active else "NO") for r in done]
     click.echo(format_table(("event", "webhook id", "action", "active"), rows))
@@ -213,11 +198,11 @@ def register(identifier: str, url: str, events: tuple[str, ...]) -> None:
 @reports_errors
 def list_(identifiers: tuple[str, ...]) -> None:
     """Print every webhook registered for the stores."""
-    settings = Settings.from_env()
-    stores = [_store(settings, i) for i in identifiers] or webhook_stores(settings.stores())
+    runtime = Runtime(Settings.from_env())
+    stores = runtime.select(identifiers) if identifiers else webhook_stores(runtime.stores)
     rows = []
     for store in stores:
-        with _api(settings, store) as api:
+        with _api(runtime, store) as api:
             for hook in api.list():
                 rows.append(
                     (
@@ -242,9 +227,9 @@ def delete(identifier: str, ids: tuple[int, ...]) -> None:
     """Delete the store's webhooks (the given ids, or every one ecosync registered)."""
     from ecosync_pipeline.webhooks.registration import unregister
 
-    settings = Settings.from_env()
-    store = _store(settings, identifier)
-    with _api(settings, store) as api:
+    runtime = Runtime(Settings.from_env())
+    store = runtime.store(identifier)
+    with runtime, _api(runtime, store) as api:
         deleted = unregister(api, list(ids) or None)
     click.echo(f"store {identifier}: deleted {len(deleted)} webhooks {deleted}")
 
@@ -260,18 +245,14 @@ def delete(identifier: str, ids: tuple[int, ...]) -> None:
 @reports_errors
 def replay(identifier: str, since: datetime) -> None:
     """Apply a store's stored deliveries again (harmless: nothing older replaces newer)."""
-    from ecosync_pipeline.storage import make_engine
     from ecosync_pipeline.webhooks.apply import apply_pending
     from ecosync_pipeline.webhooks.inbox import replay as mark_for_replay
 
-    settings = Settings.from_env()
-    store = _store(settings, identifier)
-    engine = make_engine(settings.database_url)
-    try:
-        marked = mark_for_replay(engine, identifier, since.replace(tzinfo=timezone.utc))
-        done = apply_pending(engine, {identifier: store.name})
-    finally:
-        engine.dispose()
+    with Runtime(Settings.from_env()) as runtime:
+        store = runtime.store(identifier)
+        engine = runtime.engine
+        marked = mark_for_replay(engine, store.identifier, since.replace(tzinfo=timezone.utc))
+        done = apply_pending(engine, {store.identifier: store.name})
     click.echo(
         f"store {identifier}: {marked} deliveries replayed, {done.applied} written, "
         f"{done.stale} older than the table (unchanged)"

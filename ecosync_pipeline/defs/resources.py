@@ -1,13 +1,16 @@
-"""The resources of the code location: one per dependency, each built once per run.
+"""The resources of the code location: thin wrappers of the composition root (runtime.py).
 
     orders_db    OrdersDatabaseResource  the orders database (an Engine, migrated once)
     ecomanager   EcoManagerResource      the stores file and a client per store
+                 EcoManagerTestResource  its test version: tokens given, no waiting
     positions    PositionsResource       the position layers and the fallback chain
 
-An op, asset, check or sensor asks for the ones it uses by parameter, and uses nothing
-else: a test substitutes any of them by passing another instance (or a subclass) under
-the same key. Dagster builds each resource once per run (and once per sensor tick), so
-the recovery job's five steps share one engine, one Redis client and one chain.
+Each resource only turns its fields into Settings and asks runtime.Runtime for the parts,
+so a Dagster run is wired exactly as a command is. An op, asset, check or sensor asks
+for the ones it uses by parameter: a test substitutes any of them by passing another
+instance (or a subclass) under the same key. Dagster builds each resource once per run
+(and once per sensor tick), so the recovery job's five steps share one engine, one
+Redis client and one chain.
 
 Every field defaults to ``None``, meaning "the ECOSYNC_* variable, or its documented
 default", read when a run needs it and never at import, so ``dagster dev`` works with no
@@ -19,7 +22,6 @@ where a value comes from can pass ``EnvVar("...")`` for any field.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,57 +29,19 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.config import Settings, Store, load_stores
-from ecosync_pipeline.ecomanager.budget import shared_budget
+from ecosync_pipeline.config import Settings, Store, find_store, load_stores
+from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
-from ecosync_pipeline.errors import ConfigError
-from ecosync_pipeline.positions.chain import PositionChain
-from ecosync_pipeline.positions.factory import build_backup, build_chain, build_redis
-from ecosync_pipeline.positions.json_layer import JsonBackup
-from ecosync_pipeline.positions.redis_layer import RedisLayer
-from ecosync_pipeline.storage import make_engine, upgrade_if_behind
+from ecosync_pipeline.positions.database_layer import DatabaseRead
+from ecosync_pipeline.positions.factory import Chain
+from ecosync_pipeline.positions.json_layer import BackupRead
+from ecosync_pipeline.positions.layer import PositionLayer
+from ecosync_pipeline.positions.redis_layer import RedisSnapshot
+from ecosync_pipeline.runtime import ENGINES, Runtime, build_client
 
 ORDERS_DB = "orders_db"
 ECOMANAGER = "ecomanager"
 POSITIONS = "positions"
-
-
-class _SharedEngines:
-    """One Engine per database URL per process, shared by every resource that uses it.
-
-    Dagster initializes a nested resource (the positions' orders_db) as a copy of its
-    own, so without this a sync would open two pools on one database. The engine is
-    opened (and the schema brought up to date) by its first user and disposed by its last.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._engines: dict[str, tuple[Engine, int]] = {}
-
-    def acquire(self, url: str) -> Engine:
-        with self._lock:
-            engine, users = self._engines.get(url) or (None, 0)
-            if engine is None:
-                engine = upgrade_if_behind(make_engine(url))
-            self._engines[url] = (engine, users + 1)
-            return engine
-
-    def acquire_held(self, url: str) -> Engine:
-        """The engine of a user that acquired it already."""
-        with self._lock:
-            return self._engines[url][0]
-
-    def release(self, url: str) -> None:
-        with self._lock:
-            engine, users = self._engines[url]
-            if users > 1:
-                self._engines[url] = (engine, users - 1)
-                return
-            del self._engines[url]
-        engine.dispose()
-
-
-_ENGINES = _SharedEngines()
 
 
 class OrdersDatabaseResource(ConfigurableResource):
@@ -98,22 +62,29 @@ class OrdersDatabaseResource(ConfigurableResource):
 
     @property
     def engine(self) -> Engine:
-        """The run's engine, opened (and the schema brought up to date) on first use."""
+        """The run's engine, opened (and the schema brought up to date) on first use.
+
+        One per URL in the process (runtime.ENGINES): Dagster copies a nested resource,
+        and the copies share the pool."""
         if self._engine_url is None:
             url = self.database_url
-            engine = _ENGINES.acquire(url)
+            engine = ENGINES.acquire(url)
             self._engine_url = url
             return engine
-        return _ENGINES.acquire_held(self._engine_url)
+        return ENGINES.held(self._engine_url)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._engine_url is not None:
-            _ENGINES.release(self._engine_url)
+            ENGINES.release(self._engine_url)
             self._engine_url = None
 
 
 class EcoManagerResource(ConfigurableResource):
-    """The EcoManager stores: the stores file; each token comes from its store's token_env."""
+    """The EcoManager stores: the stores file; each token comes from its store's token_env.
+
+    The interface the assets use (``stores``, ``store``, ``client``, ``clients``); this
+    is the real one, EcoManagerTestResource the test version.
+    """
 
     stores_file: str | None = Field(
         default=None,
@@ -131,28 +102,58 @@ class EcoManagerResource(ConfigurableResource):
         """The stores file in use: this resource's, else the environment's."""
         return self.stores_file or Settings.from_env().stores_file
 
+    def settings(self) -> Settings:
+        """The core's Settings: this resource's values over the ECOSYNC_* environment."""
+        base = Settings.from_env()
+        return Settings(
+            database_url=base.database_url,
+            redis_url=self.budget_redis_url or base.redis_url,
+            stores_file=self.stores_path,
+            backup_path=base.backup_path,
+        )
+
     def stores(self) -> list[Store]:
         """The configured stores (parsed once per file version)."""
         return load_stores(self.stores_path)
 
     def store(self, identifier: str) -> Store:
-        """The configured store with this identifier; ConfigError naming the file if absent."""
-        stores = self.stores()
-        for store in stores:
-            if store.identifier == identifier:
-                return store
-        known = ", ".join(s.identifier for s in stores) or "none"
-        raise ConfigError(f"store {identifier} is not in {self.stores_path} (configured: {known})")
+        """The store a partition key (or any outside input) names; ConfigError naming the
+        file if it is invalid or absent (the one lookup: config.find_store)."""
+        return find_store(self.stores(), identifier, self.stores_path)
 
     def client(self, store: Store) -> EcoManagerClient:
         """A client for one store, under its shared rate budget; raises MissingToken
         naming the variable when unset."""
-        url = self.budget_redis_url or Settings.from_env().redis_url
-        return EcoManagerClient.from_store(store, rate_limiter=shared_budget(store, url))
+        return build_client(store, self.settings().redis_url)
 
     def clients(self) -> Callable[[Store], EcoManagerClient]:
         """A client factory for the chain's restore_all and verify_all."""
         return self.client
+
+
+class EcoManagerTestResource(EcoManagerResource):
+    """The test version: real clients over HTTP, with tokens given here instead of the
+    environment, a rate budget counted in this process only, and no retry waits.
+
+    For tests against a simulator or a recorded server; never for a deployment (the
+    tokens would be in the run's configuration).
+    """
+
+    tokens: dict[str, str] = Field(
+        default_factory=dict, description="Each store's token, by store identifier."
+    )
+    max_retries: int = Field(default=0, description="Retries of a failed request.")
+
+    def client(self, store: Store) -> EcoManagerClient:
+        """A client for ``store`` with its token from ``tokens`` (MissingToken when absent)."""
+        return build_client(
+            store,
+            None,
+            token=self.tokens.get(store.identifier, ""),
+            rate_limiter=SharedBudget(store.identifier, store.budget, None),
+            max_retries=self.max_retries,
+            sleep=lambda _seconds: None,
+        )
 
 
 class PositionsResource(ConfigurableResource):
@@ -169,9 +170,7 @@ class PositionsResource(ConfigurableResource):
     )
     orders_db: OrdersDatabaseResource
     ecomanager: EcoManagerResource
-    _chain: PositionChain | None = PrivateAttr(default=None)
-    _redis: RedisLayer | None = PrivateAttr(default=None)
-    _backup: JsonBackup | None = PrivateAttr(default=None)
+    _runtime: Runtime | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
         """The core's Settings: explicit resource values over the ECOSYNC_* environment."""
@@ -184,39 +183,42 @@ class PositionsResource(ConfigurableResource):
         )
 
     @property
-    def chain(self) -> PositionChain:
-        """The run's fallback chain over the three layers, built on first use."""
-        if self._chain is None:
-            self._chain = build_chain(
-                self.settings(), self.ecomanager.stores(), self.orders_db.engine
+    def runtime(self) -> Runtime:
+        """The run's composition root: this resource's layers and chain, the orders_db
+        engine (opened only when needed) and the ecomanager clients."""
+        if self._runtime is None:
+            self._runtime = Runtime(
+                self.settings(),
+                stores=self.ecomanager.stores(),
+                engine=lambda: self.orders_db.engine,
+                client_factory=self.ecomanager.client,
             )
-        return self._chain
+        return self._runtime
 
     @property
-    def redis(self) -> RedisLayer:
+    def chain(self) -> Chain:
+        """The run's fallback chain over the three layers, built on first use."""
+        return self.runtime.chain
+
+    @property
+    def redis(self) -> PositionLayer[RedisSnapshot]:
         """Layer 1 alone, for a probe that needs neither the database nor the backup."""
-        if self._chain is not None:
-            return self._chain.redis
-        if self._redis is None:
-            self._redis = build_redis(self.settings())
-        return self._redis
+        return self.runtime.redis
 
     @property
-    def backup(self) -> JsonBackup:
+    def backup(self) -> PositionLayer[BackupRead]:
         """Layer 2 alone, for the sensor's read of the generation it recorded."""
-        if self._chain is not None:
-            return self._chain.backup
-        if self._backup is None:
-            self._backup = build_backup(self.settings())
-        return self._backup
+        return self.runtime.backup
+
+    @property
+    def database(self) -> PositionLayer[DatabaseRead]:
+        """Layer 3 (opens the database)."""
+        return self.runtime.database
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._chain is not None:
-            self._chain.close()
-            self._chain = None
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        if self._runtime is not None:
+            self._runtime.close()  # the engine stays: orders_db releases it
+            self._runtime = None
 
 
 def ecosync_resources(settings: Settings | None = None) -> dict[str, Any]:
@@ -233,3 +235,15 @@ def ecosync_resources(settings: Settings | None = None) -> dict[str, Any]:
         ecomanager=ecomanager,
     )
     return {ORDERS_DB: database, ECOMANAGER: ecomanager, POSITIONS: positions}
+
+
+__all__ = [
+    "ECOMANAGER",
+    "ORDERS_DB",
+    "POSITIONS",
+    "EcoManagerResource",
+    "EcoManagerTestResource",
+    "OrdersDatabaseResource",
+    "PositionsResource",
+    "ecosync_resources",
+]

@@ -21,17 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import random
-import ssl
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from functools import cache
 from typing import Any
 
 import httpx
@@ -46,6 +40,13 @@ from ecosync_pipeline.ecomanager.models import (
     parse_newest_page,
     parse_order,
     parse_page,
+)
+from ecosync_pipeline.ecomanager.retries import (
+    Failure,
+    Retries,
+    check_seconds,
+    proxies_configured,
+    tls_context,
 )
 from ecosync_pipeline.ecomanager.stats import Outcome, RequestStats
 from ecosync_pipeline.errors import (
@@ -68,23 +69,13 @@ USER_AGENT = "ecosync/0.1"
 
 
 @dataclass(frozen=True)
-class _Failure:
-    """A transient failure of one attempt: what happened and how long the server asks us
-    to wait (None when it did not say)."""
-
-    outcome: Outcome
-    reason: str
-    server_wait: float | None
-
-
-@dataclass(frozen=True)
 class _Ask:
     """One request of the contract: where it goes, its name in messages, how its body reads."""
 
     url: str
     params: Mapping[str, str | int]
     where: str
-    """"page 3", "newest-first page 2", "order 4512": what messages call it."""
+    """"page 3", "order 4512": what messages call it."""
     page: int | None
     order_id: int | None
     parse: Callable[[object, datetime], Page | Order]
@@ -94,28 +85,6 @@ class _Ask:
 
 GONE = None
 """What ``fetch_order`` returns for an order EcoManager answers 404 for."""
-
-
-@cache
-def tls_context() -> ssl.SSLContext:
-    """The certificate-verifying TLS context every client shares (httpx's default one).
-
-    Building it loads the CA bundle, about 20 ms: once per client that was most of an
-    idle store's sync, and a run of a thousand stores makes a client per store.
-    """
-    return httpx.create_ssl_context()
-
-
-@cache
-def proxies_configured() -> bool:
-    """Whether a proxy is configured (HTTPS_PROXY and the like, or the system's), read once.
-
-    httpx reads them for every client it builds, walking every variable: with a thousand
-    stores' tokens in the environment that was about 7 ms a client. Where none is set,
-    clients are built without reading the environment (``verify`` is given explicitly,
-    and the token is ours, so nothing else there applies).
-    """
-    return bool(urllib.request.getproxies())
 
 
 class EcoManagerClient(Closing):
@@ -142,28 +111,17 @@ class EcoManagerClient(Closing):
             check_base_url(store.base_url)
         except ConfigError as exc:
             raise ConfigError(f"store {store.identifier}: {exc}") from None
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
-        _check_seconds(
-            timeout=timeout,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            retry_after_cap=retry_after_cap,
-            default_retry_after=default_retry_after,
+        self._retries = Retries(
+            max_retries, backoff_base, backoff_max, retry_after_cap, default_retry_after
         )
+        _check_timeout(timeout)
         self._store = store
         self._redact = Redactor([token, *url_secrets(store.base_url)])
         self._max_bytes = store.max_page_bytes if max_page_bytes is None else max_page_bytes
         if self._max_bytes < 1:
             raise ValueError(f"max_page_bytes must be at least 1, got {self._max_bytes}")
         self._timeout = timeout
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._retry_after_cap = retry_after_cap
-        self._default_retry_after = default_retry_after
         self._sleep = sleep
-        self._random = random.Random()
         self._url = f"{store.base_url.rstrip('/')}{ORDERS_PATH}"
         # By default every client of a store, in every process, shares its rate budget.
         self._limiter = rate_limiter or shared_budget(store)
@@ -192,9 +150,10 @@ class EcoManagerClient(Closing):
         environ: Mapping[str, str] | None = None,
         **kw: Any,
     ) -> EcoManagerClient:
-        """A client for ``store`` with its token read from ``store.token_env``.
+        """A client for ``store`` with its token read now (from its variable or its file).
 
-        Raises MissingToken (naming the variable) when it is unset.
+        Raises MissingToken (naming the variable) when it is unset, SecretFileError
+        (naming the file) when its file cannot give it.
         """
         return cls(store, store.token(environ), **kw)
 
@@ -327,7 +286,7 @@ class EcoManagerClient(Closing):
 
     def _fetch(self, ask: _Ask) -> Page | Order | None:
         """One request, with the retries, waits and errors of the contract."""
-        attempts = self._max_retries + 1
+        attempts = self._retries.attempts
         for attempt in range(1, attempts + 1):
             if self._cap is not None and self._stats.total >= self._cap:
                 raise CallCapReached(
@@ -344,7 +303,7 @@ class EcoManagerClient(Closing):
             failure, cause = outcome
             if attempt == attempts:
                 break
-            wait = self._wait_after(failure, attempt)
+            wait = self._retries.after(failure, attempt)
             self._stats.record_retry()
             logger.warning(
                 "store %s: %s: %s on attempt %d of %d; retrying in %.2f s",
@@ -358,7 +317,7 @@ class EcoManagerClient(Closing):
             self._sleep(wait)
         raise self._exhausted(failure, ask, attempts) from self._cause(cause)
 
-    def _attempt(self, ask: _Ask) -> Page | Order | None | tuple[_Failure, Exception | None]:
+    def _attempt(self, ask: _Ask) -> Page | Order | None | tuple[Failure, Exception | None]:
         """One request: the answer, or a transient failure (and its cause) to retry.
 
         Anything that no retry can fix is raised at once as our error.
@@ -380,11 +339,11 @@ class EcoManagerClient(Closing):
         except httpx.TimeoutException as exc:
             self._stats.record("timeout")
             reason = f"no answer within {self._timeout:g} s ({type(exc).__name__})"
-            return _Failure("timeout", reason, None), exc
+            return Failure("timeout", reason, None), exc
         except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
             self._stats.record("connection_error")
             reason = f"connection error ({type(exc).__name__}: {exc})"
-            return _Failure("connection_error", reason, None), exc
+            return Failure("connection_error", reason, None), exc
         except httpx.DecodingError as exc:
             raise self._refused(
                 "malformed",
@@ -460,8 +419,8 @@ class EcoManagerClient(Closing):
         self._stats.record(outcome)
         return self._error(cls, message, ask)
 
-    def _judge(self, response: httpx.Response, ask: _Ask) -> _Failure | None:
-        """None for a 2xx; a retryable _Failure for 429/5xx; raise for anything else."""
+    def _judge(self, response: httpx.Response, ask: _Ask) -> Failure | None:
+        """None for a 2xx; a retryable Failure for 429/5xx; raise for anything else."""
         status = response.status_code
         sid = self._store.identifier
         if 200 <= status < 300:
@@ -474,26 +433,26 @@ class EcoManagerClient(Closing):
             raise self._error(
                 ApiAuthError,
                 f"store {sid}: {ask.where}: HTTP {status}, {what}; check the store's token "
-                f"variable {self._store.token_env} (it must hold this store's current "
-                "80-character EcoManager token)",
+                f"in {self._store.token_source.describe()} (it must hold this store's "
+                "current 80-character EcoManager token)",
                 ask,
             )
         if status == 429:
             self._stats.record("rate_limited")
             header = response.headers.get("Retry-After")
-            wait = self._retry_after(header)
+            wait = self._retries.retry_after(header)
             shown = "absent" if header is None else repr(header[:40])
-            return _Failure(
+            return Failure(
                 "rate_limited",
                 f"rate limited (HTTP 429, Retry-After {shown})",
-                self._default_retry_after if wait is None else wait,
+                self._retries.default_retry_after if wait is None else wait,
             )
         if status >= 500:
             self._stats.record("server_error")
-            return _Failure(
+            return Failure(
                 "server_error",
                 f"HTTP {status}",
-                self._retry_after(response.headers.get("Retry-After")),
+                self._retries.retry_after(response.headers.get("Retry-After")),
             )
         self._stats.record("http_error")
         hint = ""
@@ -550,40 +509,7 @@ class EcoManagerClient(Closing):
         logger.debug("store %s: %s read", sid, ask.where)
         return result
 
-    def _retry_after(self, header: str | None) -> float | None:
-        """Seconds a Retry-After header asks for (delta or HTTP date), capped; None if unusable."""
-        if header is None:
-            return None
-        try:
-            seconds = float(header.strip())
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(header)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            seconds = (when - datetime.now(timezone.utc)).total_seconds()
-        if not math.isfinite(seconds):
-            return None
-        return min(max(seconds, 0.0), self._retry_after_cap)
-
-    def _wait_after(self, failure: _Failure, attempt: int) -> float:
-        """Seconds to wait before the next attempt, after ``attempt`` failed."""
-        if failure.outcome == "rate_limited":
-            # The server said how long; waiting less only earns another 429.
-            assert failure.server_wait is not None
-            return min(failure.server_wait, self._retry_after_cap)
-        # The exponent is capped so a large max_retries cannot overflow a float.
-        delay = min(self._backoff_max, self._backoff_base * 2.0 ** min(attempt - 1, 60))
-        # "Equal jitter": at least half the backoff, so retries never bunch up at zero, and
-        # the rest random, so clients that failed together do not retry together.
-        wait = delay / 2 + self._random.uniform(0, delay / 2)
-        if failure.server_wait is not None:
-            wait = max(wait, failure.server_wait)
-        return wait
-
-    def _exhausted(self, failure: _Failure, ask: _Ask, attempts: int) -> ApiError:
+    def _exhausted(self, failure: Failure, ask: _Ask, attempts: int) -> ApiError:
         """The error for a request whose every attempt failed transiently."""
         sid = self._store.identifier
         if failure.outcome == "rate_limited":
@@ -613,18 +539,18 @@ class EcoManagerClient(Closing):
 def _check_token(store: Store, token: str) -> None:
     """Refuse a token that could not be a header value, without ever echoing it."""
     if not token:
-        raise MissingToken(store.identifier, store.token_env)
+        if store.token_env is not None:
+            raise MissingToken(store.identifier, store.token_env)
+        raise ConfigError(f"store {store.identifier}: no token given for its client")
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise ConfigError(
-            f"store {store.identifier}: the token in {store.token_env} contains spaces, line "
-            "breaks or non-ASCII characters; set it to the store's 80-character EcoManager token"
+            f"store {store.identifier}: the token in {store.token_source.describe()} contains "
+            "spaces, line breaks or non-ASCII characters; set it to the store's 80-character "
+            "EcoManager token"
         )
 
 
-def _check_seconds(**seconds: float) -> None:
-    """Refuse a duration that is negative, infinite or NaN, and a timeout of 0 seconds."""
-    for name, value in seconds.items():
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
-    if seconds["timeout"] <= 0:
-        raise ValueError(f"timeout must be more than 0 seconds, got {seconds['timeout']}")
+def _check_timeout(timeout: float) -> None:
+    check_seconds(timeout=timeout)
+    if timeout <= 0:
+        raise ValueError(f"timeout must be more than 0 seconds, got {timeout}")

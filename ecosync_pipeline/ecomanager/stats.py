@@ -1,4 +1,4 @@
-"""What a client's requests came to: one counter per outcome, plus the retries among them."""
+"""What one client's requests came to: the outcome of each request, counted."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ MAX_ORDER_ID = 2**63 - 1
 """The orders table keeps order ids as BIGINT."""
 
 MAX_AMOUNT = Decimal("999999999999.99")
-"""The orders table keeps amounts as NUMERIC(14, 2) (storage.schema.MONEY_MAX)."""
+"""The orders table keeps amounts as NUMERIC(14, 2) (storage.dialect.MONEY_MAX)."""
 
 MAX_JSON_DEPTH = 32
 """Nesting kept in ``items``; deeper structures are set aside (no real order has them)."""

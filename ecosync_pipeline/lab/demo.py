@@ -36,8 +36,7 @@ from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.lab.bench.baselines import OLD_PER_PAGE
 from ecosync_pipeline.lab.bench.recovery import goal_bound
 from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer, StoreSpec
-from ecosync_pipeline.positions.factory import build_backup
-from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.runtime import Runtime, build_backup
 from ecosync_pipeline.storage import duplicate_count, iter_order_ids
 
 logger = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.engine import Connection, Engine
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.mirror.segments import Segment
 from ecosync_pipeline.storage.merge import Gone, Served, UpsertCounts, Write, merge_orders
@@ -120,7 +121,9 @@ def repair(
     return diff, written
 
 
-def settle(engine: Engine, store: str, written: UpsertCounts, reader: OrderReader) -> UpsertCounts:
+def settle(
+    engine: Engine, store: StoreId, written: UpsertCounts, reader: OrderReader
+) -> UpsertCounts:
     """``written`` with its ties settled by asking EcoManager once for each (pages.settle_ties)."""
     if not written.ties:
         return written

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.mirror.compare import compare
 from ecosync_pipeline.mirror.segments import PER_PAGE, descend
@@ -80,7 +81,7 @@ class WindowAudit:
 def audit_window(
     fetcher: PageFetcher,
     engine: Engine | Connection,
-    store: str,
+    store: StoreId,
     window: SyncWindow,
     *,
     max_calls: int = DEFAULT_MAX_CALLS,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.config import Store
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import CallCapReached
 from ecosync_pipeline.mirror.compare import MirrorCounts, repair, settle
@@ -96,7 +96,7 @@ def refresh_statuses(
 def _refresh(
     client: EcoManagerClient,
     engine: Engine,
-    sid: str,
+    sid: StoreId,
     summary: StoreSummary,
     oldest: int,
     counts: MirrorCounts,

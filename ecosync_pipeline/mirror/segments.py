@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from ecosync_pipeline.config import MAX_PER_PAGE
+from ecosync_pipeline.config import MAX_PER_PAGE, StoreId
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
 from ecosync_pipeline.ecomanager.models import Order, Page
@@ -35,7 +35,7 @@ PER_PAGE = MAX_PER_PAGE
 class Segment:
     """The served orders with ``low <= id <= high``, as read from page ``page``."""
 
-    store: str
+    store: StoreId
     page: int
     low: int
     high: int
@@ -48,7 +48,7 @@ class Segment:
         return [o.id for o in self.orders]
 
 
-def _segment(store: str, page: Page, high: int) -> Segment:
+def _segment(store: StoreId, page: Page, high: int) -> Segment:
     if page.number == 1 and page.is_empty:
         # Every stored order would be flagged on the word of one empty answer: far more
         # likely a wrong base_url or a broken server than a store emptied upstream.
@@ -73,7 +73,7 @@ def _segment(store: str, page: Page, high: int) -> Segment:
     return Segment(store, page.number, low, high, orders, fetched)
 
 
-def _check_full(store: str, page: Page, per_page: int) -> None:
+def _check_full(store: StoreId, page: Page, per_page: int) -> None:
     if len(page.orders) < per_page:
         raise MirrorRefused(
             f"store {store}: page {page.number} holds {len(page.orders)} orders, fewer than "
@@ -86,7 +86,7 @@ def _check_full(store: str, page: Page, per_page: int) -> None:
 
 def descend(
     fetcher: PageFetcher,
-    store: str,
+    store: StoreId,
     *,
     target: int,
     high: int,

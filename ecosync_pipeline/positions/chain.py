@@ -9,30 +9,35 @@ A layer's position is usable only when its last synced order id equals the datab
 (the truth, DESIGN invariant 1): AHEAD it would skip the gap, BEHIND (stale) re-read
 every page since, so the database decides. Every position is verified on the API before
 it is returned, with the page fetched to verify it (the sync's first page, for free).
+
+The chain knows its layers through the PositionLayer Protocol alone (positions.layer):
+any three siblings compose, and factory.py is where the real ones are chosen.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Generic
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.errors import ConfigError, EcosyncError
-from ecosync_pipeline.positions.database_layer import DatabaseLayer
-from ecosync_pipeline.positions.json_layer import JsonBackup
-from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, PositionLayer, Written
 from ecosync_pipeline.positions.model import PositionStatus, SyncPosition
 from ecosync_pipeline.positions.outcomes import (
+    BackupReadT,
+    DatabaseReadT,
     LayerOutcome,
     LayerPositions,
+    RedisReadT,
     ResolvedPosition,
     RestoreReport,
     SaveResult,
     Snapshot,
 )
 from ecosync_pipeline.positions.page_size import run_page_size
-from ecosync_pipeline.positions.redis_layer import RedisLayer, RedisSnapshot
 from ecosync_pipeline.positions.verify import verify
 
 logger = logging.getLogger(__name__)
@@ -59,31 +64,29 @@ def classify(position: SyncPosition | None, truth: SyncPosition | None) -> Posit
     return "stale" if position.target < db_last else "healthy"
 
 
-class PositionChain:
-    """The three layers of one deployment, composed."""
+class PositionChain(Generic[RedisReadT, BackupReadT, DatabaseReadT]):
+    """The three layers of one deployment, composed: a cache, its backup, the truth."""
 
     def __init__(
         self,
         stores: Sequence[Store],
-        redis: RedisLayer,
-        backup: JsonBackup,
-        database: DatabaseLayer,
+        redis: PositionLayer[RedisReadT],
+        backup: PositionLayer[BackupReadT],
+        database: PositionLayer[DatabaseReadT],
     ) -> None:
         self.stores = list(stores)
         self.redis = redis
         self.backup = backup
         self.database = database
 
-    def store(self, identifier: str) -> Store:
-        """The configured store with this identifier."""
-        for store in self.stores:
-            if store.identifier == identifier:
-                return store
-        raise ConfigError(f"store {identifier} is not configured; add it to the stores file")
+    @property
+    def layers(self) -> tuple[PositionLayer[LayerRead], ...]:
+        """Redis, the backup, the database, in the order they are asked."""
+        return (self.redis, self.backup, self.database)
 
     def snapshot(
         self, stores: Sequence[Store] | None = None, *, backup_when_needed: bool = False
-    ) -> Snapshot:
+    ) -> Snapshot[RedisReadT, BackupReadT, DatabaseReadT]:
         """Read every layer once for ``stores`` (all configured stores by default).
 
         ``backup_when_needed``: the JSON backup is read only if something asks for it
@@ -91,17 +94,16 @@ class PositionChain:
         """
         wanted = self.stores if stores is None else list(stores)
         redis = self.redis.read_many(wanted)
-        backup: LayerRead | Callable[[], LayerRead] = (
+        backup: BackupReadT | Callable[[], BackupReadT] = (
             (lambda: self.backup.read_many(wanted))
             if backup_when_needed
             else self.backup.read_many(wanted)
         )
         return Snapshot(redis, backup, self.database.read_many(wanted))
 
-    def get_position(self, store: Store | str, fetcher: PageFetcher) -> ResolvedPosition:
+    def get_position(self, store: Store, fetcher: PageFetcher) -> ResolvedPosition:
         """The store's verified position, written back to both caches unless Redis had it;
         ApiError if the API fails verification, StorageError if the database is unread."""
-        store = self.store(store) if isinstance(store, str) else store
         # The backup file is read only if Redis cannot serve: a thousand stores' syncs
         # would each parse a file of a thousand entries for nothing.
         snapshot = self.snapshot([store], backup_when_needed=True)
@@ -127,7 +129,9 @@ class PositionChain:
         self.write_restored(reports)
         return reports
 
-    def verify_all(self, snapshot: Snapshot, fetchers: Fetchers) -> list[RestoreReport]:
+    def verify_all(
+        self, snapshot: Snapshot[RedisReadT, BackupReadT, DatabaseReadT], fetchers: Fetchers
+    ) -> list[RestoreReport]:
         """Per store, resolve from the snapshot and verify; write nothing."""
         return [self._restore_one(store, snapshot, fetchers) for store in self.stores]
 
@@ -135,11 +139,26 @@ class PositionChain:
         """Write every verified position to Redis (as a recovery) and to the backup."""
         return self.save_many([r.after for r in reports if r.after is not None], recovery=True)
 
-    def close(self) -> None:
-        """Release the Redis connection."""
-        self.redis.close()
+    @contextmanager
+    def coalescing(self) -> Iterator[None]:
+        """Every layer gathers its writes for the block (a batch of stores): the backup
+        file is written about once a second instead of once a store."""
+        with ExitStack() as stack:
+            for layer in self.layers:
+                stack.enter_context(layer.coalescing())
+            yield
 
-    def resolve(self, store: Store, snapshot: Snapshot, fetcher: PageFetcher) -> ResolvedPosition:
+    def close(self) -> None:
+        """Release what the layers hold open (Redis's connection)."""
+        for layer in self.layers:
+            layer.close()
+
+    def resolve(
+        self,
+        store: Store,
+        snapshot: Snapshot[RedisReadT, BackupReadT, DatabaseReadT],
+        fetcher: PageFetcher,
+    ) -> ResolvedPosition:
         """Choose the layer for one store from the snapshot, and verify; write nothing."""
         sid = store.identifier
         truth = snapshot.truth(sid)
@@ -163,7 +182,12 @@ class PositionChain:
         fallback = truth or SyncPosition.first_sync(sid, store.name, store.per_page)
         return _verified(fallback, fetcher, store, "database", trail, truth)
 
-    def _restore_one(self, store: Store, snapshot: Snapshot, fetchers: Fetchers) -> RestoreReport:
+    def _restore_one(
+        self,
+        store: Store,
+        snapshot: Snapshot[RedisReadT, BackupReadT, DatabaseReadT],
+        fetchers: Fetchers,
+    ) -> RestoreReport:
         sid = store.identifier
         before = LayerPositions(
             snapshot.redis.lookup(sid), snapshot.json.get(sid), snapshot.database.get(sid)
@@ -188,7 +212,9 @@ class PositionChain:
         )
 
 
-def _cache_layers(snapshot: Snapshot) -> Iterator[RedisSnapshot | LayerRead]:
+def _cache_layers(
+    snapshot: Snapshot[RedisReadT, BackupReadT, DatabaseReadT],
+) -> Iterator[LayerRead]:
     """Redis, then the JSON backup, the latter read only when reached."""
     yield snapshot.redis
     yield snapshot.json

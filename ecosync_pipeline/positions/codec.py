@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ecosync_pipeline.config import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from ecosync_pipeline.config import DEFAULT_PER_PAGE, MAX_PER_PAGE, StoreId
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
 
 ORIGINAL_PER_PAGE = DEFAULT_PER_PAGE
@@ -86,7 +86,7 @@ def position_fields(position: SyncPosition) -> dict[str, Any]:
     }
 
 
-def position_from_fields(store: str, data: object, *, source: PositionSource) -> SyncPosition:
+def position_from_fields(store: StoreId, data: object, *, source: PositionSource) -> SyncPosition:
     """Read stored keys back into a position tagged with the layer it came from.
 
     Raises InvalidStoredPosition naming the first bad key.

@@ -11,6 +11,7 @@ A store without orders is a first sync: page 1, source ``calculated``, nothing t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from ecosync_pipeline.config import Store
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
-from ecosync_pipeline.storage import StoreSummary, store_summaries, store_summary
+from ecosync_pipeline.storage import StoreSummary, redact, store_summaries, store_summary
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class DatabaseLayer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @property
+    def location(self) -> str:
+        """The orders database's URL without its password."""
+        return redact(self.engine.url)
+
     def read_many(self, stores: Sequence[Store]) -> DatabaseRead:
         """Every store's position from one query (one store: a query on its index only)."""
         try:
@@ -88,9 +94,22 @@ class DatabaseLayer:
             summaries=summaries,
         )
 
-    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
         """Nothing to write: the sync's committed orders are this layer's positions."""
         return Written()
+
+    def coalescing(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to gather: this layer is never written."""
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        """Nothing to release: the engine belongs to whoever opened it (the runtime)."""
 
     def read(self, store: Store) -> SyncPosition:
         """The store's position as the database sees it; raises StorageError if it cannot."""

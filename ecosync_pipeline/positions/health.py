@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ecosync_pipeline.positions.chain import USABLE, PositionChain, classify
+from ecosync_pipeline.positions.chain import USABLE, classify
 from ecosync_pipeline.positions.codec import format_timestamp
+from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.loss import LossReport, RedisState, detect
 from ecosync_pipeline.positions.model import PositionStatus, SyncPosition
 
@@ -89,7 +90,7 @@ class StatusReport:
         }
 
 
-def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusReport:
+def status_report(chain: Chain, *, cursor: str | None = None) -> StatusReport:
     """Read every layer once and judge each store's positions against the database."""
     snap = chain.snapshot()
     truth = snap.database
@@ -107,6 +108,8 @@ def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusR
         sid = store.identifier
         summary = truth.summary(sid)
         cached = snap.redis.get(sid)
+        # Redis down says nothing of the store's position: not "missing", "unreachable".
+        status = classify(cached, truth.get(sid)) if snap.redis.ok else "unreachable"
         rows.append(
             StoreStatus(
                 store=sid,
@@ -115,14 +118,16 @@ def status_report(chain: PositionChain, *, cursor: str | None = None) -> StatusR
                 json=snap.json.get(sid),
                 db_last_order_id=summary.last_order_id if summary else None,
                 db_order_count=summary.order_count if summary else 0,
-                status=classify(cached, truth.get(sid)),
-                json_status=classify(snap.json.get(sid), truth.get(sid)),
+                status=status,
+                json_status=(
+                    classify(snap.json.get(sid), truth.get(sid)) if snap.json.ok else "unreachable"
+                ),
             )
         )
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    quarantined = chain.backup.last_quarantined
+    quarantined = snap.json.quarantined
     return StatusReport(
         stores=tuple(rows),
         cache_health=cache_health(r.status for r in rows) if snap.redis.available else 0.0,

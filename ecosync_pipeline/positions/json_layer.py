@@ -37,6 +37,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,8 +46,8 @@ import filelock
 from fsspec.implementations.local import LocalFileSystem
 from upath import UPath
 
-from ecosync_pipeline.config import STORE_ID_PATTERN, Store
-from ecosync_pipeline.errors import BackupCorrupt, PositionError
+from ecosync_pipeline.config import STORE_ID_PATTERN, Store, validate_store_identifier
+from ecosync_pipeline.errors import BackupCorrupt, ConfigError, PositionError
 from ecosync_pipeline.positions.codec import (
     InvalidStoredPosition,
     format_timestamp,
@@ -67,6 +69,14 @@ FILE_MODE: Final = 0o600
 # so writers in this process at least never interleave.
 _PROCESS_LOCKS: dict[str, threading.RLock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True)
+class BackupRead(LayerRead):
+    """The backup's entries, and the last file this layer had to move aside (if any)."""
+
+    layer: LayerName = "json"
+    quarantined: BackupCorrupt | None = None
 
 
 class _Unreadable(Exception):
@@ -110,23 +120,23 @@ class JsonBackup:
 
     # -- the layer interface -------------------------------------------------------------
 
-    def read_many(self, stores: Sequence[Store]) -> LayerRead:
+    def read_many(self, stores: Sequence[Store]) -> BackupRead:
         """The entries of ``stores`` and the recorded Redis generation, in one file read."""
         try:
             document = self._load()
         except PositionError as exc:
-            return LayerRead("json", error=str(exc), failure=exc)
+            return BackupRead(error=str(exc), failure=exc, quarantined=self.last_quarantined)
         wanted = {s.identifier for s in stores}
         if document is None:
-            return LayerRead("json", positions=self._waiting(wanted))
+            return BackupRead(positions=self._waiting(wanted), quarantined=self.last_quarantined)
         # Only the wanted entries are parsed: a sync of one store among a thousand reads
         # the file for that store alone.
         held = {**self._positions(document, wanted), **self._waiting(wanted)}
         generation = document.get("redisGeneration")
-        return LayerRead(
-            "json",
+        return BackupRead(
             positions=held,
             generation=generation if isinstance(generation, str) else None,
+            quarantined=self.last_quarantined,
         )
 
     def write_many(
@@ -171,6 +181,10 @@ class JsonBackup:
                 self._coalescing -= 1
             self.flush()
 
+    def close(self) -> None:
+        """Write what ``coalescing()`` still holds, if anything (nothing stays open)."""
+        self.flush()
+
     def flush(self) -> Written:
         """Write the entries waiting from ``coalescing()``, if any; falsy (and logged) if
         it failed, and those entries wait for the next write."""
@@ -210,7 +224,7 @@ class JsonBackup:
         held = self._positions(document) if document is not None else {}
         return {**held, **self._waiting(None)}
 
-    def _waiting(self, wanted: set[str] | None) -> dict[str, SyncPosition]:
+    def _waiting(self, wanted: AbstractSet[str] | None) -> dict[str, SyncPosition]:
         """Entries ``coalescing()`` holds for the next write (of ``wanted`` only, if given)."""
         with self._pending_lock:
             waiting = [p for k, p in self._pending.items() if wanted is None or k in wanted]
@@ -340,17 +354,19 @@ class JsonBackup:
             lock.release()
 
     def _positions(
-        self, document: Mapping[str, Any], wanted: set[str] | None = None
+        self, document: Mapping[str, Any], wanted: AbstractSet[str] | None = None
     ) -> dict[str, SyncPosition]:
         """The readable entries (of ``wanted`` only, when given)."""
         stores: Mapping[Any, Any] = document["stores"]
         if wanted is not None:
             stores = {k: stores[k] for k in wanted if k in stores}
         positions: dict[str, SyncPosition] = {}
-        for key, entry in stores.items():
-            if not isinstance(key, str) or not STORE_ID_PATTERN.fullmatch(key):
+        for raw_key, entry in stores.items():
+            try:  # the file is outside input: its keys are parsed like the stores file's
+                key = validate_store_identifier(raw_key)
+            except ConfigError:
                 self._warn_entry(
-                    str(key), "the store identifier is invalid (1 to 32 letters or digits)"
+                    str(raw_key), "the store identifier is invalid (1 to 32 letters or digits)"
                 )
                 continue
             declared = entry.get("storeIdentifier", key) if isinstance(entry, Mapping) else key

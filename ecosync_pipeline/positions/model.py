@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, get_args
+
+from ecosync_pipeline.config import StoreId
 
 PositionSource = Literal["redis", "json", "database", "calculated"]
 """Where a position came from. ``calculated`` is a first sync with nothing to go on."""
 
-PositionStatus = Literal["healthy", "missing", "reset", "stale", "ahead", "calculated"]
-"""A store's position health, compared with the orders database (the truth)."""
+PositionStatus = Literal[
+    "healthy", "missing", "reset", "stale", "ahead", "calculated", "unreachable"
+]
+"""A store's position health, compared with the orders database (the truth);
+``unreachable`` when the layer could not be read at all (Redis down)."""
+POSITION_STATUSES: tuple[PositionStatus, ...] = get_args(PositionStatus)
+"""Every status, in the order reports list their counts."""
 
 
 def utc_now() -> datetime:
@@ -30,7 +37,7 @@ class SyncPosition:
     data.
     """
 
-    store: str
+    store: StoreId
     store_name: str
     last_page: int
     first_id: int | None
@@ -57,7 +64,7 @@ class SyncPosition:
         )
 
     @classmethod
-    def first_sync(cls, store: str, store_name: str, per_page: int = 20) -> SyncPosition:
+    def first_sync(cls, store: StoreId, store_name: str, per_page: int = 20) -> SyncPosition:
         """The position of a store with no orders yet: page 1, nothing synced."""
         return cls(
             store=store,

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Generic, TypeVar
 
 from ecosync_pipeline.ecomanager.models import Page
-from ecosync_pipeline.positions.database_layer import DatabaseRead
-from ecosync_pipeline.positions.layer import LayerName, LayerRead
+from ecosync_pipeline.positions.layer import LayerName, LayerRead, LayerValue
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
-from ecosync_pipeline.positions.redis_layer import RedisRead, RedisSnapshot
+
+RedisReadT = TypeVar("RedisReadT", bound=LayerRead)
+BackupReadT = TypeVar("BackupReadT", bound=LayerRead)
+DatabaseReadT = TypeVar("DatabaseReadT", bound=LayerRead)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class ResolvedPosition:
 class LayerPositions:
     """What each layer held for one store before a restore."""
 
-    redis: RedisRead
+    redis: LayerValue
     json: SyncPosition | None
     database: SyncPosition | None
 
@@ -78,22 +81,24 @@ class SaveResult:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Generic[RedisReadT, BackupReadT, DatabaseReadT]):
     """Every layer as read at one moment for a set of stores: what the chain decides from.
 
     The JSON layer may be given as a function that reads it: it is then read only if
-    something asks for it (a sync whose Redis position is usable never does).
+    something asks for it (a sync whose Redis position is usable never does). Each read
+    keeps its layer's own type (Redis's carries the sentinel, the database's the
+    summaries) for the readers that need more than positions.
     """
 
-    redis: RedisSnapshot
-    json_read: LayerRead | Callable[[], LayerRead]
-    database: DatabaseRead
+    redis: RedisReadT
+    json_read: BackupReadT | Callable[[], BackupReadT]
+    database: DatabaseReadT
 
     @cached_property
-    def json(self) -> LayerRead:
+    def json(self) -> BackupReadT:
         """The JSON layer's read, made now if it was deferred."""
         read = self.json_read
-        return read if isinstance(read, LayerRead) else read()
+        return read() if callable(read) else read
 
     def truth(self, store: str) -> SyncPosition | None:
         """The database's position for the store; raises the database's error if unread."""

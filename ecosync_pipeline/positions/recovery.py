@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
-from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.loss import LossReport
 from ecosync_pipeline.positions.loss import detect as detect_loss
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition
@@ -59,7 +59,7 @@ class RecoveryCounts:
         return self.from_json + self.from_database + self.calculated
 
 
-def detect(chain: PositionChain, *, cursor: str | None = None) -> Detection:
+def detect(chain: Chain, *, cursor: str | None = None) -> Detection:
     """Read Redis once and name the loss, judged against the orders database if needed."""
     snapshot = chain.redis.read_many(chain.stores)
     ids = [s.identifier for s in chain.stores]

@@ -32,7 +32,6 @@ as a WARNING per instance. After a failure the layer does not try again for
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import logging
 import secrets
@@ -40,13 +39,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ecosync_pipeline.config import Store, validate_store_identifier
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.positions.codec import (
     InvalidStoredPosition,
     format_timestamp,
@@ -54,7 +53,14 @@ from ecosync_pipeline.positions.codec import (
     position_fields,
     position_from_fields,
 )
-from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
+from ecosync_pipeline.positions.layer import (
+    UNAVAILABLE,
+    LayerName,
+    LayerRead,
+    LayerValue,
+    Unavailable,
+    Written,
+)
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 
 logger = logging.getLogger(__name__)
@@ -67,15 +73,9 @@ DEFAULT_TIMEOUT_SECONDS: Final = 0.75
 DEFAULT_RETRY_AFTER_SECONDS: Final = 15.0
 
 
-class Unavailable(enum.Enum):
-    """The answer of a read when Redis cannot be reached."""
-
-    UNAVAILABLE = "unavailable"
-
-
-UNAVAILABLE: Final = Unavailable.UNAVAILABLE
-RedisRead = SyncPosition | None | Literal[Unavailable.UNAVAILABLE]
+RedisRead = LayerValue
 """A position, None when the store has no key, or UNAVAILABLE when Redis is down."""
+__all__ = ["UNAVAILABLE", "RedisLayer", "RedisRead", "RedisSnapshot", "Sentinel", "Unavailable"]
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,6 @@ class RedisSnapshot(LayerRead):
     def available(self) -> bool:
         """Redis answered."""
         return self.ok
-
-    def lookup(self, store: str) -> RedisRead:
-        """The store's position, None without a (readable) key, UNAVAILABLE if Redis is down."""
-        if not self.available:
-            return UNAVAILABLE
-        return self.positions.get(store)
 
     @property
     def restarted(self) -> bool:
@@ -172,9 +166,14 @@ class RedisLayer:
         )
         return cls(client, ttl_seconds=ttl_seconds, retry_after=retry_after, where=_redact(url))
 
-    def key(self, store: str) -> str:
-        """The store's Redis key (the identifier is validated first: it becomes a key)."""
-        return f"{self.key_prefix}{validate_store_identifier(store)}"
+    @property
+    def location(self) -> str:
+        """The Redis URL without its password."""
+        return self.where
+
+    def key(self, store: StoreId) -> str:
+        """The store's Redis key (a StoreId: only a validated identifier becomes a key)."""
+        return f"{self.key_prefix}{store}"
 
     @property
     def available(self) -> bool:
@@ -183,7 +182,7 @@ class RedisLayer:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def read_many(self, stores: Iterable[Store | str]) -> RedisSnapshot:
+    def read_many(self, stores: Iterable[Store | StoreId]) -> RedisSnapshot:
         """Read the keys of ``stores``, the sentinel and the run_id in one round trip."""
         ids = list(dict.fromkeys(s.identifier if isinstance(s, Store) else s for s in stores))
         keys = [self.key(s) for s in ids]
@@ -244,7 +243,7 @@ class RedisLayer:
 
     snapshot = read_many
 
-    def read(self, store: str) -> RedisRead:
+    def read(self, store: StoreId) -> RedisRead:
         """One store's position (a snapshot of one store, so still one round trip)."""
         return self.read_many([store]).lookup(store)
 
@@ -254,11 +253,19 @@ class RedisLayer:
         """Write one position (and the sentinel); falsy when Redis was skipped or failed."""
         return self.write_many([position], recovery=recovery)
 
-    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
         """Write positions and the sentinel in one MULTI/EXEC; falsy if skipped or failed.
 
         ``recovery`` marks positions restored from a lower layer: it bumps the sentinel's
-        epoch, so a later loss of the same keys is told apart from this one.
+        epoch, so a later loss of the same keys is told apart from this one. Redis is the
+        layer that makes generations: ``generation`` is not used, and the answer carries
+        the sentinel's.
         """
         if not positions:
             return Written()
@@ -294,6 +301,10 @@ class RedisLayer:
             return Written(error=self._failed(f"write {len(positions)} positions", exc))
         self._recovered()
         return Written(generation=str(replies[-1]) if replies[-1] else None)
+
+    def coalescing(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to gather: a write is one round trip already."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -357,7 +368,7 @@ class RedisLayer:
             self._was_down = False
             logger.info("redis at %s is reachable again", self.where)
 
-    def _warn_key(self, store: str, reason: str) -> None:
+    def _warn_key(self, store: StoreId, reason: str) -> None:
         if f"key:{store}" not in self._warned_keys:
             self._warned_keys.add(f"key:{store}")
             logger.warning(

@@ -6,8 +6,10 @@ SQLAlchemy Core code runs on both.
 
 from __future__ import annotations
 
-from ecosync_pipeline.storage.database import make_engine, normalize_url, ping, redact, sqlite_path
-from ecosync_pipeline.storage.locks import advisory_key, store_lock, store_lock_key
+from ecosync_pipeline.storage.database import make_engine, normalize_url, ping, redact
+from ecosync_pipeline.storage.dialect import advisory_key
+from ecosync_pipeline.storage.dialect import sqlite_file as sqlite_path
+from ecosync_pipeline.storage.locks import store_lock, store_lock_key
 from ecosync_pipeline.storage.merge import (
     Gone,
     Served,

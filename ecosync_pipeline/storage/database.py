@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ecosync_pipeline.errors import ConfigError, DatabaseUnavailable, StorageError
+from ecosync_pipeline.storage.dialect import READ_ONLY_OPTION
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 commits in milliseconds, so only a stuck process makes anyone wait this long)."""
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
-
-READ_ONLY = {"ecosync_read_only": True}
-"""Execution options for a connection that only reads: on SQLite it starts a deferred
-transaction instead of an immediate one, so readers never wait for a writer."""
 
 _POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg", "postgres"}
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
@@ -88,13 +85,6 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return _postgres_engine(parsed)
     return _sqlite_engine(parsed)
-
-
-def sqlite_path(engine: Engine) -> Path | None:
-    """The database file of a SQLite engine, or None for any other backend."""
-    if engine.dialect.name != "sqlite" or not engine.url.database:
-        return None
-    return Path(engine.url.database)
 
 
 def ping(engine: Engine) -> None:
@@ -181,7 +171,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get("isolation_level") == "AUTOCOMMIT":
         return
-    if options.get("ecosync_read_only"):
+    if options.get(READ_ONLY_OPTION):
         conn.exec_driver_sql("BEGIN")
     else:
         # A deferred transaction that reads, then writes, fails at once with SQLITE_BUSY

@@ -22,7 +22,6 @@ lock raises StoreLockLost there and stops, so two runs never interleave their wr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -30,33 +29,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import filelock
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.errors import StorageError, StoreLocked, StoreLockLost
-from ecosync_pipeline.storage.database import describe_error, redact, sqlite_path
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error, redact
+from ecosync_pipeline.storage.dialect import advisory_key
 from ecosync_pipeline.storage.schema import sync_fences
 
 logger = logging.getLogger(__name__)
 
 
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for ``pg_advisory_lock`` derived from ``name``.
-
-    Python's hash() changes between processes; a digest does not, so every process
-    (and every release) computes the same key for the same store.
-    """
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def store_lock_key(store: str) -> int:
+def store_lock_key(store: StoreId) -> int:
     """The advisory lock key of a store's sync."""
     return advisory_key(f"ecosync:{store}")
 
@@ -74,7 +63,7 @@ def describe_holder(what: str, detail: str | None = None) -> str:
 class StoreLease:
     """A held store lock: its fencing token, and the checks that it is still this run's."""
 
-    def __init__(self, engine: Engine, store: str, token: int, conn: Connection | None) -> None:
+    def __init__(self, engine: Engine, store: StoreId, token: int, conn: Connection | None) -> None:
         self.engine = engine
         self.store = store
         self.token = token
@@ -86,9 +75,9 @@ class StoreLease:
         On PostgreSQL the token's row stays locked until the transaction ends, so a run
         taking the store waits for this page's commit and is seen by the next one.
         """
-        stmt = select(sync_fences.c.token).where(sync_fences.c.store == self.store)
-        if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+        stmt = dialect.for_update(
+            select(sync_fences.c.token).where(sync_fences.c.store == self.store), conn
+        )
         try:
             current = conn.execute(stmt).scalar_one_or_none()
         except SQLAlchemyError as exc:
@@ -129,9 +118,9 @@ _HELD_SQL = (
 """Whether this session holds the advisory lock of a bigint key (split high, low)."""
 
 
-def _take_token(engine: Engine, store: str, holder: str) -> int:
+def _take_token(engine: Engine, store: StoreId, holder: str) -> int:
     """Raise the store's fencing token and return it: this run's from now on."""
-    insert: Any = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect.insert(engine)
     now = datetime.now(timezone.utc)
     stmt = insert(sync_fences).values(store=store, token=1, taken_at=now, holder=holder)
     stmt = stmt.on_conflict_do_update(
@@ -148,7 +137,7 @@ def _take_token(engine: Engine, store: str, holder: str) -> int:
         ) from exc
 
 
-def _holder(engine: Engine, store: str) -> str | None:
+def _holder(engine: Engine, store: StoreId) -> str | None:
     """Who holds the store's sync lock, as it recorded itself (None when unknown)."""
     stmt = select(sync_fences.c.holder).where(sync_fences.c.store == store)
     try:
@@ -161,7 +150,7 @@ def _holder(engine: Engine, store: str) -> str | None:
 
 @contextmanager
 def store_lock(
-    engine: Engine, store: str, *, lock_dir: Path | None = None, holder: str | None = None
+    engine: Engine, store: StoreId, *, lock_dir: Path | None = None, holder: str | None = None
 ) -> Iterator[StoreLease]:
     """Hold the store's sync lock for the ``with`` block; raise StoreLocked at once if taken.
 
@@ -170,7 +159,6 @@ def store_lock(
     file's folder. ``holder`` says more about this run (a Dagster run id, say) to the
     run refused beside it.
     """
-    validate_store_identifier(store)
     me = describe_holder("a sync", holder)
     try:
         with _exclusive(engine, store, f"ecosync:{store}", f"{store}.lock", lock_dir) as conn:
@@ -181,13 +169,12 @@ def store_lock(
 
 @contextmanager
 def repair_lock(
-    engine: Engine, store: str, what: str, *, lock_dir: Path | None = None
+    engine: Engine, store: StoreId, what: str, *, lock_dir: Path | None = None
 ) -> Iterator[None]:
     """One ``what`` ("reconciliation", "status refresh") of a store at a time, beside its sync.
 
     Raises StoreLocked at once when another one holds it; the sync's lock is not taken.
     """
-    validate_store_identifier(store)
     slug = what.replace(" ", "-")
     try:
         with _exclusive(engine, store, f"ecosync:{slug}:{store}", f"{store}.{slug}.lock", lock_dir):
@@ -202,24 +189,19 @@ class _Taken(Exception):
 
 @contextmanager
 def _exclusive(
-    engine: Engine, store: str, key_name: str, file_name: str, lock_dir: Path | None
+    engine: Engine, store: StoreId, key_name: str, file_name: str, lock_dir: Path | None
 ) -> Iterator[Connection | None]:
     """An advisory lock (PostgreSQL, yielding its session) or a file lock (SQLite)."""
-    if engine.dialect.name == "postgresql":
+    if dialect.is_postgresql(engine):
         with _advisory_lock(engine, store, advisory_key(key_name)) as conn:
             yield conn
-    elif engine.dialect.name == "sqlite":
+    else:
         with _file_lock(engine, store, lock_dir, file_name):
             yield None
-    else:
-        raise StorageError(
-            f"store {store}: no store lock for the {engine.dialect.name} "
-            "backend; use PostgreSQL or SQLite"
-        )
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, store: str, key: int) -> Iterator[Connection]:
+def _advisory_lock(engine: Engine, store: StoreId, key: int) -> Iterator[Connection]:
     where = redact(engine.url)
     try:
         # Autocommit: the lock belongs to the session, and holding a transaction open for
@@ -249,7 +231,7 @@ def _advisory_lock(engine: Engine, store: str, key: int) -> Iterator[Connection]
         conn.close()
 
 
-def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
+def _advisory_unlock(conn: Connection, store: StoreId, key: int) -> None:
     try:
         released = bool(conn.execute(select(func.pg_advisory_unlock(key))).scalar())
     except SQLAlchemyError as exc:
@@ -264,9 +246,9 @@ def _advisory_unlock(conn: Connection, store: str, key: int) -> None:
 
 
 @contextmanager
-def _file_lock(engine: Engine, store: str, lock_dir: Path | None, name: str) -> Iterator[None]:
+def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None, name: str) -> Iterator[None]:
     if lock_dir is None:
-        database = sqlite_path(engine)
+        database = dialect.sqlite_file(engine)
         if database is None:
             raise StorageError(
                 f"store {store}: the SQLite database has no file, so there is "

@@ -36,7 +36,7 @@ from sqlalchemy import JSON
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import StorageError
 from ecosync_pipeline.storage.orders import (
@@ -173,7 +173,9 @@ def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return all(_comparable(c, a[c]) == _comparable(c, b[c]) for c in COMPARED_COLUMNS)
 
 
-def decide(store: str, row: Row | None, write: Write, now: datetime) -> tuple[Outcome, Row | None]:
+def decide(
+    store: StoreId, row: Row | None, write: Write, now: datetime
+) -> tuple[Outcome, Row | None]:
     """The merge rule for one write onto the stored ``row`` (None: not stored).
 
     Returns the outcome and the row to store (None: nothing to write).
@@ -208,7 +210,7 @@ def decide(store: str, row: Row | None, write: Write, now: datetime) -> tuple[Ou
     return "tie", None
 
 
-def _gone(store: str, row: Row | None, write: Gone) -> tuple[Outcome, Row | None]:
+def _gone(store: StoreId, row: Row | None, write: Gone) -> tuple[Outcome, Row | None]:
     if row is None:
         if write.order is None:
             return "unchanged", None  # not stored: nothing to flag
@@ -244,14 +246,13 @@ def _flagged(row: Row, write: Gone) -> Row:
 
 
 def merge_orders(
-    conn: Connection, store: str, writes: Sequence[Write], *, now: datetime | None = None
+    conn: Connection, store: StoreId, writes: Sequence[Write], *, now: datetime | None = None
 ) -> MergeResult:
     """Apply ``writes`` in order under the merge rule, in the caller's transaction.
 
     Several writes of one order are decided one after the other, each against the
     result of the ones before. The store must exist (ensure_store).
     """
-    validate_store_identifier(store)
     if not writes:
         return MergeResult(UpsertCounts(), ())
     at = now or datetime.now(timezone.utc)
@@ -278,7 +279,9 @@ def merge_orders(
     return MergeResult(counts, tuple(outcomes))
 
 
-def _merge(conn: Connection, store: str, writes: Sequence[Write], now: datetime) -> list[Outcome]:
+def _merge(
+    conn: Connection, store: StoreId, writes: Sequence[Write], now: datetime
+) -> list[Outcome]:
     """Insert what is new first (the poll's usual page: one statement), then decide every
     other write against the stored row, read and locked, and update what changed."""
     first: dict[int, int] = {}
@@ -327,7 +330,7 @@ def _count(writes: Sequence[Write], outcomes: Sequence[Outcome]) -> UpsertCounts
 
 
 def upsert_orders(
-    conn: Connection, store: str, orders: Sequence[Order], *, seen_at: datetime | None = None
+    conn: Connection, store: StoreId, orders: Sequence[Order], *, seen_at: datetime | None = None
 ) -> UpsertCounts:
     """Merge served orders (a page, a batch of pages) in the caller's transaction.
 

@@ -25,10 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
-from ecosync_pipeline.storage.database import READ_ONLY, describe_error
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error
 from ecosync_pipeline.storage.schema import ORDER_FIELD, stores
 from ecosync_pipeline.storage.schema import orders as orders_table
 
@@ -78,9 +79,8 @@ class StoreSummary:
 Bind = Engine | Connection
 
 
-def ensure_store(conn: Connection, store: str, name: str) -> None:
+def ensure_store(conn: Connection, store: StoreId, name: str) -> None:
     """Create the store's row, or update its name if it changed; run once per sync run."""
-    validate_store_identifier(store)
     now = datetime.now(timezone.utc)
     insert = _insert_for(conn)
     stmt = insert(stores).values(identifier=store, name=name, created_at=now, updated_at=now)
@@ -96,7 +96,7 @@ def ensure_store(conn: Connection, store: str, name: str) -> None:
         raise _storage_error(exc, f"store {store}: registering the store failed") from exc
 
 
-def stored_rows(conn: Connection, store: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def stored_rows(conn: Connection, store: StoreId, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The stored rows of these orders (every written column), locked until the commit.
 
     PostgreSQL locks them in id order (FOR UPDATE), so what the merge decides from them
@@ -107,18 +107,18 @@ def stored_rows(conn: Connection, store: str, ids: Sequence[int]) -> dict[int, d
     wanted = sorted(set(ids))
     for start in range(0, len(wanted), MAX_ROWS_PER_STATEMENT):
         chunk = wanted[start : start + MAX_ROWS_PER_STATEMENT]
-        stmt = (
+        stmt = dialect.for_update(
             select(*[c[n] for n in WRITTEN_COLUMNS])
             .where(c.store == store, c.order_id.in_(chunk))
-            .order_by(c.order_id)
-            .with_for_update()
+            .order_by(c.order_id),
+            conn,
         )
         for row in conn.execute(stmt).mappings():
             found[int(row["order_id"])] = dict(row)
     return found
 
 
-def insert_new(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) -> set[int]:
+def insert_new(conn: Connection, store: StoreId, rows: Sequence[Mapping[str, Any]]) -> set[int]:
     """Insert the rows (of WRITTEN_COLUMNS) whose order is not stored yet; return their ids.
 
     The others are left as they are, for the caller to decide against the stored row.
@@ -129,7 +129,7 @@ def insert_new(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) 
     inserted: set[int] = set()
     for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
         chunk = list(rows[start : start + MAX_ROWS_PER_STATEMENT])
-        if conn.dialect.name == "postgresql":
+        if dialect.is_postgresql(conn):
             result = conn.exec_driver_sql(
                 _POSTGRES_INSERT, _as_arrays(conn, chunk, WRITTEN_COLUMNS)
             )
@@ -147,11 +147,11 @@ def insert_new(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) 
     return inserted
 
 
-def update_rows(conn: Connection, store: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def update_rows(conn: Connection, store: StoreId, rows: Sequence[Mapping[str, Any]]) -> None:
     """Set UPDATED_COLUMNS of stored orders (rows of WRITTEN_COLUMNS), one statement a chunk."""
     for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
         chunk = list(rows[start : start + MAX_ROWS_PER_STATEMENT])
-        if conn.dialect.name == "postgresql":
+        if dialect.is_postgresql(conn):
             columns = ("order_id", *UPDATED_COLUMNS)
             conn.exec_driver_sql(_POSTGRES_UPDATE, (*_as_arrays(conn, chunk, columns), store))
         else:
@@ -262,13 +262,12 @@ def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
         }
 
 
-def store_summary(bind: Bind, store: str) -> StoreSummary:
+def store_summary(bind: Bind, store: StoreId) -> StoreSummary:
     """Last order id and live order count of one store (None and 0 when it has no orders).
 
     As in store_summaries, orders flagged deleted are not counted but still mark the
     highest id synced.
     """
-    validate_store_identifier(store)
     mine = orders_table.c.store == store
     flagged = (
         select(func.count()).where(mine, orders_table.c.deleted_at.is_not(None)).scalar_subquery()
@@ -283,13 +282,12 @@ def store_summary(bind: Bind, store: str) -> StoreSummary:
     )
 
 
-def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]:
+def iter_order_ids(bind: Bind, store: StoreId, batch: int = 10_000) -> Iterator[int]:
     """Every order id of a store, ascending, read in keyset batches of ``batch``.
 
     Each batch is its own short query, so memory stays flat whatever the history, and
     no transaction stays open between batches when ``bind`` is an Engine.
     """
-    validate_store_identifier(store)
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
     after: int | None = None
@@ -306,9 +304,8 @@ def iter_order_ids(bind: Bind, store: str, batch: int = 10_000) -> Iterator[int]
         after = ids[-1]
 
 
-def duplicate_count(bind: Bind, store: str) -> int:
+def duplicate_count(bind: Bind, store: StoreId) -> int:
     """How many order ids of a store appear more than once (0 unless the schema is broken)."""
-    validate_store_identifier(store)
     groups = (
         select(orders_table.c.order_id)
         .where(orders_table.c.store == store)
@@ -320,13 +317,14 @@ def duplicate_count(bind: Bind, store: str) -> int:
         return int(conn.execute(select(func.count()).select_from(groups)).scalar_one())
 
 
-def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> list[dict[str, Any]]:
+def orders_after(
+    bind: Bind, store: StoreId, after_id: int | None, limit: int
+) -> list[dict[str, Any]]:
     """Up to ``limit`` orders of a store with an id above ``after_id`` (all if None), ascending.
 
     Each order is a dict of the table's columns (``store``, ``order_id``, ``reference``,
     ``order_state``, ... ``last_seen_at``), for previews.
     """
-    validate_store_identifier(store)
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     stmt = select(*PREVIEW_COLUMNS).where(orders_table.c.store == store)
@@ -337,9 +335,8 @@ def orders_after(bind: Bind, store: str, after_id: int | None, limit: int) -> li
         return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
-def order_state(bind: Bind, store: str, order_id: int) -> str | None:
+def order_state(bind: Bind, store: StoreId, order_id: int) -> str | None:
     """The stored state name of one order, or None if the order is not stored."""
-    validate_store_identifier(store)
     stmt = select(orders_table.c.order_state).where(
         orders_table.c.store == store, orders_table.c.order_id == order_id
     )
@@ -348,7 +345,7 @@ def order_state(bind: Bind, store: str, order_id: int) -> str | None:
     return None if value is None else str(value)
 
 
-def order_row(store: str, order: Order, seen: datetime) -> dict[str, Any]:
+def order_row(store: StoreId, order: Order, seen: datetime) -> dict[str, Any]:
     """The row (every written column) of ``order`` as served, first and last seen ``seen``."""
     row: dict[str, Any] = {
         "store": store,
@@ -378,12 +375,7 @@ def _jsonable(value: Any) -> Any:
 
 def _insert_for(conn: Connection) -> Any:
     """The dialect's INSERT, the one with ON CONFLICT."""
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise StorageError(f"the {name} backend is not supported; use PostgreSQL or SQLite")
+    return dialect.insert(conn)
 
 
 @contextmanager
@@ -401,10 +393,7 @@ def reading(bind: Bind, what: str) -> Iterator[Connection]:
             yield bind
         else:
             with bind.connect() as conn:
-                if bind.dialect.name == "postgresql":
-                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                else:
-                    yield conn.execution_options(**READ_ONLY)
+                yield dialect.read_only(conn)
     except SQLAlchemyError as exc:
         raise _storage_error(exc, what) from exc
 

@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import ApiError, DatabaseUnavailable, StorageError
 from ecosync_pipeline.storage.database import describe_error
@@ -61,7 +62,7 @@ def transaction(engine: Engine, what: str) -> Iterator[Connection]:
 
 def write_page(
     engine: Engine,
-    store: str,
+    store: StoreId,
     page: int,
     orders: Sequence[Order],
     *,
@@ -87,7 +88,7 @@ def write_page(
 
 
 def _write_once(
-    engine: Engine, store: str, orders: Sequence[Order], what: str, fence: Fence | None
+    engine: Engine, store: StoreId, orders: Sequence[Order], what: str, fence: Fence | None
 ) -> UpsertCounts:
     with transaction(engine, what) as conn:
         if fence is not None:
@@ -97,7 +98,7 @@ def _write_once(
 
 def settle_ties(
     engine: Engine,
-    store: str,
+    store: StoreId,
     ids: Sequence[int],
     reader: OrderReader,
     *,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage.merge import Gone, merge_orders, same_content
 from ecosync_pipeline.storage.orders import COMPARED_COLUMNS, Bind, order_row, reading
@@ -32,14 +32,13 @@ class StoredOrder:
     deleted: bool
     fields: Mapping[str, Any]
 
-    def differs_from(self, order: Order, store: str) -> bool:
+    def differs_from(self, order: Order, store: StoreId) -> bool:
         """True when the served ``order`` has any field this row does not hold."""
         return not same_content(order_row(store, order, datetime.now(timezone.utc)), self.fields)
 
 
-def stored_in_range(bind: Bind, store: str, low: int, high: int) -> dict[int, StoredOrder]:
+def stored_in_range(bind: Bind, store: StoreId, low: int, high: int) -> dict[int, StoredOrder]:
     """Every stored order of a store with ``low <= order_id <= high``, flagged ones included."""
-    validate_store_identifier(store)
     columns = [orders_table.c[c] for c in COMPARED_COLUMNS]
     stmt = select(orders_table.c.order_id, orders_table.c.deleted_at, *columns).where(
         orders_table.c.store == store,
@@ -59,7 +58,7 @@ def stored_in_range(bind: Bind, store: str, low: int, high: int) -> dict[int, St
 
 
 def flag_deleted(
-    conn: Connection, store: str, ids: Collection[int], *, at: datetime | None = None
+    conn: Connection, store: StoreId, ids: Collection[int], *, at: datetime | None = None
 ) -> int:
     """Flag these orders deleted upstream, as found gone ``at`` (default now); return how many.
 
@@ -72,9 +71,8 @@ def flag_deleted(
     return merge_orders(conn, store, writes).counts.flagged
 
 
-def deleted_ids(bind: Bind, store: str) -> list[int]:
+def deleted_ids(bind: Bind, store: StoreId) -> list[int]:
     """The ids of a store's orders flagged deleted, ascending."""
-    validate_store_identifier(store)
     stmt = (
         select(orders_table.c.order_id)
         .where(orders_table.c.store == store, orders_table.c.deleted_at.is_not(None))
@@ -84,9 +82,8 @@ def deleted_ids(bind: Bind, store: str) -> list[int]:
         return [int(i) for i in conn.execute(stmt).scalars()]
 
 
-def live_count_below(bind: Bind, store: str, order_id: int) -> int:
+def live_count_below(bind: Bind, store: StoreId, order_id: int) -> int:
     """How many live (unflagged) orders of a store have an id below ``order_id``."""
-    validate_store_identifier(store)
     stmt = select(func.count()).where(
         orders_table.c.store == store,
         orders_table.c.order_id < order_id,
@@ -96,12 +93,11 @@ def live_count_below(bind: Bind, store: str, order_id: int) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def oldest_open_order(bind: Bind, store: str, final_states: Iterable[str]) -> int | None:
+def oldest_open_order(bind: Bind, store: StoreId, final_states: Iterable[str]) -> int | None:
     """The lowest id of a live order whose state is not final (None when all are final).
 
     An order without a state counts as open: nothing says it is done.
     """
-    validate_store_identifier(store)
     finals = sorted(set(final_states))
     state = orders_table.c.order_state
     stmt = select(func.min(orders_table.c.order_id)).where(
@@ -114,9 +110,8 @@ def oldest_open_order(bind: Bind, store: str, final_states: Iterable[str]) -> in
     return None if value is None else int(value)
 
 
-def open_count(bind: Bind, store: str, final_states: Iterable[str]) -> int:
+def open_count(bind: Bind, store: StoreId, final_states: Iterable[str]) -> int:
     """How many live orders of a store are not in a final state."""
-    validate_store_identifier(store)
     finals = sorted(set(final_states))
     state = orders_table.c.order_state
     stmt = select(func.count()).where(

@@ -9,30 +9,25 @@ written by the page upsert and refreshed when a page is read again.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
-
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# The column types that differ by backend; the revisions import them from here.
+from ecosync_pipeline.storage.dialect import Money as Money
+from ecosync_pipeline.storage.dialect import UtcDateTime as UtcDateTime
+from ecosync_pipeline.storage.dialect import json_type as json_type
+from ecosync_pipeline.storage.dialect import surrogate_key as surrogate_key
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,74 +38,6 @@ NAMING_CONVENTION = {
 """Stable constraint and index names, so migrations can refer to them on both backends."""
 
 STORE_ID_LENGTH = 32
-MONEY_MAX = Decimal("999999999999.99")
-_CENT = Decimal("0.01")
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware timestamp stored in UTC; read back aware (UTC) on every backend.
-
-    SQLite has no time zones, so values are normalised to UTC before they are stored. A
-    naive datetime is taken to be UTC already.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        # SQLite stores text: drop the offset so every stored value sorts as text.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-class Money(TypeDecorator[Decimal]):
-    """An exact amount with two decimals: NUMERIC(14, 2) on PostgreSQL, text on SQLite.
-
-    SQLite's NUMERIC is a float underneath; text keeps every cent exact.
-    """
-
-    impl = Numeric(14, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(20))
-        return dialect.type_descriptor(Numeric(14, 2))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        amount = Decimal(value).quantize(_CENT, rounding=ROUND_HALF_UP)
-        if abs(amount) > MONEY_MAX:
-            raise ValueError(f"amount {amount} exceeds NUMERIC(14, 2)")
-        return str(amount) if dialect.name == "sqlite" else amount
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(value).quantize(_CENT)
-
-
-def json_type() -> TypeEngine[Any]:
-    """JSON on SQLite, JSONB on PostgreSQL (compact and indexable)."""
-    return JSON().with_variant(JSONB(), "postgresql")
-
-
-def surrogate_key() -> TypeEngine[int]:
-    """BIGINT on PostgreSQL; INTEGER on SQLite, where only that aliases the rowid."""
-    return BigInteger().with_variant(Integer(), "sqlite")
-
 
 ORDER_FIELD = "order_field"
 

@@ -16,14 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.storage.orders import Bind, _insert_for, _storage_error, reading
 from ecosync_pipeline.storage.schema import store_state
 
 
-def read_state(bind: Bind, store: str, name: str) -> dict[str, Any] | None:
+def read_state(bind: Bind, store: StoreId, name: str) -> dict[str, Any] | None:
     """The store's JSON value called ``name`` (None when never written)."""
-    validate_store_identifier(store)
     stmt = select(store_state.c.value).where(
         store_state.c.store == store, store_state.c.name == name
     )
@@ -32,9 +31,8 @@ def read_state(bind: Bind, store: str, name: str) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, Mapping) else None
 
 
-def write_state(conn: Connection, store: str, name: str, value: Mapping[str, Any]) -> None:
+def write_state(conn: Connection, store: StoreId, name: str, value: Mapping[str, Any]) -> None:
     """Set the store's JSON value called ``name``, in the caller's transaction."""
-    validate_store_identifier(store)
     now = datetime.now(timezone.utc)
     insert = _insert_for(conn)
     stmt = insert(store_state).values(store=store, name=name, value=dict(value), updated_at=now)
@@ -60,7 +58,7 @@ class SyncWindow:
     at: str = ""
 
 
-def record_sync_window(conn: Connection, store: str, low: int | None, high: int | None) -> None:
+def record_sync_window(conn: Connection, store: StoreId, low: int | None, high: int | None) -> None:
     """Record the ids the sync run just read, for the completeness audit (none: nothing)."""
     if high is None:
         return
@@ -68,7 +66,7 @@ def record_sync_window(conn: Connection, store: str, low: int | None, high: int 
     write_state(conn, store, WINDOW_STATE, value)
 
 
-def last_sync_window(bind: Bind, store: str) -> SyncWindow | None:
+def last_sync_window(bind: Bind, store: StoreId) -> SyncWindow | None:
     """The window of the store's last sync run, or None if none was recorded."""
     value = read_state(bind, store, WINDOW_STATE)
     if value is None:

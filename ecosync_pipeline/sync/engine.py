@@ -26,7 +26,7 @@ from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import SharedBudget
 from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.errors import BudgetExhausted
-from ecosync_pipeline.positions.chain import PositionChain
+from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.positions.page_size import converted
 from ecosync_pipeline.storage import ensure_store, store_lock, transaction, write_page
@@ -80,7 +80,7 @@ class _Run:
 def sync_store(
     store: Store,
     *,
-    chain: PositionChain,
+    chain: Chain,
     client: SyncClient,
     engine: Engine,
     budget_seconds: float | None = None,
@@ -153,7 +153,7 @@ def _result(
 def _read_pages(
     run: _Run,
     reader: PageNumberReader,
-    chain: PositionChain,
+    chain: Chain,
     engine: Engine,
     lease: StoreLease,
     budget_seconds: float | None,
@@ -223,7 +223,7 @@ def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease, client: ob
 
 
 def _leave_import_size(
-    chain: PositionChain, store: Store, position: SyncPosition, per_page: int
+    chain: Chain, store: Store, position: SyncPosition, per_page: int
 ) -> SyncPosition:
     """At the end of a first import, convert the position to the store's page size.
 

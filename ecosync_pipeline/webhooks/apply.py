@@ -34,10 +34,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager import values
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.errors import EcosyncError
-from ecosync_pipeline.storage import advisory_key, ensure_store
+from ecosync_pipeline.storage import dialect, ensure_store
 from ecosync_pipeline.storage.merge import Gone, Outcome, Served, Write, merge_orders
 from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.pages import OrderReader, settle_ties
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 APPLY_LOCK = "ecosync:webhooks:apply"
 DEFAULT_BATCH = 200
 
-Readers = Callable[[str], OrderReader | None]
+Readers = Callable[[StoreId], OrderReader | None]
 """A store's reader of single orders (None: the store has none here), to settle ties."""
 
 _INBOX_OUTCOME: dict[Outcome, str] = {
@@ -113,7 +114,7 @@ class ApplyResult:
         self.refused += other.refused
 
 
-def _last_order_id(conn: Connection, store: str) -> int | None:
+def _last_order_id(conn: Connection, store: StoreId) -> int | None:
     """The store's highest order id in the table (the unique index answers it at once)."""
     c = orders_table.c
     last = conn.execute(select(func.max(c.order_id)).where(c.store == store)).scalar()
@@ -139,14 +140,14 @@ class _Batch:
 
     outcomes: dict[int, str] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
-    ties: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    ties: dict[StoreId, tuple[int, ...]] = field(default_factory=dict)
     gaps: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _apply(conn: Connection, rows: list[InboxRow], names: Mapping[str, str]) -> _Batch:
     """Merge every delivery of the batch, store by store, in arrival order."""
     batch = _Batch()
-    by_store: dict[str, list[tuple[InboxRow, Write]]] = {}
+    by_store: dict[StoreId, list[tuple[InboxRow, Write]]] = {}
     for row in rows:
         try:
             by_store.setdefault(row.store, []).append((row, parse_event(row)))
@@ -191,8 +192,7 @@ def apply_batch(
     result = ApplyResult()
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(advisory_key(APPLY_LOCK))))
+            dialect.serialize(conn, APPLY_LOCK)
             rows = claim_pending(conn, limit)
             if not rows:
                 return result

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.storage.orders import reading
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
 
@@ -78,10 +78,9 @@ class DeliveryHealth:
 
 
 def delivery_health(
-    engine: Engine, store: str, now: datetime, grace: timedelta = DEFAULT_GRACE
+    engine: Engine, store: StoreId, now: datetime, grace: timedelta = DEFAULT_GRACE
 ) -> DeliveryHealth:
     """The store's last delivery and the orders first seen after it without a delivery."""
-    validate_store_identifier(store)
     i, o = webhook_inbox.c, orders.c
     with reading(engine, f"store {store}: comparing deliveries with polled orders") as conn:
         last = conn.execute(select(func.max(i.received_at)).where(i.store == store)).scalar()

@@ -26,7 +26,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ecosync_pipeline.config import validate_store_identifier
+from ecosync_pipeline.config import StoreId
+from ecosync_pipeline.storage import dialect
 from ecosync_pipeline.storage.orders import _insert_for, _storage_error, reading
 from ecosync_pipeline.storage.schema import webhook_inbox
 
@@ -49,7 +50,7 @@ class Delivery:
     ``sha256``: the body's digest when the body itself is not kept (over the cap).
     """
 
-    store: str
+    store: StoreId
     event: str
     webhook_id: str
     order_id: int
@@ -68,7 +69,7 @@ class InboxRow:
     """A stored delivery waiting to be applied."""
 
     id: int
-    store: str
+    store: StoreId
     event: str
     order_id: int
     body: bytes
@@ -79,7 +80,7 @@ class InboxRow:
 class InboxStats:
     """One store's deliveries in a window: received, applied, the lag between, and backlog."""
 
-    store: str
+    store: StoreId
     received: int
     applied: int
     stale: int
@@ -94,7 +95,6 @@ class InboxStats:
 
 def store_delivery(engine: Engine, delivery: Delivery) -> bool:
     """Store a delivery and commit; False when the same delivery was stored before."""
-    validate_store_identifier(delivery.store)
     values = {
         "store": delivery.store,
         "event": delivery.event[:64],
@@ -134,9 +134,9 @@ def claim_pending(conn: Connection, limit: int) -> list[InboxRow]:
         .order_by(webhook_inbox.c.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [InboxRow(*row) for row in conn.execute(stmt)]
+    return [
+        InboxRow(*row) for row in conn.execute(dialect.for_update(stmt, conn, skip_locked=True))
+    ]
 
 
 def mark_applied(
@@ -158,13 +158,12 @@ def mark_applied(
         )
 
 
-def replay(engine: Engine, store: str, since: datetime) -> int:
+def replay(engine: Engine, store: StoreId, since: datetime) -> int:
     """Mark a store's deliveries received since ``since`` unapplied again; return how many.
 
     Applying is idempotent and never goes back in time, so a replay only repairs. Refused
     deliveries stay refused (nothing in them can be applied).
     """
-    validate_store_identifier(store)
     with _writing(engine, f"store {store}: replaying deliveries") as conn:
         result = conn.execute(
             update(webhook_inbox)
@@ -187,7 +186,7 @@ def purge_applied(engine: Engine, retention: timedelta = DEFAULT_RETENTION) -> i
 
 
 def inbox_stats(
-    engine: Engine, stores: Sequence[str], since: datetime | None, until: datetime
+    engine: Engine, stores: Sequence[StoreId], since: datetime | None, until: datetime
 ) -> dict[str, InboxStats]:
     """Per store: deliveries received and applied in (since, until], their lag, the backlog."""
     c = webhook_inbox.c
@@ -220,7 +219,7 @@ def inbox_stats(
 
 
 def _stats(
-    store: str,
+    store: StoreId,
     received: dict[str, int],
     pending: dict[str, int],
     last: dict[str, datetime],

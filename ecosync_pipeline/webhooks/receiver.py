@@ -41,10 +41,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecosync_pipeline.config import STORE_ID_PATTERN, Store
+from ecosync_pipeline.config import STORE_ID_PATTERN, Store, StoreId, find_store
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.ecomanager.values import MAX_ORDER_ID
-from ecosync_pipeline.errors import EcosyncError, MissingWebhookSecret, StorageError
+from ecosync_pipeline.errors import (
+    ConfigError,
+    EcosyncError,
+    MissingWebhookSecret,
+    SecretFileError,
+    StorageError,
+)
 from ecosync_pipeline.webhooks.config import EVENTS, webhook_secret, webhook_stores
 from ecosync_pipeline.webhooks.inbox import NO_ORDER_ID, Delivery, store_delivery
 from ecosync_pipeline.webhooks.signature import (
@@ -163,7 +169,9 @@ async def read_signed(request: Request, secret: str, limits: ReceiverSettings) -
     return SignedBody(kept, size, digest.hexdigest(), mac)
 
 
-def delivery_of(store: str, event: str, webhook_id: str, body: SignedBody, cap: int) -> Delivery:
+def delivery_of(
+    store: StoreId, event: str, webhook_id: str, body: SignedBody, cap: int
+) -> Delivery:
     """The inbox row of an authentic delivery: pending, or refused with its reason."""
     received_at = datetime.now(timezone.utc)
     if body.kept is None:
@@ -198,22 +206,23 @@ class WebhookReceiver:
         self._limits = settings or ReceiverSettings()
         self._environ = environ
         self._on_stored = on_stored
-        self._stores = {s.identifier: s for s in webhook_stores(list(stores))}
+        self._stores = webhook_stores(list(stores))
         self.app = Starlette(
             routes=[Route("/webhooks/{store}", self.endpoint, methods=["GET", "POST"])]
         )
 
     def _configured(self, identifier: str) -> Store:
-        store = self._stores.get(identifier) if STORE_ID_PATTERN.match(identifier) else None
-        if store is None:
-            raise Refused(404, "no such store takes webhooks here")
-        return store
+        """The store a URL path names (outside input: parsed, then looked up)."""
+        try:
+            return find_store(self._stores, identifier, "the stores taking webhooks")
+        except ConfigError:
+            raise Refused(404, "no such store takes webhooks here") from None
 
     async def _verified(self, request: Request, store: Store) -> Delivery:
         """The authentic delivery (pending or refused), or Refused when it is not authentic."""
         try:
             secret = webhook_secret(store, self._environ)
-        except MissingWebhookSecret as exc:
+        except (MissingWebhookSecret, SecretFileError) as exc:
             logger.error("%s", exc)
             raise Refused(503, "the store's webhook secret is not set") from None
         body = await read_signed(request, secret, self._limits)
@@ -277,7 +286,7 @@ class WebhookReceiver:
             if refused.status != 503:
                 logger.warning(
                     "store %s: delivery refused with %d: %s",
-                    identifier if STORE_ID_PATTERN.match(identifier) else "(invalid id)",
+                    identifier if STORE_ID_PATTERN.fullmatch(identifier) else "(invalid id)",
                     refused.status,
                     refused.reason,
                 )
@@ -296,7 +305,7 @@ def create_receiver_app(
     environ: Mapping[str, str] | None = None,
     on_stored: Callable[[str], None] | None = None,
 ) -> Starlette:
-    """The receiver's ASGI app for ``stores`` (those with a webhook_secret_env take webhooks).
+    """The receiver's ASGI app for ``stores`` (those naming a webhook secret take webhooks).
 
     ``on_stored(store)`` is called after each newly stored delivery to apply (to wake an
     Applier). Secrets are read from ``environ`` (default os.environ) at each delivery, so

@@ -81,7 +81,7 @@ class WebhooksApi(Closing):
         if response.status_code in (401, 403):
             raise ApiAuthError(
                 f"store {sid}: HTTP {response.status_code} from the webhooks API; check the "
-                f"store's token variable {self._store.token_env}",
+                f"store's token in {self._store.token_source.describe()}",
                 store=sid,
             )
         if response.status_code >= 400:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.closing import Closing
-from ecosync_pipeline.config import Store
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.storage.pages import OrderReader
@@ -32,24 +32,26 @@ class StoreReaders(Closing):
     those orders by the sync or the reconciliation.
     """
 
-    def __init__(self, stores: Sequence[Store], environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, stores: Sequence[Store], client: Callable[[Store], EcoManagerClient]
+    ) -> None:
         self._stores = {s.identifier: s for s in stores}
-        self._environ = environ
+        self._make = client
         self._clients: dict[str, EcoManagerClient | None] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, store: str) -> OrderReader | None:
+    def __call__(self, store: StoreId) -> OrderReader | None:
         with self._lock:
             if store not in self._clients:
                 self._clients[store] = self._client(store)
             return self._clients[store]
 
-    def _client(self, store: str) -> EcoManagerClient | None:
+    def _client(self, store: StoreId) -> EcoManagerClient | None:
         configured = self._stores.get(store)
         if configured is None:
             return None
         try:
-            return EcoManagerClient.from_store(configured, self._environ)
+            return self._make(configured)
         except ConfigError as exc:
             logger.warning("store %s: ties between deliveries stay unsettled here: %s", store, exc)
             return None

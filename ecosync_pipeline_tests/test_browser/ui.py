@@ -12,9 +12,8 @@ from typing import Any
 
 import redis
 
-from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
-from ecosync_pipeline_tests.helpers import World
+from ecosync_pipeline_tests.helpers import World, two_stores
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,
 )
@@ -29,27 +28,8 @@ CONFIRM = re.compile(r"^\s*(Materialize|Launch|Confirm|Continue)")
 UI_TIMEOUT_MS = 60_000
 RUN_TIMEOUT_S = 90.0
 
-# Small on purpose: a handful of pages each. PURNA's ids start at 500,000 with gaps, so
-# its page is nowhere near id / 20 and a restore must locate it on the API.
-SPECS = (
-    StoreSpec(
-        "NATUR",
-        name="Natura Bio",
-        first_id=1,
-        count=95,
-        gap_rate=0.05,
-        token_env="ECOSYNC_BROWSER_TOKEN_NATUR",
-    ),
-    StoreSpec(
-        "PURNA",
-        name="Purna Maison",
-        first_id=500_000,
-        count=63,
-        stride=7,
-        gap_rate=0.05,
-        token_env="ECOSYNC_BROWSER_TOKEN_PURNA",
-    ),
-)
+
+SPECS = two_stores("ECOSYNC_BROWSER_TOKEN_")
 STORES = tuple(spec.identifier for spec in SPECS)
 
 

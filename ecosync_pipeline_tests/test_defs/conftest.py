@@ -26,28 +26,9 @@ from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
+from ecosync_pipeline_tests.helpers import two_stores
 
-# Small on purpose: a full sync of both is a handful of pages. PURNA's ids start at
-# 500,000 with gaps (id / 20 is nowhere near its pages), NATUR's are dense-ish from 1.
-SPECS = (
-    StoreSpec(
-        "NATUR",
-        name="Natura Bio",
-        first_id=1,
-        count=95,
-        gap_rate=0.05,
-        token_env="ECOSYNC_TEST_TOKEN_NATUR",
-    ),
-    StoreSpec(
-        "PURNA",
-        name="Purna Maison",
-        first_id=500_000,
-        count=63,
-        stride=7,
-        gap_rate=0.05,
-        token_env="ECOSYNC_TEST_TOKEN_PURNA",
-    ),
-)
+SPECS = two_stores("ECOSYNC_TEST_TOKEN_")
 STORES = tuple(spec.identifier for spec in SPECS)
 
 

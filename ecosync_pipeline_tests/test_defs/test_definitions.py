@@ -60,7 +60,9 @@ def test_definitions_resolve_every_job_asset_check_schedule_and_sensor(env: Env)
         "status_refresh_schedule",
     ]
     assert sorted(s.name for s in repo.sensor_defs) == [
+        "alerts_sensor",
         "cache_loss_sensor",
+        "recovery_failure_alert",
         "store_partitions_sensor",
         "webhook_inbox_sensor",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pytest
 from dagster import DagsterInstance, materialize
 from sqlalchemy.engine import Engine
 
@@ -17,12 +18,14 @@ from ecosync_pipeline.defs.resources import (
     ORDERS_DB,
     POSITIONS,
     EcoManagerResource,
+    EcoManagerTestResource,
     OrdersDatabaseResource,
     PositionsResource,
 )
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
+from ecosync_pipeline.errors import MissingToken
 from ecosync_pipeline.positions.chain import PositionChain
-from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, flush_redis, sync_all
+from ecosync_pipeline_tests.test_defs.conftest import SPECS, STORES, Env, flush_redis, sync_all
 
 
 class CountingDatabase(OrdersDatabaseResource):
@@ -115,3 +118,37 @@ def test_a_sync_and_its_check_share_one_engine_between_the_database_and_the_posi
     assert len(set(CountingDatabase.engines)) == 1
     # The run's client came from the substitute: one for the store's sync and its check.
     assert list(RecordingEcoManager.built) == ["NATUR"]
+
+
+def test_the_test_version_of_ecomanager_restores_with_the_tokens_it_is_given(
+    env: Env, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_all(env)
+    flush_redis(env)
+    for spec in SPECS:  # no token in the environment: only the resource's are there
+        monkeypatch.delenv(spec.token_env)
+    test_api = EcoManagerTestResource(
+        stores_file=env.settings.stores_file,
+        tokens={sid: env.simulator.token(sid) for sid in STORES},
+    )
+    resources = {
+        **env.resources,
+        ECOMANAGER: test_api,
+        POSITIONS: PositionsResource(
+            redis_url=env.settings.redis_url,
+            backup_path=env.settings.backup_path,
+            orders_db=env.resources[ORDERS_DB],
+            ecomanager=test_api,
+        ),
+    }
+    result = materialize([restored_sync_positions], instance=instance, resources=resources)
+    assert result.success
+    assert sorted(k.rsplit(":", 1)[1] for k in env.redis.keys("ecomanager:pageinfo:*")) == sorted(
+        STORES
+    )
+
+
+def test_the_test_version_of_ecomanager_has_no_token_it_was_not_given(env: Env) -> None:
+    test_api = EcoManagerTestResource(stores_file=env.settings.stores_file, tokens={})
+    with pytest.raises(MissingToken):
+        test_api.client(test_api.store(STORES[0]))

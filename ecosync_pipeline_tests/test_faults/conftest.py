@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from ecosync_pipeline.lab.simulator import Simulator
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline_tests.faults_support import (
     LARGE,
     SMALL,
@@ -21,7 +20,6 @@ from ecosync_pipeline_tests.faults_support import (
     Scale,
     summary_lines,
 )
-from ecosync_pipeline_tests.helpers import World, make_world
 
 FIGURES = pytest.StashKey[list[FaultFigures]]()
 FORM = pytest.StashKey[str]()
@@ -53,26 +51,15 @@ def record(request: pytest.FixtureRequest) -> Iterator[Callable[[str], FaultFigu
 
 
 @pytest.fixture
-def build_world(
-    simulator: Simulator,
-    postgres_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    scale: Scale,
-) -> Callable[[str], World]:
-    """``build_world(redis_url)``: the scale's five stores, synced into PostgreSQL."""
+def specs(scale: Scale) -> list[StoreSpec]:
+    """The scale's five stores."""
+    return list(scale.specs)
 
-    def build(redis_url: str) -> World:
-        return make_world(
-            simulator,
-            scale.specs,
-            database_url=postgres_url,
-            redis_url=redis_url,
-            tmp_path=tmp_path,
-            monkeypatch=monkeypatch,
-        )
 
-    return build
+@pytest.fixture
+def database_url(postgres_url: str) -> str:
+    """The fault suite runs on PostgreSQL (its connections are what some faults kill)."""
+    return postgres_url
 
 
 def pytest_terminal_summary(

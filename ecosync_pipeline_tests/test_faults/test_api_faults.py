@@ -25,12 +25,12 @@ API_FAULT_RATE = 0.1 / 3
 
 
 def test_api_answering_429_503_or_timing_out_loses_and_duplicates_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(f) API 429/503/timeout 10%")
     sim = world.simulator
     sim.set_faults(
@@ -65,12 +65,12 @@ def test_api_answering_429_503_or_timing_out_loses_and_duplicates_no_order(
 
 
 def test_orders_deleted_between_runs_shift_pages_and_lose_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(g) orders deleted between runs")
     sim = world.simulator
     driver = Driver(world, figures, seed=7)
@@ -97,7 +97,7 @@ def test_orders_deleted_between_runs_shift_pages_and_lose_no_order(
 
 
 def test_orders_deleted_while_a_run_reads_later_pages_are_not_skipped(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
@@ -107,7 +107,7 @@ def test_orders_deleted_while_a_run_reads_later_pages_are_not_skipped(
     Reading page P+1 after an order on pages 1..P was deleted skips the order that moved
     from P+1 onto P; it lies below the position's last order id, so no run fetches it.
     """
-    world = build_world(redis_url)
+    world = build()
     figures = record("(h) orders deleted during runs")
     sim = world.simulator
     initial = sum(sim.count(s.identifier) for s in world.stores)

@@ -26,6 +26,7 @@ from ecosync_pipeline_tests.faults_support import (
     audit,
     flush_action,
     quarantined,
+    sync_under,
     truncate_action,
 )
 from ecosync_pipeline_tests.helpers import World
@@ -38,12 +39,12 @@ def _sources(counter: Counter[str]) -> str:
 
 
 def test_redis_flushed_at_random_moments_loses_and_duplicates_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(a) Redis FLUSHDB")
     world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
     driver = Driver(world, figures, seed=1)  # no error is allowed: Redis is only a cache
@@ -57,15 +58,9 @@ def test_redis_flushed_at_random_moments_loses_and_duplicates_no_order(
         syncing=driver.syncing,
         seed=1,
     )
-    sources: Counter[str] = Counter()
-    flusher.start()
     try:
-        rounds = 0
-        while not flusher.finished or rounds < 2:
-            sources.update(r.position_source for r in driver.sync_round(new_orders=25))
-            rounds += 1
+        sources = sync_under(flusher, driver)
     finally:
-        flusher.finish()
         admin.close()
     assert flusher.done == scale.flushes
     # Some runs must have resumed from the backup after a flush, or nothing was tested.
@@ -75,7 +70,7 @@ def test_redis_flushed_at_random_moments_loses_and_duplicates_no_order(
 
 
 def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     tmp_path: Path,
@@ -83,7 +78,7 @@ def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
     server = RedisProcess(tmp_path / "redis").start()
     rng = random.Random(2)
     try:
-        world = build_world(server.url)
+        world = build(redis_url=server.url)
         figures = record("(b) Redis SIGKILL + restart")
         world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
         # Retry Redis soon after a failure, so the restarted server is written to again
@@ -105,15 +100,7 @@ def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
             syncing=driver.syncing,
             seed=2,
         )
-        sources: Counter[str] = Counter()
-        killer.start()
-        try:
-            rounds = 0
-            while not killer.finished or rounds < 2:
-                sources.update(r.position_source for r in driver.sync_round(new_orders=25))
-                rounds += 1
-        finally:
-            killer.finish()
+        sources = sync_under(killer, driver)
         assert killer.done == scale.redis_kills
         figures.notes.append(
             f"redis-server restarted {server.restarts} times; runs resumed from: "
@@ -125,12 +112,12 @@ def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
 
 
 def test_backup_file_cut_short_is_quarantined_and_the_sync_carries_on(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(d) backup file truncated")
     backup = Path(world.settings.backup_path)
     world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
@@ -150,19 +137,26 @@ def test_backup_file_cut_short_is_quarantined_and_the_sync_carries_on(
         syncing=driver.syncing,
         seed=4,
     )
+    wanted = scale.truncations - scale.truncations // 2
     between = 0
-    sources: Counter[str] = Counter()
-    during.start()
+
+    def damage_between_runs() -> None:
+        nonlocal between
+        if between < wanted:
+            flush()
+            if cut():
+                between += 1
+                figures.add("injected")
+
     try:
-        while not during.finished or between < scale.truncations - scale.truncations // 2:
-            sources.update(r.position_source for r in driver.sync_round(new_orders=25))
-            if between < scale.truncations - scale.truncations // 2:
-                flush()
-                if cut():
-                    between += 1
-                    figures.add("injected")
+        sources = sync_under(
+            during,
+            driver,
+            min_rounds=0,
+            more=lambda: between < wanted,
+            after_round=damage_between_runs,
+        )
     finally:
-        during.finish()
         admin.close()
     moved = quarantined(backup)
     # Every damaged file read between runs was moved aside, not trusted, not deleted.

@@ -26,6 +26,7 @@ from ecosync_pipeline_tests.faults_support import (
     Scale,
     audit,
     sync_command,
+    sync_under,
 )
 from ecosync_pipeline_tests.helpers import World, reconcile
 
@@ -41,13 +42,13 @@ def _tail(log: Path) -> str:
 
 
 def test_sync_process_killed_mid_page_then_rerun_loses_and_duplicates_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
     tmp_path: Path,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(c) sync process SIGKILL")
     # Latency keeps a page in flight most of the time, so a kill lands mid-page.
     world.simulator.set_faults(None, latency_ms=10, arrival_rate=ARRIVAL_RATE)
@@ -118,13 +119,13 @@ def terminate_action(conn: psycopg.Connection[Any]) -> Callable[[], bool]:
 
 
 def test_database_connections_dropped_mid_batch_lose_and_duplicate_no_order(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     record: Callable[[str], FaultFigures],
     scale: Scale,
     redis_url: str,
     postgres_url: str,
 ) -> None:
-    world = build_world(redis_url)
+    world = build()
     figures = record("(e) PostgreSQL connection dropped")
     world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
     # A dropped connection may fail a run (StorageError names the store; StoreLockLost
@@ -141,14 +142,9 @@ def test_database_connections_dropped_mid_batch_lose_and_duplicate_no_order(
         syncing=driver.syncing,
         seed=5,
     )
-    terminator.start()
     try:
-        rounds = 0
-        while not terminator.finished or rounds < 2:
-            driver.sync_round(new_orders=25)
-            rounds += 1
+        sync_under(terminator, driver)
     finally:
-        terminator.finish()
         admin.close()
     assert terminator.done == scale.pg_drops
     driver.sync_until_clean()
@@ -158,7 +154,7 @@ def test_database_connections_dropped_mid_batch_lose_and_duplicate_no_order(
 
 
 def test_connection_dropped_between_insert_and_commit_is_retried_not_leaked(
-    build_world: Callable[[str], World],
+    build: Callable[..., World],
     redis_url: str,
     postgres_url: str,
 ) -> None:
@@ -168,7 +164,7 @@ def test_connection_dropped_between_insert_and_commit_is_retried_not_leaked(
     the INSERT and the COMMIT must be retried too (or at least surface as StorageError), never
     escape as a raw SQLAlchemy error.
     """
-    world = build_world(redis_url)
+    world = build()
     store = "NATUR"
     admin = psycopg.connect(postgres_url, autocommit=True, application_name="ecosync-faults")
     state = {"inserted": False, "dropped": 0}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
+from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.lab.simulator.spec import DEFAULT_UNTIL
-from ecosync_pipeline_tests.helpers import World, make_world
+from ecosync_pipeline_tests.helpers import World
 
 # 500 orders over 80 days: the last ten days' orders are still open (En dispatch,
 # Confirmé, En cours, Expédié), the older ones final. 5 pages of 100.
@@ -33,26 +32,13 @@ def database_url(postgres_url: str) -> str:
 
 
 @pytest.fixture
-def build(
-    simulator: Simulator,
-    database_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[..., World]:
-    """make_world for SPEC (or given specs) on this test's databases."""
+def specs() -> list[StoreSpec]:
+    return [SPEC]
 
-    def build_world(specs: list[StoreSpec] | None = None, **overrides: Any) -> World:
-        options: dict[str, Any] = {
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "tmp_path": tmp_path,
-            "monkeypatch": monkeypatch,
-            "import_per_page": 100,
-        }
-        return make_world(simulator, specs or [SPEC], **{**options, **overrides})
 
-    return build_world
+@pytest.fixture
+def build_options() -> dict[str, Any]:
+    return {"import_per_page": 100}
 
 
 @pytest.fixture

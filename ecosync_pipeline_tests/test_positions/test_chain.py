@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from ecosync_pipeline.config import Store, find_store
 from ecosync_pipeline.ecomanager.locator import fetch_bound
 from ecosync_pipeline.errors import ApiUnavailable
 from ecosync_pipeline.positions.chain import USABLE, PositionChain, classify
@@ -51,14 +52,17 @@ class World:
     backup_path: Path
     redis_url: str
 
+    def store(self, sid: str) -> Store:
+        return find_store(self.chain.stores, sid, "the test's stores")
+
     def truth(self, sid: str) -> int:
-        per_page = self.chain.store(sid).per_page
+        per_page = self.store(sid).per_page
         return resume_page(self.api[sid].ids, self.synced[sid], per_page)
 
     def good_position(self, sid: str, source: str = "redis") -> SyncPosition:
         """The exact position a finished sync would have written."""
         page_no = self.truth(sid)
-        page = self.api[sid].fetch_page(page_no, self.chain.store(sid).per_page)
+        page = self.api[sid].fetch_page(page_no, self.store(sid).per_page)
         self.api[sid].calls.clear()
         return SyncPosition(
             store=sid,
@@ -69,7 +73,7 @@ class World:
             last_order_id=self.synced[sid],
             updated_at=utc_now(),
             source=source,
-            per_page=self.chain.store(sid).per_page,  # type: ignore[arg-type]
+            per_page=self.store(sid).per_page,  # type: ignore[arg-type]
             verified=True,
         )
 
@@ -139,7 +143,7 @@ def _flushdb(redis_admin: redis.Redis) -> None:
 def test_chain_uses_redis_position_with_one_verification_fetch(world: World) -> None:
     _seed_all(world)
     world.chain.backup.write(replace(world.good_position("NATUR"), last_page=2))  # not read
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.source == "redis"
     assert resolved.position.last_page == world.truth("NATUR")
     assert resolved.page is not None and world.synced["NATUR"] in resolved.page.ids
@@ -150,9 +154,9 @@ def test_chain_uses_redis_position_with_one_verification_fetch(world: World) -> 
 def test_chain_leaves_the_backup_unread_while_redis_serves(world: World) -> None:
     _seed_all(world)
     world.backup_path.write_bytes(b"not json at all")  # read, it would be moved aside
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.source == "redis"
-    assert world.chain.backup.last_quarantined is None
+    assert world.chain.backup.last_quarantined is None  # type: ignore[attr-defined]
     assert world.backup_path.read_bytes() == b"not json at all"
 
 
@@ -161,7 +165,7 @@ def test_chain_falls_back_to_json_and_restores_redis(
 ) -> None:
     _seed_all(world)
     redis_admin.delete("ecomanager:pageinfo:PURNA")
-    resolved = world.chain.get_position("PURNA", world.api["PURNA"])
+    resolved = world.chain.get_position(world.store("PURNA"), world.api["PURNA"])
     assert resolved.source == "json"
     assert resolved.position.verified
     assert resolved.position.last_page == world.truth("PURNA")
@@ -171,7 +175,7 @@ def test_chain_falls_back_to_json_and_restores_redis(
 
 
 def test_chain_falls_back_to_database_and_writes_both_layers(world: World) -> None:
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.source == "database"
     assert resolved.position.last_page == world.truth("NATUR")
     assert [(o.layer, o.verdict) for o in resolved.trail] == [
@@ -187,7 +191,7 @@ def test_chain_falls_back_to_database_and_writes_both_layers(world: World) -> No
 
 
 def test_chain_first_sync_of_store_without_orders_is_page_one(world: World) -> None:
-    resolved = world.chain.get_position("MGSTR", world.api["MGSTR"])
+    resolved = world.chain.get_position(world.store("MGSTR"), world.api["MGSTR"])
     assert (resolved.position.last_page, resolved.source) == (1, "calculated")
     assert resolved.page is not None and resolved.page.number == 1
 
@@ -201,7 +205,7 @@ def test_chain_recovers_every_store_from_json_after_flushdb(
     _seed_all(world)
     _flushdb(redis_admin)
     for sid in ("NATUR", "PURNA", "DILST"):
-        resolved = world.chain.get_position(sid, world.api[sid])
+        resolved = world.chain.get_position(world.store(sid), world.api[sid])
         assert resolved.source == "json"
         assert resolved.position.last_page == world.truth(sid)
         assert resolved.fetches == 1
@@ -221,7 +225,7 @@ def test_chain_rejects_key_reset_to_page_one(world: World, redis_admin: redis.Re
             }
         ),
     )
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.trail[0].verdict == "reset"
     assert resolved.source == "database"
     assert resolved.position.last_page == world.truth("NATUR")
@@ -234,7 +238,7 @@ def test_chain_recovers_key_expired_by_ttl(
     try:
         _seed_all(world)
         time.sleep(1.2)
-        resolved = world.chain.get_position("PURNA", world.api["PURNA"])
+        resolved = world.chain.get_position(world.store("PURNA"), world.api["PURNA"])
         assert resolved.source == "json"
         assert resolved.position.last_page == world.truth("PURNA")
     finally:
@@ -256,8 +260,8 @@ def test_chain_runs_from_json_when_redis_is_down(
         world.chain.backup.write_many(seeded)
         started = time.monotonic()
         with caplog.at_level(logging.WARNING):
-            first = world.chain.get_position("NATUR", world.api["NATUR"])
-            second = world.chain.get_position("PURNA", world.api["PURNA"])
+            first = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
+            second = world.chain.get_position(world.store("PURNA"), world.api["PURNA"])
             saved = world.chain.save(first.position)
         elapsed = time.monotonic() - started
         world.chain.close()
@@ -285,10 +289,10 @@ def test_chain_runs_from_json_when_redis_is_down(
 )
 def test_chain_skips_unreadable_backup_to_database(world: World, content: bytes) -> None:
     world.backup_path.write_bytes(content)
-    resolved = world.chain.get_position("PURNA", world.api["PURNA"])
+    resolved = world.chain.get_position(world.store("PURNA"), world.api["PURNA"])
     assert resolved.source == "database"
     assert resolved.position.last_page == world.truth("PURNA")
-    quarantined = world.chain.backup.last_quarantined
+    quarantined = world.chain.backup.last_quarantined  # type: ignore[attr-defined]
     assert quarantined is not None and quarantined.moved_to is not None
     assert Path(quarantined.moved_to).read_bytes() == content
     assert set(world.layer_json()) == {"PURNA"}  # a fresh file was written
@@ -296,7 +300,7 @@ def test_chain_skips_unreadable_backup_to_database(world: World, content: bytes)
 
 def test_chain_goes_to_database_when_backup_cannot_be_read_or_written(world: World) -> None:
     world.backup_path.mkdir()  # a folder where the file should be: reads and writes fail
-    resolved = world.chain.get_position("PURNA", world.api["PURNA"])
+    resolved = world.chain.get_position(world.store("PURNA"), world.api["PURNA"])
     assert resolved.source == "database"
     assert resolved.trail[1].verdict == "unavailable"
     assert resolved.position.last_page == world.truth("PURNA")
@@ -326,7 +330,7 @@ def test_chain_uses_backup_written_by_original_system(world: World) -> None:
             }
         )
     )
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.source == "json"
     assert resolved.position.last_page == good.last_page
     assert resolved.fetches == 1
@@ -343,7 +347,7 @@ def test_chain_never_uses_position_ahead_of_database(world: World) -> None:
     )
     world.chain.redis.write(ahead)
     world.chain.backup.write(ahead)
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.trail[0].verdict == "ahead"
     assert resolved.source == "database"
     assert resolved.position.last_order_id == world.synced["NATUR"]
@@ -353,7 +357,7 @@ def test_chain_never_uses_position_ahead_of_database(world: World) -> None:
 def test_chain_stale_position_defers_to_database(world: World) -> None:
     stale = replace(world.good_position("NATUR"), last_page=3, last_order_id=60, last_id=60)
     world.chain.redis.write(stale)
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.trail[0].verdict == "stale"
     assert resolved.position.last_page == world.truth("NATUR")
 
@@ -361,7 +365,7 @@ def test_chain_stale_position_defers_to_database(world: World) -> None:
 def test_chain_corrects_json_position_with_wrong_page(world: World) -> None:
     wrong = replace(world.good_position("NATUR"), last_page=world.truth("NATUR") - 17)
     world.chain.backup.write(wrong)
-    resolved = world.chain.get_position("NATUR", world.api["NATUR"])
+    resolved = world.chain.get_position(world.store("NATUR"), world.api["NATUR"])
     assert resolved.source == "json"
     assert resolved.moved
     assert resolved.position.last_page == world.truth("NATUR")
@@ -387,7 +391,7 @@ def test_chain_converts_position_taken_with_another_page_size(world: World) -> N
         per_page=20,
     )
     world.chain.backup.write(old)
-    resolved = world.chain.get_position("DILST", world.api["DILST"])
+    resolved = world.chain.get_position(world.store("DILST"), world.api["DILST"])
     assert resolved.position.per_page == 100
     assert resolved.position.last_page == world.truth("DILST")
     assert resolved.fetches <= 2

@@ -83,7 +83,7 @@ def live(simulator: Simulator, redis_url: str, postgres_url: str, tmp_path: Path
 def test_database_recovery_over_http_lands_on_exact_page_in_bounded_calls(live: Live) -> None:
     for sid, count in (("PXNATUR", 10_000), ("PXPURNA", 2_500)):
         with live.client(live.stores[sid]) as client:
-            resolved = live.chain.get_position(sid, client)
+            resolved = live.chain.get_position(live.stores[sid], client)
             assert resolved.source == "database"
             assert resolved.position.last_page == live.truth(sid)
             assert resolved.fetches == client.stats.total
@@ -95,17 +95,17 @@ def test_flushed_redis_recovers_from_json_with_one_call_then_deletions_are_follo
 ) -> None:
     sid = "PXNATUR"
     with live.client(live.stores[sid]) as client:
-        live.chain.get_position(sid, client)  # from the database; writes both layers
+        live.chain.get_position(live.stores[sid], client)  # from the database; writes both layers
     redis_admin.flushdb()
     redis_admin.set(REDIS_MARKER, "1")
     with live.client(live.stores[sid]) as client:
-        resolved = live.chain.get_position(sid, client)
+        resolved = live.chain.get_position(live.stores[sid], client)
         assert (resolved.source, client.stats.total) == ("json", 1)
     # Orders deleted before the target shift it 3 pages back: verification follows it.
     before = [i for i in live.simulator.ids(sid) if i < live.synced[sid]][-2000:-1900]
     live.simulator.delete_orders(sid, before[:60])
     with live.client(live.stores[sid]) as client:
-        moved = live.chain.get_position(sid, client)
+        moved = live.chain.get_position(live.stores[sid], client)
         assert moved.moved and moved.position.last_page == live.truth(sid)
         assert client.stats.total <= fetch_bound(resolved.position.last_page, live.truth(sid))
 

@@ -6,7 +6,6 @@ import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -22,25 +21,8 @@ SPEC = StoreSpec("SHOP", name="Shop", first_id=1000, count=430, gap_rate=0.05, s
 
 
 @pytest.fixture
-def build(
-    simulator: Simulator,
-    database_url: str,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[..., World]:
-    """make_world for SPEC on this test's databases; keyword arguments override."""
-
-    def build_world(**overrides: Any) -> World:
-        options: dict[str, Any] = {
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "tmp_path": tmp_path,
-            "monkeypatch": monkeypatch,
-        }
-        return make_world(simulator, [SPEC], **{**options, **overrides})
-
-    return build_world
+def specs() -> list[StoreSpec]:
+    return [SPEC]
 
 
 @pytest.fixture

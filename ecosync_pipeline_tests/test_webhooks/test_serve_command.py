@@ -19,6 +19,7 @@ from ecosync_pipeline.asgi import bind_socket
 from ecosync_pipeline.cli import main
 from ecosync_pipeline.commands.webhooks import GapSyncer
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import make_engine, migrate, store_summary
 from ecosync_pipeline.storage.schema import orders
 from ecosync_pipeline.webhooks.signature import sign
@@ -123,7 +124,8 @@ def test_sync_on_gap_runs_the_store_sync_once_at_a_time(
     )
     engine = make_engine(sqlite_url)
     migrate(engine)
-    syncer = GapSyncer(world.settings)
+    runtime = Runtime(world.settings)
+    syncer = GapSyncer(runtime)
     syncer("NATUR", [46])
     syncer("NATUR", [47])  # while the first runs: not a second sync
     try:
@@ -138,3 +140,4 @@ def test_sync_on_gap_runs_the_store_sync_once_at_a_time(
     syncer("NATUR", [48])  # within a minute of the last: skipped
     time.sleep(0.5)
     assert simulator.request_count("NATUR") == calls
+    runtime.close()

@@ -138,7 +138,9 @@ def build_webhook_inbox_sensor(
         except EcosyncError as exc:
             return SkipReason(f"cannot read the stores: {exc}")
         if not stores:
-            return SkipReason("no store takes webhooks (none has webhook_secret_env)")
+            return SkipReason(
+                "no store takes webhooks (none has webhook_secret_env or webhook_secret_file)"
+            )
         # Observations name a store's partition: it must exist (as the schedule does).
         register_stores(context.instance, [s.identifier for s in stores])
         try:

@@ -66,6 +66,7 @@ from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.page_size import page_for
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.storage import (
+    dialect,
     duplicate_count,
     ensure_store,
     make_engine,
@@ -346,7 +347,7 @@ def _load_orders(engine: Engine, store: Store, ids: Sequence[int]) -> None:
     with engine.begin() as conn:
         ensure_store(conn, store.identifier, store.name)
     now = utc_now()
-    if engine.dialect.name == "postgresql":
+    if dialect.is_postgresql(engine):
         raw = engine.raw_connection()
         try:
             copy_sql = (

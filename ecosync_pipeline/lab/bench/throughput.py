@@ -62,7 +62,7 @@ from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.layer import Written
 from ecosync_pipeline.positions.model import SyncPosition
 from ecosync_pipeline.positions.redis_layer import RedisLayer
-from ecosync_pipeline.storage import make_engine, migrate, store_summary
+from ecosync_pipeline.storage import dialect, make_engine, migrate, store_summary
 from ecosync_pipeline.storage.schema import orders as orders_table
 from ecosync_pipeline.sync.engine import sync_store
 
@@ -130,7 +130,13 @@ class _TimedClient(EcoManagerClient):
 class _TimedRedis(RedisLayer):
     split: Split
 
-    def write_many(self, positions: Sequence[SyncPosition], *, recovery: bool = False) -> Written:
+    def write_many(
+        self,
+        positions: Sequence[SyncPosition],
+        *,
+        recovery: bool = False,
+        generation: str | None = None,
+    ) -> Written:
         started = time.perf_counter()
         try:
             return super().write_many(positions, recovery=recovery)
@@ -600,7 +606,7 @@ def run_sync_bench(
         sim = stack.enter_context(served_simulator(specs))
         rig = _Rig(sim, engine, r, folder / "sync-positions" / "sync-positions.json")
         _time_database(engine, lambda: rig.current)
-        report = SyncBenchReport([], [], [], runs, engine.dialect.name)
+        report = SyncBenchReport([], [], [], runs, dialect.backend(engine))
         rate_store = sim.store(specs[0].identifier, per_page=per_page)
         try:
             for latency in latencies_ms:

@@ -26,13 +26,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ecosync_pipeline.errors import DatabaseUnavailable, StorageError
-from ecosync_pipeline.storage.database import READ_ONLY, describe_error, redact
-from ecosync_pipeline.storage.locks import advisory_key
+from ecosync_pipeline.storage import dialect
+from ecosync_pipeline.storage.database import describe_error, redact
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def current_revision(bind: Engine | Connection) -> str | None:
         # between them fails the first query or the rollback at close.
         if isinstance(bind, Engine):
             with bind.connect() as conn:
-                return _read_revision(conn.execution_options(**READ_ONLY))
+                return _read_revision(conn.execution_options(**dialect.READ_ONLY))
         return _read_revision(bind)
     except SQLAlchemyError as exc:
         lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -128,8 +128,7 @@ def prepare(conn: Connection) -> None:
     Runs inside the upgrade's transaction: on PostgreSQL a transaction-scoped advisory
     lock serializes migrators, on SQLite the write lock taken at BEGIN does.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(advisory_key(MIGRATION_LOCK))))
+    dialect.serialize(conn, MIGRATION_LOCK)
     context = MigrationContext.configure(conn)
     if context.get_current_revision() is None:
         legacy = _legacy_revision(conn)
