@@ -13,7 +13,8 @@
     │   ├── CallCapReached       the run's own call cap (--max-calls, a daily share) is spent
     │   ├── ResponseTooLarge     a page's body is larger than the store's cap
     │   └── MalformedPage        the payload breaks the contract
-    │       └── ContractViolation  pages that contradict each other (served twice, ids back)
+    │       └── ContractViolation  pages that contradict each other (served twice, ids back,
+    │                              a cursor ended above the store's lowest id)
     ├── PositionError            a sync position could not be read or trusted
     │   └── BackupCorrupt        the JSON backup was unreadable (it was moved aside)
     ├── StorageError             the orders database failed
@@ -150,7 +151,8 @@ class MalformedPage(ApiError):
 
 
 class ContractViolation(MalformedPage):
-    """Pages that contradict each other: a page served twice, ids going back across pages."""
+    """Pages that contradict each other: a page served twice, ids going back across pages, a
+    newest-first cursor that ends above the lowest id the store serves."""
 
 
 class PositionError(EcosyncError):

@@ -312,7 +312,9 @@ class Runtime(Closing):
             with self.client(store) as own:
                 return self.sync(store, budget_seconds=budget_seconds, client=own)
         if store.read_mode == "cursor":
-            return sync_by_cursor(store, client=client, engine=self.engine)
+            return sync_by_cursor(
+                store, client=client, engine=self.engine, budget_seconds=budget_seconds
+            )
         return sync_store(
             store,
             chain=self.chain,

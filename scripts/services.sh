@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Makes sure Redis, PostgreSQL and RabbitMQ (the Celery broker) answer on 127.0.0.1;
-# starts them when they are installed but stopped, and says how to get them otherwise.
+# Makes sure Redis, PostgreSQL, PgBouncer (in front of Dagster's PostgreSQL) and RabbitMQ
+# (the Celery broker) answer on 127.0.0.1; starts them when they are installed but
+# stopped, and says how to get them otherwise.
 set -euo pipefail
-redis_host=127.0.0.1 redis_port=6379 pg_port=5432 amqp_port=5672
+root="$(cd "$(dirname "$0")/.." && pwd)"
+redis_host=127.0.0.1 redis_port=6379 pg_port=5432 amqp_port=5672 pgbouncer_port=6432
 
 redis_up() { redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; }
 pg_up() { pg_isready -h 127.0.0.1 -p "$pg_port" >/dev/null 2>&1; }
@@ -29,6 +31,32 @@ if ! pg_up; then
   pg_up || { echo "PostgreSQL is not running on 127.0.0.1:$pg_port and could not be started." \
     "Install it (apt-get install postgresql) and start it, with a 'postgres' role allowed" \
     "from 127.0.0.1 (or set ECOSYNC_TEST_POSTGRES_URL)." >&2; exit 3; }
+fi
+
+pgbouncer_up() { pg_isready -h 127.0.0.1 -p "$pgbouncer_port" -U postgres -d postgres >/dev/null 2>&1; }
+if ! pgbouncer_up; then
+  if command -v pgbouncer >/dev/null; then
+    echo "==> starting PgBouncer on 127.0.0.1:$pgbouncer_port (data/pgbouncer.ini)"
+    dir=/tmp/ecosync-pgbouncer
+    mkdir -p "$dir"
+    # The local PostgreSQL trusts its users; PgBouncer still wants them listed.
+    printf '"postgres" ""\n' > "$dir/userlist.txt"
+    { cat "$root/data/pgbouncer.ini"
+      printf 'logfile = %s\npidfile = %s\nauth_file = %s\n' \
+        "$dir/pgbouncer.log" "$dir/pgbouncer.pid" "$dir/userlist.txt"; } > "$dir/pgbouncer.ini"
+    # PgBouncer refuses to run as root: it runs as PostgreSQL's own user then.
+    as=()
+    if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+      chown -R postgres "$dir"; as=(-u postgres)
+    fi
+    pgbouncer -d "${as[@]}" "$dir/pgbouncer.ini" || true
+    for _ in $(seq 50); do pgbouncer_up && break; sleep 0.1; done
+  fi
+  # Only the production layout (data/dagster-production.yaml, the fan-out benchmark and the
+  # tests that load it through PgBouncer) needs it: warn, do not fail.
+  pgbouncer_up || echo "PgBouncer is not running on 127.0.0.1:$pgbouncer_port and could not" \
+    "be started; the tests of the production layout through it will be skipped. Install it" \
+    "(apt-get install pgbouncer) and run this script again." >&2
 fi
 
 if ! amqp_up; then

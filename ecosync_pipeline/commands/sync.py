@@ -12,10 +12,10 @@ import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
 from ecosync_pipeline.config import Settings, Store
-from ecosync_pipeline.defs.orders.batch import MAX_WORKERS
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.redact import Redactor, url_secrets
 from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.sync.batch import MAX_WORKERS
 from ecosync_pipeline.sync.engine import SyncResult
 from ecosync_pipeline.tables import format_table
 

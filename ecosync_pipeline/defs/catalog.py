@@ -1,24 +1,22 @@
-"""What the catalog shows about every asset: who owns it, where its code is, how fresh
-new_orders must be.
+"""What the catalog shows about every asset: who owns it, where its code is, its group.
 
-Applied once, where the definitions are assembled, so each domain's assets stay as
-they are written:
+Each domain passes its assets through ``catalogued`` as it builds its definitions:
 
 - owners: the team that answers for ecosync, on every asset that names none;
 - code references: each asset links to the file and line that defines it (Dagster's
   code reference metadata), to the repository when ``git_url`` is given
   (ECOSYNC_GIT_URL, e.g. https://github.com/org/ecosync, on ECOSYNC_GIT_BRANCH, default
   main), else to the local file;
-- a freshness policy on new_orders: WARN when no store has synced for
-  ``freshness_minutes`` (ECOSYNC_FRESHNESS_MINUTES, default 60: four missed schedule
-  ticks), FAIL after four times that. Dagster 1.13 judges a policy on the asset's
-  latest materialization, whichever store it was; the store_freshness check
-  (orders/freshness.py) warns per store, over the same window.
+- freshness policies, for the assets a domain gives one (new_orders: see
+  ``new_orders_freshness``).
+
+``orders_spec`` is the shape of every asset written per store into the orders table
+(new_orders, and the mirror's reconciled_orders and order_statuses).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,43 +31,61 @@ from dagster import (
     with_source_code_references,
 )
 
-from ecosync_pipeline.defs.positions.keys import OWNERS
+from ecosync_pipeline.defs.keys import OWNERS
+from ecosync_pipeline.defs.options import LocationOptions
 
-NEW_ORDERS = AssetKey("new_orders")
-DEFAULT_FRESHNESS_MINUTES = 60
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def new_orders_freshness(minutes: int) -> FreshnessPolicy:
-    """WARN after ``minutes`` without a sync of any store, FAIL after four times that."""
+    """WARN after ``minutes`` without a sync of any store, FAIL after four times that.
+
+    Dagster 1.13 judges a policy on the asset's latest materialization, whichever store
+    it was; the store_freshness check (defs/freshness.py) warns per store, over the same
+    window.
+    """
     return FreshnessPolicy.time_window(
         warn_window=timedelta(minutes=minutes), fail_window=timedelta(minutes=4 * minutes)
     )
 
 
+def orders_spec(key: AssetKey, dep: AssetKey, description: str) -> AssetSpec:
+    """An asset of the orders group, its runs written per store into the orders database.
+
+    Skippable: each store's materialization is recorded as the store finishes, so the
+    output itself carries nothing.
+    """
+    return AssetSpec(
+        key,
+        deps=[dep],
+        group_name="orders",
+        kinds={"python", "sql"},
+        skippable=True,
+        description=description,
+    )
+
+
 def catalogued(
     assets: Sequence[Any],
-    *,
-    freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
-    git_url: str | None = None,
-    git_branch: str = "main",
+    options: LocationOptions,
+    freshness: Mapping[AssetKey, FreshnessPolicy] | None = None,
 ) -> Sequence[Any]:
-    """``assets`` with owners, code references and new_orders' freshness policy."""
-    freshness = new_orders_freshness(freshness_minutes)
+    """``assets`` with owners, code references and the given freshness policies."""
+    policies = dict(freshness or {})
 
     def describe(spec: AssetSpec) -> AssetSpec:
         spec = spec if spec.owners else spec.replace_attributes(owners=OWNERS)
-        if spec.key == NEW_ORDERS:
-            spec = spec.replace_attributes(freshness_policy=freshness)
+        if spec.key in policies:
+            spec = spec.replace_attributes(freshness_policy=policies[spec.key])
         return spec
 
     described = with_source_code_references(map_asset_specs(describe, assets))
-    if not git_url:
+    if not options.git_url:
         return described
     return link_code_references_to_git(
         described,
-        git_url=git_url,
-        git_branch=git_branch,
+        git_url=options.git_url,
+        git_branch=options.git_branch,
         file_path_mapping=AnchorBasedFilePathMapping(
             local_file_anchor=PACKAGE_ROOT, file_anchor_path_in_repository="ecosync_pipeline"
         ),

@@ -7,7 +7,8 @@ and materializations stay visible; it is no longer scheduled.
 
 The schedule syncs the stores in batches, one run per batch: a run targets a range of
 consecutive partition keys (the order in which the instance holds them), so a batch
-never spans a store that left the file.
+never spans a store that left the file. ``sync_run_request`` is the run of one batch,
+asked for by the sync schedule and by the webhook sensor (a store with a gap).
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dagster import DagsterInstance, DynamicPartitionsDefinition, ScheduleEvaluationContext
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
+from dagster import (
+    DagsterInstance,
+    DynamicPartitionsDefinition,
+    RunRequest,
+    ScheduleEvaluationContext,
 )
 
-STORE_PARTITIONS_NAME = "stores"
+from ecosync_pipeline.defs.keys import (
+    BATCH_TAG,
+    NEW_ORDERS,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    STORE_PARTITIONS_NAME,
+    STORE_TAG,
+)
+
 STORE_PARTITIONS = DynamicPartitionsDefinition(name=STORE_PARTITIONS_NAME)
 
 
@@ -73,10 +83,7 @@ class StoreBatch:
         """The tags that make a run target the partitions first..last (none for one store)."""
         if len(self.stores) == 1:
             return {}
-        return {
-            ASSET_PARTITION_RANGE_START_TAG: self.first,
-            ASSET_PARTITION_RANGE_END_TAG: self.last,
-        }
+        return {PARTITION_RANGE_START_TAG: self.first, PARTITION_RANGE_END_TAG: self.last}
 
 
 MIN_BATCH_SIZE = 25
@@ -123,3 +130,20 @@ def store_batches(
     if current:
         batches.append(StoreBatch(tuple(current)))
     return batches
+
+
+def sync_run_request(batch: StoreBatch, stamp: str, workers: int) -> RunRequest:
+    """The sync run of one batch: a partition range, or one partition for a lone store.
+
+    ``stamp`` names the tick (or slot) asking for it: the same one asked twice (a daemon
+    restart) starts nothing twice. ``workers``: stores of the batch synced at once.
+    """
+    tags = {BATCH_TAG: f"{batch.first}..{batch.last}", **batch.range_tags()}
+    if batch.partition_key is not None:
+        tags[STORE_TAG] = batch.partition_key
+    return RunRequest(
+        run_key=f"{batch.first}..{batch.last}:{stamp}",
+        partition_key=batch.partition_key,
+        run_config={"ops": {NEW_ORDERS.to_user_string(): {"config": {"workers": workers}}}},
+        tags=tags,
+    )

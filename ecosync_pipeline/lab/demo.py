@@ -29,8 +29,8 @@ from dagster import DagsterInstance, Definitions, SensorResult, SkipReason, buil
 from ecosync_pipeline.asgi import free_port
 from ecosync_pipeline.config import Settings, Store, load_stores
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.keys import LOSS_EVENT_TAG, REDIS_STATE_TAG
 from ecosync_pipeline.defs.partitions import register_stores
-from ecosync_pipeline.defs.positions.sensors import LOSS_EVENT_TAG, REDIS_STATE_TAG
 from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.errors import ConfigError
 from ecosync_pipeline.lab.bench.baselines import OLD_PER_PAGE

@@ -1,10 +1,13 @@
 """The completeness audit: id sets over the window the last sync read, compared read-only.
 
-The window is the ids from the store's highest synced id before the last run to its
-highest after it (the whole store after a first import), as the sync records it. The
-audit reads that window newest page first (reader.py) and compares each segment's ids
-with the table's: an id served and not stored live is missing, whatever the counts say.
-It writes nothing: the reconciliation repairs what it finds.
+The window is the ids from the store's frontier before the last run that moved it to
+the frontier after it (the whole store after a first import), as the sync records it;
+nothing above the frontier is ever claimed complete, whatever a webhook delivery wrote
+there (DESIGN, invariant 14). The audit reads that window newest page first
+(segments.py) and compares each segment's ids with the table's: an id served and not
+stored live is missing, whatever the counts say. A newest-first read refused because
+the server ended it early is reported as such: nothing of it is complete. The audit
+writes nothing: the reconciliation repairs what it finds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ecosync_pipeline.storage.ranges import (
     live_count_below,
     stored_in_range,
 )
-from ecosync_pipeline.storage.store_state import SyncWindow
+from ecosync_pipeline.storage.store_state import SyncWindow, read_cursor_read, read_frontier
 
 DEFAULT_MAX_CALLS = 200
 """An audit reads at most this many pages by default (20,000 orders); the rest of a long
@@ -45,6 +48,10 @@ class WindowAudit:
     missing_ranges: list[tuple[int, int]] = field(default_factory=list)
     gone_unflagged: int = 0
     changed: int = 0
+    frontier: int | None = None
+    """The store's frontier when audited: the window never reaches above it."""
+    refused: str | None = None
+    """Why the store's last newest-first read was refused (its server ended it early)."""
 
     @property
     def complete(self) -> bool:
@@ -54,7 +61,7 @@ class WindowAudit:
     @property
     def proven_complete(self) -> bool:
         """The ids prove that nothing of the window is missing."""
-        return self.complete and self.missing == 0
+        return self.complete and self.missing == 0 and self.refused is None
 
     def ranges_text(self, limit: int = 5) -> str:
         shown = [f"{a}" if a == b else f"{a}..{b}" for a, b in self.missing_ranges[:limit]]
@@ -75,6 +82,8 @@ class WindowAudit:
             "missing_ranges": [list(r) for r in self.missing_ranges],
             "gone_unflagged": self.gone_unflagged,
             "changed": self.changed,
+            "frontier": self.frontier,
+            "refused": self.refused,
         }
 
 
@@ -86,8 +95,18 @@ def audit_window(
     *,
     max_calls: int = DEFAULT_MAX_CALLS,
 ) -> WindowAudit:
-    """Compare the served ids with the stored ones over ``window``, newest page first."""
-    audit = WindowAudit(store=store, window=window)
+    """Compare the served ids with the stored ones over ``window``, newest page first.
+
+    The window is cut at the store's frontier: ids above it are not claimed complete, so
+    they are not audited (with no frontier, nothing is).
+    """
+    frontier = read_frontier(engine, store)
+    under_way = read_cursor_read(engine, store)
+    refused = under_way.refused if under_way is not None else None
+    if frontier is None or frontier < window.low:
+        return WindowAudit(store=store, window=window, frontier=frontier, refused=refused)
+    window = SyncWindow(window.low, min(window.high, frontier), window.at)
+    audit = WindowAudit(store=store, window=window, frontier=frontier, refused=refused)
     hint = page_hint(live_count_below(engine, store, window.high + 1), PER_PAGE)
     fetches = 0
 

@@ -1,12 +1,16 @@
 """Layer 3: a position computed from the orders database, the truth.
 
-The database knows each store's last order id and how many orders it holds, not which
-page they were on. The last order id is the target; the count gives the page hint,
+The database knows each store's frontier (the id below which the sync has proved the
+table complete: storage.store_state) and how many orders it holds below it, not which
+page they were on. The frontier is the target, never the table's highest id: an order a
+webhook delivery or the reconciliation wrote above it does not mean the ids in between
+were read (DESIGN, invariant 14). The count below the frontier gives the page hint,
 ``ceil(order_count / per_page)``, because the count is what page numbers are made of
 (ids have gaps, so ``last id / per_page`` can be thousands of pages off). The hint is
 only a starting point: the chain locates the real page on the API before using it.
 
-A store without orders is a first sync: page 1, source ``calculated``, nothing to verify.
+A store with nothing proved is a first sync: page 1, source ``calculated``, nothing to
+verify.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from ecosync_pipeline.config import Store
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.layer import LayerName, LayerRead, Written
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
-from ecosync_pipeline.storage import StoreSummary, redact, store_summaries, store_summary
+from ecosync_pipeline.storage import StoreSummary, reading, redact, store_summaries
+from ecosync_pipeline.storage.ranges import live_count_below
+from ecosync_pipeline.storage.store_state import read_frontier, read_frontiers
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,39 @@ logger = logging.getLogger(__name__)
 def page_hint(order_count: int, per_page: int) -> int:
     """The page the store's last synced order would be on without deletions."""
     return max(1, math.ceil(order_count / per_page))
+
+
+def proven_summary(bind: Engine | Connection, store: StoreId) -> StoreSummary | None:
+    """The store's frontier and its live orders below it (None when nothing is proved)."""
+    with reading(bind, f"store {store}: reading its frontier") as conn:
+        frontier = read_frontier(conn, store)
+        if frontier is None:
+            return None
+        return StoreSummary(store, frontier, live_count_below(conn, store, frontier + 1))
+
+
+def proven_summaries(bind: Engine | Connection) -> dict[str, StoreSummary]:
+    """Every store's frontier and live orders below it, in two queries for most stores.
+
+    Stores without a live order below their frontier are absent, as stores without
+    orders are from store_summaries. A store whose highest id is its frontier (nothing
+    written above it) has its count from the table-wide summary; only the others are
+    counted below the frontier.
+    """
+    with reading(bind, "reading every store's frontier") as conn:
+        frontiers = read_frontiers(conn)
+        if not frontiers:
+            return {}
+        tables = store_summaries(conn)
+        proven: dict[str, StoreSummary] = {}
+        for store, frontier in frontiers.items():
+            table = tables.get(store)
+            if table is not None and table.last_order_id == frontier:
+                proven[store] = StoreSummary(store, frontier, table.order_count)
+            else:
+                count = live_count_below(conn, store, frontier + 1)
+                proven[store] = StoreSummary(store, frontier, count)
+        return {store: s for store, s in proven.items() if s.order_count}
 
 
 def position_from_summary(store: Store, summary: StoreSummary | None) -> SyncPosition:
@@ -60,7 +99,7 @@ class DatabaseRead(LayerRead):
     summaries: Mapping[str, StoreSummary] = field(default_factory=dict)
 
     def summary(self, store: str) -> StoreSummary | None:
-        """The store's last order id and count (None when it has no orders)."""
+        """The store's frontier and live count below it (None when nothing is proved)."""
         return self.summaries.get(store)
 
 
@@ -81,10 +120,10 @@ class DatabaseLayer:
         """Every store's position from one query (one store: a query on its index only)."""
         try:
             if len(stores) == 1:
-                one = store_summary(self.engine, stores[0].identifier)
-                summaries = {one.store: one} if one.order_count else {}
+                one = proven_summary(self.engine, stores[0].identifier)
+                summaries = {one.store: one} if one is not None and one.order_count else {}
             else:
-                summaries = store_summaries(self.engine)
+                summaries = proven_summaries(self.engine)
         except EcosyncError as exc:
             return DatabaseRead(error=str(exc), failure=exc)
         return DatabaseRead(

@@ -81,9 +81,9 @@ def write_page(
         logger.warning("store %s: page %d: database connection lost, retrying once", store, page)
         counts = _write_once(engine, store, orders, what, fence)
     if counts.ties and reader is not None:
-        counts = replace(counts, ties=()) + settle_ties(
-            engine, store, counts.ties, reader, fence=fence
-        )
+        # Not under the page's fence (which may also record the run's progress): what
+        # settles a tie is EcoManager's state now, which the merge rule takes from anyone.
+        counts = replace(counts, ties=()) + settle_ties(engine, store, counts.ties, reader)
     return counts
 
 

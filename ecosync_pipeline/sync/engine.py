@@ -4,13 +4,16 @@
       store lock (storage.locks)         one run per store; its token fences every write
       chain.get_position                 the verified position, and its page as fetched
       PageNumberReader.next/prefetch     the next page, checked; the one after it fetched
-      storage.write_page                 the page's orders committed (one transaction)
+      storage.write_page                 the page's orders committed, and the store's frontier
+                                         raised to its last id, in one transaction
       chain.save                         then, and only then, the position advanced
 
 The order of writes is the whole point: a page's orders are committed first, and only
 then is the position advanced in Redis and the JSON backup. A crash anywhere leaves the
 position at or behind the data; the next run re-reads at most one page (the upsert
-makes that harmless) and continues.
+makes that harmless) and continues. The frontier (storage.store_state) is what the
+database layer resumes from: pages read up from a verified position prove every id up
+to the last one committed, so it moves with them, and only with them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import SharedBudget
@@ -32,7 +35,7 @@ from ecosync_pipeline.positions.page_size import converted
 from ecosync_pipeline.storage import ensure_store, store_lock, transaction, write_page
 from ecosync_pipeline.storage.locks import StoreLease
 from ecosync_pipeline.storage.pages import OrderReader
-from ecosync_pipeline.storage.store_state import record_sync_window
+from ecosync_pipeline.storage.store_state import prove_frontier, record_sync_window
 from ecosync_pipeline.sync.page_reader import PageNumberReader, SyncClient
 
 logger = logging.getLogger(__name__)
@@ -209,12 +212,19 @@ def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease, client: ob
         run.set_aside.append(str(aside))
     if page.is_empty:
         return
+    sid = run.store.identifier
+
+    def proving(conn: Connection) -> None:
+        # Inside the page's transaction: the frontier commits with the orders or not at all.
+        lease.verify(conn)
+        prove_frontier(conn, sid, page.last_id)
+
     counts = write_page(
         engine,
-        run.store.identifier,
+        sid,
         page.number,
         page.orders,
-        fence=lease.verify,
+        fence=proving,
         reader=client if isinstance(client, OrderReader) else None,
     )
     run.new += counts.new

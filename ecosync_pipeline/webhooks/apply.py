@@ -14,8 +14,10 @@ repeated deliveries converge. Two of the same ``updated_at`` with different cont
 Confirmé, then En cours, in one second) tie: the row is left as it was, and EcoManager
 is asked once for the order, whose answer settles it (when the applier has a reader for
 the store; otherwise the next read of the order does). An OrderCreated whose id leaves a
-gap above the store's last id in the table (orders may be missing between them) is
-marked ``gap``, for the store's sync to run.
+gap above the store's frontier (the id below which the sync has proved the table
+complete; the order just before it is not stored, so orders may be missing between
+them) is marked ``gap``, for the store's sync to run. Applying never moves the frontier:
+the sync still reads every id up to the order.
 
 Appliers are serialized (a PostgreSQL advisory lock, SQLite's write lock), so the
 receiver's thread and the Dagster sensor can both apply.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,6 +45,7 @@ from ecosync_pipeline.storage.merge import Gone, Outcome, Served, Write, merge_o
 from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.pages import OrderReader, settle_ties
 from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.storage.store_state import read_frontier
 from ecosync_pipeline.webhooks.inbox import InboxRow, claim_pending, mark_applied
 
 logger = logging.getLogger(__name__)
@@ -99,7 +102,7 @@ class ApplyResult:
     refused: int = 0
     """Stored deliveries that could not be read as an order after all (kept, marked)."""
     gaps: dict[str, list[int]] = field(default_factory=dict)
-    """Per store, the OrderCreated ids that left a gap above the table's last id."""
+    """Per store, the OrderCreated ids that left a gap above the store's frontier."""
 
     @property
     def total(self) -> int:
@@ -114,24 +117,40 @@ class ApplyResult:
         self.refused += other.refused
 
 
-def _last_order_id(conn: Connection, store: StoreId) -> int | None:
-    """The store's highest order id in the table (the unique index answers it at once)."""
+def _previous_stored(conn: Connection, rows: list[InboxRow]) -> set[tuple[str, int]]:
+    """The (store, id) of each OrderCreated's previous id (id - 1) that the table holds."""
     c = orders_table.c
-    last = conn.execute(select(func.max(c.order_id)).where(c.store == store)).scalar()
-    return None if last is None else int(last)
+    found: set[tuple[str, int]] = set()
+    for store in sorted({r.store for r in rows if r.event == "OrderCreated"}):
+        wanted = sorted({r.order_id - 1 for r in rows if r.store == store})
+        stmt = select(c.order_id).where(c.store == store, c.order_id.in_(wanted))
+        found.update((store, int(i)) for i in conn.execute(stmt).scalars())
+    return found
+
+
+def _leaves_gap(row: InboxRow, frontier: int | None, stored: set[tuple[str, int]]) -> bool:
+    """An OrderCreated above the frontier whose previous id is not stored: ids between the
+    frontier and it may be missing, so the store's sync should run."""
+    if row.event != "OrderCreated" or (row.store, row.order_id - 1) in stored:
+        return False
+    return frontier is None or row.order_id > frontier + 1
 
 
 def _mark_gaps(
-    rows: list[InboxRow], outcomes: dict[int, str], last: int | None, gaps: list[int]
+    rows: list[InboxRow],
+    outcomes: dict[int, str],
+    frontier: int | None,
+    stored: set[tuple[str, int]],
+    gaps: list[int],
 ) -> None:
-    """The gap rule, in arrival order: an applied OrderCreated above the last id + 1."""
+    """The gap rule, in arrival order, over the deliveries that were applied."""
     for row in rows:
         if outcomes[row.id] != "applied":
             continue
-        if row.event == "OrderCreated" and (last is None or row.order_id > last + 1):
+        if _leaves_gap(row, frontier, stored):
             outcomes[row.id] = "gap"
             gaps.append(row.order_id)
-        last = row.order_id if last is None else max(last, row.order_id)
+        stored.add((row.store, row.order_id))
 
 
 @dataclass
@@ -164,13 +183,15 @@ def _apply(conn: Connection, rows: list[InboxRow], names: Mapping[str, str]) -> 
             batch.reasons[row.id] = f"not an order the table can hold: {exc}"[:500]
     for store in sorted(by_store):
         ensure_store(conn, store, names.get(store, store))
-        last = _last_order_id(conn, store)
         items = by_store[store]
+        rows_of_store = [row for row, _ in items]
+        frontier = read_frontier(conn, store)
+        stored = _previous_stored(conn, rows_of_store)  # as before this batch writes
         merged = merge_orders(conn, store, [write for _, write in items])
         for (row, _), outcome in zip(items, merged.outcomes, strict=True):
             batch.outcomes[row.id] = _INBOX_OUTCOME[outcome]
         gaps: list[int] = []
-        _mark_gaps([row for row, _ in items], batch.outcomes, last, gaps)
+        _mark_gaps(rows_of_store, batch.outcomes, frontier, stored, gaps)
         if gaps:
             batch.gaps[store] = gaps
         if merged.counts.ties:

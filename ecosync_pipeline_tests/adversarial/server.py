@@ -6,6 +6,7 @@ ends when the connection closes, so a 40 MB answer can be streamed without build
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -69,7 +70,10 @@ class AdversarialStore:
     meta: bool = True
     delay: float = 0.0
     """Seconds each answer takes (a slow server, to act while a run is under way)."""
+    cursor_ends_after: int | None = None
+    """Newest-first reads: ``next_cursor`` is null after this many pages, more ids or not."""
     requests: list[tuple[int, int]] = field(default_factory=list)
+    """(page, per_page) of every request; page 0 for a newest-first cursor read."""
     _short_served: set[int] = field(default_factory=set)
 
     def answer(self, page: int, per_page: int, authorization: str) -> Answer:
@@ -97,6 +101,29 @@ class AdversarialStore:
                 "total": len(self.ids),
             }
         return _json(200, body)
+
+    def answer_newest(self, cursor: str | None, per_page: int, authorization: str) -> Answer:
+        """A newest-first keyset page (``sort_direction=desc``): no total, no last page.
+
+        The cursor is opaque to the client (here: the page's number and the id it reads
+        below), as the contract allows; ``cursor_ends_after`` ends the read early.
+        """
+        self.requests.append((0, per_page))
+        time.sleep(self.delay)
+        if authorization != f"Bearer {self.token}":
+            return _json(401, {"message": "Unauthenticated."})
+        number, below = (1, None) if cursor is None else _decode(cursor)
+        newest = sorted(self.ids, reverse=True)
+        if below is not None:
+            newest = [i for i in newest if i < below]
+        size = min(per_page, 100)
+        chunk = newest[:size]
+        more = len(newest) > size
+        if self.cursor_ends_after is not None and number >= self.cursor_ends_after:
+            more = False
+        next_cursor = _encode(number + 1, chunk[-1]) if more and chunk else None
+        meta = {"per_page": size, "next_cursor": next_cursor, "prev_cursor": None}
+        return _json(200, {"data": [self.order(i) for i in chunk], "meta": meta})
 
     def order(self, order_id: int) -> dict[str, Any]:
         return {**base_order(self.identifier, order_id), **self.odd.get(order_id, {})}
@@ -132,6 +159,15 @@ class AdversarialStore:
         return Answer(200, headers, chunks())
 
 
+def _encode(number: int, below: int) -> str:
+    return base64.urlsafe_b64encode(f"{number}:{below}".encode()).decode()
+
+
+def _decode(cursor: str) -> tuple[int, int]:
+    number, below = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+    return int(number), int(below)
+
+
 def _json(status: int, body: object) -> Answer:
     # json.dumps writes NaN for float("nan") and escapes lone surrogates: as a server would.
     data = json.dumps(body).encode()
@@ -149,9 +185,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer(404, {}, iter([b"not found"])))
             return
         query = parse_qs(url.query)
-        page = int(query.get("page", ["1"])[0])
         per_page = int(query.get("per_page", ["20"])[0])
-        self._send(store.answer(page, per_page, self.headers.get("Authorization", "")))
+        authorization = self.headers.get("Authorization", "")
+        if query.get("sort_direction") == ["desc"]:
+            cursor = query.get("cursor", [None])[0]
+            self._send(store.answer_newest(cursor, per_page, authorization))
+            return
+        page = int(query.get("page", ["1"])[0])
+        self._send(store.answer(page, per_page, authorization))
 
     def _send(self, answer: Answer) -> None:
         self.send_response(answer.status)

@@ -128,10 +128,12 @@ def dagster_postgres_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def set_dagster_pg_env(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    """The DAGSTER_PG_* variables data/dagster-production.yaml reads, for ``url``."""
+def set_dagster_pg_env(monkeypatch: pytest.MonkeyPatch, url: str, port: int | None = None) -> None:
+    """The DAGSTER_PG_* variables data/dagster-production.yaml reads, for ``url`` (on
+    ``port`` when given: PgBouncer's, in front of the same server)."""
     parsed = make_url(url)
     monkeypatch.setenv("DAGSTER_PG_HOST", parsed.host or "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(port or parsed.port or 5432))
     monkeypatch.setenv("DAGSTER_PG_DB", parsed.database or "")
     monkeypatch.setenv("DAGSTER_PG_USER", parsed.username or "postgres")
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", parsed.password or "")

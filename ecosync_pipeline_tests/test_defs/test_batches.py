@@ -16,19 +16,15 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from ecosync_pipeline.definitions import build_definitions
-from ecosync_pipeline.defs.orders import assets as orders_assets
-from ecosync_pipeline.defs.partitions import (
+from ecosync_pipeline.defs.keys import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
     STORE_PARTITIONS_NAME,
-    StoreBatch,
-    register_stores,
-    store_batches,
 )
+from ecosync_pipeline.defs.orders import assets as orders_assets
+from ecosync_pipeline.defs.partitions import StoreBatch, register_stores, store_batches
 from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline_tests.test_defs.conftest import (
@@ -59,7 +55,7 @@ def run_range(env: Env, instance: DagsterInstance, first: str, last: str) -> Any
     register_stores(instance, STORES)
     return defs.resolve_job_def("sync_orders").execute_in_process(
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        tags={PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last},
         raise_on_error=False,
     )
 
@@ -184,8 +180,8 @@ def test_schedule_batches_the_stores_and_a_rerun_tick_has_the_same_run_keys(
 ) -> None:
     [batch] = tick(env, instance, batch_size=2)
     assert batch.partition_key is None
-    assert batch.tags[ASSET_PARTITION_RANGE_START_TAG] == "NATUR"
-    assert batch.tags[ASSET_PARTITION_RANGE_END_TAG] == "PURNA"
+    assert batch.tags[PARTITION_RANGE_START_TAG] == "NATUR"
+    assert batch.tags[PARTITION_RANGE_END_TAG] == "PURNA"
     singles = tick(env, instance, batch_size=1)
     assert [r.partition_key for r in singles] == list(STORES)
     assert [r.tags["ecosync/store"] for r in singles] == list(STORES)
@@ -202,8 +198,8 @@ def test_a_store_added_to_the_file_is_synced_by_the_next_tick_and_a_removed_one_
     write_stores_file(Path(env.settings.stores_file), env.simulator, (SPECS[1], NEWCOMER))
     defs = build_definitions(env.settings, resources=env.resources, batch_size=10)
     [request] = tick(env, instance, batch_size=10)
-    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "PURNA"
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "DILST"
+    assert request.tags[PARTITION_RANGE_START_TAG] == "PURNA"
+    assert request.tags[PARTITION_RANGE_END_TAG] == "DILST"
     assert instance.get_dynamic_partitions(STORE_PARTITIONS_NAME) == ["NATUR", "PURNA", "DILST"]
     result = defs.resolve_job_def("sync_orders").execute_in_process(
         instance=instance, tags=request.tags, run_config=request.run_config

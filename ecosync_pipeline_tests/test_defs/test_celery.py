@@ -18,11 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, build_schedule_context
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.launcher import LaunchRunContext
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    JobDefinition,
+    build_schedule_context,
+    reconstructable,
+)
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 
+from ecosync_pipeline import definitions
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.lab.bench.processes import celery_worker_argv, started, wait_for_lines
 from ecosync_pipeline.storage import store_summaries
@@ -48,6 +53,11 @@ pytestmark = [
         reason="RabbitMQ is not running on 127.0.0.1:5672; bash scripts/services.sh starts it",
     ),
 ]
+
+
+def sync_orders() -> JobDefinition:
+    """The sync job as a worker rebuilds it: the code location's own, from the environment."""
+    return definitions.defs().resolve_job_def("sync_orders")
 
 
 @pytest.fixture
@@ -81,9 +91,8 @@ def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
     ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert len(requests) == len(STORES)
-    recon = ReconstructableRepository.for_module(
-        "ecosync_pipeline.definitions", "defs", working_directory=str(ROOT)
-    ).get_reconstructable_job("sync_orders")
+    # Each worker imports this module and calls sync_orders() to rebuild the job.
+    origin = reconstructable(sync_orders).get_python_origin()
     job = defs.resolve_job_def("sync_orders")
     logs = [tmp_path / f"w{i}.log" for i in range(2)]
     workers = [
@@ -99,12 +108,13 @@ def test_a_tick_runs_on_two_celery_workers_and_every_order_arrives(
                 job_def=job,
                 run_config=request.run_config,
                 tags={**request.tags, "dagster/partition": request.partition_key or ""},
-                job_code_origin=recon.get_python_origin(),
+                job_code_origin=origin,
             )
             for request in requests
         ]
         for run in runs:
-            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+            # The CeleryRunLauncher needs no workspace: the run names its code origin.
+            instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             done = [instance.get_run_by_id(run.run_id) for run in runs]

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import delete
 
-from ecosync_pipeline.defs.orders.batch import StoreOutcome, sync_and_count
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import orders as orders_table
+from ecosync_pipeline.sync.batch import StoreOutcome, sync_and_count
 from ecosync_pipeline_tests.test_defs.conftest import Env
 
 

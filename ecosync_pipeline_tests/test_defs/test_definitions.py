@@ -9,8 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDefinition
-from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    DynamicPartitionsDefinition,
+    FreshnessPolicy,
+)
 
 import ecosync_pipeline.definitions as definitions_module
 from ecosync_pipeline.definitions import build_definitions
@@ -192,11 +197,9 @@ def test_every_asset_has_owners_and_a_code_reference_and_new_orders_a_freshness_
         assert reference.line_number >= 1
     positions = graph.get(AssetKey("store_sync_positions")).metadata["dagster/code_references"]
     assert positions.code_references[0].file_path.endswith("defs/positions/assets.py")
-    policy = graph.get(AssetKey("new_orders")).freshness_policy
-    assert isinstance(policy, TimeWindowFreshnessPolicy)
-    assert policy.warn_window is not None
-    assert policy.warn_window.to_timedelta() == timedelta(minutes=45)
-    assert policy.fail_window.to_timedelta() == timedelta(minutes=180)
+    assert graph.get(AssetKey("new_orders")).freshness_policy == FreshnessPolicy.time_window(
+        warn_window=timedelta(minutes=45), fail_window=timedelta(minutes=180)
+    )
     assert graph.get(AssetKey("store_sync_positions")).freshness_policy is None
 
 

@@ -13,24 +13,17 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetMaterialization,
+    AssetRecordsFilter,
     AssetSelection,
-    DagsterEvent,
-    DagsterEventType,
     DagsterInstance,
     EventLogEntry,
     SensorDefinition,
     build_sensor_context,
     materialize,
 )
-from dagster._core.events import StepMaterializationData
 
-from ecosync_pipeline.defs.orders.freshness import (
-    NEW_ORDERS,
-    STORE_FRESHNESS,
-    build_freshness_check,
-    freshness_result,
-    last_synced,
-)
+from ecosync_pipeline.defs.freshness import build_freshness_check, freshness_result, last_synced
+from ecosync_pipeline.defs.keys import NEW_ORDERS, STORE_FRESHNESS
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, metadata_values, sync_all
@@ -46,22 +39,24 @@ def sensor_instance(tmp_path: Path) -> Iterator[DagsterInstance]:
 
 
 def synced_at(instance: DagsterInstance, store: str, timestamp: float) -> None:
-    """Record a new_orders materialization of ``store``'s partition made at ``timestamp``."""
-    event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-        job_name="__ASSET_JOB",
-        event_specific_data=StepMaterializationData(
-            AssetMaterialization(NEW_ORDERS, partition=store)
-        ),
-    )
+    """Record a new_orders materialization of ``store``'s partition made at ``timestamp``.
+
+    Dagster stamps a reported event with the time it is reported: the event is reported
+    now, then stored again with the time wanted (the latest record is the one judged).
+    """
+    instance.report_runless_asset_event(AssetMaterialization(NEW_ORDERS, partition=store))
+    [record] = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[store]), limit=1
+    ).records
+    entry = record.event_log_entry
     instance.store_event(
         EventLogEntry(
             error_info=None,
-            level="debug",
+            level=entry.level,
             user_message="",
-            run_id="",
+            run_id=entry.run_id,
             timestamp=timestamp,
-            dagster_event=event,
+            dagster_event=entry.dagster_event,
         )
     )
 

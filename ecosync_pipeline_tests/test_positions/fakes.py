@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.models import Order, Page
 from ecosync_pipeline.storage import ensure_store, orders, upsert_orders
+from ecosync_pipeline.storage.store_state import prove_frontier
 
 
 class ListFetcher:
@@ -106,10 +107,14 @@ def fill_orders(engine: Engine, store_id: str, ids: Iterable[int]) -> None:
         ensure_store(conn, store_id, f"{store_id} shop")
         if rows:
             conn.execute(orders.insert(), rows)
+            # The sync proves what it read, in the same transaction (its frontier).
+            prove_frontier(conn, store_id, max(r["order_id"] for r in rows))
 
 
 def upsert_ids(engine: Engine, store_id: str, ids: Iterable[int]) -> None:
-    """Commit orders through the sync's own upsert."""
+    """Commit orders through the sync's own upsert, and its frontier with them."""
+    wanted = list(ids)
     with engine.begin() as conn:
         ensure_store(conn, store_id, f"{store_id} shop")
-        upsert_orders(conn, store_id, [Order(id=i) for i in ids])
+        upsert_orders(conn, store_id, [Order(id=i) for i in wanted])
+        prove_frontier(conn, store_id, max(wanted, default=None))

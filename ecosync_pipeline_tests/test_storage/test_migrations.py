@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from ecosync_pipeline.storage import (
     upsert_orders,
 )
 from ecosync_pipeline.storage.migrations import script_directory
-from ecosync_pipeline.storage.schema import ORDERS_SEEN_INDEX, ORDERS_UNIQUE
+from ecosync_pipeline.storage.schema import ORDERS_SEEN_INDEX, ORDERS_UNIQUE, webhook_inbox
 from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.storage.store_state import read_frontiers
 from ecosync_pipeline_tests.test_storage.factories import make_page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -374,3 +375,58 @@ def test_the_alembic_cli_with_the_project_config_upgrades_and_reports(sqlite_url
         assert _shape(engine) == _model_shape()
     finally:
         engine.dispose()
+
+
+def _rows_seen(conn: Any, store: str, ids: range | list[int], seen: datetime) -> None:
+    """Orders of ``store`` first written at ``seen`` (by the poll, or by a delivery)."""
+    rows = [
+        {"store": store, "order_id": i, "items": [], "first_seen_at": seen, "last_seen_at": seen}
+        for i in ids
+    ]
+    conn.execute(orders_table.insert(), rows)
+
+
+def _delivered(conn: Any, store: str, order_id: int, received: datetime, outcome: str) -> None:
+    """An applied OrderCreated delivery in the inbox, as the receiver and applier left it."""
+    conn.execute(
+        webhook_inbox.insert().values(
+            store=store,
+            event="OrderCreated",
+            webhook_id="1",
+            order_id=order_id,
+            body_sha256=f"{store}{order_id}".ljust(64, "0"),
+            body=b"{}",
+            received_at=received,
+            applied_at=received,
+            outcome=outcome,
+        )
+    )
+
+
+def test_revision_0009_sets_each_frontier_from_the_rows_the_poll_wrote(
+    fresh_engine: Engine,
+) -> None:
+    assert migrate(fresh_engine, revision="0008") == "0008"
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    minute = timedelta(minutes=1)
+    with fresh_engine.begin() as conn:
+        for store in ("NATUR", "PURNA", "DILST", "JWLR"):
+            ensure_store(conn, store, store)
+        # NATUR: polled to 200; order 260's delivery alone (a gap); the old sync then
+        # resumed from 260's page and polled 241..259: 201..240 were never read.
+        _rows_seen(conn, "NATUR", range(1, 201), t0)
+        _delivered(conn, "NATUR", 260, t0 + minute, "gap")
+        _rows_seen(conn, "NATUR", [260], t0 + minute)
+        _rows_seen(conn, "NATUR", range(241, 260), t0 + 2 * minute)
+        # PURNA: only polled (a delivery of an order the poll had written first).
+        _rows_seen(conn, "PURNA", range(500, 900, 7), t0)
+        _delivered(conn, "PURNA", 899, t0 + minute, "applied")
+        # DILST: a delivery of a store never polled.
+        _delivered(conn, "DILST", 40, t0, "gap")
+        _rows_seen(conn, "DILST", [40], t0)
+        # JWLR: polled to 50; order 51 first written by its delivery (no gap below it).
+        _rows_seen(conn, "JWLR", range(1, 51), t0)
+        _delivered(conn, "JWLR", 51, t0 + minute, "applied")
+        _rows_seen(conn, "JWLR", [51], t0 + minute)
+    assert migrate(fresh_engine) == HEAD
+    assert read_frontiers(fresh_engine) == {"NATUR": 200, "PURNA": 899, "JWLR": 50}

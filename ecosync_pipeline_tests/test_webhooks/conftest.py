@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.storage import make_engine, migrate
-from ecosync_pipeline.storage.schema import orders, stores, webhook_inbox
+from ecosync_pipeline.storage.schema import orders, store_state, stores, webhook_inbox
 from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
 from ecosync_pipeline.webhooks.signature import sign
 
@@ -109,9 +109,9 @@ def module_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
 @pytest.fixture
 def engine(module_engine: Engine) -> Engine:
-    """The module's orders database, emptied (inbox, orders, stores) for this test."""
+    """The module's orders database, emptied (inbox, orders, store state, stores) for this test."""
     with module_engine.begin() as conn:
-        for table in (webhook_inbox, orders, stores):
+        for table in (webhook_inbox, orders, store_state, stores):
             conn.execute(table.delete())
     return module_engine
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage import ensure_store, store_summary, upsert_orders
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
+from ecosync_pipeline.storage.store_state import prove_frontier
 from ecosync_pipeline.webhooks.apply import apply_pending
 from ecosync_pipeline.webhooks.inbox import purge_applied, replay
 from ecosync_pipeline_tests.test_webhooks.conftest import Receiver, body_of, order
@@ -141,6 +142,7 @@ def test_order_created_above_a_gap_asks_for_the_store_sync(receiver: Receiver) -
     with receiver.engine.begin() as conn:
         ensure_store(conn, "NATUR", "NATUR shop")
         upsert_orders(conn, "NATUR", [synced])
+        prove_frontier(conn, "NATUR", 600)  # as the sync does with the page it commits
     post_all(
         receiver,
         [("OrderCreated", order(601, stamp(2))), ("OrderCreated", order(605, stamp(3)))],

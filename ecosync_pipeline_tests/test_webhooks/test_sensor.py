@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Settings
 from ecosync_pipeline.definitions import build_definitions
+from ecosync_pipeline.defs.keys import GAP_TAG
 from ecosync_pipeline.defs.resources import ecosync_resources
-from ecosync_pipeline.defs.webhooks.sensors import GAP_TAG
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.storage import ensure_store, upsert_orders
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery

@@ -29,9 +29,9 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.config import Store
+from ecosync_pipeline.defs.catalog import orders_spec
 from ecosync_pipeline.defs.failures import as_failure
-from ecosync_pipeline.defs.orders.assets import orders_spec
-from ecosync_pipeline.defs.orders.checks import NEW_ORDERS
+from ecosync_pipeline.defs.keys import NEW_ORDERS, ORDER_STATUSES, RECONCILED_ORDERS
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import EcosyncError, StoreLocked
@@ -42,8 +42,6 @@ from ecosync_pipeline.mirror import (
     refresh_statuses,
 )
 
-RECONCILED_ORDERS = AssetKey("reconciled_orders")
-ORDER_STATUSES = AssetKey("order_statuses")
 RUNS_PER_DAY = 24
 """The reconcile schedule's default is hourly: a run spends a 24th of the daily budget."""
 

@@ -22,33 +22,38 @@ from dagster import (
     schedule,
 )
 
-from ecosync_pipeline.defs.mirror.assets import ORDER_STATUSES, RECONCILED_ORDERS
-from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME, store_batches, tick_stamp
+from ecosync_pipeline.defs.keys import (
+    ORDER_STATUSES,
+    RECONCILE_ORDERS_JOB,
+    RECONCILED_ORDERS,
+    REFRESH_ORDER_STATUSES_JOB,
+    STORE_PARTITIONS_NAME,
+)
+from ecosync_pipeline.defs.options import DEFAULT_RECONCILE_CRON, DEFAULT_STATUS_CRON
+from ecosync_pipeline.defs.partitions import store_batches, tick_stamp
 from ecosync_pipeline.defs.resources import EcoManagerResource
 
-DEFAULT_RECONCILE_CRON = "7 * * * *"
-DEFAULT_STATUS_CRON = "20,50 * * * *"
 BATCH_SIZE = 50
 
 reconcile_orders_job = define_asset_job(
-    "reconcile_orders",
+    RECONCILE_ORDERS_JOB,
     selection=AssetSelection.assets(RECONCILED_ORDERS),
     executor_def=in_process_executor,
     description="Carry each store's reconciliation sweep on (reconciled_orders).",
 )
 refresh_order_statuses_job = define_asset_job(
-    "refresh_order_statuses",
+    REFRESH_ORDER_STATUSES_JOB,
     selection=AssetSelection.assets(ORDER_STATUSES),
     executor_def=in_process_executor,
     description="Re-read each store's open orders (order_statuses).",
 )
 
 
-def _build(name: str, job: object, key: AssetKey, cron: str, what: str) -> ScheduleDefinition:
+def _build(name: str, job_name: str, key: AssetKey, cron: str, what: str) -> ScheduleDefinition:
     @schedule(
         name=name,
         cron_schedule=cron,
-        job=job,  # type: ignore[arg-type]
+        job_name=job_name,
         default_status=DefaultScheduleStatus.RUNNING,
         description=f"{what} ({cron}), {BATCH_SIZE} stores a run.",
     )
@@ -71,7 +76,7 @@ def _build(name: str, job: object, key: AssetKey, cron: str, what: str) -> Sched
 def build_reconcile_schedule(cron: str = DEFAULT_RECONCILE_CRON) -> ScheduleDefinition:
     """One run of reconcile_orders per batch of stores, every ``cron`` tick."""
     return _build(
-        "reconcile_schedule", reconcile_orders_job, RECONCILED_ORDERS, cron, "Reconcile stores"
+        "reconcile_schedule", RECONCILE_ORDERS_JOB, RECONCILED_ORDERS, cron, "Reconcile stores"
     )
 
 
@@ -79,7 +84,7 @@ def build_status_schedule(cron: str = DEFAULT_STATUS_CRON) -> ScheduleDefinition
     """One run of refresh_order_statuses per batch of stores, every ``cron`` tick."""
     return _build(
         "status_refresh_schedule",
-        refresh_order_statuses_job,
+        REFRESH_ORDER_STATUSES_JOB,
         ORDER_STATUSES,
         cron,
         "Refresh open orders' statuses",

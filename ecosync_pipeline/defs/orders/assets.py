@@ -1,7 +1,7 @@
 """new_orders: the stores' syncs, one partition per store, many stores per run.
 
 A run targets one store or a range of stores (the schedule's batches). The stores of the
-run are synced concurrently by a few workers (``defs.orders.batch``), each under its own
+run are synced concurrently by a few workers (``sync.batch``), each under its own
 lock and rate limit; as each store finishes, its own materialization is recorded with its
 own metadata (the SyncResult, numbers first so the UI plots them across runs), and its
 ``new_orders_complete`` check is evaluated in the same step, because a separate step is a
@@ -20,14 +20,11 @@ from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckKey,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetMaterialization,
     AssetRecordsFilter,
     AssetsDefinition,
-    AssetSpec,
     BackfillPolicy,
     Backoff,
     Config,
@@ -39,34 +36,27 @@ from dagster import (
 )
 from pydantic import Field
 
+from ecosync_pipeline.defs.catalog import orders_spec
 from ecosync_pipeline.defs.failures import as_failure
-from ecosync_pipeline.defs.instance import PooledInstance
-from ecosync_pipeline.defs.metadata import markdown_table
-from ecosync_pipeline.defs.orders.batch import (
-    DEFAULT_WORKERS,
-    MAX_WORKERS,
-    StoreOutcome,
-    sync_batch,
-)
-from ecosync_pipeline.defs.orders.checks import (
-    CHECK_DESCRIPTION,
+from ecosync_pipeline.defs.keys import (
     NEW_ORDERS,
     NEW_ORDERS_COMPLETE,
-    completeness_evaluation,
+    NEW_ORDERS_COMPLETE_KEY,
+    RESTORED_SYNC_POSITIONS,
+    STORE_TAG,
 )
-from ecosync_pipeline.defs.positions.assets import RESTORED_SYNC_POSITIONS
+from ecosync_pipeline.defs.metadata import markdown_table
+from ecosync_pipeline.defs.orders.checks import CHECK_DESCRIPTION, completeness_evaluation
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
     PositionsResource,
 )
 from ecosync_pipeline.runtime import Runtime
+from ecosync_pipeline.sync.batch import DEFAULT_WORKERS, MAX_WORKERS, StoreOutcome, sync_batch
 from ecosync_pipeline.sync.engine import SyncResult
 
-__all__ = ["NEW_ORDERS", "STORE_TAG", "SyncConfig", "build_new_orders", "sync_metadata"]
 DEFAULT_BUDGET_SECONDS = 600.0
-STORE_TAG = "ecosync/store"
-"""The tag every run of one store carries, whatever launched it."""
 # No customer names or phone numbers: metadata is visible to everyone with UI access.
 PREVIEW_COLUMNS = ("order_id", "reference", "order_state", "wilaya", "total", "created_at")
 
@@ -247,38 +237,65 @@ def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[s
     """Keep the instance's database connections open for the rest of a run of many stores.
 
     A store of the batch writes about three events (its materialization, its check);
-    dagster-postgres opens and closes a connection for each write (NullPool), which made
-    up most of a hundred-store run's time. Holding one connection per storage for the run
-    is what Dagster does for its webserver; no statement timeout (0), as in a run. A
-    PooledInstance (data/dagster-production.yaml) holds them already.
+    dagster-postgres opens and closes a connection for each write, which made up most of
+    a hundred-store run's time (PgBouncer, data/pgbouncer.ini, makes each connection
+    cheaper; holding one is cheaper still). Holding one connection per storage for the
+    run is what Dagster does for its webserver; no statement timeout (0), as in a run.
     """
-    if len(stores) > 1 and not isinstance(context.instance, PooledInstance):
+    if len(stores) > 1:
         context.instance.optimize_for_webserver(
             statement_timeout=0, pool_recycle=3600, max_overflow=2
         )
 
 
-def orders_spec(key: AssetKey, dep: AssetKey, description: str) -> AssetSpec:
-    """An asset of the orders group, its runs written per store into the orders database.
-
-    Skippable: each store's materialization is recorded as the store finishes, so the
-    output itself carries nothing.
-    """
-    return AssetSpec(
-        key,
-        deps=[dep],
-        group_name="orders",
-        kinds={"python", "sql"},
-        skippable=True,
-        description=description,
-    )
+def sync_stores(
+    context: AssetExecutionContext, config: SyncConfig, runtime: Runtime
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The run's stores synced, each store's materialization and check result recorded as
+    it finishes; a Failure naming every store that failed, after the others."""
+    stores = list(context.partition_keys)
+    tag_store_run(context, stores)
+    hold_instance_connections(context, stores)
+    materialize = NEW_ORDERS in context.selected_asset_keys
+    check = NEW_ORDERS_COMPLETE_KEY in context.selected_asset_check_keys
+    done: list[StoreOutcome] = []
+    failed: list[StoreOutcome] = []
+    unchecked: list[StoreOutcome] = []
+    alone = len(stores) == 1
+    with _quiet_store_lines(not alone):
+        for outcome in sync_batch(
+            runtime,
+            stores,
+            workers=config.workers,
+            budget_seconds=config.budget_seconds,
+            sync=materialize,
+            check=check,
+        ):
+            if outcome.error is not None:
+                failed.append(outcome)
+                continue
+            done.append(outcome)
+            if materialize and outcome.result is not None:
+                _log_result(context, outcome.result, alone)
+                yield _materialization(outcome)
+            unchecked.append(outcome)
+            # Results recorded while the other stores sync, not all at the end.
+            if check and len(unchecked) >= CHECKS_AT_ONCE:
+                yield from _check_evaluations(context, unchecked)
+                unchecked.clear()
+    if check:
+        yield from _check_evaluations(context, unchecked)
+    if not alone:
+        context.log.info(batch_summary(done, failed))
+    if failed:
+        raise batch_failure(failed, len(stores))
 
 
 def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
     """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
 
     @multi_asset(
-        name="new_orders",
+        name=NEW_ORDERS.to_user_string(),
         specs=[
             orders_spec(
                 NEW_ORDERS,
@@ -313,49 +330,7 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         ecomanager: EcoManagerResource,
         orders_db: OrdersDatabaseResource,
     ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-        stores = list(context.partition_keys)
-        tag_store_run(context, stores)
-        hold_instance_connections(context, stores)
-        materialize = NEW_ORDERS in context.selected_asset_keys
-        check = AssetCheckKey(NEW_ORDERS, NEW_ORDERS_COMPLETE) in context.selected_asset_check_keys
-        failed: list[StoreOutcome] = []
-        # A view over the run's resources (they own the engine, the chain and the clients).
-        runtime = Runtime(
-            settings=positions.settings(),
-            stores=ecomanager.stores(),
-            engine=orders_db.engine,
-            chain=positions.chain,
-            client_factory=ecomanager.client,
-        )
-        done: list[StoreOutcome] = []
-        unchecked: list[StoreOutcome] = []
-        alone = len(stores) == 1
-        with _quiet_store_lines(not alone):
-            for outcome in sync_batch(
-                runtime,
-                stores,
-                workers=config.workers,
-                budget_seconds=config.budget_seconds,
-                sync=materialize,
-                check=check,
-            ):
-                if outcome.error is not None:
-                    failed.append(outcome)
-                    continue
-                done.append(outcome)
-                if materialize and outcome.result is not None:
-                    _log_result(context, outcome.result, alone)
-                    yield _materialization(outcome)
-                unchecked.append(outcome)
-                # Results recorded while the other stores sync, not all at the end.
-                if check and len(unchecked) >= CHECKS_AT_ONCE:
-                    yield from _check_evaluations(context, unchecked)
-                    unchecked.clear()
-        if check:
-            yield from _check_evaluations(context, unchecked)
-        if not alone:
-            context.log.info(batch_summary(done, failed))
-        if failed:
-            raise batch_failure(failed, len(stores))
+        # The run's composition root, built by the positions resource over the other two.
+        yield from sync_stores(context, config, positions.runtime)
 
     return new_orders

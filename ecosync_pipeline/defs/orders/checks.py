@@ -21,23 +21,22 @@ defs.orders.assets), for the partition of that store.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
-    AssetKey,
     EventLogRecord,
     MetadataValue,
-)
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
+    deserialize_value,
 )
 
+from ecosync_pipeline.defs.keys import NEW_ORDERS, NEW_ORDERS_COMPLETE
 from ecosync_pipeline.mirror.completeness import WindowAudit
 from ecosync_pipeline.positions.recovery import ServedCount
 from ecosync_pipeline.storage import StoreSummary
 
-NEW_ORDERS = AssetKey("new_orders")
-NEW_ORDERS_COMPLETE = "new_orders_complete"
 CHECK_DESCRIPTION = (
     "Id sets prove that the orders database holds every order EcoManager serves in the window "
     "the last sync read (ERROR naming the missing id ranges; WARN for orders deleted upstream "
@@ -58,6 +57,8 @@ def _verdict(
 ) -> tuple[bool, AssetCheckSeverity, str]:
     store, last = summary.store, summary.last_order_id
     short = served.served - summary.order_count
+    if audit is not None and audit.refused:
+        return (False, AssetCheckSeverity.ERROR, audit.refused)
     if audit is not None and audit.missing:
         return (
             False,
@@ -77,6 +78,13 @@ def _verdict(
     if audit is None:
         return (True, AssetCheckSeverity.WARN, f"store {store}: no orders synced yet")
     window = f"ids {audit.window.low}..{audit.window.high}"
+    if audit.frontier is None or audit.frontier < audit.window.low:
+        return (
+            False,
+            AssetCheckSeverity.WARN,
+            f"store {store}: no id is proved complete yet (frontier {audit.frontier}): its "
+            "first import is under way; the next syncs carry it on.",
+        )
     if not audit.complete:
         return (
             False,
@@ -132,15 +140,6 @@ def completeness_evaluation(
     passed, severity, description = _verdict(summary, served, audit)
     if missing:
         metadata["what_to_do"] = MetadataValue.md(repair_action(summary.store))
-    target = (
-        AssetCheckEvaluationTargetMaterializationData(
-            storage_id=materialization.storage_id,
-            run_id=materialization.run_id,
-            timestamp=materialization.timestamp,
-        )
-        if materialization is not None
-        else None
-    )
     return AssetCheckEvaluation(
         asset_key=NEW_ORDERS,
         check_name=NEW_ORDERS_COMPLETE,
@@ -148,6 +147,29 @@ def completeness_evaluation(
         severity=severity,
         metadata=metadata,
         description=description,
-        target_materialization_data=target,
+        target_materialization_data=judged(materialization),
         partition=summary.store,
+    )
+
+
+def judged(materialization: EventLogRecord | None) -> Any:
+    """The evaluation's pointer to the materialization it judges, or None.
+
+    Dagster fills this pointer in for a check result of a one-partition step; a step of
+    many stores gives each store's evaluation itself. Dagster 1.13 exports no
+    constructor for it, so it is read from the form Dagster stores it in (an event in
+    every instance's database holds it, so the form stays readable across releases);
+    test_batches checks that each store's evaluation points at its own materialization.
+    """
+    if materialization is None:
+        return None
+    return deserialize_value(
+        json.dumps(
+            {
+                "__class__": "AssetCheckEvaluationTargetMaterializationData",
+                "storage_id": materialization.storage_id,
+                "run_id": materialization.run_id,
+                "timestamp": materialization.timestamp,
+            }
+        )
     )

@@ -11,7 +11,6 @@ thousand stores a tick.
 # annotation at definition time and rejects it as a string.
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from dagster import (
     AssetSelection,
@@ -24,29 +23,24 @@ from dagster import (
     schedule,
 )
 
-from ecosync_pipeline.defs.orders.assets import NEW_ORDERS, STORE_TAG
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from ecosync_pipeline.defs.orders.freshness import STORE_FRESHNESS_KEY
-from ecosync_pipeline.defs.partitions import (
+from ecosync_pipeline.defs.keys import (
+    NEW_ORDERS,
+    STORE_FRESHNESS_KEY,
     STORE_PARTITIONS_NAME,
-    StoreBatch,
+    SYNC_ORDERS_JOB,
+)
+from ecosync_pipeline.defs.options import DEFAULT_SYNC_CRON
+from ecosync_pipeline.defs.partitions import (
     register_stores,
     store_batches,
+    sync_run_request,
     tick_stamp,
 )
 from ecosync_pipeline.defs.resources import EcoManagerResource
-
-if TYPE_CHECKING:
-    # What define_asset_job returns; Dagster does not export the name itself.
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
-
-DEFAULT_SYNC_CRON = "*/15 * * * *"
-BATCH_TAG = "ecosync/batch"
+from ecosync_pipeline.sync.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 
 sync_orders_job = define_asset_job(
-    "sync_orders",
+    SYNC_ORDERS_JOB,
     # store_freshness judges every store from the instance: the sensor records it, a sync
     # need not run it as a step of its own.
     selection=AssetSelection.assets(NEW_ORDERS) - AssetSelection.checks(STORE_FRESHNESS_KEY),
@@ -58,30 +52,15 @@ sync_orders_job = define_asset_job(
 )
 
 
-def batch_run_request(batch: StoreBatch, stamp: str, workers: int) -> RunRequest:
-    """The run syncing one batch: a partition range, or one partition for a lone store."""
-    tags = {BATCH_TAG: f"{batch.first}..{batch.last}", **batch.range_tags()}
-    if batch.partition_key is not None:
-        tags[STORE_TAG] = batch.partition_key
-    return RunRequest(
-        # A tick evaluated twice (daemon restart) must not start a batch twice.
-        run_key=f"{batch.first}..{batch.last}:{stamp}",
-        partition_key=batch.partition_key,
-        run_config={"ops": {"new_orders": {"config": {"workers": workers}}}},
-        tags=tags,
-    )
-
-
 def build_order_sync_schedule(
-    job: "UnresolvedAssetJobDefinition",
     cron: str = DEFAULT_SYNC_CRON,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
     runs: int = 1,
 ) -> ScheduleDefinition:
-    """A schedule asking for one run of ``job`` per batch of ``batch_size`` stores a tick,
-    and for at least ``runs`` runs when there are enough stores (one per core).
+    """A schedule asking for one run of the sync job per batch of ``batch_size`` stores a
+    tick, and for at least ``runs`` runs when there are enough stores (one per core).
 
     Inside a run, ``workers`` stores sync at once, each under its own lock: a store still
     held by a run of the previous tick fails alone (StoreLocked) and the others go on.
@@ -90,7 +69,7 @@ def build_order_sync_schedule(
     @schedule(
         name="order_sync_schedule",
         cron_schedule=cron,
-        job=job,
+        job_name=SYNC_ORDERS_JOB,
         default_status=DefaultScheduleStatus.RUNNING,
         description=f"Sync every store's new orders ({cron}), at most {batch_size} stores a "
         f"run and at least {runs} runs when there are enough stores, {workers} at a time "
@@ -108,6 +87,6 @@ def build_order_sync_schedule(
             context.log.info("registered %d new stores: %s", len(added), ", ".join(added))
         keys = context.instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
         for batch in store_batches(keys, configured, batch_size, runs):
-            yield batch_run_request(batch, stamp, workers)
+            yield sync_run_request(batch, stamp, workers)
 
     return order_sync_schedule

@@ -21,10 +21,9 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.failures import reported
-from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME
+from ecosync_pipeline.defs.keys import STORE_PARTITIONS_NAME
+from ecosync_pipeline.defs.options import DEFAULT_INTERVAL_SECONDS
 from ecosync_pipeline.defs.resources import EcoManagerResource
-
-DEFAULT_INTERVAL_SECONDS = 30
 
 
 def build_store_partitions_sensor(

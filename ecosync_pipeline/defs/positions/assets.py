@@ -20,24 +20,22 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.failures import reported
-from ecosync_pipeline.defs.metadata import table
-from ecosync_pipeline.defs.positions.judges import health_events
-from ecosync_pipeline.defs.positions.keys import (
+from ecosync_pipeline.defs.keys import (
     OWNERS,
     POSITIONS_POOL,
     RESTORED_SYNC_POSITIONS,
     STORE_SYNC_POSITIONS,
 )
-from ecosync_pipeline.defs.positions.report import cache_health_percent, status_metadata
+from ecosync_pipeline.defs.metadata import table
+from ecosync_pipeline.defs.positions.health import health_events, status_metadata
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.judging import cache_health_percent
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.outcomes import RestoreReport
 from ecosync_pipeline.positions.recovery import already_healthy, count_sources
 from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisRead
-
-__all__ = ["POSITIONS_POOL", "RESTORED_SYNC_POSITIONS", "STORE_SYNC_POSITIONS"]
 
 # Seven short columns: the UI shows them whole at 1,600 px.
 RESTORE_COLUMNS = (

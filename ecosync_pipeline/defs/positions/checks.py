@@ -1,8 +1,8 @@
 """Checks on store_sync_positions: cache health, each store's position health, layer agreement.
 
 The three are judged from one status report (one Redis round trip, one backup read, one
-query), in one step, so they always describe the same moment; judges.py holds the
-judging, which the sensor also uses to record the checks on every change.
+query), in one step, so they always describe the same moment; positions.judging judges
+and health.py renders, as the sensor does to record the checks on every change.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -18,11 +18,12 @@ from dagster import (
     multi_asset_check,
 )
 
+from ecosync_pipeline.defs import keys
 from ecosync_pipeline.defs.failures import reported
-from ecosync_pipeline.defs.positions import keys
-from ecosync_pipeline.defs.positions.judges import CACHE_HEALTH_THRESHOLD, JUDGES
+from ecosync_pipeline.defs.positions.health import check_result
 from ecosync_pipeline.defs.resources import PositionsResource
 from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.judging import CACHE_HEALTH_THRESHOLD
 
 CACHE_HEALTH = AssetCheckSpec(
     keys.CACHE_HEALTH,
@@ -59,4 +60,4 @@ def position_checks(
     selected: set[AssetCheckKey] = set(context.selected_asset_check_keys)
     for spec in (CACHE_HEALTH, POSITION_HEALTH, LAYER_AGREEMENT):
         if spec.key in selected:
-            yield JUDGES[spec.name](report)
+            yield check_result(spec.name, report)

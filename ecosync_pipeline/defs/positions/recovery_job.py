@@ -28,9 +28,13 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.failures import as_failure, reported
-from ecosync_pipeline.defs.positions.assets import (
+from ecosync_pipeline.defs.keys import (
     POSITIONS_POOL,
+    RECOVER_SYNC_POSITIONS_JOB,
+    RECOVERY_TAG,
     RESTORED_SYNC_POSITIONS,
+)
+from ecosync_pipeline.defs.positions.assets import (
     log_health,
     restore_metadata,
     unrecovered_failure,
@@ -41,8 +45,6 @@ from ecosync_pipeline.positions.database_layer import DatabaseRead
 from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.layer import LayerRead
 from ecosync_pipeline.positions.outcomes import RestoreReport, Snapshot
-
-RECOVERY_TAG = "ecosync/recovery"
 
 
 @op(description="Probe Redis once (every key, the sentinel, the run_id) and name the loss.")
@@ -196,6 +198,7 @@ def write_positions(
 
 
 @job(
+    name=RECOVER_SYNC_POSITIONS_JOB,
     executor_def=in_process_executor,
     tags={RECOVERY_TAG: "true"},
     description="Recover every store's sync position after a cache loss: detect, load the "

@@ -37,11 +37,10 @@ from dagster import (
     sensor,
 )
 
-from ecosync_pipeline.defs.catalog import DEFAULT_FRESHNESS_MINUTES
-from ecosync_pipeline.defs.orders.freshness import freshness_events
-from ecosync_pipeline.defs.positions.judges import AssetEvent, health_events
-from ecosync_pipeline.defs.positions.keys import STORE_SYNC_POSITIONS
-from ecosync_pipeline.defs.positions.report import fingerprint
+from ecosync_pipeline.defs.freshness import freshness_events
+from ecosync_pipeline.defs.keys import LOSS_EVENT_TAG, REDIS_STATE_TAG, STORE_SYNC_POSITIONS
+from ecosync_pipeline.defs.options import DEFAULT_FRESHNESS_MINUTES, DEFAULT_INTERVAL_SECONDS
+from ecosync_pipeline.defs.positions.health import AssetEvent, health_events
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
@@ -50,13 +49,11 @@ from ecosync_pipeline.defs.resources import (
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.health import status_report
+from ecosync_pipeline.positions.judging import fingerprint
 from ecosync_pipeline.positions.loss import LossReport, detect
 from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.storage import StoreSummary, store_summaries
 
-DEFAULT_INTERVAL_SECONDS = 30
-LOSS_EVENT_TAG = "ecosync/loss-event"
-REDIS_STATE_TAG = "ecosync/redis-state"
 HEALTH_REFRESH_SECONDS = 3600
 """The health is recorded at least this often, even when nothing changed."""
 CURSOR_FIELDS = ("generation", "last_event")

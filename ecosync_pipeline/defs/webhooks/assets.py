@@ -18,7 +18,6 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
-    AssetKey,
     AssetSpec,
     MetadataValue,
     PartitionsDefinition,
@@ -26,11 +25,9 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.failures import reported
+from ecosync_pipeline.defs.keys import WEBHOOK_DELIVERIES_FLOWING, WEBHOOK_EVENTS
 from ecosync_pipeline.defs.resources import OrdersDatabaseResource
 from ecosync_pipeline.webhooks.health import DeliveryHealth, delivery_health
-
-WEBHOOK_EVENTS = AssetKey("webhook_events")
-FLOWING_CHECK = "webhook_deliveries_flowing"
 
 
 def webhook_events_spec(partitions: PartitionsDefinition) -> AssetSpec:
@@ -65,7 +62,7 @@ def flowing_evaluation(health: DeliveryHealth, now: datetime) -> AssetCheckEvalu
     """The check's result for one store, as a runless evaluation (from the sensor)."""
     return AssetCheckEvaluation(
         asset_key=WEBHOOK_EVENTS,
-        check_name=FLOWING_CHECK,
+        check_name=WEBHOOK_DELIVERIES_FLOWING,
         passed=health.ok,
         severity=AssetCheckSeverity.WARN,
         metadata=health_metadata(health, now),
@@ -79,7 +76,7 @@ def build_flowing_check(partitions: PartitionsDefinition) -> AssetChecksDefiniti
 
     @asset_check(
         asset=WEBHOOK_EVENTS,
-        name=FLOWING_CHECK,
+        name=WEBHOOK_DELIVERIES_FLOWING,
         partitions_def=partitions,
         description="WARN when polling found new orders after the store's last webhook "
         "delivery (EcoManager disables a webhook after a day of failed retries), or when "

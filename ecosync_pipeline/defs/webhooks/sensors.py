@@ -21,7 +21,6 @@ Each tick (one short transaction per batch, no run started):
 import json
 import os
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
 
 from dagster import (
     AssetObservation,
@@ -35,10 +34,11 @@ from dagster import (
     sensor,
 )
 
-from ecosync_pipeline.defs.orders.schedules import batch_run_request
-from ecosync_pipeline.defs.partitions import StoreBatch, register_stores
+from ecosync_pipeline.defs.keys import GAP_TAG, SYNC_ORDERS_JOB, WEBHOOK_EVENTS
+from ecosync_pipeline.defs.options import DEFAULT_INTERVAL_SECONDS
+from ecosync_pipeline.defs.partitions import StoreBatch, register_stores, sync_run_request
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
-from ecosync_pipeline.defs.webhooks.assets import WEBHOOK_EVENTS, flowing_evaluation
+from ecosync_pipeline.defs.webhooks.assets import flowing_evaluation
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.webhooks.apply import apply_pending
 from ecosync_pipeline.webhooks.config import webhook_stores
@@ -50,14 +50,6 @@ from ecosync_pipeline.webhooks.inbox import (
     purge_applied,
 )
 
-if TYPE_CHECKING:
-    # What define_asset_job returns; Dagster does not export the name itself.
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
-
-DEFAULT_INTERVAL_SECONDS = 30
-GAP_TAG = "ecosync/webhook-gap"
 GAP_SYNC_SLOT = timedelta(minutes=5)
 
 
@@ -102,7 +94,7 @@ def _gap_run(store: str, now: datetime) -> RunRequest:
     "gap") is synced at most once a slot, not on every tick.
     """
     slot = int(now.timestamp() // GAP_SYNC_SLOT.total_seconds())
-    request = batch_run_request(StoreBatch((store,)), f"webhook-gap:{slot}", 1)
+    request = sync_run_request(StoreBatch((store,)), f"webhook-gap:{slot}", 1)
     return request.with_replaced_attrs(tags={**request.tags, GAP_TAG: "1"})
 
 
@@ -115,13 +107,13 @@ def _since(cursor: str | None) -> datetime | None:
 
 
 def build_webhook_inbox_sensor(
-    job: "UnresolvedAssetJobDefinition", minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS
+    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
 ) -> SensorDefinition:
-    """The sensor; ``job`` is the sync job it asks to run for a store with a gap."""
+    """The sensor; it asks the sync job (by name) to run for a store with a gap."""
 
     @sensor(
         name="webhook_inbox_sensor",
-        job=job,
+        job_name=SYNC_ORDERS_JOB,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Applies webhook deliveries the receiver left pending, reports per store "

@@ -9,15 +9,16 @@ finds them idle (or with ``new_orders`` new orders each, added before every tick
 - floor: the same stores synced by one ``ecosync sync --workers W`` process, timed from
   its start to its exit;
 - tick: ``dagster-daemon run`` with the schedule every minute, the code location served
-  by ``dagster code-server start`` (data/workspace-production.yaml); from a tick's
-  scheduled time to the end of its last run, through the run queue (runs launched as
-  processes on this machine) or, with Celery workers, through RabbitMQ to ``celery``
-  workers.
+  by ``dagster code-server start`` (data/workspace-production.yaml), Dagster's database
+  reached through PgBouncer (data/pgbouncer.ini); from a tick's scheduled time to the
+  end of its last run, through the run queue (runs launched as processes on this
+  machine by Dagster's default launcher) or, with Celery workers, through RabbitMQ to
+  ``celery`` workers.
 
 The first ``warmup`` ticks after the daemon starts are printed apart ("warm-up s") and
-left out: the run launcher starts its spare processes after its first runs, so those
-ticks start their runs' processes cold, as a daemon does once after it starts. Each
-figure is the median of the ``ticks`` ticks after them; the runs and processes started, API calls
+left out: the first tick after the daemon starts finds the code server, PgBouncer's pool
+and the page cache cold, as a deployment does once after it starts. Each figure is the
+median of the ``ticks`` ticks after them; the runs and processes started, API calls
 (counted by the simulator), the peak memory of the daemon's and workers' process trees,
 and the orders missing and duplicated afterwards (every store's ids compared with the
 simulator's) are those of the median tick.
@@ -41,16 +42,10 @@ from typing import Any
 
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.storage.tags import (
-    SCHEDULE_NAME_TAG,
-    SCHEDULED_EXECUTION_TIME_TAG,
-    TICK_ID_TAG,
-)
 from sqlalchemy import func, select
 
 from ecosync_pipeline.asgi import free_port
 from ecosync_pipeline.config import Settings
-from ecosync_pipeline.defs.orders.batch import sync_batch
 from ecosync_pipeline.defs.partitions import MIN_BATCH_SIZE, store_batches
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.lab.bench.processes import (
@@ -73,11 +68,16 @@ from ecosync_pipeline.lab.bench.simserver import ServedSimulator, served_simulat
 from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import orders as orders_table
+from ecosync_pipeline.sync.batch import sync_batch
 
 logger = logging.getLogger(__name__)
 
 ORDERS_PER_STORE = 30
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+# The tags Dagster puts on every run a schedule tick asks for.
+SCHEDULE_NAME_TAG = "dagster/schedule_name"
+SCHEDULED_EXECUTION_TIME_TAG = ".dagster/scheduled_execution_time"
+TICK_ID_TAG = "dagster/tick"
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 

@@ -92,8 +92,8 @@ class MirrorReport:
 
 def _verdict(rt: Runtime, store_id: str) -> str:
     """What new_orders_complete reports for the store now (the check's own code)."""
-    from ecosync_pipeline.defs.orders.batch import audit_last_window, count_served
     from ecosync_pipeline.defs.orders.checks import completeness_evaluation
+    from ecosync_pipeline.sync.batch import audit_last_window, count_served
 
     summary = store_summary(rt.engine, store_id)
     evaluation = completeness_evaluation(

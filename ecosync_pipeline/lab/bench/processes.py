@@ -2,11 +2,12 @@
 Celery workers, and the memory they use (read from /proc, Linux).
 
 The instance is a folder (DAGSTER_HOME) holding a dagster.yaml built from the project's
-own files: data/dagster-production.yaml (run queue, PostgreSQL storage) or
-data/dagster-celery.yaml (the same, with runs launched on Celery workers). The code
-location is served by a `dagster code-server start` process of its own, as
+own files: data/dagster-production.yaml (run queue, PostgreSQL storage reached through
+PgBouncer) or data/dagster-celery.yaml (the same, with runs launched on Celery workers).
+The code location is served by a `dagster code-server start` process of its own, as
 data/workspace-production.yaml has it. Only the database, the code server's port and
-the Celery queue are the benchmark's own.
+the Celery queue are the benchmark's own; PgBouncer is the one scripts/services.sh
+starts (data/pgbouncer.ini), in front of the PostgreSQL server the database is on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,23 +27,43 @@ from pathlib import Path
 import yaml
 from sqlalchemy.engine import make_url
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+from ecosync_pipeline.errors import ConfigError
+
+DATA = Path(__file__).resolve().parents[3] / "data"
 PAGE_SIZE = 4096
+PGBOUNCER_PORT = 6432
+"""data/pgbouncer.ini's port."""
+
+
+def pgbouncer_port(host: str) -> int:
+    """PgBouncer's port on ``host``; ConfigError saying how to start it when it is not up."""
+    try:
+        socket.create_connection((host, PGBOUNCER_PORT), timeout=2).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"PgBouncer is not running on {host}:{PGBOUNCER_PORT} ({exc}): the production "
+            "layout reaches Dagster's PostgreSQL through it. Start it with `bash "
+            "scripts/services.sh` (apt-get install pgbouncer first if it is not installed)."
+        ) from exc
+    return PGBOUNCER_PORT
 
 
 def instance_home(
     folder: Path, dagster_url: str, *, celery: bool, code_server_port: int
 ) -> tuple[Path, dict[str, str]]:
-    """A DAGSTER_HOME on ``dagster_url``, and the variables its dagster.yaml reads; the
-    workspace points at the code server on ``code_server_port``."""
+    """A DAGSTER_HOME on ``dagster_url`` (through PgBouncer on the same host), and the
+    variables its dagster.yaml reads; the workspace points at the code server on
+    ``code_server_port``."""
     home = folder / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     source = DATA / ("dagster-celery.yaml" if celery else "dagster-production.yaml")
     (home / "dagster.yaml").write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     url = make_url(dagster_url)
+    host = url.host or "127.0.0.1"
     environ = {
         "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_HOST": host,
+        "DAGSTER_PG_PORT": str(pgbouncer_port(host)),
         "DAGSTER_PG_DB": url.database or "",
         "DAGSTER_PG_USER": url.username or "postgres",
         "DAGSTER_PG_PASSWORD": url.password or "",

@@ -74,6 +74,7 @@ from ecosync_pipeline.storage import (
     store_summary,
 )
 from ecosync_pipeline.storage.schema import orders as orders_table
+from ecosync_pipeline.storage.store_state import FRONTIER_STATE, prove_frontier, write_state
 from ecosync_pipeline.sync.engine import sync_store
 
 logger = logging.getLogger(__name__)
@@ -342,10 +343,13 @@ def _load_orders(engine: Engine, store: Store, ids: Sequence[int]) -> None:
     PostgreSQL takes them by COPY, SQLite by one executemany: 176,141 rows in seconds,
     where the sync's per-page upsert (RETURNING, every column) would take most of a
     minute for a state it does not test. The rows are summarised afterwards
-    (store_summary), which is all the database layer reads.
+    (store_summary); the database layer reads them below the store's frontier.
     """
     with engine.begin() as conn:
         ensure_store(conn, store.identifier, store.name)
+        # The frontier a sync of these orders would have proved (what the database layer
+        # resumes from).
+        prove_frontier(conn, store.identifier, max(ids, default=None))
     now = utc_now()
     if dialect.is_postgresql(engine):
         raw = engine.raw_connection()
@@ -424,6 +428,8 @@ def _reset(
                 orders_table.c.order_id > p.base_last,
             )
         )
+        # The frontier goes back with the orders: what that finished sync had proved.
+        write_state(conn, p.store.identifier, FRONTIER_STATE, {"id": p.base_last})
     r.flush()
     chain.save(p.position)
     return added

@@ -6,6 +6,7 @@
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
     ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
+    ecosync bench frontier [--orders 181601] [--time-scale 30] [--json]
     ecosync bench merge    [--backend postgresql|sqlite] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
@@ -24,7 +25,7 @@ from typing import Any
 import click
 
 from ecosync_pipeline.commands.reporting import reports_errors
-from ecosync_pipeline.defs.orders.batch import DEFAULT_BATCH_SIZE, default_runs
+from ecosync_pipeline.sync.batch import DEFAULT_BATCH_SIZE, default_runs
 
 REDIS_OPTION = click.option(
     "--redis-url",
@@ -360,7 +361,7 @@ def merge_bench(as_json: bool, backend: str, redis_url: str | None) -> None:
     show_default=True,
     type=click.IntRange(min=0),
     help="Ticks after the daemon starts that are printed apart and left out of the "
-    "medians (the run launcher starts its spare processes after its first runs).",
+    "medians (the first tick finds the code server and the connection pool cold).",
 )
 @click.option(
     "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
@@ -448,5 +449,39 @@ def ratelimit_bench(
         calls=calls,
         time_scale=time_scale,
         processes=processes,
+        redis_url=redis_url or bench_redis_url(),
+    )
+
+
+@bench.command("frontier")
+@JSON_OPTION
+@click.option(
+    "--orders",
+    default=181_601,
+    show_default=True,
+    type=click.IntRange(min=1000),
+    help="Orders of the store imported in cursor mode (NATUR's 181,601: 1,817 pages).",
+)
+@click.option(
+    "--time-scale",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1, max=600),
+    help="Shortens the budget's windows, the sync schedule and each run's time budget "
+    "alike (30: a scaled hour lasts 2 minutes; the NATUR-sized import takes about 5).",
+)
+@REDIS_OPTION
+@reports_errors
+def frontier_bench(as_json: bool, orders: int, time_scale: float, redis_url: str | None) -> None:
+    """The frontier: the webhook gap after the next sync (pages, cursor), a NATUR-sized
+    cursor import across runs under the default windows, an early null cursor."""
+    from ecosync_pipeline.lab.bench.frontier import run_frontier_bench
+    from ecosync_pipeline.lab.bench.resources import bench_redis_url
+
+    _run_bench(
+        run_frontier_bench,
+        as_json,
+        orders=orders,
+        time_scale=time_scale,
         redis_url=redis_url or bench_redis_url(),
     )

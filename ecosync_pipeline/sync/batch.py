@@ -2,9 +2,11 @@
 
 Every store runs ``Runtime.sync`` (its own lock, its own client and rate limiter), then
 the completeness count and audit its check needs, in a pool of ``workers`` threads: the
-work is mostly waiting on EcoManager and the database, so threads overlap it. A store that fails
-is reported with its error and never stops the others. Outcomes come back as each store
-finishes, so the asset can record each store's materialization at once.
+work is mostly waiting on EcoManager and the database, so threads overlap it. A store that
+fails is reported with its error and never stops the others. Outcomes come back as each
+store finishes, so a caller (the new_orders asset, the benchmarks) can record each store
+at once. The batch runs on what one process has built (``BatchRuntime``: the
+composition root's Runtime), and imports nothing of it.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
+from ecosync_pipeline.config import Settings, Store
 from ecosync_pipeline.ecomanager.budget import quota_metadata
+from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.memo import PageMemo
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.mirror.completeness import WindowAudit, audit_window
 from ecosync_pipeline.positions.database_layer import page_hint
+from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.recovery import ServedCount, count_served_through
-from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.storage import StoreSummary, orders_after, reading, store_summary
 from ecosync_pipeline.storage.store_state import SyncWindow, last_sync_window
 from ecosync_pipeline.sync.engine import SyncResult
@@ -48,6 +52,37 @@ MAX_WORKERS = 7
 PREVIEW_ROWS = 10
 
 
+class BatchRuntime(Protocol):
+    """What a batch uses of its process's runtime (ecosync_pipeline.runtime.Runtime)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def chain(self) -> Chain: ...
+
+    def store(self, identifier: str) -> Store:
+        """The configured store with this identifier (ConfigError if none)."""
+        ...
+
+    def client(self, store: Store) -> EcoManagerClient:
+        """A client for ``store`` (closed by the caller)."""
+        ...
+
+    def sync(
+        self,
+        identifier: str,
+        *,
+        budget_seconds: float | None = None,
+        client: EcoManagerClient | None = None,
+    ) -> SyncResult:
+        """Sync one store with ``client`` (left open)."""
+        ...
+
+
 @dataclass(frozen=True)
 class StoreOutcome:
     """One store's part of a batch: its sync and check figures, or the error that stopped it."""
@@ -64,7 +99,7 @@ class StoreOutcome:
 
 
 def sync_and_count(
-    runtime: Runtime,
+    runtime: BatchRuntime,
     store_id: str,
     budget_seconds: float | None,
     *,
@@ -85,14 +120,15 @@ def sync_and_count(
             runtime.sync(store_id, budget_seconds=budget_seconds, client=client) if sync else None
         )
         # An idle store (most of a tick's) has nothing to preview: no query for it.
+        after = result.last_order_id_before if result is not None else None
         preview = (
-            orders_after(runtime.engine, store_id, result.last_order_id_before, PREVIEW_ROWS)
+            orders_after(runtime.engine, store.identifier, after, PREVIEW_ROWS)
             if result is not None and result.orders_new
             else []
         )
         # The summary and the check's reads share one connection (see storage.reading).
         with reading(runtime.engine, f"store {store_id}: reading its orders for the check") as db:
-            summary = store_summary(db, store_id)
+            summary = store_summary(db, store.identifier)
             served = count_served(runtime, summary, memo) if check else None
             audit = audit_last_window(runtime, summary, memo, db) if check else None
     quota = quota_metadata(store, runtime.settings.redis_url)
@@ -100,7 +136,7 @@ def sync_and_count(
 
 
 def count_served(
-    runtime: Runtime, summary: StoreSummary, memo: PageMemo | None = None
+    runtime: BatchRuntime, summary: StoreSummary, memo: PageMemo | None = None
 ) -> ServedCount:
     """What EcoManager serves up to the store's last order id in the database.
 
@@ -115,7 +151,7 @@ def count_served(
 
 
 def audit_last_window(
-    runtime: Runtime,
+    runtime: BatchRuntime,
     summary: StoreSummary,
     memo: PageMemo | None = None,
     bind: Engine | Connection | None = None,
@@ -127,7 +163,7 @@ def audit_last_window(
     connection to read the database on (the engine's by default).
     """
     db = bind if bind is not None else runtime.engine
-    window = last_sync_window(db, summary.store)
+    window = last_sync_window(db, runtime.store(summary.store).identifier)
     if window is None:
         if summary.last_order_id is None:
             return None
@@ -141,7 +177,7 @@ def audit_last_window(
 
 
 def _guarded(
-    runtime: Runtime, store_id: str, budget_seconds: float | None, sync: bool, check: bool
+    runtime: BatchRuntime, store_id: str, budget_seconds: float | None, sync: bool, check: bool
 ) -> StoreOutcome:
     try:
         return sync_and_count(runtime, store_id, budget_seconds, sync=sync, check=check)
@@ -151,7 +187,7 @@ def _guarded(
 
 
 def sync_batch(
-    runtime: Runtime,
+    runtime: BatchRuntime,
     stores: Sequence[str],
     *,
     workers: int = DEFAULT_WORKERS,

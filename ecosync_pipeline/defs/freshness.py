@@ -12,7 +12,8 @@ The check says nothing about positions, so it cannot contradict the position che
 store that has never synced is listed but does not fail the check: the position checks
 already call it "without orders yet" and say to materialize its first sync.
 
-cache_loss_sensor records it on every change of the overdue stores, and at least hourly.
+The orders domain defines the check; the positions domain's cache_loss_sensor records
+it on every change of the overdue stores, and at least hourly: both through this module.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -28,10 +29,8 @@ from typing import Any
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
-    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
     DagsterEventType,
@@ -40,13 +39,11 @@ from dagster import (
     asset_check,
 )
 
+from ecosync_pipeline.defs.keys import NEW_ORDERS, STORE_FRESHNESS, STORE_FRESHNESS_KEY
 from ecosync_pipeline.defs.metadata import table
-from ecosync_pipeline.defs.positions.report import age
 from ecosync_pipeline.defs.resources import EcoManagerResource
+from ecosync_pipeline.positions.judging import age
 
-NEW_ORDERS = AssetKey("new_orders")
-STORE_FRESHNESS = "store_freshness"
-STORE_FRESHNESS_KEY = AssetCheckKey(NEW_ORDERS, STORE_FRESHNESS)
 REFRESH_SECONDS = 3600
 """The sensor records the check at least this often, even when no store changed."""
 
