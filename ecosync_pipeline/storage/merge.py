@@ -287,7 +287,8 @@ def _merge(
     first: dict[int, int] = {}
     for n, write in enumerate(writes):
         first.setdefault(write.order_id, n)
-    fresh = {oid: decide(store, None, writes[n], now) for oid, n in first.items()}
+    fresh = {oid: decide(store, None, writes[n], now) for oid, n in sorted(first.items())}
+    # In id order, as every writer locks rows: two inserting the same new ids never deadlock.
     inserted = insert_new(conn, store, [row for _, row in fresh.values() if row is not None])
     stored = stored_rows(conn, store, [oid for oid in first if oid not in inserted])
     state: dict[int, Row | None] = {

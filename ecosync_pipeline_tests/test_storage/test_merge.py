@@ -16,6 +16,9 @@ from ecosync_pipeline.storage import Gone, Served, ensure_store, merge_orders
 from ecosync_pipeline.storage.schema import orders
 from ecosync_pipeline_tests.test_storage.factories import T0, make_order
 
+ROUNDS = 20
+"""Races of two writers; in opposite lock orders they would deadlock within a few."""
+
 
 def _race(engine: Engine, *jobs: list[Served | Gone]) -> None:
     """Run each list of writes in its own transaction, all started at once."""
@@ -50,8 +53,8 @@ def test_two_writers_of_the_same_new_orders_end_in_the_newer_state_whatever_comm
 ) -> None:
     with engine.begin() as conn:
         ensure_store(conn, "NATUR", "Natur")
-    for round_ in range(8):
-        ids = range(1000 * round_ + 1, 1000 * round_ + 41)
+    for round_ in range(ROUNDS):
+        ids = range(1000 * round_ + 1, 1000 * round_ + 101)
         older = [Served(make_order(i, "Confirmé"), T0) for i in ids]
         newer = [
             Served(make_order(i, "Livré", updated_at=T0 + timedelta(minutes=1)), T0)
@@ -60,7 +63,7 @@ def test_two_writers_of_the_same_new_orders_end_in_the_newer_state_whatever_comm
         first, second = (older, newer) if round_ % 2 else (newer, older)
         _race(engine, first, second)
     rows = _rows(engine)
-    assert len(rows) == 8 * 40
+    assert len(rows) == ROUNDS * 100
     assert set(rows.values()) == {("Livré", False)}
 
 
