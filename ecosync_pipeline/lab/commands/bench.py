@@ -9,6 +9,7 @@
     ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--strict]
                            [--json]
     ecosync bench frontier [--orders 181601] [--time-scale 30] [--json]
+    ecosync bench merge    [--backend postgresql|sqlite] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -312,6 +313,29 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
         small=small,
         redis_url=redis_url,
         scenarios=wanted,
+    )
+
+
+@bench.command("merge")
+@JSON_OPTION
+@click.option(
+    "--backend",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+)
+@REDIS_OPTION
+@reports_errors
+def merge_bench(as_json: bool, backend: str, redis_url: str | None) -> None:
+    """The poll, the webhooks and the reconciliation in one table: deletions against pages,
+    deliveries of one second, --max-calls 1, a sync during a reconcile, a delivery of 2^63."""
+    from ecosync_pipeline.lab.bench.merge_rule import run_merge_rule_bench
+
+    _run_bench(
+        run_merge_rule_bench,
+        as_json,
+        backend="sqlite" if backend == "sqlite" else "postgresql",
+        redis_url=redis_url,
     )
 
 
