@@ -19,12 +19,10 @@ a library exception whose text holds such a run is not chained.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +30,7 @@ import httpx
 
 from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
+from ecosync_pipeline.ecomanager.answers import Answers, Ask
 from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.limiter import Limiter
 from ecosync_pipeline.ecomanager.models import (
@@ -48,17 +47,13 @@ from ecosync_pipeline.ecomanager.retries import (
     proxies_configured,
     tls_context,
 )
-from ecosync_pipeline.ecomanager.stats import Outcome, RequestStats
+from ecosync_pipeline.ecomanager.stats import RequestStats
 from ecosync_pipeline.errors import (
-    ApiAuthError,
     ApiError,
-    ApiRateLimited,
-    ApiUnavailable,
     CallCapReached,
     ConfigError,
     MalformedPage,
     MissingToken,
-    ResponseTooLarge,
 )
 from ecosync_pipeline.redact import Redactor, quiet_request_log, url_secrets
 
@@ -66,21 +61,6 @@ logger = logging.getLogger(__name__)
 
 ORDERS_PATH = "/api/shop/v2/orders"
 USER_AGENT = "ecosync/0.1"
-
-
-@dataclass(frozen=True)
-class _Ask:
-    """One request of the contract: where it goes, its name in messages, how its body reads."""
-
-    url: str
-    params: Mapping[str, str | int]
-    where: str
-    """"page 3", "order 4512": what messages call it."""
-    page: int | None
-    order_id: int | None
-    parse: Callable[[object, datetime], Page | Order]
-    missing_ok: bool = False
-    """A 404 is an answer (the order is gone), not an error."""
 
 
 GONE = None
@@ -126,6 +106,7 @@ class EcoManagerClient(Closing):
         # By default every client of a store, in every process, shares its rate budget.
         self._limiter = rate_limiter or shared_budget(store)
         self._stats = RequestStats()
+        self._answers = Answers(store, self._stats, self._redact, self._retries, self._max_bytes)
         self._cap: int | None = None
         self._page_listeners: list[Callable[[Page], None]] = []
         quiet_request_log()  # httpx logs each URL; a cursor in it is the server's base64
@@ -201,7 +182,7 @@ class EcoManagerClient(Closing):
         # Servers refuse more than 100 a page; asking for less keeps the contract.
         size = min(size, MAX_PER_PAGE)
         sid = self._store.identifier
-        ask = _Ask(
+        ask = Ask(
             self._url,
             {"page": page, "per_page": size},
             f"page {page}",
@@ -228,7 +209,7 @@ class EcoManagerClient(Closing):
         if cursor is not None:
             params["cursor"] = cursor
         sid = self._store.identifier
-        ask = _Ask(
+        ask = Ask(
             self._url,
             params,
             f"page {number}",
@@ -255,7 +236,7 @@ class EcoManagerClient(Closing):
                 f"got {order_id!r}"
             )
         sid = self._store.identifier
-        ask = _Ask(
+        ask = Ask(
             f"{self._url}/{order_id}",
             {},
             f"order {order_id}",
@@ -284,7 +265,7 @@ class EcoManagerClient(Closing):
         finally:
             self._cap = previous
 
-    def _fetch(self, ask: _Ask) -> Page | Order | None:
+    def _fetch(self, ask: Ask) -> Page | Order | None:
         """One request, with the retries, waits and errors of the contract."""
         attempts = self._retries.attempts
         for attempt in range(1, attempts + 1):
@@ -315,9 +296,9 @@ class EcoManagerClient(Closing):
                 wait,
             )
             self._sleep(wait)
-        raise self._exhausted(failure, ask, attempts) from self._cause(cause)
+        raise self._answers.exhausted(failure, ask, attempts) from self._answers.cause(cause)
 
-    def _attempt(self, ask: _Ask) -> Page | Order | None | tuple[Failure, Exception | None]:
+    def _attempt(self, ask: Ask) -> Page | Order | None | tuple[Failure, Exception | None]:
         """One request: the answer, or a transient failure (and its cause) to retry.
 
         Anything that no retry can fix is raised at once as our error.
@@ -332,8 +313,8 @@ class EcoManagerClient(Closing):
                 if ask.missing_ok and response.status_code == 404:
                     self._stats.record("ok")
                     return GONE
-                failure = self._judge(response, ask)
-                body = self._read_capped(response, ask) if failure is None else b""
+                failure = self._answers.judge(response, ask)
+                body = self._answers.read_capped(response, ask) if failure is None else b""
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
@@ -345,195 +326,36 @@ class EcoManagerClient(Closing):
             reason = f"connection error ({type(exc).__name__}: {exc})"
             return Failure("connection_error", reason, None), exc
         except httpx.DecodingError as exc:
-            raise self._refused(
+            raise self._answers.refused(
                 "malformed",
                 MalformedPage,
                 f"store {sid}: {ask.where}: the response body could not be decoded ({exc}); "
                 f"check that {self._store.base_url} serves the EcoManager orders API",
                 ask,
-            ) from self._cause(exc)
+            ) from self._answers.cause(exc)
         except httpx.InvalidURL as exc:
             # httpx builds a redirect's next request even when it does not follow it: a
             # Location it cannot parse raises before the status can be judged.
-            raise self._refused(
+            raise self._answers.refused(
                 "http_error",
                 ApiError,
                 f"store {sid}: {ask.where}: a redirect to a malformed Location ({exc}) from "
                 f"{ask.url}; check the store's base_url in the stores file",
                 ask,
-            ) from self._cause(exc)
+            ) from self._answers.cause(exc)
         except httpx.RequestError as exc:
             # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
-            raise self._refused(
+            raise self._answers.refused(
                 "connection_error",
                 ApiError,
                 f"store {sid}: {ask.where}: the request could not be sent "
                 f"({type(exc).__name__}: {exc}); check the store's base_url and token in "
                 "the stores file and environment",
                 ask,
-            ) from self._cause(exc)
+            ) from self._answers.cause(exc)
         if failure is not None:
             return failure, None
-        return self._parse(response, body, ask, sent_at)
-
-    def _read_capped(self, response: httpx.Response, ask: _Ask) -> bytes:
-        """The (decoded) body, read chunk by chunk; ResponseTooLarge past ``max_page_bytes``.
-
-        Counting decoded bytes also bounds a compressed body that inflates without end.
-        """
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            self._too_large(ask, f"it declares {int(declared):,} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self._max_bytes:
-                self._too_large(ask, f"more than {self._max_bytes:,} bytes arrived")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self, ask: _Ask, what: str) -> None:
-        self._stats.record("too_large")
-        sid = self._store.identifier
-        raise self._error(
-            ResponseTooLarge,
-            f"store {sid}: {ask.where}: the response is larger than the store's cap of "
-            f"{self._max_bytes:,} bytes ({what}); it was not read. If the store's orders are "
-            f"really that large, raise max_page_bytes for store {sid} in the stores file, "
-            "or lower per_page",
-            ask,
-        )
-
-    def _error(self, cls: type[ApiError], message: str, ask: _Ask) -> ApiError:
-        """Our error ``cls`` with ``message`` redacted, naming the store and page (or order)."""
-        return cls(
-            self._redact(message),
-            store=self._store.identifier,
-            page=ask.page,
-            order_id=ask.order_id,
-        )
-
-    def _refused(self, outcome: Outcome, cls: type[ApiError], message: str, ask: _Ask) -> ApiError:
-        """Count ``outcome`` and return the error for a request no retry can fix."""
-        self._stats.record(outcome)
-        return self._error(cls, message, ask)
-
-    def _judge(self, response: httpx.Response, ask: _Ask) -> Failure | None:
-        """None for a 2xx; a retryable Failure for 429/5xx; raise for anything else."""
-        status = response.status_code
-        sid = self._store.identifier
-        if 200 <= status < 300:
-            return None
-        if status in (401, 403):
-            self._stats.record("auth_error")
-            what = (
-                "the token was missing or malformed" if status == 401 else "the token was refused"
-            )
-            raise self._error(
-                ApiAuthError,
-                f"store {sid}: {ask.where}: HTTP {status}, {what}; check the store's token "
-                f"in {self._store.token_source.describe()} (it must hold this store's "
-                "current 80-character EcoManager token)",
-                ask,
-            )
-        if status == 429:
-            self._stats.record("rate_limited")
-            header = response.headers.get("Retry-After")
-            wait = self._retries.retry_after(header)
-            shown = "absent" if header is None else repr(header[:40])
-            return Failure(
-                "rate_limited",
-                f"rate limited (HTTP 429, Retry-After {shown})",
-                self._retries.default_retry_after if wait is None else wait,
-            )
-        if status >= 500:
-            self._stats.record("server_error")
-            return Failure(
-                "server_error",
-                f"HTTP {status}",
-                self._retries.retry_after(response.headers.get("Retry-After")),
-            )
-        self._stats.record("http_error")
-        hint = ""
-        if 300 <= status < 400:
-            hint = f" (redirect to {response.headers.get('Location', '?')[:200]!r})"
-        raise self._error(
-            ApiError,
-            f"store {sid}: {ask.where}: unexpected HTTP {status}{hint} from "
-            f"{ask.url}; check the store's base_url in the stores file",
-            ask,
-        )
-
-    def _parse(
-        self, response: httpx.Response, body: bytes, ask: _Ask, sent_at: datetime
-    ) -> Page | Order:
-        """Decode and validate a 2xx body, counting it as ok or malformed."""
-        sid = self._store.identifier
-        remedy = (
-            f"{self._store.base_url} breaks the EcoManager orders contract; fix the "
-            "server or the store's base_url, then rerun"
-        )
-        try:
-            payload = json.loads(body)
-        # JSONDecodeError and UnicodeDecodeError are ValueErrors; a body nested deeper than
-        # the interpreter's recursion limit makes the json module raise RecursionError.
-        except (ValueError, RecursionError) as exc:
-            self._stats.record("malformed")
-            content_type = response.headers.get("Content-Type", "none")
-            # Not response.text: the charset the server declares may be what is broken
-            # (a UTF-16 body without its BOM raises UnicodeError while decoding).
-            snippet = body[:80].decode("utf-8", "replace")
-            raise self._error(
-                MalformedPage,
-                f"store {sid}: {ask.where}: response body is not JSON "
-                f"(HTTP {response.status_code}, Content-Type {content_type[:80]!r}, "
-                f"body starts {snippet!r}); {remedy}",
-                ask,
-            ) from self._cause(exc)
-        try:
-            result = ask.parse(payload, sent_at)
-        except MalformedPage as exc:
-            self._stats.record("malformed")
-            raise self._error(MalformedPage, f"{exc}; {remedy}", ask) from self._cause(exc)
-        # The model reads each field defensively; anything left is still this page's fault.
-        except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
-            self._stats.record("malformed")
-            raise self._error(
-                MalformedPage,
-                f"store {sid}: {ask.where}: the answer could not be read "
-                f"({type(exc).__name__}); {remedy}",
-                ask,
-            ) from None
-        self._stats.record("ok")
-        logger.debug("store %s: %s read", sid, ask.where)
-        return result
-
-    def _exhausted(self, failure: Failure, ask: _Ask, attempts: int) -> ApiError:
-        """The error for a request whose every attempt failed transiently."""
-        sid = self._store.identifier
-        if failure.outcome == "rate_limited":
-            return self._error(
-                ApiRateLimited,
-                f"store {sid}: {ask.where}: still rate limited (HTTP 429) after {attempts} "
-                f"attempts; lower requests_per_second for store {sid} in the stores file, or "
-                "wait a while and rerun",
-                ask,
-            )
-        return self._error(
-            ApiUnavailable,
-            f"store {sid}: {ask.where}: EcoManager unavailable after {attempts} "
-            f"attempts (last: {failure.reason}); check that {self._store.base_url} "
-            "is up and reachable, then rerun the store's sync",
-            ask,
-        )
-
-    def _cause(self, exc: Exception | None) -> Exception | None:
-        """``exc`` to chain from, or None when its text carries a run of a secret (a server
-        echoing it back), so a printed traceback cannot leak it either."""
-        if exc is not None and self._redact(str(exc)) != str(exc):
-            return None
-        return exc
+        return self._answers.parse(response, body, ask, sent_at)
 
 
 def _check_token(store: Store, token: str) -> None:
