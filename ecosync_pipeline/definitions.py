@@ -3,8 +3,9 @@
 Each domain under ecosync_pipeline.defs (positions, orders, mirror, webhooks, alerts)
 builds its own definitions from the location's options; this module only merges them. Dagster
 loads ``defs`` lazily: the environment is read when the code location loads, never at
-import. The store partitions are dynamic (the instance holds them; a sensor and the
-schedule add the stores of the file), so editing the stores file needs no reload.
+import. The store partitions are dynamic (the instance holds them): ``defs`` registers the
+stores of the file in the instance of DAGSTER_HOME as it loads, and a sensor and the
+schedule add the stores added since, so editing the stores file needs no reload.
 Tests call ``build_definitions`` with their own settings.
 """
 
@@ -22,6 +23,7 @@ from ecosync_pipeline.defs.alerts import build_alerts_definitions
 from ecosync_pipeline.defs.mirror import definitions as mirror
 from ecosync_pipeline.defs.options import LocationOptions
 from ecosync_pipeline.defs.orders import definitions as orders
+from ecosync_pipeline.defs.partitions import register_at_load
 from ecosync_pipeline.defs.positions import definitions as positions
 from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.defs.webhooks import definitions as webhooks
@@ -55,5 +57,9 @@ def build_definitions(
 
 @definitions
 def defs() -> Definitions:
-    """The code location as Dagster loads it, configured from the environment."""
-    return build_definitions(Settings.from_env(), options=LocationOptions.from_env(os.environ))
+    """The code location as Dagster loads it, configured from the environment, with the
+    stores file's partitions registered in the instance (the CLI needs them at once)."""
+    settings = Settings.from_env()
+    built = build_definitions(settings, options=LocationOptions.from_env(os.environ))
+    register_at_load([store.identifier for store in settings.stores()])
+    return built

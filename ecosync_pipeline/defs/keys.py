@@ -45,6 +45,11 @@ STORE_PARTITIONS_NAME = "stores"
 # Run tags.
 STORE_TAG = "ecosync/store"
 """The tag every run of one store carries, whatever launched it."""
+STORE_RUN_TAG_PREFIX = "ecosync/store."
+"""Every run that syncs, reconciles, refreshes or recovers a store carries the tag
+``ecosync/store.<STORE>=1``, one per store however many the run has: Dagster's run filter
+matches a tag's key and value exactly, so one filter finds every run of a store."""
+STORE_RUN_TAG_VALUE = "1"
 BATCH_TAG = "ecosync/batch"
 """first..last of a schedule's batch: one run per batch at a time (the run queue)."""
 RECOVERY_TAG = "ecosync/recovery"

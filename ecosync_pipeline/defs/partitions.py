@@ -1,23 +1,32 @@
 """One partition per store, kept in step with the stores file without reloading the code.
 
-The partitions are dynamic: the instance holds the store keys, and the
-``store_partitions_sensor`` (and the sync schedule, before each tick) adds the stores
-the file lists. A store removed from the file keeps its partition, so its run history
-and materializations stay visible; it is no longer scheduled.
+The partitions are dynamic: the instance holds the store keys. The code location registers
+the stores the file lists as it loads (``register_at_load``: the dagster CLI works on a
+fresh DAGSTER_HOME), and the ``store_partitions_sensor`` and the sync schedule, before
+each tick, add any store added since. A store removed from the file keeps its partition
+once a run synced it, so its run history and materializations stay visible; it is no
+longer scheduled.
 
 The schedule syncs the stores in batches, one run per batch: a run targets a range of
 consecutive partition keys (the order in which the instance holds them), so a batch
 never spans a store that left the file. ``sync_run_request`` is the run of one batch,
 asked for by the sync schedule and by the webhook sensor (a store with a gap).
+
+Every run of a store carries ``ecosync/store.<STORE>=1`` (``store_tags``): the runs asked
+for here from their submission, the others (a backfill, the CLI, a restore) from their
+first step (``tag_run_with_stores``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dagster import (
     DagsterInstance,
+    DagsterRun,
     DynamicPartitionsDefinition,
     RunRequest,
     ScheduleEvaluationContext,
@@ -29,8 +38,12 @@ from ecosync_pipeline.defs.keys import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     STORE_PARTITIONS_NAME,
+    STORE_RUN_TAG_PREFIX,
+    STORE_RUN_TAG_VALUE,
     STORE_TAG,
 )
+
+logger = logging.getLogger(__name__)
 
 STORE_PARTITIONS = DynamicPartitionsDefinition(name=STORE_PARTITIONS_NAME)
 
@@ -52,6 +65,63 @@ def register_stores(instance: DagsterInstance, configured: Iterable[str]) -> lis
     if added:
         instance.add_dynamic_partitions(STORE_PARTITIONS_NAME, added)
     return added
+
+
+def register_at_load(configured: Sequence[str], environ: Mapping[str, str] = os.environ) -> None:
+    """Register the configured stores' partitions in the instance of DAGSTER_HOME, as the
+    code location loads: `dagster asset materialize --partition STORE` and `dagster job
+    backfill` then work on a fresh instance, before any sensor tick.
+
+    Idempotent (only the stores without a partition are added). Without DAGSTER_HOME the
+    dagster command uses a temporary instance this cannot reach: the first tick of
+    store_partitions_sensor registers them there.
+    """
+    if not environ.get("DAGSTER_HOME"):
+        logger.info(
+            "DAGSTER_HOME is not set: the store partitions are registered by "
+            "store_partitions_sensor's first tick (set DAGSTER_HOME for the dagster CLI)"
+        )
+        return
+    try:
+        with DagsterInstance.get() as instance:
+            added = register_stores(instance, configured)
+    except Exception as exc:  # loading must not fail over it: the sensor adds them
+        logger.warning(
+            "the store partitions were not registered as the code location loaded (%s: %s); "
+            "store_partitions_sensor adds them on its next tick",
+            type(exc).__name__,
+            exc,
+        )
+        return
+    if added:
+        logger.info("registered the partitions of %d stores: %s", len(added), ", ".join(added))
+
+
+def store_tags(stores: Iterable[str]) -> dict[str, str]:
+    """The tags naming the stores of a run: ``ecosync/store.<STORE>=1`` for each, and
+    ``ecosync/store=<STORE>`` for a run of one store."""
+    chosen = list(stores)
+    tags = {f"{STORE_RUN_TAG_PREFIX}{store}": STORE_RUN_TAG_VALUE for store in chosen}
+    if len(chosen) == 1:
+        tags[STORE_TAG] = chosen[0]
+    return tags
+
+
+def tagged_stores(tags: Mapping[str, str]) -> list[str]:
+    """The stores a run's tags name (``store_tags``), in the order of the tags."""
+    return [
+        key.removeprefix(STORE_RUN_TAG_PREFIX)
+        for key, value in tags.items()
+        if key.startswith(STORE_RUN_TAG_PREFIX) and value == STORE_RUN_TAG_VALUE
+    ]
+
+
+def tag_run_with_stores(instance: DagsterInstance, run: DagsterRun, stores: Iterable[str]) -> None:
+    """Add to ``run`` the store tags it lacks: a backfill from the UI, `dagster asset
+    materialize` or a restore launch runs without them."""
+    missing = {k: v for k, v in store_tags(stores).items() if run.tags.get(k) != v}
+    if missing:
+        instance.add_run_tags(run.run_id, missing)
 
 
 def tick_stamp(context: ScheduleEvaluationContext) -> str:
@@ -138,9 +208,11 @@ def sync_run_request(batch: StoreBatch, stamp: str, workers: int) -> RunRequest:
     ``stamp`` names the tick (or slot) asking for it: the same one asked twice (a daemon
     restart) starts nothing twice. ``workers``: stores of the batch synced at once.
     """
-    tags = {BATCH_TAG: f"{batch.first}..{batch.last}", **batch.range_tags()}
-    if batch.partition_key is not None:
-        tags[STORE_TAG] = batch.partition_key
+    tags = {
+        BATCH_TAG: f"{batch.first}..{batch.last}",
+        **batch.range_tags(),
+        **store_tags(batch.stores),
+    }
     return RunRequest(
         run_key=f"{batch.first}..{batch.last}:{stamp}",
         partition_key=batch.partition_key,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection, Engine
 
 from ecosync_pipeline.config import Settings, Store
-from ecosync_pipeline.ecomanager.budget import quota_metadata
+from ecosync_pipeline.ecomanager.budget import Quota, shared_budget
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.ecomanager.memo import PageMemo
 from ecosync_pipeline.errors import EcosyncError
@@ -93,7 +93,7 @@ class StoreOutcome:
     summary: StoreSummary | None = None
     served: ServedCount | None = None
     audit: WindowAudit | None = None
-    quota: dict[str, Any] | None = None
+    quota: Quota | None = None
     """The store's shared rate budget after its sync: calls used and left per window."""
     error: EcosyncError | None = None
 
@@ -131,7 +131,7 @@ def sync_and_count(
             summary = store_summary(db, store.identifier)
             served = count_served(runtime, summary, memo) if check else None
             audit = audit_last_window(runtime, summary, memo, db) if check else None
-    quota = quota_metadata(store, runtime.settings.redis_url)
+    quota = shared_budget(store, runtime.settings.redis_url).quota()
     return StoreOutcome(store_id, result, tuple(preview), summary, served, audit, quota)
 
 

@@ -3,6 +3,7 @@ and stores that come and go without reloading the code location."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,15 +11,19 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetKey,
+    AssetMaterialization,
     AssetRecordsFilter,
     DagsterInstance,
+    DeleteDynamicPartitionsRequest,
     build_schedule_context,
     build_sensor_context,
 )
 
 from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.keys import (
+    NEW_ORDERS,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     STORE_PARTITIONS_NAME,
@@ -122,23 +127,38 @@ def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
     for store in STORES:
         assert by_store[store]["store"] == store
         assert by_store[store]["orders_new"] == env.simulator.count(store)
-        # The store's shared rate budget after its sync: what it used is counted in Redis.
-        assert by_store[store]["rate_budget_counted_in"] == "redis"
-        used = by_store[store]["rate_budget_day_used"]
+        # The store's shared rate budget after its sync, in one entry, after the figures:
+        # what it used is counted in Redis.
+        budget = by_store[store]["rate_budget"]
+        assert list(by_store[store])[-1] == "rate_budget"
+        assert not [k for k in by_store[store] if k.startswith("rate_budget_")]
+        assert "counted in Redis, shared by every process" in budget
+        day = re.search(r"day ([\d,]+)/([\d,]+);", budget)
+        assert day is not None, budget
+        used, limit = (int(n.replace(",", "")) for n in day.groups())
         assert used >= by_store[store]["api_calls"]
-        assert by_store[store]["rate_budget_day_left"] == (
-            by_store[store]["rate_budget_day_limit"] - used
-        )
-    checks = {e.partition: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == set(STORES)
-    assert all(c.passed for c in checks.values())
+        assert f"{limit - used:,} left today" in budget
+        # The store's own count, not a row count Dagster would show as the table's.
+        assert by_store[store]["orders_in_database"] == env.simulator.count(store)
+        assert "dagster/row_count" not in by_store[store]
+    evaluations = result.get_asset_check_evaluations()
+    # Both checks of every store, evaluated in the run that synced it.
+    assert sorted((e.check_name, e.partition) for e in evaluations) == sorted(
+        (name, store) for name in ("new_orders_complete", "store_freshness") for store in STORES
+    )
+    assert all(e.passed for e in evaluations)
+    checks = {e.partition: e for e in evaluations if e.check_name == "new_orders_complete"}
     assert {c.metadata["orders_in_database"].value for c in checks.values()} == {
         env.simulator.count(s) for s in STORES
     }
     # Each check judges its own store's materialization of this run.
-    for store, evaluation in checks.items():
+    for evaluation in evaluations:
         target = evaluation.target_materialization_data
-        assert target is not None and target.run_id == result.run_id, store
+        assert target is not None and target.run_id == result.run_id, evaluation.partition
+    # No step skipped, no check output reported missing: the run is clean.
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    messages = [e.message or "" for e in result.all_events]
+    assert not [m for m in messages if "did not yield or return expected outputs" in m]
 
 
 def test_check_results_recorded_while_the_batch_runs_judge_each_stores_own_materialization(
@@ -182,6 +202,11 @@ def test_schedule_batches_the_stores_and_a_rerun_tick_has_the_same_run_keys(
     assert batch.partition_key is None
     assert batch.tags[PARTITION_RANGE_START_TAG] == "NATUR"
     assert batch.tags[PARTITION_RANGE_END_TAG] == "PURNA"
+    # A run of many stores carries a tag per store: one filter finds each store's runs.
+    assert {k: v for k, v in batch.tags.items() if k.startswith("ecosync/store")} == {
+        "ecosync/store.NATUR": "1",
+        "ecosync/store.PURNA": "1",
+    }
     singles = tick(env, instance, batch_size=1)
     assert [r.partition_key for r in singles] == list(STORES)
     assert [r.tags["ecosync/store"] for r in singles] == list(STORES)
@@ -209,15 +234,16 @@ def test_a_store_added_to_the_file_is_synced_by_the_next_tick_and_a_removed_one_
     assert store_summary(env.runtime().engine, "DILST").order_count == 41
 
 
-def test_partitions_sensor_adds_new_stores_once_and_keeps_removed_ones(
+def test_partitions_sensor_adds_new_stores_keeps_removed_ones_and_deletes_invented_ones(
     env: Env, instance: DagsterInstance
 ) -> None:
     defs = build_definitions(env.settings, resources=env.resources)
     sensor = defs.resolve_sensor_def("store_partitions_sensor")
 
-    def evaluate() -> Any:
+    def evaluate(cursor: str | None = None) -> Any:
         with build_sensor_context(
             instance=instance,
+            cursor=cursor,
             repository_def=defs.get_repository_def(),
             resources=env.resources,
         ) as context:
@@ -225,15 +251,26 @@ def test_partitions_sensor_adds_new_stores_once_and_keeps_removed_ones(
 
     first = evaluate()
     [request] = first.dynamic_partitions_requests
+    assert isinstance(request, AddDynamicPartitionsRequest)
     assert request.partitions_def_name == STORE_PARTITIONS_NAME
     assert list(request.partition_keys) == list(STORES)
     assert first.run_requests == []
-    # The daemon applies the request; a store that left the file keeps its partition.
+    assert first.skip_message == "added the partitions of 2 new stores: NATUR, PURNA"
+    # The daemon applies the request. GONE left the file after a run synced it; TYPO was
+    # typed into the UI's partition picker (which adds a partition for any text).
     instance.add_dynamic_partitions(STORE_PARTITIONS_NAME, [*request.partition_keys, "GONE"])
-    second = evaluate()
-    assert second.dynamic_partitions_requests == []
-    assert "all with a partition" in (second.skip_message or "")
-    assert "GONE" in (second.skip_message or "")
+    instance.report_runless_asset_event(AssetMaterialization(NEW_ORDERS, partition="GONE"))
+    instance.add_dynamic_partitions(STORE_PARTITIONS_NAME, ["TYPO"])
+    second = evaluate(first.cursor)
+    assert second.dynamic_partitions_requests == [
+        DeleteDynamicPartitionsRequest(STORE_PARTITIONS_NAME, ["TYPO"])
+    ]
+    assert second.skip_message == (
+        "all 2 stores of the stores file have their partition; deleted 1 partitions no "
+        "store of the file has and no run synced (typed in the UI, or a store removed "
+        "before its first sync): TYPO; 1 stores no longer in the file keep their history "
+        "and are not synced: GONE"
+    )
     assert "GONE" in instance.get_dynamic_partitions(STORE_PARTITIONS_NAME)
 
 

@@ -1,10 +1,12 @@
-"""store_freshness: cache_loss_sensor's tick WARNs naming each store that has not synced
-for longer than the freshness window, against real Redis, PostgreSQL and a Dagster instance."""
+"""store_freshness, per store: evaluated in every sync run for each of its stores, and by
+store_partitions_sensor once for a store that crosses the window without a run; against
+real Redis, PostgreSQL, the simulator and a Dagster instance."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +16,27 @@ from dagster import (
     AssetCheckSeverity,
     AssetMaterialization,
     AssetRecordsFilter,
-    AssetSelection,
     DagsterInstance,
     EventLogEntry,
-    SensorDefinition,
     build_sensor_context,
     materialize,
 )
 
-from ecosync_pipeline.defs.freshness import build_freshness_check, freshness_result, last_synced
+from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.keys import NEW_ORDERS, STORE_FRESHNESS
-from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
-from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
-from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, metadata_values, sync_all
+from ecosync_pipeline.defs.orders.assets import build_new_orders
+from ecosync_pipeline.defs.orders.sensors import build_store_partitions_sensor
+from ecosync_pipeline.defs.partitions import register_stores, store_partitions
+from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, metadata_values
 
 STALE, FRESH = STORES[0], STORES[1]
 
 
 @pytest.fixture
 def sensor_instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    """A persistent instance, as the daemon gives the sensor."""
+    """A persistent instance holding the store partitions, as the daemon gives the sensor."""
     with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        register_stores(instance, STORES)
         yield instance
 
 
@@ -61,16 +63,18 @@ def synced_at(instance: DagsterInstance, store: str, timestamp: float) -> None:
     )
 
 
-def stale_and_fresh(instance: DagsterInstance) -> float:
-    """STALE last synced 95 min ago, FRESH 5 min ago; returns now."""
-    now = time.time()
-    synced_at(instance, STALE, now - 95 * 60)
-    synced_at(instance, FRESH, now - 5 * 60)
-    return now
+def latest_record(instance: DagsterInstance, store: str) -> Any:
+    [record] = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[store]), limit=1
+    ).records
+    return record
 
 
-def tick(sensor: SensorDefinition, env: Env, instance: DagsterInstance, cursor: str | None) -> Any:
-    """One tick; its asset events recorded in ``instance``, as the daemon records them."""
+def tick(
+    env: Env, instance: DagsterInstance, at: float, cursor: str | None, minutes: int = 60
+) -> Any:
+    """One tick of store_partitions_sensor at ``at``; its events recorded, as the daemon does."""
+    sensor = build_store_partitions_sensor(freshness_minutes=minutes, clock=lambda: at)
     with build_sensor_context(instance=instance, cursor=cursor, resources=env.resources) as ctx:
         result = sensor.evaluate_tick(ctx)
     for event in result.asset_events:
@@ -78,96 +82,96 @@ def tick(sensor: SensorDefinition, env: Env, instance: DagsterInstance, cursor: 
     return result
 
 
-def checks(result: Any) -> dict[str, AssetCheckEvaluation]:
-    return {e.check_name: e for e in result.asset_events if isinstance(e, AssetCheckEvaluation)}
+def stale_results(result: Any) -> dict[str, AssetCheckEvaluation]:
+    return {
+        e.partition: e
+        for e in result.asset_events
+        if isinstance(e, AssetCheckEvaluation) and e.check_name == STORE_FRESHNESS
+    }
 
 
-def clock_at(now: float) -> Callable[[], float]:
-    return lambda: now
-
-
-def test_sensor_warns_naming_the_store_that_has_not_synced_and_no_other(
+def test_sensor_records_a_store_once_when_it_crosses_the_window_naming_its_last_sync(
     env: Env, sensor_instance: DagsterInstance
-) -> None:
-    sync_all(env)
-    now = stale_and_fresh(sensor_instance)
-    sensor = build_cache_loss_sensor(recover_sync_positions, clock=clock_at(now))
-    first = tick(sensor, env, sensor_instance, None)
-    found = checks(first)
-    fresh = found[STORE_FRESHNESS]
-    assert fresh.asset_key == NEW_ORDERS
-    assert not fresh.passed and fresh.severity == AssetCheckSeverity.WARN
-    advice = f"{STALE} has not synced for 95 min: check its last new_orders run."
-    assert fresh.description is not None and advice in fresh.description, fresh.description
-    assert f"{FRESH} has not synced" not in fresh.description
-    seen = metadata_values(fresh.metadata)
-    assert seen["stores_overdue"] == 1
-    assert (seen[f"minutes_since_sync_{STALE}"], seen[f"minutes_since_sync_{FRESH}"]) == (95, 5)
-    assert advice in seen["what_to_do"]
-    # Positions are healthy: the position checks pass beside it (they judge other things).
-    assert all(found[c].passed for c in ("cache_health", "position_health", "layer_agreement"))
-    # Nothing changed: nothing recorded.
-    assert checks(tick(sensor, env, sensor_instance, first.cursor)) == {}
-    # The stale store syncs: the next tick records the check passing.
-    synced_at(sensor_instance, STALE, now - 60)
-    back = checks(tick(sensor, env, sensor_instance, first.cursor))[STORE_FRESHNESS]
-    assert back.passed, back.description
-    assert metadata_values(back.metadata)[f"minutes_since_sync_{STALE}"] == 1
-
-
-def test_the_window_is_the_configured_one_and_the_check_is_rerecorded_hourly(
-    env: Env, sensor_instance: DagsterInstance
-) -> None:
-    now = stale_and_fresh(sensor_instance)
-    lenient = build_cache_loss_sensor(
-        recover_sync_positions, freshness_minutes=120, clock=clock_at(now)
-    )
-    first = checks(tick(lenient, env, sensor_instance, None))[STORE_FRESHNESS]
-    assert first.passed, first.description
-
-    # Two hours later, with nothing new synced: both stores are stale, named oldest first.
-    def at(offset: float) -> Any:
-        sensor = build_cache_loss_sensor(
-            recover_sync_positions, freshness_minutes=120, clock=clock_at(now + offset)
-        )
-        return checks(tick(sensor, env, sensor_instance, None)).get(STORE_FRESHNESS)
-
-    again = at(7200)
-    assert not again.passed and again.description is not None
-    assert again.description.index(STALE) < again.description.index(FRESH), again.description
-    assert metadata_values(again.metadata)["stores_overdue"] == 2
-    # The same stores stale: not recorded again within the hour, recorded again after it.
-    assert at(7200 + 60) is None
-    hourly = at(7200 + 3700)
-    assert hourly is not None and metadata_values(hourly.metadata)["stores_overdue"] == 2
-
-
-def test_a_store_never_synced_is_listed_and_does_not_fail_the_check(
-    sensor_instance: DagsterInstance,
 ) -> None:
     now = time.time()
-    synced_at(sensor_instance, FRESH, now - 10 * 60)
-    synced = last_synced(sensor_instance, list(STORES))
-    assert synced[STALE] is None and synced[FRESH] == pytest.approx(now - 600)
-    result = freshness_result(synced, now, 60)
-    assert result.passed, result.description
-    assert metadata_values(result.metadata)["never_synced"] == STALE
-    assert result.description is not None and f"never synced yet: {STALE}" in result.description
+    synced_at(sensor_instance, STALE, now - 95 * 60)
+    synced_at(sensor_instance, FRESH, now - 5 * 60)
+    first = tick(env, sensor_instance, now, None)
+    assert set(stale_results(first)) == {STALE}
+    warning = stale_results(first)[STALE]
+    assert not warning.passed and warning.severity == AssetCheckSeverity.WARN
+    since = datetime.fromtimestamp(now - 95 * 60, timezone.utc)
+    assert warning.description is not None
+    assert f"store {STALE}: not synced since {since:%Y-%m-%d %H:%M:%S} UTC" in warning.description
+    assert f"ecosync/store.{STALE}=1" in warning.description
+    assert metadata_values(warning.metadata)["minutes_since_sync"] == 95
+    # The result judges the store's last sync: the UI shows it against that materialization.
+    target = warning.target_materialization_data
+    assert target is not None
+    assert target.storage_id == latest_record(sensor_instance, STALE).storage_id
+    assert "store_freshness recorded as WARN: NATUR" in (first.skip_message or "")
+    # The next ticks record nothing new until FRESH crosses the window 55 min later.
+    assert stale_results(tick(env, sensor_instance, now + 30, first.cursor)) == {}
+    later = tick(env, sensor_instance, now + 56 * 60, first.cursor)
+    assert set(stale_results(later)) == {FRESH}
 
 
-def test_the_check_run_from_the_ui_names_the_stale_store_as_the_sensor_does(
+def test_the_window_is_the_configured_one_and_a_store_never_synced_gets_no_result(
     env: Env, sensor_instance: DagsterInstance
 ) -> None:
-    stale_and_fresh(sensor_instance)
-    check = build_freshness_check(60)
+    now = time.time()
+    synced_at(sensor_instance, FRESH, now - 95 * 60)
+    # STALE never synced: no sync to judge, no result (its partition has none either).
+    assert stale_results(tick(env, sensor_instance, now, None, minutes=120)) == {}
+    assert set(stale_results(tick(env, sensor_instance, now + 30 * 60, None, minutes=120))) == {
+        FRESH
+    }
+
+
+def test_a_sync_run_evaluates_each_stores_freshness_passing_against_its_own_sync(
+    env: Env, sensor_instance: DagsterInstance
+) -> None:
+    defs = build_definitions(env.settings, resources=env.resources, freshness_minutes=45)
+    result = defs.resolve_job_def("sync_orders").execute_in_process(
+        instance=sensor_instance,
+        tags={
+            "dagster/asset_partition_range_start": STORES[0],
+            "dagster/asset_partition_range_end": STORES[-1],
+        },
+    )
+    assert result.success
+    fresh = {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == STORE_FRESHNESS
+    }
+    assert set(fresh) == set(STORES)
+    for store, evaluation in fresh.items():
+        assert evaluation.passed, evaluation.description
+        assert evaluation.description is not None
+        assert f"store {store}: synced at " in evaluation.description
+        assert "within 45 min" in evaluation.description
+        target = evaluation.target_materialization_data
+        assert target is not None
+        assert target.storage_id == latest_record(sensor_instance, store).storage_id
+        assert target.run_id == result.run_id
+
+
+def test_a_store_whose_sync_fails_is_judged_on_its_previous_sync_in_the_failing_run(
+    env: Env, sensor_instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced_at(sensor_instance, STALE, time.time() - 95 * 60)
+    monkeypatch.setenv(f"ECOSYNC_TEST_TOKEN_{STALE}", "x" * 80)
     result = materialize(
-        [check],
+        [build_new_orders(store_partitions())],
+        partition_key=STALE,
         instance=sensor_instance,
         resources=env.resources,
-        selection=AssetSelection.checks(check),
+        raise_on_error=False,
     )
-    [evaluation] = result.get_asset_check_evaluations()
-    assert evaluation.check_name == STORE_FRESHNESS and not evaluation.passed
-    assert evaluation.description is not None
-    assert f"{STALE} has not synced for 95 min" in evaluation.description
-    assert f"{FRESH} has not synced" not in evaluation.description
+    assert not result.success
+    [evaluation] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == STORE_FRESHNESS
+    ]
+    assert evaluation.partition == STALE and not evaluation.passed
+    assert evaluation.description is not None and "not synced since" in evaluation.description

@@ -15,6 +15,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
+    RunsFilter,
     materialize,
 )
 from sqlalchemy import delete
@@ -81,17 +82,23 @@ def test_new_orders_syncs_one_store_and_reports_numbers_the_ui_plots(
     assert metadata["position_source"] == "calculated"
     assert metadata["stopped_by_budget"] == 0
     assert isinstance(metadata["seconds"], float)
-    assert metadata["dagster/row_count"] == count
+    # The store's own count (a row count would stand for the whole table on the asset).
+    assert metadata["orders_in_database"] == count
+    assert "dagster/row_count" not in metadata
     first_id = env.simulator.first_id("PURNA")
     assert f"| {first_id} | PURNA{first_id} |" in metadata["preview"]
     # The other store's partition is untouched.
     assert store_summary(env.runtime().engine, "NATUR").order_count == 0
     assert checks_by_name(result)["new_orders_complete"].passed
     # Launched without the schedule's tags (as a Materialize, a backfill or the CLI), the
-    # run tags itself with its store.
+    # run tags itself with its store: one filter on the Runs page finds it.
     run = instance.get_run_by_id(result.run_id)
     assert run is not None and run.tags["ecosync/store"] == "PURNA"
+    assert run.tags["ecosync/store.PURNA"] == "1"
     assert run.tags["dagster/partition"] == "PURNA"  # what the run queue limits on
+    found = instance.get_runs(RunsFilter(tags={"ecosync/store.PURNA": "1"}))
+    assert [r.run_id for r in found] == [result.run_id]
+    assert instance.get_runs(RunsFilter(tags={"ecosync/store.NATUR": "1"})) == []
 
 
 def test_new_orders_second_run_fetches_only_the_new_pages_from_redis(
@@ -107,6 +114,25 @@ def test_new_orders_second_run_fetches_only_the_new_pages_from_redis(
     assert metadata["last_order_id"] == added[-1]
     assert metadata["preview"].splitlines()[2].startswith(f"| {added[0]} |")
     assert checks_by_name(result)["new_orders_complete"].passed
+
+
+def test_completeness_check_says_which_ids_it_compared_after_a_sync_with_nothing_new(
+    env: Env, instance: DagsterInstance
+) -> None:
+    # 125 orders: the audit reads pages of 100, so the newest page holds ids 101..125.
+    env.simulator.add_orders("NATUR", 30)
+    assert sync_partition(env, instance, "NATUR").success
+    idle = sync_partition(env, instance, "NATUR")
+    assert new_orders_metadata(idle)["orders_new"] == 0
+    check = checks_by_name(idle)["new_orders_complete"]
+    newest = env.simulator.page_ids("NATUR", 2, 100)
+    last = env.simulator.last_id("NATUR")
+    assert check.passed
+    assert check.description == (
+        f"store NATUR: the {len(newest)} orders EcoManager serves in ids "
+        f"{newest[0]}..{last} are all in the database, compared id by id (the last sync "
+        f"found no order after id {last})"
+    )
 
 
 def test_new_orders_stops_at_the_time_budget_from_run_config(

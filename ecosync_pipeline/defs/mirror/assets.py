@@ -3,7 +3,8 @@
 Each store of the run (one partition, or a range from the schedule's batches) runs on
 its own: its reconciliation or refresh takes the store's lock, so a store whose sync is
 running is skipped with a warning (the next tick takes it), and an error fails that
-store alone, after the others are recorded.
+store alone, after the others are recorded. The run carries the tag
+``ecosync/store.<STORE>=1`` of each of its stores, however it was launched.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -32,6 +33,7 @@ from ecosync_pipeline.config import Store
 from ecosync_pipeline.defs.catalog import orders_spec
 from ecosync_pipeline.defs.failures import as_failure
 from ecosync_pipeline.defs.keys import NEW_ORDERS, ORDER_STATUSES, RECONCILED_ORDERS
+from ecosync_pipeline.defs.partitions import tag_run_with_stores
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import EcosyncError, StoreLocked
@@ -111,6 +113,7 @@ def _each_store(
 ) -> Iterator[AssetMaterialization]:
     failed: list[Failure] = []
     stores = list(context.partition_keys)
+    tag_run_with_stores(context.instance, context.run, stores)
     for store in stores:
         try:
             configured = ecomanager.store(store)

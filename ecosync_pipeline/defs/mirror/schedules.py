@@ -30,7 +30,7 @@ from ecosync_pipeline.defs.keys import (
     STORE_PARTITIONS_NAME,
 )
 from ecosync_pipeline.defs.options import DEFAULT_RECONCILE_CRON, DEFAULT_STATUS_CRON
-from ecosync_pipeline.defs.partitions import store_batches, tick_stamp
+from ecosync_pipeline.defs.partitions import store_batches, store_tags, tick_stamp
 from ecosync_pipeline.defs.resources import EcoManagerResource
 
 BATCH_SIZE = 50
@@ -67,7 +67,7 @@ def _build(name: str, job_name: str, key: AssetKey, cron: str, what: str) -> Sch
             yield RunRequest(
                 run_key=f"{key.to_user_string()}:{batch.first}..{batch.last}:{stamp}",
                 partition_key=batch.partition_key,
-                tags=batch.range_tags(),
+                tags={**batch.range_tags(), **store_tags(batch.stores)},
             )
 
     return mirror_schedule

@@ -3,17 +3,20 @@
 A run targets one store or a range of stores (the schedule's batches). The stores of the
 run are synced concurrently by a few workers (``sync.batch``), each under its own
 lock and rate limit; as each store finishes, its own materialization is recorded with its
-own metadata (the SyncResult, numbers first so the UI plots them across runs), and its
-``new_orders_complete`` check is evaluated in the same step, because a separate step is a
-separate process and the process start costs more than the check. A store that fails
-gets no materialization and fails the run after the others are recorded, naming each
-failed store and what to do.
+own metadata (the SyncResult, numbers first so the UI plots them across runs), and both
+its checks, ``new_orders_complete`` and ``store_freshness``, are evaluated in the same
+step: a separate step is a separate process, whose start costs more than the checks, and
+a check of the run's own step is never "not evaluated" or skipped after a sync. A store
+that fails gets no materialization (its freshness is still judged, on its previous
+sync) and fails the run after the others are recorded, naming each failed store and what
+to do. The run carries the tag ``ecosync/store.<STORE>=1`` of each of its stores.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,13 +26,13 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetMaterialization,
-    AssetRecordsFilter,
     AssetsDefinition,
     BackfillPolicy,
     Backoff,
     Config,
     Failure,
     MetadataValue,
+    Output,
     PartitionsDefinition,
     RetryPolicy,
     multi_asset,
@@ -43,15 +46,24 @@ from ecosync_pipeline.defs.keys import (
     NEW_ORDERS_COMPLETE,
     NEW_ORDERS_COMPLETE_KEY,
     RESTORED_SYNC_POSITIONS,
-    STORE_TAG,
+    STORE_FRESHNESS,
+    STORE_FRESHNESS_KEY,
 )
 from ecosync_pipeline.defs.metadata import markdown_table
+from ecosync_pipeline.defs.options import DEFAULT_FRESHNESS_MINUTES
 from ecosync_pipeline.defs.orders.checks import CHECK_DESCRIPTION, completeness_evaluation
+from ecosync_pipeline.defs.orders.freshness import (
+    freshness_description,
+    freshness_evaluation,
+    latest_syncs,
+)
+from ecosync_pipeline.defs.partitions import tag_run_with_stores
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
     PositionsResource,
 )
+from ecosync_pipeline.ecomanager.budget import Quota
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.batch import DEFAULT_WORKERS, MAX_WORKERS, StoreOutcome, sync_batch
 from ecosync_pipeline.sync.engine import SyncResult
@@ -84,16 +96,33 @@ SET_ASIDE_SHOWN = 50
 """Set-aside fields listed in a run's metadata (all of them are in its log)."""
 
 
+def budget_text(quota: Quota) -> str:
+    """The store's shared rate budget in one line: calls used of each window's limit."""
+    windows = ", ".join(f"{w.window} {w.used:,}/{w.limit:,}" for w in quota.windows)
+    where = (
+        "in Redis, shared by every process"
+        if quota.mode == "redis"
+        else ("by this process alone: Redis did not answer")
+    )
+    return (
+        f"calls used of the limit: {windows}; {quota.window('day').left:,} left today "
+        f"(counted {where})"
+    )
+
+
 def sync_metadata(
     result: SyncResult,
     preview: Sequence[dict[str, Any]],
     order_count: int,
-    quota: dict[str, Any] | None = None,
+    quota: Quota | None = None,
 ) -> dict[str, Any]:
     """The metadata of one store's sync: numbers the UI plots, the source, a preview, and
-    the store's shared rate budget (calls used and left in each window) after it."""
-    return {
-        **(quota or {}),
+    the store's shared rate budget after it (one entry, last).
+
+    ``orders_in_database`` is this store's count: Dagster's row count (dagster/row_count)
+    would stand for the whole table on the asset's page, and one store's count is not it.
+    """
+    metadata: dict[str, Any] = {
         "store": result.store,
         "pages_fetched": MetadataValue.int(result.pages_fetched),
         "api_calls": MetadataValue.int(result.api_calls),
@@ -108,15 +137,18 @@ def sync_metadata(
         "stopped_by_budget": MetadataValue.int(int(result.stopped_by_budget)),
         "reached_end": MetadataValue.int(int(result.reached_end)),
         "last_order_id": MetadataValue.int(result.last_order_id or 0),
+        "orders_in_database": MetadataValue.int(order_count),
         "set_aside": MetadataValue.int(len(result.set_aside)),
         "set_aside_fields": MetadataValue.md(
             "\n".join(f"- {line}" for line in result.set_aside[:SET_ASIDE_SHOWN]) or "_none_"
         ),
-        "dagster/row_count": MetadataValue.int(order_count),
         "preview": MetadataValue.md(
             markdown_table(PREVIEW_COLUMNS, preview) if preview else "_no new orders_"
         ),
     }
+    if quota is not None:
+        metadata["rate_budget"] = MetadataValue.text(budget_text(quota))
+    return metadata
 
 
 def _log_result(context: AssetExecutionContext, result: SyncResult, alone: bool) -> None:
@@ -152,28 +184,35 @@ def _materialization(outcome: StoreOutcome) -> AssetMaterialization:
 
 
 def _check_evaluations(
-    context: AssetExecutionContext, outcomes: Sequence[StoreOutcome]
+    context: AssetExecutionContext, outcomes: Sequence[StoreOutcome], freshness_minutes: int
 ) -> Iterator[AssetCheckEvaluation]:
-    """Each store's completeness result, judged against its materialization of this run.
+    """Each store's check results, judged against its latest materialization (this run's,
+    recorded above, for a store just synced; its previous one for a store that failed).
 
-    One lookup finds every store's latest materialization (this run's, recorded above):
-    a lookup per store would be a round trip to the instance's storage for each.
+    One lookup finds every store's latest materialization: a lookup per store would be a
+    round trip to the instance's storage for each.
     """
-    checked = [o for o in outcomes if o.served is not None and o.summary is not None]
-    if not checked:
+    checks = context.selected_asset_check_keys
+    if not outcomes or not checks:
         return
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=NEW_ORDERS, asset_partitions=[o.store for o in checked]),
-        limit=len(checked),
-    ).records
-    latest: dict[str, Any] = {}
-    for record in records:  # newest first
-        partition = record.partition_key
-        if partition is not None:
-            latest.setdefault(partition, record)
-    for o in checked:
-        assert o.summary is not None and o.served is not None
-        yield completeness_evaluation(o.summary, o.served, o.audit, latest.get(o.store))
+    latest = latest_syncs(context.instance, [o.store for o in outcomes])
+    now = time.time()
+    for o in outcomes:
+        record = latest.get(o.store)
+        if STORE_FRESHNESS_KEY in checks and record is not None:
+            yield freshness_evaluation(o.store, record, now, freshness_minutes)
+        complete = o.error is None and o.summary is not None and o.served is not None
+        if NEW_ORDERS_COMPLETE_KEY in checks and complete:
+            assert o.summary is not None and o.served is not None
+            yield completeness_evaluation(o.summary, o.served, o.audit, record)
+
+
+def check_outputs(context: AssetExecutionContext) -> Iterator[Output[None]]:
+    """An output for each check the run selected: the step recorded each store's result as
+    an evaluation of its own (a partition each), and Dagster logs "did not yield or return
+    expected outputs" for a check whose output is missing (as AssetCheckResult yields it)."""
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+        yield Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
 
 
 @contextmanager
@@ -220,19 +259,6 @@ def batch_failure(failed: Sequence[StoreOutcome], total: int) -> Failure:
     )
 
 
-def tag_store_run(context: AssetExecutionContext, stores: Sequence[str]) -> None:
-    """Tag a run of one store ``ecosync/store=<STORE>``, whatever launched it.
-
-    The schedule tags its runs when it asks for them; a Materialize in the UI, a backfill
-    or `dagster asset materialize` does not, so the run tags itself as it starts, and the
-    Runs page filters every run of a store by one tag. The run queue's one-run-per-store
-    limit does not wait for this: it holds on dagster/partition, which every one-store
-    run carries from its submission (data/dagster.yaml).
-    """
-    if len(stores) == 1 and context.run.tags.get(STORE_TAG) != stores[0]:
-        context.instance.add_run_tags(context.run.run_id, {STORE_TAG: stores[0]})
-
-
 def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[str]) -> None:
     """Keep the instance's database connections open for the rest of a run of many stores.
 
@@ -249,15 +275,21 @@ def hold_instance_connections(context: AssetExecutionContext, stores: Sequence[s
 
 
 def sync_stores(
-    context: AssetExecutionContext, config: SyncConfig, runtime: Runtime
-) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-    """The run's stores synced, each store's materialization and check result recorded as
+    context: AssetExecutionContext,
+    config: SyncConfig,
+    runtime: Runtime,
+    freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation | Output[None]]:
+    """The run's stores synced, each store's materialization and check results recorded as
     it finishes; a Failure naming every store that failed, after the others."""
     stores = list(context.partition_keys)
-    tag_store_run(context, stores)
+    # The schedule's runs carry the tags from their submission; a backfill from the UI or
+    # `dagster asset materialize` does not, so the run tags itself as it starts. The run
+    # queue's one-run-per-store limit holds on dagster/partition (data/dagster.yaml).
+    tag_run_with_stores(context.instance, context.run, stores)
     hold_instance_connections(context, stores)
     materialize = NEW_ORDERS in context.selected_asset_keys
-    check = NEW_ORDERS_COMPLETE_KEY in context.selected_asset_check_keys
+    check = bool(context.selected_asset_check_keys)
     done: list[StoreOutcome] = []
     failed: list[StoreOutcome] = []
     unchecked: list[StoreOutcome] = []
@@ -269,30 +301,30 @@ def sync_stores(
             workers=config.workers,
             budget_seconds=config.budget_seconds,
             sync=materialize,
-            check=check,
+            check=NEW_ORDERS_COMPLETE_KEY in context.selected_asset_check_keys,
         ):
-            if outcome.error is not None:
-                failed.append(outcome)
-                continue
-            done.append(outcome)
-            if materialize and outcome.result is not None:
+            (failed if outcome.error is not None else done).append(outcome)
+            if outcome.error is None and materialize and outcome.result is not None:
                 _log_result(context, outcome.result, alone)
                 yield _materialization(outcome)
             unchecked.append(outcome)
             # Results recorded while the other stores sync, not all at the end.
             if check and len(unchecked) >= CHECKS_AT_ONCE:
-                yield from _check_evaluations(context, unchecked)
+                yield from _check_evaluations(context, unchecked, freshness_minutes)
                 unchecked.clear()
-    if check:
-        yield from _check_evaluations(context, unchecked)
+    yield from _check_evaluations(context, unchecked, freshness_minutes)
+    yield from check_outputs(context)
     if not alone:
         context.log.info(batch_summary(done, failed))
     if failed:
         raise batch_failure(failed, len(stores))
 
 
-def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
-    """The new_orders asset over ``partitions`` (one per store), with its completeness check."""
+def build_new_orders(
+    partitions: PartitionsDefinition, freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES
+) -> AssetsDefinition:
+    """The new_orders asset over ``partitions`` (one per store), with its two checks, both
+    per store: completeness, and freshness over ``freshness_minutes``."""
 
     @multi_asset(
         name=NEW_ORDERS.to_user_string(),
@@ -311,7 +343,13 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
                 asset=NEW_ORDERS,
                 partitions_def=partitions,
                 description=CHECK_DESCRIPTION,
-            )
+            ),
+            AssetCheckSpec(
+                STORE_FRESHNESS,
+                asset=NEW_ORDERS,
+                partitions_def=partitions,
+                description=freshness_description(freshness_minutes),
+            ),
         ],
         partitions_def=partitions,
         # A backfill (UI or `dagster asset materialize --partition-range`) of many stores is
@@ -329,8 +367,8 @@ def build_new_orders(partitions: PartitionsDefinition) -> AssetsDefinition:
         positions: PositionsResource,
         ecomanager: EcoManagerResource,
         orders_db: OrdersDatabaseResource,
-    ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    ) -> Iterator[AssetMaterialization | AssetCheckEvaluation | Output[None]]:
         # The run's composition root, built by the positions resource over the other two.
-        yield from sync_stores(context, config, positions.runtime)
+        yield from sync_stores(context, config, positions.runtime, freshness_minutes)
 
     return new_orders

@@ -64,8 +64,9 @@ def _verdict(
             False,
             AssetCheckSeverity.ERROR,
             f"store {store}: {audit.missing} orders EcoManager serves in ids "
-            f"{audit.covered_low}..{audit.window.high} (the last sync's window) are not in "
-            f"the database: ids {audit.ranges_text()}. {repair_action(store)}",
+            f"{audit.covered_low}..{audit.window.high} (the pages around the last sync's "
+            f"window) are not in the database: ids {audit.ranges_text()}. "
+            f"{repair_action(store)}",
         )
     if short > 0:
         return (
@@ -93,21 +94,41 @@ def _verdict(
             f"{audit.covered_low}..{audit.window.high} were compared (call budget); none of "
             "them is missing. The reconciliation's sweep covers the rest.",
         )
+    # The audit reads whole pages: the ids compared reach below the window's low end.
+    ids = (
+        f"up to id {audit.window.high}"
+        if not audit.covered_low
+        else f"in ids {audit.covered_low}..{audit.window.high}"
+    )
+    compared = (
+        f"the order EcoManager serves {ids} is"
+        if audit.served == 1
+        else f"the {audit.served} orders EcoManager serves {ids} are all"
+    )
     gone = max(audit.gone_unflagged, -short)
     if gone:
         return (
             False,
             AssetCheckSeverity.WARN,
-            f"store {store}: every order EcoManager serves in {window} is in the database "
-            f"(ids compared), and {gone} orders the database holds are no longer served "
-            "(deleted upstream, not flagged yet): the reconciliation flags them.",
+            f"store {store}: {compared} in the database (compared id by id; "
+            f"{sync_read(audit)}), and {gone} orders the database holds are no longer "
+            "served (deleted upstream, not flagged yet): the reconciliation flags them.",
         )
     return (
         True,
         AssetCheckSeverity.ERROR,
-        f"store {store}: every one of the {audit.served} orders EcoManager serves in {window} "
-        "is in the database (ids compared)",
+        f"store {store}: {compared} in the database, compared id by id ({sync_read(audit)})",
     )
+
+
+def sync_read(audit: WindowAudit) -> str:
+    """What the last sync read, in words: the ids of its window."""
+    low, high = audit.window.low, audit.window.high
+    if low == high:
+        return f"the last sync found no order after id {high}"
+    if low == 0:
+        return f"the last sync read every order up to id {high}"
+    return f"the last sync read ids {low}..{high}"
 
 
 def completeness_evaluation(

@@ -1,13 +1,12 @@
 """The orders domain's definitions: new_orders (one partition per store) with its
 completeness and freshness checks, the sync job, its schedule and the sensor that keeps
-the store partitions in step with the stores file."""
+the store partitions in step with the stores file (and records a store turning stale)."""
 
 from __future__ import annotations
 
 from dagster import Definitions
 
 from ecosync_pipeline.defs.catalog import catalogued, new_orders_freshness
-from ecosync_pipeline.defs.freshness import build_freshness_check
 from ecosync_pipeline.defs.keys import NEW_ORDERS
 from ecosync_pipeline.defs.options import LocationOptions
 from ecosync_pipeline.defs.orders.assets import build_new_orders
@@ -18,11 +17,10 @@ from ecosync_pipeline.defs.partitions import store_partitions
 
 def build(options: LocationOptions) -> Definitions:
     """The domain's definitions, configured by ``options`` (no resources: the root's)."""
-    new_orders = build_new_orders(store_partitions())
+    new_orders = build_new_orders(store_partitions(), options.freshness_minutes)
     freshness = {NEW_ORDERS: new_orders_freshness(options.freshness_minutes)}
     return Definitions(
         assets=catalogued([new_orders], options, freshness),
-        asset_checks=[build_freshness_check(options.freshness_minutes)],
         jobs=[sync_orders_job],
         schedules=[
             build_order_sync_schedule(
@@ -32,5 +30,9 @@ def build(options: LocationOptions) -> Definitions:
                 runs=options.runs,
             )
         ],
-        sensors=[build_store_partitions_sensor(options.sensor_interval_seconds)],
+        sensors=[
+            build_store_partitions_sensor(
+                options.sensor_interval_seconds, options.freshness_minutes
+            )
+        ],
     )

@@ -23,12 +23,7 @@ from dagster import (
     schedule,
 )
 
-from ecosync_pipeline.defs.keys import (
-    NEW_ORDERS,
-    STORE_FRESHNESS_KEY,
-    STORE_PARTITIONS_NAME,
-    SYNC_ORDERS_JOB,
-)
+from ecosync_pipeline.defs.keys import NEW_ORDERS, STORE_PARTITIONS_NAME, SYNC_ORDERS_JOB
 from ecosync_pipeline.defs.options import DEFAULT_SYNC_CRON
 from ecosync_pipeline.defs.partitions import (
     register_stores,
@@ -41,14 +36,13 @@ from ecosync_pipeline.sync.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 
 sync_orders_job = define_asset_job(
     SYNC_ORDERS_JOB,
-    # store_freshness judges every store from the instance: the sensor records it, a sync
-    # need not run it as a step of its own.
-    selection=AssetSelection.assets(NEW_ORDERS) - AssetSelection.checks(STORE_FRESHNESS_KEY),
+    # new_orders with both its checks, evaluated per store in the asset's own step.
+    selection=AssetSelection.assets(NEW_ORDERS),
     # One process per run: the step runs in the run's own process, so a run does not pay
     # for a second interpreter importing Dagster and the code location.
     executor_def=in_process_executor,
     description="Sync the new orders of one store or a batch of stores (new_orders for a "
-    "partition or a range of partitions, with its completeness check).",
+    "partition or a range of partitions, with its completeness and freshness checks).",
 )
 
 

@@ -27,6 +27,7 @@ from ecosync_pipeline.defs.keys import (
     STORE_SYNC_POSITIONS,
 )
 from ecosync_pipeline.defs.metadata import table
+from ecosync_pipeline.defs.partitions import tag_run_with_stores
 from ecosync_pipeline.defs.positions.health import health_events, status_metadata
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions.chain import PositionChain
@@ -95,6 +96,13 @@ def restore_metadata(reports: Sequence[RestoreReport]) -> dict[str, Any]:
     }
 
 
+def tag_recovered(context: Any, reports: Sequence[RestoreReport]) -> None:
+    """Tag the run with each store it restored or failed to (ecosync/store.<STORE>=1), so
+    the Runs page finds a store's recoveries by the tag of its syncs."""
+    touched = [r.store for r in reports if not (r.ok and already_healthy(r))]
+    tag_run_with_stores(context.instance, context.run, touched)
+
+
 def log_health(context: Any, chain: PositionChain) -> None:
     """Record the positions' health as they stand now: store_sync_positions and its checks."""
     for event in health_events(status_report(chain), utc_now()):
@@ -160,6 +168,7 @@ def restored_sync_positions(
     with reported():
         reports = positions.chain.restore_all(ecomanager.clients())
         log_health(context, positions.chain)
+    tag_recovered(context, reports)
     for r in reports:
         if r.ok:
             context.log.info(

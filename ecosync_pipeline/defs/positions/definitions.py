@@ -19,9 +19,5 @@ def build(options: LocationOptions) -> Definitions:
         assets=catalogued([store_sync_positions, restored_sync_positions], options),
         asset_checks=[position_checks],
         jobs=[recover_sync_positions],
-        sensors=[
-            build_cache_loss_sensor(
-                recover_sync_positions, options.sensor_interval_seconds, options.freshness_minutes
-            )
-        ],
+        sensors=[build_cache_loss_sensor(recover_sync_positions, options.sensor_interval_seconds)],
     )

@@ -37,6 +37,7 @@ from ecosync_pipeline.defs.keys import (
 from ecosync_pipeline.defs.positions.assets import (
     log_health,
     restore_metadata,
+    tag_recovered,
     unrecovered_failure,
 )
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
@@ -167,6 +168,7 @@ def write_positions(
         # The UI shows the positions as they are now, not as the last Materialize left them.
         log_health(context, positions.chain)
     counts = recovery.count_sources(reports)
+    tag_recovered(context, reports)
     context.log.info(
         "%d positions written (Redis %s, backup %s): %d already healthy, %d from Redis, "
         "%d from the JSON backup, %d from the database, %d first syncs, %d failed",

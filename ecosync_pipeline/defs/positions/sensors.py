@@ -13,9 +13,8 @@ Every tick also reads the positions' health (positions.health.status_report: the
 round trip, the backup file and one query) and, when what it shows differs from the
 last recorded health (by a sensor tick, a recovery or a Materialize) or that is an hour
 old, returns it as asset events: a materialization of store_sync_positions and its three
-checks; likewise new_orders' store_freshness check when its stale stores change. The
-daemon records them, so the UI shows a loss within a tick of it, and its end within a
-tick of the restore, without a click.
+checks. The daemon records them, so the UI shows a loss within a tick of it, and its end
+within a tick of the restore, without a click.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -23,7 +22,7 @@ tick of the restore, without a click.
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from dagster import (
@@ -37,9 +36,8 @@ from dagster import (
     sensor,
 )
 
-from ecosync_pipeline.defs.freshness import freshness_events
 from ecosync_pipeline.defs.keys import LOSS_EVENT_TAG, REDIS_STATE_TAG, STORE_SYNC_POSITIONS
-from ecosync_pipeline.defs.options import DEFAULT_FRESHNESS_MINUTES, DEFAULT_INTERVAL_SECONDS
+from ecosync_pipeline.defs.options import DEFAULT_INTERVAL_SECONDS
 from ecosync_pipeline.defs.positions.health import AssetEvent, health_events
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
@@ -102,11 +100,9 @@ def _summaries(orders_db: OrdersDatabaseResource) -> Mapping[str, StoreSummary] 
 def build_cache_loss_sensor(
     job: JobDefinition,
     minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
-    freshness_minutes: int = DEFAULT_FRESHNESS_MINUTES,
-    clock: Callable[[], float] = time.time,
 ) -> SensorDefinition:
     """The sensor that launches ``job`` (recover_sync_positions) once per cache loss, and
-    records the positions' health and new_orders' store_freshness (against ``clock``)."""
+    records the positions' health."""
 
     @sensor(
         name="cache_loss_sensor",
@@ -147,15 +143,7 @@ def build_cache_loss_sensor(
             run_requests=requests,
             skip_reason=None if requests else skip,
             cursor=after.dump(),
-            asset_events=[
-                *_health(context, positions),
-                *freshness_events(
-                    context.instance,
-                    [s.identifier for s in configured],
-                    clock(),
-                    freshness_minutes,
-                ),
-            ],
+            asset_events=list(_health(context, positions)),
         )
 
     return cache_loss_sensor

@@ -7,12 +7,15 @@ Each tick (one short transaction per batch, no run started):
 2. deletes deliveries applied longer ago than the retention (default 7 days,
    ``ECOSYNC_WEBHOOK_RETENTION_DAYS``); until then ``ecosync webhooks replay`` can
    apply them again;
-3. reports per store, as runless observations of ``webhook_events``, the deliveries
-   received and applied since the last tick, the lag from received to applied (median
-   and max), the stale ones and the backlog, and evaluates
-   ``webhook_deliveries_flowing`` (runless check evaluations);
+3. reports, as a runless observation of ``webhook_events`` (on ticks that have any),
+   the deliveries received and applied since the last tick, the lag from received to
+   applied, the stale ones and the backlog, in total and per store; and records
+   ``webhook_deliveries_flowing`` (a runless check evaluation) when the stores it names
+   change, or its last result is an hour old;
 4. requests a run of the sync for each store where an OrderCreated left a gap above
    the table's last id (one run per store and tick).
+
+A tick that requests no run says what it did in its reason.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -20,12 +23,15 @@ Each tick (one short transaction per batch, no run started):
 
 import json
 import os
+import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
-    AssetObservation,
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    DagsterInstance,
     DefaultSensorStatus,
-    MetadataValue,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -34,15 +40,25 @@ from dagster import (
     sensor,
 )
 
-from ecosync_pipeline.defs.keys import GAP_TAG, SYNC_ORDERS_JOB, WEBHOOK_EVENTS
+from ecosync_pipeline.defs.keys import (
+    GAP_TAG,
+    SYNC_ORDERS_JOB,
+    WEBHOOK_DELIVERIES_FLOWING,
+    WEBHOOK_EVENTS,
+)
 from ecosync_pipeline.defs.options import DEFAULT_INTERVAL_SECONDS
 from ecosync_pipeline.defs.partitions import StoreBatch, register_stores, sync_run_request
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
-from ecosync_pipeline.defs.webhooks.assets import flowing_evaluation
+from ecosync_pipeline.defs.webhooks.assets import (
+    NO_WEBHOOK_STORE,
+    fingerprint,
+    flowing_evaluation,
+    inbox_observation,
+)
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.webhooks.apply import apply_pending
 from ecosync_pipeline.webhooks.config import webhook_stores
-from ecosync_pipeline.webhooks.health import delivery_health
+from ecosync_pipeline.webhooks.health import DeliveryHealth, delivery_health
 from ecosync_pipeline.webhooks.inbox import (
     DEFAULT_RETENTION,
     InboxStats,
@@ -51,6 +67,8 @@ from ecosync_pipeline.webhooks.inbox import (
 )
 
 GAP_SYNC_SLOT = timedelta(minutes=5)
+CHECK_REFRESH_SECONDS = 3600
+"""The check is recorded at least this often, even when no store's state changed."""
 
 
 def retention() -> timedelta:
@@ -67,24 +85,6 @@ def retention() -> timedelta:
             f"ECOSYNC_WEBHOOK_RETENTION_DAYS={raw!r} is invalid: give a number of days above 0"
         )
     return timedelta(days=days)
-
-
-def observation(stats: InboxStats) -> AssetObservation:
-    """One store's deliveries since the last tick (counts and seconds only, no order content)."""
-    return AssetObservation(
-        asset_key=WEBHOOK_EVENTS,
-        partition=stats.store,
-        metadata={
-            "events_received": MetadataValue.int(stats.received),
-            "events_applied": MetadataValue.int(stats.applied),
-            "events_stale": MetadataValue.int(stats.stale),
-            "gaps": MetadataValue.int(stats.gaps),
-            "events_refused": MetadataValue.int(stats.refused),
-            "pending": MetadataValue.int(stats.pending),
-            "lag_p50_seconds": MetadataValue.float(stats.lag_p50 or 0.0),
-            "lag_max_seconds": MetadataValue.float(stats.lag_max or 0.0),
-        },
-    )
 
 
 def _gap_run(store: str, now: datetime) -> RunRequest:
@@ -106,6 +106,40 @@ def _since(cursor: str | None) -> datetime | None:
         return None
 
 
+def flowing_events(
+    instance: DagsterInstance, health: Sequence[DeliveryHealth], now: datetime
+) -> list[AssetCheckEvaluation]:
+    """The check as an event when the stores it names differ from its last recorded result,
+    or that is an hour old; else nothing (a result every tick would bury the changes)."""
+    evaluation = flowing_evaluation(health, now)
+    key = AssetCheckKey(WEBHOOK_EVENTS, WEBHOOK_DELIVERIES_FLOWING)
+    record = instance.get_latest_asset_check_evaluation_record(key)
+    if record is not None and record.event is not None and record.event.dagster_event:
+        shown = getattr(record.event.dagster_event.event_specific_data, "metadata", {})
+        same = getattr(shown.get("fingerprint"), "value", None) == fingerprint(health)
+        if same and time.time() - record.event.timestamp < CHECK_REFRESH_SECONDS:
+            return []
+    return [evaluation]
+
+
+def tick_reason(
+    stats: Mapping[str, InboxStats], applied: int, stale: int, stopped: Sequence[str]
+) -> str:
+    """What a tick without a run did, in the operator's words (the tick's reason)."""
+    received = sum(s.received for s in stats.values())
+    pending = sum(s.pending for s in stats.values())
+    line = (
+        f"{len(stats)} stores take webhooks: {received} deliveries received since the last "
+        f"tick, {pending} waiting to be applied"
+    )
+    if applied or stale:
+        line += f"; applied {applied} the receiver had left ({stale} stale, set aside)"
+    line += "; no delivery left a gap to sync"
+    if stopped:
+        line += f"; deliveries stopped for {', '.join(stopped)} (see webhook_deliveries_flowing)"
+    return line
+
+
 def build_webhook_inbox_sensor(
     minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
 ) -> SensorDefinition:
@@ -116,9 +150,9 @@ def build_webhook_inbox_sensor(
         job_name=SYNC_ORDERS_JOB,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Applies webhook deliveries the receiver left pending, reports per store "
-        "the events received and applied and their lag, warns when deliveries stop, and "
-        "asks for a store's sync when a delivery leaves a gap.",
+        description="Applies webhook deliveries the receiver left pending, reports the events "
+        "received and applied and their lag (in total and per store), warns when a store's "
+        "deliveries stop, and asks for a store's sync when a delivery leaves a gap.",
     )
     def webhook_inbox_sensor(
         context: SensorEvaluationContext,
@@ -128,12 +162,14 @@ def build_webhook_inbox_sensor(
         try:
             stores = webhook_stores(ecomanager.stores())
         except EcosyncError as exc:
-            return SkipReason(f"cannot read the stores: {exc}")
+            return SkipReason(f"cannot read the stores file, nothing done this tick: {exc}")
         if not stores:
-            return SkipReason(
-                "no store takes webhooks (none has webhook_secret_env or webhook_secret_file)"
+            now = datetime.now(timezone.utc)
+            return SensorResult(
+                skip_reason=NO_WEBHOOK_STORE,
+                asset_events=flowing_events(context.instance, [], now),
             )
-        # Observations name a store's partition: it must exist (as the schedule does).
+        # A gap run targets the store's partition: it must exist (as the schedule does).
         register_stores(context.instance, [s.identifier for s in stores])
         try:
             engine = orders_db.engine
@@ -145,7 +181,9 @@ def build_webhook_inbox_sensor(
             stats = inbox_stats(engine, ids, _since(context.cursor), now)
             health = [delivery_health(engine, store, now) for store in ids]
         except EcosyncError as exc:
-            return SkipReason(f"the orders database could not be read: {exc}")
+            return SkipReason(
+                f"the orders database could not be read, nothing applied this tick: {exc}"
+            )
         if done.total:
             context.log.info(
                 "applied %d deliveries left pending (%d stale)", done.applied, done.stale
@@ -153,10 +191,15 @@ def build_webhook_inbox_sensor(
         runs = [
             _gap_run(store, now) for store, s in stats.items() if s.gaps or done.gaps.get(store)
         ]
+        observed = inbox_observation(stats)
+        stopped = [h.store for h in health if h.stopped]
         return SensorResult(
             run_requests=runs,
-            asset_events=[observation(s) for s in stats.values()]
-            + [flowing_evaluation(h, now) for h in health],
+            skip_reason=None if runs else tick_reason(stats, done.applied, done.stale, stopped),
+            asset_events=[
+                *([observed] if observed is not None else []),
+                *flowing_events(context.instance, health, now),
+            ],
             cursor=json.dumps({"until": now.isoformat()}),
         )
 
