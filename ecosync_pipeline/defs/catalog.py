@@ -41,7 +41,7 @@ def new_orders_freshness(minutes: int) -> FreshnessPolicy:
     """WARN after ``minutes`` without a sync of any store, FAIL after four times that.
 
     Dagster 1.13 judges a policy on the asset's latest materialization, whichever store
-    it was; the store_freshness check (defs/freshness.py) warns per store, over the same
+    it was; the store_freshness check (defs/orders/freshness.py) warns per store, over the same
     window.
     """
     return FreshnessPolicy.time_window(

@@ -28,6 +28,7 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DynamicPartitionsDefinition,
+    Failure,
     RunRequest,
     ScheduleEvaluationContext,
 )
@@ -44,6 +45,7 @@ from ecosync_pipeline.defs.keys import (
 )
 
 logger = logging.getLogger(__name__)
+NAMED_IN_ERRORS = 10
 
 STORE_PARTITIONS = DynamicPartitionsDefinition(name=STORE_PARTITIONS_NAME)
 
@@ -122,6 +124,22 @@ def tag_run_with_stores(instance: DagsterInstance, run: DagsterRun, stores: Iter
     missing = {k: v for k, v in store_tags(stores).items() if run.tags.get(k) != v}
     if missing:
         instance.add_run_tags(run.run_id, missing)
+
+
+def no_store_failure(instance: DagsterInstance, run: DagsterRun) -> Failure:
+    """The Failure of a run that targets no store: a partition range given backwards
+    (`--partition-range PURNA...NATUR` when the file lists NATUR first) selects none."""
+    start = run.tags.get(PARTITION_RANGE_START_TAG, "?")
+    end = run.tags.get(PARTITION_RANGE_END_TAG, "?")
+    order = list(instance.get_dynamic_partitions(STORE_PARTITIONS_NAME))
+    shown = ", ".join(order[:NAMED_IN_ERRORS]) + (" ..." if len(order) > NAMED_IN_ERRORS else "")
+    example = f", e.g. {order[0]}...{order[-1]} for every store" if order else ""
+    return Failure(
+        description=f"the partition range {start}...{end} holds no store, so nothing was "
+        "synced: a range runs from its first store to its last in the order the stores file "
+        f"lists them ({shown}). Give the range in that order{example}.",
+        allow_retries=False,
+    )
 
 
 def tick_stamp(context: ScheduleEvaluationContext) -> str:

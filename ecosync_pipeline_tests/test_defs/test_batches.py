@@ -157,8 +157,24 @@ def test_a_range_run_records_each_store_with_its_own_metadata_and_check(
         assert target is not None and target.run_id == result.run_id, evaluation.partition
     # No step skipped, no check output reported missing: the run is clean.
     assert not [e for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
-    messages = [e.message or "" for e in result.all_events]
-    assert not [m for m in messages if "did not yield or return expected outputs" in m]
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert [m for m in logged if "Finished execution of step" in m]  # the run's log, read
+    assert not [m for m in logged if "did not yield or return expected outputs" in m]
+
+
+def test_a_range_given_backwards_fails_saying_the_order_of_the_stores(
+    env: Env, instance: DagsterInstance
+) -> None:
+    result = run_range(env, instance, "PURNA", "NATUR")
+    assert not result.success
+    assert materialized(result) == {}
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = str(failure.step_failure_data.user_failure_data.description)
+    assert description == (
+        "the partition range PURNA...NATUR holds no store, so nothing was synced: a range "
+        "runs from its first store to its last in the order the stores file lists them "
+        "(NATUR, PURNA). Give the range in that order, e.g. NATUR...PURNA for every store."
+    )
 
 
 def test_check_results_recorded_while_the_batch_runs_judge_each_stores_own_materialization(

@@ -87,8 +87,15 @@ def deliver(engine: Engine, order_id: int, event: str, at: datetime, **fields: A
     store_delivery(engine, Delivery("NATUR", event, "7", order_id, body, at))
 
 
-def by_type(result: Any, kind: type) -> dict[str, Any]:
-    return {e.partition: e for e in result.asset_events if isinstance(e, kind)}
+def record(instance: DagsterInstance, result: Any) -> None:
+    """Record a tick's asset events in the instance, as the daemon does."""
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+
+
+def only(result: Any, kind: type) -> Any:
+    [event] = [e for e in result.asset_events if isinstance(e, kind)]
+    return event
 
 
 def test_sensor_applies_pending_deliveries_reports_them_and_asks_for_the_gap_sync(
@@ -105,24 +112,38 @@ def test_sensor_applies_pending_deliveries_reports_them_and_asks_for_the_gap_syn
         order_state_name="Confirmé",
     )
     result = tick(settings, instance)
-    seen = by_type(result, AssetObservation)["NATUR"].metadata
-    assert seen["events_received"].value == 2 and seen["events_applied"].value == 2
-    assert seen["gaps"].value == 1 and seen["pending"].value == 0
-    assert seen["lag_max_seconds"].value >= 0
-    assert by_type(result, AssetObservation)["PURNA"].metadata["events_received"].value == 0
-    checks = by_type(result, AssetCheckEvaluation)
-    assert checks["NATUR"].passed and checks["PURNA"].passed
+    record(instance, result)
+    # One observation for the stores that take webhooks: totals, and a row per store
+    # that had deliveries (PURNA had none).
+    seen = only(result, AssetObservation)
+    assert seen.partition is None
+    totals = {k: v.value for k, v in seen.metadata.items() if k != "stores"}
+    assert totals["events_received"] == 2 and totals["events_applied"] == 2
+    assert totals["gaps"] == 1 and totals["pending"] == 0
+    assert totals["stores_with_deliveries"] == 1 and totals["lag_max_seconds"] >= 0
+    [row] = seen.metadata["stores"].value.records
+    assert row.data["store"] == "NATUR" and row.data["received"] == 2
+    check = only(result, AssetCheckEvaluation)
+    assert check.partition is None and check.passed
+    assert check.description == (
+        "all 2 stores that take webhooks: deliveries keep up with the orders polling finds"
+    )
     [run] = result.run_requests
     assert run.partition_key == "NATUR" and run.tags[GAP_TAG] == "1"
+    assert run.tags["ecosync/store.NATUR"] == "1"
     cursor = json.loads(result.cursor)["until"]
     assert datetime.fromisoformat(cursor) >= now
     # Nothing of the orders' content nor the secret in what Dagster stores.
     shown = repr(result.asset_events)
     assert PHONE not in shown and SECRET not in shown and "Benali" not in shown
-    # The next tick: nothing new, no second run for the same gap.
+    # The next tick: nothing new, no second run for the same gap, nothing to observe, the
+    # check unchanged (not recorded again); the tick says so in its reason.
     again = tick(settings, instance, result.cursor)
-    assert not again.run_requests
-    assert by_type(again, AssetObservation)["NATUR"].metadata["events_received"].value == 0
+    assert not again.run_requests and again.asset_events == []
+    assert again.skip_message == (
+        "2 stores take webhooks: 0 deliveries received since the last tick, 0 waiting to be "
+        "applied; no delivery left a gap to sync"
+    )
 
 
 def test_check_warns_when_polling_finds_orders_after_the_last_delivery(
@@ -134,9 +155,28 @@ def test_check_warns_when_polling_finds_orders_after_the_last_delivery(
     with engine.begin() as conn:
         ensure_store(conn, "NATUR", "NATUR shop")
         upsert_orders(conn, "NATUR", polled, seen_at=hour_ago)  # the sync brought them
-    checks = by_type(tick(settings, instance), AssetCheckEvaluation)
-    natur = checks["NATUR"]
-    assert not natur.passed and natur.severity.value == "WARN"
-    assert natur.metadata["orders_polled_without_delivery"].value == 2
-    assert "ecosync webhooks register" in (natur.description or "")
-    assert checks["PURNA"].passed  # never delivered, but nothing polled either
+    result = tick(settings, instance)
+    check = only(result, AssetCheckEvaluation)
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["stores_stopped"].value == 1
+    rows = {r.data["store"]: r.data for r in check.metadata["stores"].value.records}
+    assert rows["NATUR"]["orders_polled_without_delivery"] == 2 and rows["NATUR"]["stopped"]
+    assert not rows["PURNA"]["stopped"]  # never delivered, but nothing polled either
+    description = check.description or ""
+    assert description.startswith("1 of 2 stores that take webhooks: store NATUR: polling")
+    assert "ecosync webhooks register" in description and "store PURNA" not in description
+
+
+def test_with_no_store_taking_webhooks_the_check_passes_saying_so_once(
+    settings: Settings, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores = yaml.safe_load(Path(settings.stores_file).read_text(encoding="utf-8"))
+    for store in stores["stores"]:
+        del store["webhook_secret_env"]
+    Path(settings.stores_file).write_text(yaml.safe_dump(stores), encoding="utf-8")
+    result = tick(settings, instance)
+    record(instance, result)
+    assert result.skip_message.startswith("no store takes webhooks")
+    check = only(result, AssetCheckEvaluation)
+    assert check.passed and (check.description or "").startswith("no store takes webhooks")
+    assert tick(settings, instance).asset_events == []

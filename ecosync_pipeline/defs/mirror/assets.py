@@ -33,7 +33,7 @@ from ecosync_pipeline.config import Store
 from ecosync_pipeline.defs.catalog import orders_spec
 from ecosync_pipeline.defs.failures import as_failure
 from ecosync_pipeline.defs.keys import NEW_ORDERS, ORDER_STATUSES, RECONCILED_ORDERS
-from ecosync_pipeline.defs.partitions import tag_run_with_stores
+from ecosync_pipeline.defs.partitions import no_store_failure, tag_run_with_stores
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import EcosyncError, StoreLocked
@@ -113,6 +113,8 @@ def _each_store(
 ) -> Iterator[AssetMaterialization]:
     failed: list[Failure] = []
     stores = list(context.partition_keys)
+    if not stores:
+        raise no_store_failure(context.instance, context.run)
     tag_run_with_stores(context.instance, context.run, stores)
     for store in stores:
         try:

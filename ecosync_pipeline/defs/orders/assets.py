@@ -57,7 +57,7 @@ from ecosync_pipeline.defs.orders.freshness import (
     freshness_evaluation,
     latest_syncs,
 )
-from ecosync_pipeline.defs.partitions import tag_run_with_stores
+from ecosync_pipeline.defs.partitions import no_store_failure, tag_run_with_stores
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
@@ -283,6 +283,8 @@ def sync_stores(
     """The run's stores synced, each store's materialization and check results recorded as
     it finishes; a Failure naming every store that failed, after the others."""
     stores = list(context.partition_keys)
+    if not stores:
+        raise no_store_failure(context.instance, context.run)
     # The schedule's runs carry the tags from their submission; a backfill from the UI or
     # `dagster asset materialize` does not, so the run tags itself as it starts. The run
     # queue's one-run-per-store limit holds on dagster/partition (data/dagster.yaml).
