@@ -94,6 +94,13 @@ def _verdict(
             f"{audit.covered_low}..{audit.window.high} were compared (call budget); none of "
             "them is missing. The reconciliation's sweep covers the rest.",
         )
+    return _all_compared(store, audit, max(audit.gone_unflagged, -short))
+
+
+def _all_compared(
+    store: str, audit: WindowAudit, gone: int
+) -> tuple[bool, AssetCheckSeverity, str]:
+    """The verdict when every id of the window was compared and none is missing."""
     # The audit reads whole pages: the ids compared reach below the window's low end.
     ids = (
         f"up to id {audit.window.high}"
@@ -105,7 +112,6 @@ def _verdict(
         if audit.served == 1
         else f"the {audit.served} orders EcoManager serves {ids} are all"
     )
-    gone = max(audit.gone_unflagged, -short)
     if gone:
         return (
             False,

@@ -39,7 +39,9 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from sqlalchemy.engine import Engine
 
+from ecosync_pipeline.config import Store
 from ecosync_pipeline.defs.keys import (
     GAP_TAG,
     SYNC_ORDERS_JOB,
@@ -56,7 +58,7 @@ from ecosync_pipeline.defs.webhooks.assets import (
     inbox_observation,
 )
 from ecosync_pipeline.errors import ConfigError, EcosyncError
-from ecosync_pipeline.webhooks.apply import apply_pending
+from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
 from ecosync_pipeline.webhooks.config import webhook_stores
 from ecosync_pipeline.webhooks.health import DeliveryHealth, delivery_health
 from ecosync_pipeline.webhooks.inbox import (
@@ -122,6 +124,21 @@ def flowing_events(
     return [evaluation]
 
 
+def read_inbox(
+    engine: Engine, stores: Sequence[Store], cursor: str | None
+) -> tuple[ApplyResult, dict[str, InboxStats], list[DeliveryHealth], datetime]:
+    """Apply what is pending, purge what is old, then read the deliveries since the last
+    tick (``cursor``) and each store's health; with the time they were read."""
+    done = apply_pending(engine, {s.identifier: s.name for s in stores})
+    purge_applied(engine, retention())
+    # After applying: this tick's window includes what it applied itself.
+    now = datetime.now(timezone.utc)
+    ids = [s.identifier for s in stores]
+    stats = inbox_stats(engine, ids, _since(cursor), now)
+    health = [delivery_health(engine, store, now) for store in ids]
+    return done, stats, health, now
+
+
 def tick_reason(
     stats: Mapping[str, InboxStats], applied: int, stale: int, stopped: Sequence[str]
 ) -> str:
@@ -172,14 +189,7 @@ def build_webhook_inbox_sensor(
         # A gap run targets the store's partition: it must exist (as the schedule does).
         register_stores(context.instance, [s.identifier for s in stores])
         try:
-            engine = orders_db.engine
-            done = apply_pending(engine, {s.identifier: s.name for s in stores})
-            purge_applied(engine, retention())
-            # After applying: this tick's window includes what it applied itself.
-            now = datetime.now(timezone.utc)
-            ids = [s.identifier for s in stores]
-            stats = inbox_stats(engine, ids, _since(context.cursor), now)
-            health = [delivery_health(engine, store, now) for store in ids]
+            done, stats, health, now = read_inbox(orders_db.engine, stores, context.cursor)
         except EcosyncError as exc:
             return SkipReason(
                 f"the orders database could not be read, nothing applied this tick: {exc}"
