@@ -15,8 +15,6 @@ a check never evaluated) although nothing is wrong with it.
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -109,10 +107,18 @@ def inbox_observation(stats: Mapping[str, InboxStats]) -> AssetObservation | Non
     )
 
 
-def fingerprint(health: Sequence[DeliveryHealth]) -> str:
-    """Which stores take webhooks and which of them stopped: a change is worth recording."""
-    shown = [[h.store, h.stopped] for h in sorted(health, key=lambda h: h.store)]
-    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
+def stopped_stores(health: Sequence[DeliveryHealth]) -> dict[str, bool]:
+    """Each store that takes webhooks, and whether its deliveries stopped: what the check
+    says, so a change of it is worth recording."""
+    return {h.store: h.stopped for h in health}
+
+
+def recorded_stores(metadata: Mapping[str, Any]) -> dict[str, bool] | None:
+    """The same, read back from a recorded result's ``stores`` table (None: unreadable)."""
+    rows = getattr(metadata.get("stores"), "records", None)
+    if rows is None:
+        return None
+    return {str(r.data.get("store")): bool(r.data.get("stopped")) for r in rows}
 
 
 def _health_rows(health: Sequence[DeliveryHealth]) -> list[dict[str, Any]]:
@@ -153,7 +159,6 @@ def flowing_result(health: Sequence[DeliveryHealth], now: datetime) -> AssetChec
             "stores_taking_webhooks": MetadataValue.int(len(health)),
             "stores_stopped": MetadataValue.int(len(stopped)),
             "stores": table(HEALTH_COLUMNS, _health_rows(health)),
-            "fingerprint": MetadataValue.text(fingerprint(health)),
         },
         description=description,
     )

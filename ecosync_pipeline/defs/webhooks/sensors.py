@@ -53,9 +53,10 @@ from ecosync_pipeline.defs.partitions import StoreBatch, register_stores, sync_r
 from ecosync_pipeline.defs.resources import EcoManagerResource, OrdersDatabaseResource
 from ecosync_pipeline.defs.webhooks.assets import (
     NO_WEBHOOK_STORE,
-    fingerprint,
     flowing_evaluation,
     inbox_observation,
+    recorded_stores,
+    stopped_stores,
 )
 from ecosync_pipeline.errors import ConfigError, EcosyncError
 from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
@@ -118,7 +119,7 @@ def flowing_events(
     record = instance.get_latest_asset_check_evaluation_record(key)
     if record is not None and record.event is not None and record.event.dagster_event:
         shown = getattr(record.event.dagster_event.event_specific_data, "metadata", {})
-        same = getattr(shown.get("fingerprint"), "value", None) == fingerprint(health)
+        same = recorded_stores(shown) == stopped_stores(health)
         if same and time.time() - record.event.timestamp < CHECK_REFRESH_SECONDS:
             return []
     return [evaluation]
