@@ -180,3 +180,25 @@ def test_with_no_store_taking_webhooks_the_check_passes_saying_so_once(
     check = only(result, AssetCheckEvaluation)
     assert check.passed and (check.description or "").startswith("no store takes webhooks")
     assert tick(settings, instance).asset_events == []
+
+
+def test_check_warns_naming_the_store_whose_authentic_delivery_was_kept_refused(
+    settings: Settings, engine: Engine, instance: DagsterInstance
+) -> None:
+    now = datetime.now(timezone.utc)
+    body = b'{"not": "an order"}'
+    refused = Delivery("PURNA", "OrderCreated", "7", 0, body, now, refused="no order id")
+    store_delivery(engine, refused)
+    result = tick(settings, instance)
+    check = only(result, AssetCheckEvaluation)
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["stores_with_refused_deliveries"].value == 1
+    assert check.metadata["stores_stopped"].value == 0
+    rows = {r.data["store"]: r.data for r in check.metadata["stores"].value.records}
+    assert rows["PURNA"]["deliveries_refused"] == 1 and rows["NATUR"]["deliveries_refused"] == 0
+    description = check.description or ""
+    assert description.startswith("1 of 2 stores that take webhooks: store PURNA:")
+    assert "kept refused" in description and "store NATUR" not in description
+    seen = only(result, AssetObservation)
+    assert seen.metadata["events_refused"].value == 1
+    assert "deliveries stopped or refused for PURNA" in (result.skip_message or "")

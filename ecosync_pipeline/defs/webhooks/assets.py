@@ -2,10 +2,11 @@
 
 The asset is observed, never materialized by a run: on each tick where deliveries
 arrived, were applied or wait, the inbox sensor reports the deliveries received and
-applied, the lag between, the backlog and the deliveries set aside as stale, in total and
-per store that had any. ``webhook_deliveries_flowing`` warns when a store's deliveries
-stopped while polling still finds new orders; the sensor records it when the stores it
-names change (at least hourly), and it can be run by hand too.
+applied, the lag between, the backlog and the deliveries set aside as stale or refused,
+in total and per store that had any. ``webhook_deliveries_flowing`` warns when a store's
+deliveries stopped while polling still finds new orders, or an authentic delivery of the
+last day was kept refused; the sensor records it when the stores it names change (at
+least hourly), and it can be run by hand too.
 
 Neither is partitioned: only the stores with a webhook secret take deliveries, and a
 partition per store of the file would show every other store as a gap ("0% filled",
@@ -48,11 +49,18 @@ STATS_COLUMNS = (
     "applied",
     "stale",
     "gaps",
+    "refused",
     "pending",
     "lag_p50_seconds",
     "lag_max_seconds",
 )
-HEALTH_COLUMNS = ("store", "last_delivery_at", "orders_polled_without_delivery", "stopped")
+HEALTH_COLUMNS = (
+    "store",
+    "last_delivery_at",
+    "orders_polled_without_delivery",
+    "stopped",
+    "deliveries_refused",
+)
 
 
 def webhook_events_spec() -> AssetSpec:
@@ -69,7 +77,7 @@ def webhook_events_spec() -> AssetSpec:
 
 
 def _active(s: InboxStats) -> bool:
-    return bool(s.received or s.applied or s.stale or s.gaps or s.pending)
+    return bool(s.received or s.applied or s.stale or s.gaps or s.refused or s.pending)
 
 
 def inbox_observation(stats: Mapping[str, InboxStats]) -> AssetObservation | None:
@@ -86,6 +94,7 @@ def inbox_observation(stats: Mapping[str, InboxStats]) -> AssetObservation | Non
             "applied": s.applied,
             "stale": s.stale,
             "gaps": s.gaps,
+            "refused": s.refused,
             "pending": s.pending,
             "lag_p50_seconds": s.lag_p50,
             "lag_max_seconds": s.lag_max,
@@ -99,6 +108,7 @@ def inbox_observation(stats: Mapping[str, InboxStats]) -> AssetObservation | Non
             "events_applied": MetadataValue.int(sum(s.applied for s in active)),
             "events_stale": MetadataValue.int(sum(s.stale for s in active)),
             "gaps": MetadataValue.int(sum(s.gaps for s in active)),
+            "events_refused": MetadataValue.int(sum(s.refused for s in active)),
             "pending": MetadataValue.int(sum(s.pending for s in active)),
             "lag_max_seconds": MetadataValue.float(max(lags, default=0.0)),
             "stores_with_deliveries": MetadataValue.int(len(active)),
@@ -107,18 +117,24 @@ def inbox_observation(stats: Mapping[str, InboxStats]) -> AssetObservation | Non
     )
 
 
-def stopped_stores(health: Sequence[DeliveryHealth]) -> dict[str, bool]:
-    """Each store that takes webhooks, and whether its deliveries stopped: what the check
-    says, so a change of it is worth recording."""
-    return {h.store: h.stopped for h in health}
+def stopped_stores(health: Sequence[DeliveryHealth]) -> dict[str, tuple[bool, bool]]:
+    """Each store that takes webhooks, whether its deliveries stopped and whether some were
+    refused: what the check says, so a change of it is worth recording."""
+    return {h.store: (h.stopped, h.refused > 0) for h in health}
 
 
-def recorded_stores(metadata: Mapping[str, Any]) -> dict[str, bool] | None:
+def recorded_stores(metadata: Mapping[str, Any]) -> dict[str, tuple[bool, bool]] | None:
     """The same, read back from a recorded result's ``stores`` table (None: unreadable)."""
     rows = getattr(metadata.get("stores"), "records", None)
     if rows is None:
         return None
-    return {str(r.data.get("store")): bool(r.data.get("stopped")) for r in rows}
+    return {
+        str(r.data.get("store")): (
+            bool(r.data.get("stopped")),
+            bool(r.data.get("deliveries_refused")),
+        )
+        for r in rows
+    }
 
 
 def _health_rows(health: Sequence[DeliveryHealth]) -> list[dict[str, Any]]:
@@ -130,20 +146,21 @@ def _health_rows(health: Sequence[DeliveryHealth]) -> list[dict[str, Any]]:
             ),
             "orders_polled_without_delivery": h.polled_since,
             "stopped": h.stopped,
+            "deliveries_refused": h.refused,
         }
-        for h in sorted(health, key=lambda h: (not h.stopped, h.store))
+        for h in sorted(health, key=lambda h: (h.ok, h.store))
     ]
 
 
 def flowing_result(health: Sequence[DeliveryHealth], now: datetime) -> AssetCheckResult:
     """The check's result over every store that takes webhooks: WARN naming each store
-    whose deliveries stopped, with what to do."""
-    stopped = [h for h in health if h.stopped]
+    whose deliveries stopped, or of which some were refused, with what to do."""
+    failing = [h for h in health if not h.ok]
     if not health:
         description = NO_WEBHOOK_STORE
-    elif stopped:
-        description = f"{len(stopped)} of {len(health)} stores that take webhooks: " + " ".join(
-            h.describe(now) for h in stopped
+    elif failing:
+        description = f"{len(failing)} of {len(health)} stores that take webhooks: " + " ".join(
+            h.describe(now) for h in failing
         )
     else:
         description = (
@@ -153,11 +170,12 @@ def flowing_result(health: Sequence[DeliveryHealth], now: datetime) -> AssetChec
     return AssetCheckResult(
         asset_key=WEBHOOK_EVENTS,
         check_name=WEBHOOK_DELIVERIES_FLOWING,
-        passed=not stopped,
+        passed=not failing,
         severity=AssetCheckSeverity.WARN,
         metadata={
             "stores_taking_webhooks": MetadataValue.int(len(health)),
-            "stores_stopped": MetadataValue.int(len(stopped)),
+            "stores_stopped": MetadataValue.int(sum(h.stopped for h in health)),
+            "stores_with_refused_deliveries": MetadataValue.int(sum(h.refused > 0 for h in health)),
             "stores": table(HEALTH_COLUMNS, _health_rows(health)),
         },
         description=description,
@@ -184,8 +202,9 @@ def build_flowing_check() -> AssetChecksDefinition:
         asset=WEBHOOK_EVENTS,
         name=WEBHOOK_DELIVERIES_FLOWING,
         description="WARN naming each store whose deliveries stopped while polling still "
-        "found new orders after its last one: EcoManager disables a webhook after a day of "
-        "failed retries. Over the stores that take webhooks.",
+        "found new orders after its last one (EcoManager disables a webhook after a day of "
+        "failed retries), or of which an authentic delivery of the last day was kept "
+        "refused. Over the stores that take webhooks.",
     )
     def webhook_deliveries_flowing(
         ecomanager: EcoManagerResource,

@@ -154,7 +154,10 @@ def tick_reason(
         line += f"; applied {applied} the receiver had left ({stale} stale, set aside)"
     line += "; no delivery left a gap to sync"
     if stopped:
-        line += f"; deliveries stopped for {', '.join(stopped)} (see webhook_deliveries_flowing)"
+        line += (
+            f"; deliveries stopped or refused for {', '.join(stopped)} (see "
+            "webhook_deliveries_flowing)"
+        )
     return line
 
 
@@ -203,7 +206,7 @@ def build_webhook_inbox_sensor(
             _gap_run(store, now) for store, s in stats.items() if s.gaps or done.gaps.get(store)
         ]
         observed = inbox_observation(stats)
-        stopped = [h.store for h in health if h.stopped]
+        stopped = [h.store for h in health if not h.ok]
         return SensorResult(
             run_requests=runs,
             skip_reason=None if runs else tick_reason(stats, done.applied, done.stale, stopped),
