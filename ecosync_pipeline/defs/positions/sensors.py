@@ -9,13 +9,20 @@ positions.loss names every loss with a stable event id; the run_key is built fro
 the same loss seen on many ticks launches one run, and every later loss (a flush, a
 restart, a reset) another, even while an earlier recovery has not run.
 
+One restore at a time: while a restore is under way (its recovery run, or the restore
+button's run), no run is requested, and a loss a restore already mended (the sentinel
+recreated by a recovery, no store without its key) requests none either.
+
 Every tick also reads the positions' health (positions.health.status_report: the same
-round trip, the backup file and one query) and, when what it shows differs from the
-last recorded health (by a sensor tick, a recovery or a Materialize) or that is an hour
-old, returns it as asset events: a materialization of store_sync_positions and its three
-checks; likewise new_orders' store_freshness check when its stale stores change. The
-daemon records them, so the UI shows a loss within a tick of it, and its end within a
-tick of the restore, without a click.
+round trip, the backup file and one query) and returns it as asset events, a
+materialization of store_sync_positions and its three checks, when what it shows (the
+statuses, the advice, the last loss's story) differs from the last recorded health (by
+a sensor tick, a recovery or a Materialize); when only the figures moved (a sync), at
+most once a minute; and at least hourly. Likewise new_orders' store_freshness check
+when its stale stores change. A loss it sees first is recorded as an observation of
+restored_sync_positions (the start of the loss's story). The daemon records them, so
+the UI shows a loss within a tick of it, its end within a tick of the restore, and a
+table never more than a minute behind the positions, without a click.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -25,11 +32,14 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from dagster import (
+    AssetObservation,
     DefaultSensorStatus,
     JobDefinition,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -38,9 +48,21 @@ from dagster import (
 )
 
 from ecosync_pipeline.defs.freshness import freshness_events
-from ecosync_pipeline.defs.keys import LOSS_EVENT_TAG, REDIS_STATE_TAG, STORE_SYNC_POSITIONS
+from ecosync_pipeline.defs.keys import (
+    LOSS_EVENT_TAG,
+    LOSS_SEEN_AT_TAG,
+    REDIS_STATE_TAG,
+    STORE_SYNC_POSITIONS,
+)
 from ecosync_pipeline.defs.options import DEFAULT_FRESHNESS_MINUTES, DEFAULT_INTERVAL_SECONDS
-from ecosync_pipeline.defs.positions.health import AssetEvent, health_events
+from ecosync_pipeline.defs.positions.health import (
+    AssetEvent,
+    Standing,
+    health_events,
+    shown_digest,
+)
+from ecosync_pipeline.defs.positions.restores import named, restores_under_way, under_way_said
+from ecosync_pipeline.defs.positions.story import last_story, lasting, loss_observation, ongoing
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
@@ -49,22 +71,26 @@ from ecosync_pipeline.defs.resources import (
 from ecosync_pipeline.errors import EcosyncError
 from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.health import status_report
-from ecosync_pipeline.positions.judging import fingerprint
+from ecosync_pipeline.positions.judging import positions_digest
 from ecosync_pipeline.positions.loss import LossReport, detect
 from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.storage import StoreSummary, store_summaries
 
 HEALTH_REFRESH_SECONDS = 3600
 """The health is recorded at least this often, even when nothing changed."""
-CURSOR_FIELDS = ("generation", "last_event")
+FIGURES_REFRESH_SECONDS = 60
+"""Moved positions (a sync) are recorded at most this often: the table is never older."""
+CURSOR_FIELDS = ("generation", "last_event", "seen_at")
 
 
 @dataclass(frozen=True)
 class LossCursor:
-    """What the sensor keeps between ticks: the generation known last, the last event."""
+    """What the sensor keeps between ticks: the generation known last, the last event and
+    when it was first seen (ISO 8601, UTC)."""
 
     generation: str | None = None
     last_event: str | None = None
+    seen_at: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "LossCursor":
@@ -84,6 +110,28 @@ class LossCursor:
     def dump(self) -> str:
         """The JSON form stored by Dagster."""
         return json.dumps({k: getattr(self, k) for k in CURSOR_FIELDS}, sort_keys=True)
+
+    @property
+    def seen(self) -> datetime | None:
+        """When the last event was first seen, if the cursor says."""
+        try:
+            return datetime.fromisoformat(self.seen_at) if self.seen_at else None
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick decided: the run to request (or why none), the cursor after it, the
+    restore under way (as the advice names it) and the loss's story events."""
+
+    requests: list[RunRequest]
+    skip: SkipReason
+    cursor: LossCursor
+    under_way: str = ""
+    story: Sequence[AssetObservation] = ()
+    lasting: str = ""
+    """The line of the loss under way ('' when none): the story shown meanwhile."""
 
 
 def run_key_for(event_id: str) -> str:
@@ -114,7 +162,8 @@ def build_cache_loss_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Probes Redis every tick (one round trip) and launches "
-        "recover_sync_positions once per loss: a flush, a restart or lost keys.",
+        "recover_sync_positions once per loss: a flush, a restart or lost keys; none while "
+        "a restore is under way or for a loss a restore already mended.",
     )
     def cache_loss_sensor(
         context: SensorEvaluationContext,
@@ -137,18 +186,20 @@ def build_cache_loss_sensor(
             summaries=lambda: _summaries(orders_db),
             backup_generation=lambda: positions.backup.read_many([]).generation,
         )
-        requests, skip, after = _decide(context, cursor, loss, len(stores))
-        if cursor_only and not requests:
+        decided = _decide(context, cursor, loss, len(stores))
+        skip = decided.skip
+        if cursor_only and not decided.requests:
             skip = SkipReason(
                 f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no "
                 "position, nothing to recover"
             )
         return SensorResult(
-            run_requests=requests,
-            skip_reason=None if requests else skip,
-            cursor=after.dump(),
+            run_requests=decided.requests,
+            skip_reason=None if decided.requests else skip,
+            cursor=decided.cursor.dump(),
             asset_events=[
-                *_health(context, positions),
+                *decided.story,
+                *_health(context, positions, decided),
                 *freshness_events(
                     context.instance,
                     [s.identifier for s in configured],
@@ -161,21 +212,33 @@ def build_cache_loss_sensor(
     return cache_loss_sensor
 
 
-def _health(context: SensorEvaluationContext, positions: PositionsResource) -> Sequence[AssetEvent]:
-    """The health as asset events when it differs from the last recorded (or is an hour old)."""
+def _health(
+    context: SensorEvaluationContext, positions: PositionsResource, decided: Tick
+) -> Sequence[AssetEvent]:
+    """The health as asset events when what it shows changed, when the figures moved and
+    the last record is a minute old, or when that is an hour old; else none."""
     try:
         report = status_report(positions.chain)
     except EcosyncError as exc:
         # The loss decision stands; the health is recorded on a later tick.
         context.log.warning("positions health not recorded this tick: %s", exc)
         return []
+    now = utc_now()
+    story = decided.lasting
+    if not story:
+        last = last_story(context.instance)
+        story = last.line(now) if last else ""
+    standing = Standing(decided.under_way, story)
     latest = context.instance.get_latest_materialization_event(STORE_SYNC_POSITIONS)
     if latest is not None and latest.asset_materialization is not None:
-        recorded = latest.asset_materialization.metadata.get("fingerprint")
-        fresh = time.time() - latest.timestamp < HEALTH_REFRESH_SECONDS
-        if fresh and recorded is not None and recorded.value == fingerprint(report):
+        recorded = latest.asset_materialization.metadata
+        shown, figures = recorded.get("fingerprint"), recorded.get("positions_digest")
+        age = time.time() - latest.timestamp
+        same = shown is not None and shown.value == shown_digest(report, standing)
+        still = figures is not None and figures.value == positions_digest(report)
+        if same and age < HEALTH_REFRESH_SECONDS and (still or age < FIGURES_REFRESH_SECONDS):
             return []
-    return health_events(report, utc_now())
+    return health_events(report, now, standing)
 
 
 def _healthy(loss: LossReport, store_count: int) -> str:
@@ -196,11 +259,12 @@ def _decide(
     cursor: LossCursor,
     loss: LossReport,
     store_count: int,
-) -> tuple[list[RunRequest], SkipReason, LossCursor]:
-    """The run to request for a loss (or why none), and the cursor after this tick."""
+) -> Tick:
+    """The run to request for a loss (or why none), the cursor after this tick, and what
+    the health and the story say of it."""
     if loss.unreachable:
         # Keep the loss fields: the next reachable tick compares with what was seen before.
-        return (
+        return Tick(
             [],
             SkipReason(
                 f"Redis is unreachable ({loss.error or 'no answer'}); could not look "
@@ -208,22 +272,72 @@ def _decide(
             ),
             cursor,
         )
+    now = utc_now()
+    new = loss.event_id is not None and loss.event_id != cursor.last_event
+    seen = now if new else (cursor.seen or now)
     after = replace(
         cursor,
         generation=loss.cursor or None,
         last_event=loss.event_id or cursor.last_event,
+        seen_at=seen.isoformat() if new else cursor.seen_at,
     )
     if loss.event_id is None:
-        return [], SkipReason(_healthy(loss, store_count)), after
-    context.log.info(
-        "cache loss %s: Redis %s; without a key: %s; reset: %s",
-        loss.event_id,
-        loss.redis_state,
-        ", ".join(loss.missing) or "none",
-        ", ".join(loss.resets) or "none",
+        return Tick([], SkipReason(_healthy(loss, store_count)), after)
+    if loss.mended:
+        mended = f"loss {loss.event_id} (Redis flushed) already mended by a restore"
+        return Tick([], SkipReason(f"{mended}; {_healthy(loss, store_count)}"), after)
+    if new:
+        context.log.info(
+            "cache loss %s: Redis %s; without a key: %s; reset: %s",
+            loss.event_id,
+            loss.redis_state,
+            ", ".join(loss.missing) or "none",
+            ", ".join(loss.resets) or "none",
+        )
+    requests, skip, said = _recovery(context, loss, seen)
+    story = ongoing(loss, seen)
+    shown = story.line(now, said) if lasting(loss) else ""
+    observed = [loss_observation(story, now, said)] if new and lasting(loss) else []
+    return Tick(requests, skip, after, said, observed, shown)
+
+
+def _recovery(
+    context: SensorEvaluationContext, loss: LossReport, seen: datetime
+) -> tuple[list[RunRequest], SkipReason, str]:
+    """The recovery run to request for ``loss`` (none while a restore is under way, or when
+    its run already ended), why none, and the restore under way as the advice names it."""
+    event = str(loss.event_id)
+    under_way = restores_under_way(context.instance)
+    if under_way:
+        return (
+            [],
+            SkipReason(
+                f"{named(under_way[0])} is restoring the positions: no second recovery "
+                f"for loss {event} (one restore at a time)"
+            ),
+            under_way_said(under_way),
+        )
+    ended = context.instance.get_run_records(
+        filters=RunsFilter(tags={LOSS_EVENT_TAG: event}), limit=1
     )
+    if ended:
+        run = ended[0].dagster_run
+        return (
+            [],
+            SkipReason(
+                f"the recovery of loss {event}, run {run.run_id[:8]}, ended "
+                f"{run.status.value.lower()} and the loss remains: materialize "
+                "restored_sync_positions (its logs say what failed)"
+            ),
+            "",
+        )
     request = RunRequest(
-        run_key=run_key_for(loss.event_id),
-        tags={LOSS_EVENT_TAG: loss.event_id, REDIS_STATE_TAG: loss.redis_state},
+        run_key=run_key_for(event),
+        tags={
+            LOSS_EVENT_TAG: event,
+            REDIS_STATE_TAG: loss.redis_state,
+            LOSS_SEEN_AT_TAG: seen.isoformat(),
+        },
     )
-    return [request], SkipReason(""), after
+    said = f"cache_loss_sensor launched recover_sync_positions (run key {request.run_key})"
+    return [request], SkipReason(""), f"{said}, restoring them"
