@@ -95,6 +95,19 @@ def test_detect_cache_loss_same_flush_same_event_new_flush_new_event(
     assert recreated.flushed and not recreated.mended
 
 
+def test_detect_cache_loss_is_not_mended_by_a_recovery_that_left_stores_without_a_key(
+    layer: RedisLayer, redis_admin: redis.Redis
+) -> None:
+    layer.write_many([_position(s) for s in STORES])
+    cursor = detect(layer.read_many(STORES), STORES).cursor
+    _flushdb(redis_admin)
+    layer.write(_position("NATUR"), recovery=True)  # the other two failed
+    summaries = {s: StoreSummary(s, 100, 100) for s in STORES}
+    partial = detect(layer.read_many(STORES), STORES, cursor=cursor, summaries=summaries)
+    assert partial.flushed and not partial.mended
+    assert set(partial.missing) == {"PURNA", "DILST"}
+
+
 def test_detect_cache_loss_sees_flush_without_cursor_when_database_has_orders(
     layer: RedisLayer,
 ) -> None:
