@@ -5,16 +5,26 @@ way inside a test or a benchmark process:
 
     with ThreadedServer(app) as server:
         httpx.get(server.url + "/path")
+
+A server open to the internet (the webhook receiver) is given ``ConnectionLimits``: how
+many connections and requests it holds at once (past it, new requests are answered 503
+at once), how long a request's headers may take to arrive (uvicorn has no such timeout:
+a client sending its headers a byte a minute would hold a connection for ever), how long
+an idle kept-alive connection is held, and how large the headers may be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.errors import EcosyncError
@@ -56,8 +66,68 @@ def free_port(preferred: int = 0) -> int:
         return int(sock.getsockname()[1])
 
 
-def uvicorn_config(app: Any) -> uvicorn.Config:
-    """The quiet uvicorn settings every local server uses."""
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client can hold of a server: connections, and the time between requests."""
+
+    concurrency: int = 100
+    """Open connections (and requests in flight) at once; past it, new requests get 503."""
+    header_timeout: float = 10.0
+    """Seconds a request's headers may take to arrive, from the connection or the last
+    answer on it; a connection that sends nothing for as long is closed too."""
+    keep_alive: int = 5
+    """Seconds an idle kept-alive connection is held."""
+    max_header_bytes: int = 16 * 1024
+
+
+def bounded_h11(header_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request headers are too slow."""
+
+    class BoundedH11(H11Protocol):
+        _headers_due: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._await_headers()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:
+                self._await_headers()  # a request started: its headers are due in time
+            else:
+                self._headers_arrived()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._headers_arrived()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            if self._headers_due is None:
+                self._headers_due = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _headers_arrived(self) -> None:
+            if self._headers_due is not None:
+                self._headers_due.cancel()
+                self._headers_due = None
+
+        def _too_slow(self) -> None:
+            self._headers_due = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return BoundedH11
+
+
+def uvicorn_config(app: Any, limits: ConnectionLimits | None = None) -> uvicorn.Config:
+    """The quiet uvicorn settings every local server uses, bounded by ``limits`` if given."""
+    bounds: dict[str, Any] = {}
+    if limits is not None:
+        bounds = {
+            "http": bounded_h11(limits.header_timeout),
+            "limit_concurrency": limits.concurrency,
+            "timeout_keep_alive": limits.keep_alive,
+            "h11_max_incomplete_event_size": limits.max_header_bytes,
+        }
     return uvicorn.Config(
         app,
         log_level="warning",
@@ -65,7 +135,7 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
         lifespan="off",
         ws="none",
         loop="asyncio",
-        http="h11",
+        **{"http": "h11", **bounds},
         # A request sleeping through a simulated timeout must not hold up shutdown.
         timeout_graceful_shutdown=1,
     )
@@ -75,9 +145,16 @@ class ThreadedServer(Closing):
     """Serve an ASGI app over real HTTP from a daemon thread."""
 
     def __init__(
-        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 10.0
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = limits
         self.host = host
         self._requested_port = port
         self._startup_timeout = startup_timeout
@@ -100,7 +177,7 @@ class ThreadedServer(Closing):
         sock = bind_socket(self.host, self._requested_port)
         self._socket = sock
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(self.app))
+        self._server = uvicorn.Server(uvicorn_config(self.app, self.limits))
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [sock]},

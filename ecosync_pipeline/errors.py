@@ -10,6 +10,7 @@
     │   ├── ApiRateLimited       429 after every retry (retryable)
     │   │   └── BudgetExhausted  the store's shared rate budget is spent for now
     │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry (retryable)
+    │   ├── CallCapReached       the run's own call cap (--max-calls, a daily share) is spent
     │   ├── ResponseTooLarge     a page's body is larger than the store's cap
     │   └── MalformedPage        the payload breaks the contract
     │       └── ContractViolation  pages that contradict each other (served twice, ids back,
@@ -134,6 +135,13 @@ class ApiUnavailable(ApiError):
     retryable = True
 
 
+class CallCapReached(ApiError):
+    """The run spent the calls it was given (``--max-calls``, its daily share); not sent.
+
+    The reconciliation and the status refresh stop there, keeping what they committed.
+    """
+
+
 class ResponseTooLarge(ApiError):
     """A response body grew past the store's cap (``max_page_bytes``); it was not read whole."""
 
@@ -180,13 +188,16 @@ class SyncError(EcosyncError):
 
 
 class StoreLocked(SyncError):
-    """Another run holds the store's sync lock."""
+    """Another run holds the store's lock (its sync's, or its repairs')."""
 
-    def __init__(self, store: str) -> None:
+    def __init__(self, store: str, holder: str | None = None, *, what: str = "sync") -> None:
         self.store = store
+        self.holder = holder
+        self.what = what
+        by = f" ({holder})" if holder else ""
         super().__init__(
-            f"store {store}: another sync is already running for this store; "
-            "this run exits without syncing. Wait for it to finish."
+            f"store {store}: another {what} is already running for this store{by}; "
+            f"this run exits without a {what}. Wait for it to finish."
         )
 
 
@@ -205,12 +216,12 @@ class MirrorRefused(SyncError):
 class StoreLockLost(SyncError):
     """The run's store lock was lost (connection dropped, or another run took the store)."""
 
-    def __init__(self, store: str, reason: str) -> None:
+    def __init__(self, store: str, reason: str, *, what: str = "sync") -> None:
         self.store = store
         self.reason = reason
         super().__init__(
-            f"store {store}: this run lost the store's sync lock ({reason}) and stopped "
-            "before writing anything more; the orders it committed are kept and the position "
-            "is at or behind them. The run that holds the store now carries on; if none "
-            "does, run the sync again."
+            f"store {store}: this run lost the store's {what} lock ({reason}) and stopped "
+            "before writing anything more; what it committed is kept and its position "
+            "is at or behind it. The run that holds the store now carries on; if none "
+            f"does, run the {what} again."
         )

@@ -5,13 +5,18 @@ A server or proxy may echo the Authorization header back in a body, a redirect, 
 replacing only the whole token is not enough: a cut-off echo still leaks most of it.
 A ``Redactor`` blanks every run of ``MIN_RUN`` or more consecutive characters of any
 secret (case-insensitively), wherever it starts and however the text was cut.
+
+An HTTP client's own request log prints each URL, query string included: a cursor there
+is base64 that a server may fill with anything. ``quiet_request_log`` makes those URLs
+pass ``loggable_url`` (no user info, no query value but plain numbers and sort words).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 MIN_RUN = 8
 """The shortest run of a secret's characters that is blanked; shorter runs are noise."""
@@ -78,3 +83,43 @@ class Redactor:
             last = end
         parts.append(text[last:])
         return "".join(parts)
+
+
+PLAIN_QUERY_VALUE = re.compile(r"^(?:[0-9]{1,12}|asc|desc|-?id)$")
+"""Query values the contract's requests carry that hold nothing secret: page numbers,
+sizes, sort words. Every other value (a cursor, which is base64 a server may fill with
+anything, the token's context included) is blanked in a request log."""
+
+
+def loggable_url(url: str) -> str:
+    """``url`` without user info and with every query value but plain ones blanked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc.rpartition("@")[2]
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(
+        f"{name}={value if PLAIN_QUERY_VALUE.match(value) else MASK}" for name, value in pairs
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class RequestLogFilter(logging.Filter):
+    """Passes an HTTP client's request log records with their URLs made loggable.
+
+    httpx logs every request at INFO as ``HTTP Request: GET <url> "HTTP/1.1 200 OK"``,
+    the query string verbatim; this rewrites the URL argument (loggable_url).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(loggable_url(str(a)) if "://" in str(a) else a for a in record.args)
+        return True
+
+
+def quiet_request_log(logger_name: str = "httpx") -> None:
+    """Install RequestLogFilter on the HTTP client's logger, once per process."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, RequestLogFilter) for f in target.filters):
+        target.addFilter(RequestLogFilter())

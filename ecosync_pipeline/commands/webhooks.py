@@ -91,14 +91,35 @@ class GapSyncer:
 @click.option(
     "--max-body-bytes", default=256 * 1024, show_default=True, type=click.IntRange(min=1024)
 )
+@click.option(
+    "--max-connections",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections held at once; past it, new requests are answered 503 (retried).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a request's headers may take; a slower connection is closed.",
+)
 @reports_errors
-def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
+def serve(
+    host: str,
+    port: int,
+    sync_on_gap: bool,
+    max_body_bytes: int,
+    max_connections: int,
+    header_timeout: float,
+) -> None:
     """Receive webhooks at http://HOST:PORT/webhooks/<STORE> and apply them to the orders table."""
     import uvicorn
 
-    from ecosync_pipeline.asgi import bind_socket, uvicorn_config
+    from ecosync_pipeline.asgi import ConnectionLimits, bind_socket, uvicorn_config
     from ecosync_pipeline.webhooks.receiver import ReceiverSettings, create_receiver_app
-    from ecosync_pipeline.webhooks.worker import Applier
+    from ecosync_pipeline.webhooks.worker import Applier, StoreReaders
 
     runtime = Runtime(Settings.from_env())
     stores = webhook_stores(runtime.stores)
@@ -110,10 +131,12 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     for store in stores:
         webhook_secret(store)  # fail now, naming the variable or file, not at each delivery
     engine = runtime.engine
+    readers = StoreReaders(stores, runtime.client)  # settle ties, under the stores' budgets
     applier = Applier(
         engine,
         {s.identifier: s.name for s in stores},
         on_gap=GapSyncer(runtime) if sync_on_gap else None,
+        readers=readers,
     ).start()
     app = create_receiver_app(
         engine,
@@ -124,11 +147,13 @@ def serve(host: str, port: int, sync_on_gap: bool, max_body_bytes: int) -> None:
     sock = bind_socket(host, port)
     names = ", ".join(s.identifier for s in stores)
     click.echo(f"receiving webhooks for {names} at http://{host}:{sock.getsockname()[1]}/webhooks/")
+    limits = ConnectionLimits(concurrency=max_connections, header_timeout=header_timeout)
     try:
-        uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, limits)).run(sockets=[sock])
     finally:
         sock.close()
         applier.stop()
+        readers.close()
         runtime.close()
 
 

@@ -133,6 +133,12 @@ def rates_for(budget: RateBudget, share: float = 1.0) -> list[Rate]:
         # would otherwise round several windows to the same count).
         limits[name] = max(1, int(limit * share), max(limits.values(), default=0) + 1)
     intervals = {name: _interval(budget, name) for name in limits}
+    names = list(limits)
+    for shorter, longer in zip(names, names[1:], strict=False):
+        # A share rounds the shorter window down, so a budget whose windows are equally
+        # dense would leave a longer one denser: pyrate-limiter refuses such a list.
+        densest = limits[shorter] * intervals[longer] // intervals[shorter]
+        limits[longer] = min(limits[longer], densest)
     rates = [Rate(limit, intervals[name]) for name, limit in limits.items()]
     if limits["second"] > 1:
         # Rounded down: pyrate-limiter wants each longer window no denser than a shorter

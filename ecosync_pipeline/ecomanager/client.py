@@ -22,7 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -31,7 +34,13 @@ from ecosync_pipeline.closing import Closing
 from ecosync_pipeline.config import MAX_PER_PAGE, Store, check_base_url
 from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.limiter import Limiter
-from ecosync_pipeline.ecomanager.models import Page, parse_newest_page, parse_page
+from ecosync_pipeline.ecomanager.models import (
+    Order,
+    Page,
+    parse_newest_page,
+    parse_order,
+    parse_page,
+)
 from ecosync_pipeline.ecomanager.retries import (
     Failure,
     Retries,
@@ -45,17 +54,37 @@ from ecosync_pipeline.errors import (
     ApiError,
     ApiRateLimited,
     ApiUnavailable,
+    CallCapReached,
     ConfigError,
     MalformedPage,
     MissingToken,
     ResponseTooLarge,
 )
-from ecosync_pipeline.redact import Redactor, url_secrets
+from ecosync_pipeline.redact import Redactor, quiet_request_log, url_secrets
 
 logger = logging.getLogger(__name__)
 
 ORDERS_PATH = "/api/shop/v2/orders"
 USER_AGENT = "ecosync/0.1"
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One request of the contract: where it goes, its name in messages, how its body reads."""
+
+    url: str
+    params: Mapping[str, str | int]
+    where: str
+    """"page 3", "order 4512": what messages call it."""
+    page: int | None
+    order_id: int | None
+    parse: Callable[[object, datetime], Page | Order]
+    missing_ok: bool = False
+    """A 404 is an answer (the order is gone), not an error."""
+
+
+GONE = None
+"""What ``fetch_order`` returns for an order EcoManager answers 404 for."""
 
 
 class EcoManagerClient(Closing):
@@ -97,7 +126,9 @@ class EcoManagerClient(Closing):
         # By default every client of a store, in every process, shares its rate budget.
         self._limiter = rate_limiter or shared_budget(store)
         self._stats = RequestStats()
+        self._cap: int | None = None
         self._page_listeners: list[Callable[[Page], None]] = []
+        quiet_request_log()  # httpx logs each URL; a cursor in it is the server's base64
         self._http = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(timeout),
@@ -169,7 +200,19 @@ class EcoManagerClient(Closing):
             )
         # Servers refuse more than 100 a page; asking for less keeps the contract.
         size = min(size, MAX_PER_PAGE)
-        answer = self._fetch(page, size, {"page": page, "per_page": size}, newest=False)
+        sid = self._store.identifier
+        ask = _Ask(
+            self._url,
+            {"page": page, "per_page": size},
+            f"page {page}",
+            page,
+            None,
+            lambda payload, at: parse_page(
+                payload, store=sid, page=page, per_page=size, fetched_at=at
+            ),
+        )
+        answer = self._fetch(ask)
+        assert isinstance(answer, Page)
         for listener in self._page_listeners:
             listener(answer)
         return answer
@@ -184,17 +227,78 @@ class EcoManagerClient(Closing):
         params: dict[str, str | int] = {"per_page": MAX_PER_PAGE, "sort_direction": "desc"}
         if cursor is not None:
             params["cursor"] = cursor
-        return self._fetch(number, MAX_PER_PAGE, params, newest=True)
+        sid = self._store.identifier
+        ask = _Ask(
+            self._url,
+            params,
+            f"page {number}",
+            number,
+            None,
+            lambda payload, at: parse_newest_page(
+                payload, store=sid, number=number, per_page=MAX_PER_PAGE, fetched_at=at
+            ),
+        )
+        answer = self._fetch(ask)
+        assert isinstance(answer, Page)
+        return answer
 
-    def _fetch(
-        self, page: int, size: int, params: Mapping[str, str | int], *, newest: bool
-    ) -> Page:
-        """One page, with the retries, waits and errors of the contract."""
+    def fetch_order(self, order_id: int) -> Order | None:
+        """One order as EcoManager holds it now (``GET /orders/{id}``); None when it answers 404.
+
+        The merge rule asks this when two states of an order carry the same ``updated_at``
+        (EcoManager's timestamps have seconds). Raises as ``fetch_page`` does, naming the
+        order.
+        """
+        if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id < 1:
+            raise ValueError(
+                f"store {self._store.identifier}: order id must be an integer >= 1, "
+                f"got {order_id!r}"
+            )
+        sid = self._store.identifier
+        ask = _Ask(
+            f"{self._url}/{order_id}",
+            {},
+            f"order {order_id}",
+            None,
+            order_id,
+            lambda payload, at: parse_order(payload, store=sid, order_id=order_id, fetched_at=at),
+            missing_ok=True,
+        )
+        answer = self._fetch(ask)
+        assert answer is GONE or isinstance(answer, Order)
+        return answer
+
+    @contextmanager
+    def call_cap(self, calls: int | None) -> Iterator[None]:
+        """Within the block, refuse (CallCapReached) any request past ``calls`` more.
+
+        Every HTTP request counts, retries included, so a run given N calls spends at most
+        N. None: no cap.
+        """
+        previous = self._cap
+        if calls is not None:
+            mine = self._stats.total + max(0, calls)
+            self._cap = mine if previous is None else min(previous, mine)
+        try:
+            yield
+        finally:
+            self._cap = previous
+
+    def _fetch(self, ask: _Ask) -> Page | Order | None:
+        """One request, with the retries, waits and errors of the contract."""
         attempts = self._retries.attempts
         for attempt in range(1, attempts + 1):
+            if self._cap is not None and self._stats.total >= self._cap:
+                raise CallCapReached(
+                    f"store {self._store.identifier}: {ask.where}: not requested, this run's "
+                    "call cap is spent; the next run carries on",
+                    store=self._store.identifier,
+                    page=ask.page,
+                    order_id=ask.order_id,
+                )
             self._limiter.acquire()
-            outcome = self._attempt(page, size, params, newest)
-            if isinstance(outcome, Page):
+            outcome = self._attempt(ask)
+            if not isinstance(outcome, tuple):
                 return outcome
             failure, cause = outcome
             if attempt == attempts:
@@ -202,31 +306,34 @@ class EcoManagerClient(Closing):
             wait = self._retries.after(failure, attempt)
             self._stats.record_retry()
             logger.warning(
-                "store %s: page %d: %s on attempt %d of %d; retrying in %.2f s",
+                "store %s: %s: %s on attempt %d of %d; retrying in %.2f s",
                 self._store.identifier,
-                page,
+                ask.where,
                 self._redact(failure.reason),
                 attempt,
                 attempts,
                 wait,
             )
             self._sleep(wait)
-        raise self._exhausted(failure, page, attempts) from self._cause(cause)
+        raise self._exhausted(failure, ask, attempts) from self._cause(cause)
 
-    def _attempt(
-        self, page: int, size: int, params: Mapping[str, str | int], newest: bool
-    ) -> Page | tuple[Failure, Exception | None]:
-        """One request: the Page, or a transient failure (and its cause) to retry.
+    def _attempt(self, ask: _Ask) -> Page | Order | None | tuple[Failure, Exception | None]:
+        """One request: the answer, or a transient failure (and its cause) to retry.
 
         Anything that no retry can fix is raised at once as our error.
         """
         sid = self._store.identifier
-        request = self._http.build_request("GET", self._url, params=dict(params))
+        request = self._http.build_request("GET", ask.url, params=dict(ask.params))
+        # What was read is EcoManager's state as of this moment, or later.
+        sent_at = datetime.now(timezone.utc)
         try:
             response = self._http.send(request, stream=True)
             try:
-                failure = self._judge(response, page)
-                body = self._read_capped(response, page) if failure is None else b""
+                if ask.missing_ok and response.status_code == 404:
+                    self._stats.record("ok")
+                    return GONE
+                failure = self._judge(response, ask)
+                body = self._read_capped(response, ask) if failure is None else b""
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
@@ -241,9 +348,9 @@ class EcoManagerClient(Closing):
             raise self._refused(
                 "malformed",
                 MalformedPage,
-                f"store {sid}: page {page}: the response body could not be decoded ({exc}); "
+                f"store {sid}: {ask.where}: the response body could not be decoded ({exc}); "
                 f"check that {self._store.base_url} serves the EcoManager orders API",
-                page,
+                ask,
             ) from self._cause(exc)
         except httpx.InvalidURL as exc:
             # httpx builds a redirect's next request even when it does not follow it: a
@@ -251,63 +358,68 @@ class EcoManagerClient(Closing):
             raise self._refused(
                 "http_error",
                 ApiError,
-                f"store {sid}: page {page}: a redirect to a malformed Location ({exc}) from "
-                f"{self._url}; check the store's base_url in the stores file",
-                page,
+                f"store {sid}: {ask.where}: a redirect to a malformed Location ({exc}) from "
+                f"{ask.url}; check the store's base_url in the stores file",
+                ask,
             ) from self._cause(exc)
         except httpx.RequestError as exc:
             # UnsupportedProtocol, LocalProtocolError: the request itself is wrong.
             raise self._refused(
                 "connection_error",
                 ApiError,
-                f"store {sid}: page {page}: the request could not be sent "
+                f"store {sid}: {ask.where}: the request could not be sent "
                 f"({type(exc).__name__}: {exc}); check the store's base_url and token in "
                 "the stores file and environment",
-                page,
+                ask,
             ) from self._cause(exc)
         if failure is not None:
             return failure, None
-        return self._parse(response, body, page, size, newest)
+        return self._parse(response, body, ask, sent_at)
 
-    def _read_capped(self, response: httpx.Response, page: int) -> bytes:
+    def _read_capped(self, response: httpx.Response, ask: _Ask) -> bytes:
         """The (decoded) body, read chunk by chunk; ResponseTooLarge past ``max_page_bytes``.
 
         Counting decoded bytes also bounds a compressed body that inflates without end.
         """
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
-            self._too_large(page, f"it declares {int(declared):,} bytes")
+            self._too_large(ask, f"it declares {int(declared):,} bytes")
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > self._max_bytes:
-                self._too_large(page, f"more than {self._max_bytes:,} bytes arrived")
+                self._too_large(ask, f"more than {self._max_bytes:,} bytes arrived")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_large(self, page: int, what: str) -> None:
+    def _too_large(self, ask: _Ask, what: str) -> None:
         self._stats.record("too_large")
         sid = self._store.identifier
         raise self._error(
             ResponseTooLarge,
-            f"store {sid}: page {page}: the response is larger than the store's cap of "
+            f"store {sid}: {ask.where}: the response is larger than the store's cap of "
             f"{self._max_bytes:,} bytes ({what}); it was not read. If the store's orders are "
             f"really that large, raise max_page_bytes for store {sid} in the stores file, "
             "or lower per_page",
-            page,
+            ask,
         )
 
-    def _error(self, cls: type[ApiError], message: str, page: int) -> ApiError:
-        """Our error ``cls`` with ``message`` redacted, naming the store and page."""
-        return cls(self._redact(message), store=self._store.identifier, page=page)
+    def _error(self, cls: type[ApiError], message: str, ask: _Ask) -> ApiError:
+        """Our error ``cls`` with ``message`` redacted, naming the store and page (or order)."""
+        return cls(
+            self._redact(message),
+            store=self._store.identifier,
+            page=ask.page,
+            order_id=ask.order_id,
+        )
 
-    def _refused(self, outcome: Outcome, cls: type[ApiError], message: str, page: int) -> ApiError:
+    def _refused(self, outcome: Outcome, cls: type[ApiError], message: str, ask: _Ask) -> ApiError:
         """Count ``outcome`` and return the error for a request no retry can fix."""
         self._stats.record(outcome)
-        return self._error(cls, message, page)
+        return self._error(cls, message, ask)
 
-    def _judge(self, response: httpx.Response, page: int) -> Failure | None:
+    def _judge(self, response: httpx.Response, ask: _Ask) -> Failure | None:
         """None for a 2xx; a retryable Failure for 429/5xx; raise for anything else."""
         status = response.status_code
         sid = self._store.identifier
@@ -320,10 +432,10 @@ class EcoManagerClient(Closing):
             )
             raise self._error(
                 ApiAuthError,
-                f"store {sid}: page {page}: HTTP {status}, {what}; check the store's token "
+                f"store {sid}: {ask.where}: HTTP {status}, {what}; check the store's token "
                 f"in {self._store.token_source.describe()} (it must hold this store's "
                 "current 80-character EcoManager token)",
-                page,
+                ask,
             )
         if status == 429:
             self._stats.record("rate_limited")
@@ -348,14 +460,14 @@ class EcoManagerClient(Closing):
             hint = f" (redirect to {response.headers.get('Location', '?')[:200]!r})"
         raise self._error(
             ApiError,
-            f"store {sid}: page {page}: unexpected HTTP {status}{hint} from "
-            f"{self._url}; check the store's base_url in the stores file",
-            page,
+            f"store {sid}: {ask.where}: unexpected HTTP {status}{hint} from "
+            f"{ask.url}; check the store's base_url in the stores file",
+            ask,
         )
 
     def _parse(
-        self, response: httpx.Response, body: bytes, page: int, size: int, newest: bool = False
-    ) -> Page:
+        self, response: httpx.Response, body: bytes, ask: _Ask, sent_at: datetime
+    ) -> Page | Order:
         """Decode and validate a 2xx body, counting it as ok or malformed."""
         sid = self._store.identifier
         remedy = (
@@ -374,49 +486,46 @@ class EcoManagerClient(Closing):
             snippet = body[:80].decode("utf-8", "replace")
             raise self._error(
                 MalformedPage,
-                f"store {sid}: page {page}: response body is not JSON "
+                f"store {sid}: {ask.where}: response body is not JSON "
                 f"(HTTP {response.status_code}, Content-Type {content_type[:80]!r}, "
                 f"body starts {snippet!r}); {remedy}",
-                page,
+                ask,
             ) from self._cause(exc)
         try:
-            if newest:
-                result = parse_newest_page(payload, store=sid, number=page, per_page=size)
-            else:
-                result = parse_page(payload, store=sid, page=page, per_page=size)
+            result = ask.parse(payload, sent_at)
         except MalformedPage as exc:
             self._stats.record("malformed")
-            raise self._error(MalformedPage, f"{exc}; {remedy}", page) from self._cause(exc)
+            raise self._error(MalformedPage, f"{exc}; {remedy}", ask) from self._cause(exc)
         # The model reads each field defensively; anything left is still this page's fault.
         except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
             self._stats.record("malformed")
             raise self._error(
                 MalformedPage,
-                f"store {sid}: page {page}: the page could not be read ({type(exc).__name__}); "
-                f"{remedy}",
-                page,
+                f"store {sid}: {ask.where}: the answer could not be read "
+                f"({type(exc).__name__}); {remedy}",
+                ask,
             ) from None
         self._stats.record("ok")
-        logger.debug("store %s: page %d: %d orders", sid, page, len(result.orders))
+        logger.debug("store %s: %s read", sid, ask.where)
         return result
 
-    def _exhausted(self, failure: Failure, page: int, attempts: int) -> ApiError:
-        """The error for a page whose every attempt failed transiently."""
+    def _exhausted(self, failure: Failure, ask: _Ask, attempts: int) -> ApiError:
+        """The error for a request whose every attempt failed transiently."""
         sid = self._store.identifier
         if failure.outcome == "rate_limited":
             return self._error(
                 ApiRateLimited,
-                f"store {sid}: page {page}: still rate limited (HTTP 429) after {attempts} "
+                f"store {sid}: {ask.where}: still rate limited (HTTP 429) after {attempts} "
                 f"attempts; lower requests_per_second for store {sid} in the stores file, or "
                 "wait a while and rerun",
-                page,
+                ask,
             )
         return self._error(
             ApiUnavailable,
-            f"store {sid}: page {page}: EcoManager unavailable after {attempts} "
+            f"store {sid}: {ask.where}: EcoManager unavailable after {attempts} "
             f"attempts (last: {failure.reason}); check that {self._store.base_url} "
             "is up and reachable, then rerun the store's sync",
-            page,
+            ask,
         )
 
     def _cause(self, exc: Exception | None) -> Exception | None:

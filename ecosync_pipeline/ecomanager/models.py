@@ -78,9 +78,20 @@ class Order:
     updated_at: datetime | None = None
     set_aside: tuple[SetAside, ...] = field(default=(), compare=False)
     raw: str | None = field(default=None, compare=False, repr=False)
+    fetched_at: datetime | None = field(default=None, compare=False, repr=False)
+    """When ecosync asked for this state (the page's request, the delivery's arrival): the
+    merge rule never lets a state fetched before a deletion was recorded revive it."""
 
     @classmethod
-    def from_payload(cls, data: object, *, store: str, page: int, index: int) -> Order:
+    def from_payload(
+        cls,
+        data: object,
+        *,
+        store: str,
+        page: int,
+        index: int,
+        fetched_at: datetime | None = None,
+    ) -> Order:
         """Parse one element of ``data``; raise MalformedPage naming store, page and field.
 
         Only a missing or non-integer ``id`` fails the page (the contract's one certainty);
@@ -121,6 +132,7 @@ class Order:
             updated_at=take("updated_at", values.timestamp),
             set_aside=tuple(aside),
             raw=values.raw_json(data) if aside else None,
+            fetched_at=fetched_at,
         )
 
 
@@ -197,8 +209,18 @@ class Page:
         return self.count_served < self.per_page
 
 
-def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page:
-    """Validate a decoded response body into a Page, or raise MalformedPage."""
+def parse_page(
+    payload: object,
+    *,
+    store: str,
+    page: int,
+    per_page: int,
+    fetched_at: datetime | None = None,
+) -> Page:
+    """Validate a decoded response body into a Page, or raise MalformedPage.
+
+    ``fetched_at`` (when the request was sent) is stamped on every order.
+    """
     if not isinstance(payload, Mapping):
         raise MalformedPage(
             f"store {store}: page {page}: response body is {type(payload).__name__}, "
@@ -223,7 +245,9 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
             reason = f"{oid} does not fit the orders table (BIGINT, at most 2^63-1)"
             refused.append(SetAside(store, page, oid, "id", reason))
             continue
-        orders.append(Order.from_payload(item, store=store, page=page, index=index))
+        orders.append(
+            Order.from_payload(item, store=store, page=page, index=index, fetched_at=fetched_at)
+        )
     if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
         raise MalformedPage(
             f"store {store}: page {page}: order ids are not strictly ascending",
@@ -244,6 +268,26 @@ def parse_page(payload: object, *, store: str, page: int, per_page: int) -> Page
     )
 
 
+def parse_order(
+    payload: object, *, store: str, order_id: int, fetched_at: datetime | None = None
+) -> Order:
+    """The single-order answer (``{"data": order}``, or the bare order) for ``order_id``.
+
+    MalformedPage when it is not an order, or is another order than the one asked for.
+    """
+    if isinstance(payload, Mapping) and isinstance(payload.get("data"), Mapping):
+        payload = payload["data"]
+    where = f"store {store}: order {order_id}"
+    served = payload.get("id") if isinstance(payload, Mapping) else None
+    if isinstance(served, bool) or served != order_id:
+        raise MalformedPage(
+            f"{where}: the answer is not this order (its id is {_short(served)})",
+            store=store,
+            order_id=order_id,
+        )
+    return Order.from_payload(payload, store=store, page=0, index=0, fetched_at=fetched_at)
+
+
 def _meta_ints(meta: object, keys: Sequence[str]) -> dict[str, int | None]:
     """The integer values of ``keys`` in ``meta`` (None where absent or not an integer)."""
     found: dict[str, int | None] = dict.fromkeys(keys)
@@ -255,7 +299,14 @@ def _meta_ints(meta: object, keys: Sequence[str]) -> dict[str, int | None]:
     return found
 
 
-def parse_newest_page(payload: object, *, store: str, number: int, per_page: int) -> Page:
+def parse_newest_page(
+    payload: object,
+    *,
+    store: str,
+    number: int,
+    per_page: int,
+    fetched_at: datetime | None = None,
+) -> Page:
     """A newest-first cursor page (``sort_direction=desc``) as a Page in ascending order.
 
     ``number`` counts the pages of this read (1 is the newest). The ids must be strictly
@@ -276,7 +327,7 @@ def parse_newest_page(payload: object, *, store: str, number: int, per_page: int
                 page=number,
             )
         payload = {**payload, "data": list(reversed(data))}  # type: ignore[dict-item]
-    page = parse_page(payload, store=store, page=number, per_page=per_page)
+    page = parse_page(payload, store=store, page=number, per_page=per_page, fetched_at=fetched_at)
     return replace(page, next_cursor=_next_cursor(payload))
 
 

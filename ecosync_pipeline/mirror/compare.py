@@ -7,15 +7,17 @@ still in the table and a skipped one cancel out in any count, not in a set diffe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
 from ecosync_pipeline.mirror.segments import Segment
-from ecosync_pipeline.storage import upsert_orders
-from ecosync_pipeline.storage.ranges import StoredOrder, flag_deleted, stored_in_range
+from ecosync_pipeline.storage.merge import Gone, Served, UpsertCounts, Write, merge_orders
+from ecosync_pipeline.storage.pages import OrderReader, settle_ties
+from ecosync_pipeline.storage.ranges import StoredOrder, stored_in_range
 
 
 @dataclass(frozen=True)
@@ -56,43 +58,73 @@ def compare(segment: Segment, stored: Mapping[int, StoredOrder]) -> SegmentDiff:
 
 @dataclass
 class MirrorCounts:
-    """What the mirror found and fixed over some segments (sums of their diffs)."""
+    """What the mirror found and wrote over some segments (sums of their diffs and merges).
+
+    ``missing`` counts the served orders the table did not count as present (found);
+    ``fetched``, ``updated``, ``flagged_deleted`` and ``stale`` what the merge rule really
+    wrote of them (an order a webhook made newer meanwhile is ``stale``, not ``updated``).
+    """
 
     pages: int = 0
     checked: int = 0
     missing: int = 0
     fetched: int = 0
+    reappeared: int = 0
     flagged_deleted: int = 0
     updated: int = 0
+    stale: int = 0
+    ties: int = 0
+    """Served with the stored ``updated_at`` but other content, left for the next read."""
+    settled: int = 0
+    """Ties settled by asking EcoManager for the order."""
     low: int | None = None
     high: int | None = None
 
-    def add(self, diff: SegmentDiff, *, fetched: int, flagged: int) -> None:
-        """Count one segment's diff, and what was written for it."""
+    def add(self, diff: SegmentDiff, written: UpsertCounts) -> None:
+        """Count one segment's diff, and what the merge wrote for it."""
         seg = diff.segment
         self.pages += 1
         self.checked += len(seg.orders)
         self.missing += len(diff.missing) + len(diff.reappeared)
-        self.fetched += fetched
-        self.flagged_deleted += flagged
-        self.updated += len(diff.changed)
+        self.merged(written)
         self.low = seg.low if self.low is None else min(self.low, seg.low)
         self.high = seg.high if self.high is None else max(self.high, seg.high)
+
+    def merged(self, written: UpsertCounts) -> None:
+        """Count what a merge wrote (a segment's, or the answers that settled its ties)."""
+        self.fetched += written.new + written.reappeared
+        self.reappeared += written.reappeared
+        self.flagged_deleted += written.flagged
+        self.updated += written.updated
+        self.stale += written.stale
+        self.settled += written.settled
+        self.ties += len(written.ties)
 
     def as_dict(self) -> dict[str, int | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def repair(conn: Connection, segment: Segment, *, now: datetime | None = None) -> SegmentDiff:
+def repair(
+    conn: Connection, segment: Segment, *, now: datetime | None = None
+) -> tuple[SegmentDiff, UpsertCounts]:
     """Compare one segment and make the table match it, in the caller's transaction.
 
-    Missing and reappeared orders are upserted from the page itself (no extra call), and
-    so are changed ones (every field, not just the status); gone ones are flagged.
+    Missing, reappeared and changed orders are written from the page itself (no extra
+    call), and the ids gone are flagged, all through the merge rule: what it refuses
+    (older than the table, read before a deletion, a tie) is counted, not written.
     """
     diff = compare(segment, stored_in_range(conn, segment.store, segment.low, segment.high))
-    writes = [*diff.missing, *diff.reappeared, *diff.changed]
-    if writes:
-        upsert_orders(conn, segment.store, writes, seen_at=now)
-    if diff.gone:
-        flag_deleted(conn, segment.store, diff.gone, at=now)
-    return diff
+    found_gone_at = segment.fetched_at or now or datetime.now(timezone.utc)
+    writes: list[Write] = [Served(o) for o in (*diff.missing, *diff.reappeared, *diff.changed)]
+    writes += [Gone(order_id, found_gone_at) for order_id in diff.gone]
+    written = merge_orders(conn, segment.store, writes, now=now).counts
+    return diff, written
+
+
+def settle(
+    engine: Engine, store: StoreId, written: UpsertCounts, reader: OrderReader
+) -> UpsertCounts:
+    """``written`` with its ties settled by asking EcoManager once for each (pages.settle_ties)."""
+    if not written.ties:
+        return written
+    return replace(written, ties=()) + settle_ties(engine, store, written.ties, reader)

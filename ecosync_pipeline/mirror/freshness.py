@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from ecosync_pipeline.config import Store
+from ecosync_pipeline.config import Store, StoreId
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
-from ecosync_pipeline.mirror.compare import MirrorCounts, repair
+from ecosync_pipeline.errors import CallCapReached
+from ecosync_pipeline.mirror.compare import MirrorCounts, repair, settle
 from ecosync_pipeline.mirror.segments import PER_PAGE, descend
 from ecosync_pipeline.positions.database_layer import page_hint
-from ecosync_pipeline.storage import store_lock, store_summary
+from ecosync_pipeline.storage import StoreSummary, store_summary
+from ecosync_pipeline.storage.locks import repair_lock
 from ecosync_pipeline.storage.pages import transaction
 from ecosync_pipeline.storage.ranges import oldest_open_order, open_count
 
@@ -48,37 +50,25 @@ def refresh_statuses(
 ) -> FreshnessResult:
     """Re-read every open order of the store (and what lies between them) once.
 
-    ``max_calls`` stops the refresh early (the newest pages are read first, so the
-    orders most likely to move are refreshed first). Holds the store's lock.
+    ``max_calls`` caps every call the refresh makes, the locator's and the settling ones
+    included; the newest pages are read first, so the orders most likely to move are
+    refreshed first. Works beside the store's sync (each page its own transaction);
+    raises StoreLocked when another status refresh of the store runs.
     """
     started = time.monotonic()
     calls_before = client.stats.total
     counts = MirrorCounts()
     sid = store.identifier
-    with store_lock(engine, sid) as lease:
+    with repair_lock(engine, sid, "status refresh"):
         open_before = open_count(engine, sid, store.final_states)
         oldest = oldest_open_order(engine, sid, store.final_states)
         summary = store_summary(engine, sid)
         if oldest is not None and summary.last_order_id is not None:
-            top = summary.last_order_id
-
-            def calls_left() -> bool:
-                return max_calls is None or client.stats.total - calls_before < max_calls
-
-            for segment in descend(
-                client,
-                sid,
-                target=top,
-                high=top,
-                hint=page_hint(summary.order_count, PER_PAGE),
-                floor=oldest,
-                calls_left=calls_left,
-            ):
-                with transaction(engine, f"store {sid}: refreshing page {segment.page}") as conn:
-                    lease.verify(conn)
-                    diff = repair(conn, segment)
-                fetched = len(diff.missing) + len(diff.reappeared)
-                counts.add(diff, fetched=fetched, flagged=len(diff.gone))
+            try:
+                with client.call_cap(max_calls):
+                    _refresh(client, engine, sid, summary, oldest, counts)
+            except CallCapReached as exc:
+                logger.info("%s", exc)
         open_after = open_count(engine, sid, store.final_states)
     result = FreshnessResult(
         store=sid,
@@ -101,3 +91,27 @@ def refresh_statuses(
         result.api_calls,
     )
     return result
+
+
+def _refresh(
+    client: EcoManagerClient,
+    engine: Engine,
+    sid: StoreId,
+    summary: StoreSummary,
+    oldest: int,
+    counts: MirrorCounts,
+) -> None:
+    """Repair each page from the store's highest id down to its oldest open order."""
+    top = summary.last_order_id
+    assert top is not None
+    for segment in descend(
+        client,
+        sid,
+        target=top,
+        high=top,
+        hint=page_hint(summary.order_count, PER_PAGE),
+        floor=oldest,
+    ):
+        with transaction(engine, f"store {sid}: refreshing page {segment.page}") as conn:
+            diff, written = repair(conn, segment)
+        counts.add(diff, settle(engine, sid, written, client))

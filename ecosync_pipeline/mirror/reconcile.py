@@ -11,8 +11,16 @@ starts a new one from the top.
 
 Cost: a sweep is one call per 100 orders, plus the locator's calls to find the top
 (one when the table's count is right), plus one call per later run to find its place
-again (the boundary page is re-read, since orders may have moved down meanwhile).
+again (the boundary page is re-read, since orders may have moved down meanwhile), plus
+one call per tie to settle. Every call counts against ``--max-calls`` and the daily
+share, the locator's included: the client refuses the call past the cap
+(CallCapReached), and the calls spent are recorded even when nothing was committed.
 Memory is one page and its stored rows: flat in the history's size.
+
+A reconciliation never takes the sync's lock: its writes go through the merge rule, one
+page transaction at a time, so a sync run meanwhile waits at most for one page. Two
+reconciliations of a store do not run at once (``repair_lock``), and each segment's
+transaction checks that the sweep's cursor is still the one this run last wrote.
 """
 
 from __future__ import annotations
@@ -23,16 +31,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
-from ecosync_pipeline.mirror.compare import MirrorCounts, repair
+from ecosync_pipeline.errors import CallCapReached, StorageError, StoreLockLost
+from ecosync_pipeline.mirror.compare import MirrorCounts, repair, settle
 from ecosync_pipeline.mirror.segments import PER_PAGE, Segment, descend
 from ecosync_pipeline.positions.database_layer import page_hint
-from ecosync_pipeline.storage import ensure_store, store_lock, store_summary
-from ecosync_pipeline.storage.locks import StoreLease
+from ecosync_pipeline.storage import ensure_store, store_summary
+from ecosync_pipeline.storage.locks import repair_lock
+from ecosync_pipeline.storage.orders import _storage_error
 from ecosync_pipeline.storage.pages import transaction
+from ecosync_pipeline.storage.schema import store_state
 from ecosync_pipeline.storage.store_state import read_state, write_state
 
 logger = logging.getLogger(__name__)
@@ -57,6 +70,8 @@ class SweepState:
     calls_today: int = 0
     found: dict[str, int] = field(default_factory=dict)
     """What the sweep in progress found so far (missing, flagged_deleted, updated)."""
+    revision: int = 0
+    """Raised by every write: a run finding another value knows another run moved it."""
 
     @classmethod
     def load(cls, value: dict[str, Any] | None) -> SweepState:
@@ -106,30 +121,37 @@ def reconcile_store(
 ) -> ReconcileResult:
     """Carry the store's sweep on by at most ``max_calls`` calls (and its daily budget).
 
-    Holds the store's lock (it writes orders, as a sync does). Raises StoreLocked,
-    ApiError, MirrorRefused or StorageError; what was committed before stays committed.
+    Works beside the store's sync (see the module's docstring). Raises StoreLocked when
+    another reconciliation of the store runs, ApiError, MirrorRefused or StorageError;
+    what was committed before stays committed.
     """
     started = datetime.now(timezone.utc)
-    calls_before = client.stats.total
     counts = MirrorCounts()
-    with store_lock(engine, store.identifier) as lease:
-        with transaction(engine, f"store {store.identifier}: registering the store") as conn:
-            ensure_store(conn, store.identifier, store.name)
-        state = SweepState.load(read_state(engine, store.identifier, STATE))
+    sid = store.identifier
+    with repair_lock(engine, sid, "reconciliation"):
+        with transaction(engine, f"store {sid}: registering the store") as conn:
+            ensure_store(conn, sid, store.name)
+        state = SweepState.load(read_state(engine, sid, STATE))
         today = _today(now)
         if state.day != today.isoformat():
             state.day, state.calls_today = today.isoformat(), 0
         allowed = state.calls_left_today(today, store.reconcile_calls_per_day)
         if max_calls is not None:
             allowed = min(allowed, max_calls)
+        sweep = _Sweep(store, client, engine, state, counts)
         complete = False
         if allowed > 0:
-            complete = _run(store, client, engine, lease, state, counts, allowed, calls_before)
-    calls = client.stats.total - calls_before
+            try:
+                with client.call_cap(allowed):
+                    complete = sweep.run(allowed)
+            except CallCapReached as exc:
+                logger.info("%s", exc)
+            finally:
+                sweep.record_calls()
     result = ReconcileResult(
-        store=store.identifier,
+        store=sid,
         counts=counts,
-        api_calls=calls,
+        api_calls=sweep.calls,
         sweep=state.sweep,
         sweep_complete=complete,
         sweep_pages=state.pages,
@@ -138,9 +160,9 @@ def reconcile_store(
     )
     logger.info(
         "store %s: reconciled ids %s in %d calls: %d missing, %d flagged deleted, %d updated%s",
-        store.identifier,
+        sid,
         result.range_checked,
-        calls,
+        sweep.calls,
         counts.missing,
         counts.flagged_deleted,
         counts.updated,
@@ -169,66 +191,110 @@ def _start(store: Store, engine: Engine, state: SweepState) -> tuple[int, int, i
     return top, top, page_hint(summary.order_count, PER_PAGE)
 
 
-def _run(
-    store: Store,
-    client: EcoManagerClient,
-    engine: Engine,
-    lease: StoreLease,
-    state: SweepState,
-    counts: MirrorCounts,
-    allowed: int,
-    calls_before: int,
-) -> bool:
-    """Read and repair segments within ``allowed`` calls; True when the sweep completed."""
-    start = _start(store, engine, state)
-    if start is None:
-        return False
-    target, high, hint = start
-    committed = calls_before
+class _Sweep:
+    """One run of a store's sweep: its segments committed, and every call it made recorded."""
 
-    def calls_left() -> bool:
-        return client.stats.total - calls_before < allowed
+    def __init__(
+        self,
+        store: Store,
+        client: EcoManagerClient,
+        engine: Engine,
+        state: SweepState,
+        counts: MirrorCounts,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.engine = engine
+        self.state = state
+        self.counts = counts
+        self.calls_before = client.stats.total
+        self.recorded = self.calls_before
+        """Calls up to this count are in ``state.calls_today`` as committed."""
 
-    for segment in descend(
-        client, store.identifier, target=target, high=high, hint=hint, calls_left=calls_left
-    ):
-        spent = client.stats.total - committed
-        committed = client.stats.total
-        done = _commit(engine, lease, segment, state, counts, spent)
-        if done:
-            return True
-    return False
+    @property
+    def calls(self) -> int:
+        return self.client.stats.total - self.calls_before
 
-
-def _commit(
-    engine: Engine,
-    lease: StoreLease,
-    segment: Segment,
-    state: SweepState,
-    counts: MirrorCounts,
-    spent: int,
-) -> bool:
-    """Repair one segment and move the cursor past it, in one transaction of this lease."""
-    store = segment.store
-    with transaction(engine, f"store {store}: reconciling page {segment.page}") as conn:
-        lease.verify(conn)
-        diff = repair(conn, segment)
-        fetched = len(diff.missing) + len(diff.reappeared)
-        counts.add(diff, fetched=fetched, flagged=len(diff.gone))
-        state.calls_today += spent
-        state.pages += 1
-        for key, n in (
-            ("missing", fetched),
-            ("flagged_deleted", len(diff.gone)),
-            ("updated", len(diff.changed)),
+    def run(self, allowed: int) -> bool:
+        """Read and repair segments within ``allowed`` calls; True when the sweep completed."""
+        start = _start(self.store, self.engine, self.state)
+        if start is None:
+            return False
+        target, high, hint = start
+        for segment in descend(
+            self.client,
+            self.store.identifier,
+            target=target,
+            high=high,
+            hint=hint,
+            calls_left=lambda: self.calls < allowed,
         ):
-            state.found[key] = state.found.get(key, 0) + n
-        done = segment.page == 1
-        if done:
-            state.floor, state.page = None, None
-            state.completed += 1
-            state.last_completed_at = datetime.now(timezone.utc).isoformat()
-        else:
-            state.floor, state.page = segment.low, segment.page
+            if self._commit(segment):
+                return True
+        return False
+
+    def _commit(self, segment: Segment) -> bool:
+        """Repair one segment and move the cursor past it, in one transaction; then settle
+        its ties (their calls are recorded with the next segment or at the end)."""
+        state, store = self.state, segment.store
+        with transaction(self.engine, f"store {store}: reconciling page {segment.page}") as conn:
+            diff, written = repair(conn, segment)
+            done = segment.page == 1
+            for key, n in (
+                ("missing", written.new + written.reappeared),
+                ("flagged_deleted", written.flagged),
+                ("updated", written.updated),
+            ):
+                state.found[key] = state.found.get(key, 0) + n
+            state.pages += 1
+            if done:
+                state.floor, state.page = None, None
+                state.completed += 1
+                state.last_completed_at = datetime.now(timezone.utc).isoformat()
+            else:
+                state.floor, state.page = segment.low, segment.page
+            self._write_state(conn)
+        self.counts.add(diff, settle(self.engine, store, written, self.client))
+        return done
+
+    def _write_state(self, conn: Connection) -> None:
+        """Write the sweep's state with the calls spent so far, if no other run moved it."""
+        state, store = self.state, self.store.identifier
+        stmt = (
+            select(store_state.c.value)
+            .where(store_state.c.store == store, store_state.c.name == STATE)
+            .with_for_update()
+        )
+        try:
+            stored = conn.execute(stmt).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc, f"store {store}: reading its reconciliation") from exc
+        current = int(stored.get("revision", 0)) if isinstance(stored, dict) else 0
+        if current != state.revision:
+            raise StoreLockLost(
+                store,
+                f"another reconciliation moved the sweep on (revision {current}, this "
+                f"run's {state.revision})",
+                what="reconciliation",
+            )
+        spent = self.client.stats.total
+        state.calls_today += spent - self.recorded
+        state.revision += 1
         write_state(conn, store, STATE, state.as_dict())
-    return done
+        self.recorded = spent
+
+    def record_calls(self) -> None:
+        """Record the calls made since the last commit (the locator's, the settling ones)."""
+        if self.client.stats.total == self.recorded:
+            return
+        store = self.store.identifier
+        try:
+            with transaction(self.engine, f"store {store}: recording its reconcile calls") as conn:
+                self._write_state(conn)
+        except (StorageError, StoreLockLost) as exc:
+            logger.warning(
+                "store %s: the reconciliation's last %d calls could not be recorded (%s)",
+                store,
+                self.client.stats.total - self.recorded,
+                exc,
+            )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from ecosync_pipeline.config import MAX_PER_PAGE, StoreId
 from ecosync_pipeline.ecomanager import PageFetcher
@@ -39,6 +40,8 @@ class Segment:
     low: int
     high: int
     orders: tuple[Order, ...]
+    fetched_at: datetime | None = None
+    """When the page was asked for: an id absent from the segment was gone by then."""
 
     @property
     def ids(self) -> list[int]:
@@ -66,7 +69,8 @@ def _segment(store: StoreId, page: Page, high: int) -> Segment:
             page=page.number,
         )
     orders = tuple(o for o in page.orders if low <= o.id <= high)
-    return Segment(store=store, page=page.number, low=low, high=high, orders=orders)
+    fetched = page.orders[0].fetched_at if page.orders else None
+    return Segment(store, page.number, low, high, orders, fetched)
 
 
 def _check_full(store: StoreId, page: Page, per_page: int) -> None:

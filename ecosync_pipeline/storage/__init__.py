@@ -1,4 +1,4 @@
-"""The orders database: engine, schema and migrations, the page upsert, per-store reads, locks.
+"""The orders database: engine, schema and migrations, the merge rule, per-store reads, locks.
 
 PostgreSQL (psycopg 3) in production, a SQLite file as the embedded default; the same
 SQLAlchemy Core code runs on both.
@@ -10,6 +10,13 @@ from ecosync_pipeline.storage.database import make_engine, normalize_url, ping, 
 from ecosync_pipeline.storage.dialect import advisory_key
 from ecosync_pipeline.storage.dialect import sqlite_file as sqlite_path
 from ecosync_pipeline.storage.locks import store_lock, store_lock_key
+from ecosync_pipeline.storage.merge import (
+    Gone,
+    Served,
+    UpsertCounts,
+    merge_orders,
+    upsert_orders,
+)
 from ecosync_pipeline.storage.migrations import (
     alembic_config,
     current_revision,
@@ -20,7 +27,6 @@ from ecosync_pipeline.storage.migrations import (
 )
 from ecosync_pipeline.storage.orders import (
     StoreSummary,
-    UpsertCounts,
     duplicate_count,
     ensure_store,
     iter_order_ids,
@@ -29,12 +35,16 @@ from ecosync_pipeline.storage.orders import (
     reading,
     store_summaries,
     store_summary,
-    upsert_orders,
 )
-from ecosync_pipeline.storage.pages import transaction, write_page
+from ecosync_pipeline.storage.pages import OrderReader, settle_ties, transaction, write_page
 from ecosync_pipeline.storage.schema import metadata, orders, stores
 
 __all__ = [
+    "Gone",
+    "OrderReader",
+    "Served",
+    "merge_orders",
+    "settle_ties",
     "reading",
     "StoreSummary",
     "UpsertCounts",

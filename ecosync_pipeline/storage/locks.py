@@ -3,7 +3,14 @@
 PostgreSQL: a session advisory lock on a connection held for the whole run; when the
 process dies its session ends and the server drops the lock. SQLite: an OS file lock
 next to the database file, which the kernel drops when the process dies. Either way a
-second run fails at once with StoreLocked instead of waiting or syncing twice.
+second run fails at once with StoreLocked, naming the run that holds the store (recorded
+in ``sync_fences.holder``), instead of waiting or syncing twice.
+
+The reconciliation and the status refresh never take the sync's lock: every write goes
+through the merge rule (merge.py), which keeps concurrent writers from undoing each
+other, so they work beside a sync, one page transaction at a time, and a sync waits at
+most for one of their pages. Each has a lock of its own (``repair_lock``), so two
+reconciliations of a store never run at once.
 
 A lock can still be lost while a run holds it (its PostgreSQL connection is terminated,
 so the server frees it and another run takes the store). So the lock is fenced: taking
@@ -16,6 +23,8 @@ lock raises StoreLockLost there and stops, so two runs never interleave their wr
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -39,6 +48,16 @@ logger = logging.getLogger(__name__)
 def store_lock_key(store: StoreId) -> int:
     """The advisory lock key of a store's sync."""
     return advisory_key(f"ecosync:{store}")
+
+
+def describe_holder(what: str, detail: str | None = None) -> str:
+    """This process as the holder of a lock: what it runs, its pid and host, since when."""
+    now = datetime.now(timezone.utc)
+    about = f", {detail}" if detail else ""
+    return (
+        f"{what} in process {os.getpid()} on {socket.gethostname()} since "
+        f"{now:%Y-%m-%d %H:%M:%S} UTC{about}"
+    )[:200]
 
 
 class StoreLease:
@@ -99,14 +118,14 @@ _HELD_SQL = (
 """Whether this session holds the advisory lock of a bigint key (split high, low)."""
 
 
-def _take_token(engine: Engine, store: StoreId) -> int:
+def _take_token(engine: Engine, store: StoreId, holder: str) -> int:
     """Raise the store's fencing token and return it: this run's from now on."""
     insert = dialect.insert(engine)
     now = datetime.now(timezone.utc)
-    stmt = insert(sync_fences).values(store=store, token=1, taken_at=now)
+    stmt = insert(sync_fences).values(store=store, token=1, taken_at=now, holder=holder)
     stmt = stmt.on_conflict_do_update(
         index_elements=[sync_fences.c.store],
-        set_={"token": sync_fences.c.token + 1, "taken_at": now},
+        set_={"token": sync_fences.c.token + 1, "taken_at": now, "holder": holder},
     ).returning(sync_fences.c.token)
     try:
         with engine.begin() as conn:
@@ -118,27 +137,71 @@ def _take_token(engine: Engine, store: StoreId) -> int:
         ) from exc
 
 
+def _holder(engine: Engine, store: StoreId) -> str | None:
+    """Who holds the store's sync lock, as it recorded itself (None when unknown)."""
+    stmt = select(sync_fences.c.holder).where(sync_fences.c.store == store)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(stmt).scalar_one_or_none()
+    except SQLAlchemyError:
+        return None
+    return None if value is None else str(value)
+
+
 @contextmanager
 def store_lock(
-    engine: Engine, store: StoreId, *, lock_dir: Path | None = None
+    engine: Engine, store: StoreId, *, lock_dir: Path | None = None, holder: str | None = None
 ) -> Iterator[StoreLease]:
     """Hold the store's sync lock for the ``with`` block; raise StoreLocked at once if taken.
 
     Yields the StoreLease whose checks tell the run it still holds the store.
     ``lock_dir`` (SQLite only) is where the lock file goes; by default the database
-    file's folder.
+    file's folder. ``holder`` says more about this run (a Dagster run id, say) to the
+    run refused beside it.
     """
-    if dialect.is_postgresql(engine):
-        with _advisory_lock(engine, store) as conn:
-            yield StoreLease(engine, store, _take_token(engine, store), conn)
-    else:
-        with _file_lock(engine, store, lock_dir):
-            yield StoreLease(engine, store, _take_token(engine, store), None)
+    me = describe_holder("a sync", holder)
+    try:
+        with _exclusive(engine, store, f"ecosync:{store}", f"{store}.lock", lock_dir) as conn:
+            yield StoreLease(engine, store, _take_token(engine, store, me), conn)
+    except _Taken:
+        raise StoreLocked(store, _holder(engine, store)) from None
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, store: StoreId) -> Iterator[Connection]:
-    key = store_lock_key(store)
+def repair_lock(
+    engine: Engine, store: StoreId, what: str, *, lock_dir: Path | None = None
+) -> Iterator[None]:
+    """One ``what`` ("reconciliation", "status refresh") of a store at a time, beside its sync.
+
+    Raises StoreLocked at once when another one holds it; the sync's lock is not taken.
+    """
+    slug = what.replace(" ", "-")
+    try:
+        with _exclusive(engine, store, f"ecosync:{slug}:{store}", f"{store}.{slug}.lock", lock_dir):
+            yield
+    except _Taken:
+        raise StoreLocked(store, what=what) from None
+
+
+class _Taken(Exception):
+    """The lock is held by another run."""
+
+
+@contextmanager
+def _exclusive(
+    engine: Engine, store: StoreId, key_name: str, file_name: str, lock_dir: Path | None
+) -> Iterator[Connection | None]:
+    """An advisory lock (PostgreSQL, yielding its session) or a file lock (SQLite)."""
+    if dialect.is_postgresql(engine):
+        with _advisory_lock(engine, store, advisory_key(key_name)) as conn:
+            yield conn
+    else:
+        with _file_lock(engine, store, lock_dir, file_name):
+            yield None
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, store: StoreId, key: int) -> Iterator[Connection]:
     where = redact(engine.url)
     try:
         # Autocommit: the lock belongs to the session, and holding a transaction open for
@@ -158,7 +221,7 @@ def _advisory_lock(engine: Engine, store: StoreId) -> Iterator[Connection]:
                 f"({describe_error(exc)}); check the database"
             ) from exc
         if not acquired:
-            raise StoreLocked(store)
+            raise _Taken()
         logger.debug("store %s: sync lock taken (advisory key %d)", store, key)
         try:
             yield conn
@@ -183,7 +246,7 @@ def _advisory_unlock(conn: Connection, store: StoreId, key: int) -> None:
 
 
 @contextmanager
-def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None) -> Iterator[None]:
+def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None, name: str) -> Iterator[None]:
     if lock_dir is None:
         database = dialect.sqlite_file(engine)
         if database is None:
@@ -192,13 +255,13 @@ def _file_lock(engine: Engine, store: StoreId, lock_dir: Path | None) -> Iterato
                 "nowhere to put the sync lock; pass lock_dir"
             )
         lock_dir = database.parent
-    path = lock_dir / f"{store}.lock"
+    path = lock_dir / name
     try:
         lock_dir.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(path, timeout=0)
         lock.acquire()
     except filelock.Timeout:
-        raise StoreLocked(store) from None
+        raise _Taken() from None
     except OSError as exc:
         raise StorageError(
             f"store {store}: cannot take the sync lock file {path} "

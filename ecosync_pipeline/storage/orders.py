@@ -1,9 +1,11 @@
-"""Writing and reading orders: the page upsert, and what the orders say about each store.
+"""The orders table's statements: the rows the merge writes, and what the orders say of a store.
 
-The orders table is the truth the sync positions are computed from (DESIGN, invariant
-1), so the reads here are the ones the database layer of the positions and the
-reconciliation need: the last order id and count per store, all ids of a store, and
-duplicates (which the unique constraint should make impossible).
+The merge rule (merge.py) decides what is written; this module only reads the stored
+rows it decides from and writes its decisions, one statement per page. The orders table
+is the truth the sync positions are computed from (DESIGN, invariant 1), so the reads
+here are the ones the database layer of the positions and the reconciliation need: the
+last order id and count per store, all ids of a store, and duplicates (which the unique
+constraint should make impossible).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, func, or_, select
+from sqlalchemy import JSON, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -34,7 +36,7 @@ from ecosync_pipeline.storage.schema import orders as orders_table
 logger = logging.getLogger(__name__)
 
 MAX_ROWS_PER_STATEMENT = 1000
-"""Orders per INSERT: a page (at most 100) or a batch of pages is one statement, while
+"""Orders per statement: a page (at most 100) or a batch of pages is one statement, while
 staying far below the bind-parameter limits (PostgreSQL 65,535; SQLite 32,766)."""
 
 ORDER_FIELDS = {
@@ -44,31 +46,25 @@ ORDER_FIELDS = {
 }
 """Each column the page upsert fills from an ``Order``, and the attribute it comes from."""
 
-UPSERT_COLUMNS = ("store", *ORDER_FIELDS, "first_seen_at", "last_seen_at", "deleted_at")
-"""Every column a page upsert writes, in the table's order of the order fields."""
-
-UPDATED_ON_CONFLICT = (
-    *(c for c in ORDER_FIELDS if c != "order_id"),
+WRITTEN_COLUMNS = (
+    "store",
+    *ORDER_FIELDS,
+    "first_seen_at",
     "last_seen_at",
     "deleted_at",
+    "deletion_recorded_at",
 )
-"""What a re-read refreshes: everything EcoManager may change, and when we last saw it;
-an order served again is no longer flagged deleted (DESIGN, invariant 10).
-``first_seen_at`` and the row's own id are kept."""
+"""Every column the merge writes, in the table's order of the order fields."""
+
+UPDATED_COLUMNS = tuple(
+    c for c in WRITTEN_COLUMNS if c not in ("store", "order_id", "first_seen_at")
+)
+"""What an update of a stored order sets: everything but its key and when it was first seen."""
+
+COMPARED_COLUMNS = tuple(c for c in ORDER_FIELDS if c != "order_id")
+"""The columns whose difference from what EcoManager serves makes two states differ."""
 
 PREVIEW_COLUMNS = tuple(c for c in orders_table.columns if c.name != "id")
-
-
-@dataclass(frozen=True)
-class UpsertCounts:
-    """How many orders of an upsert were new, and how many existed already (re-read)."""
-
-    new: int
-    updated: int
-
-    @property
-    def total(self) -> int:
-        return self.new + self.updated
 
 
 @dataclass(frozen=True)
@@ -100,69 +96,81 @@ def ensure_store(conn: Connection, store: StoreId, name: str) -> None:
         raise _storage_error(exc, f"store {store}: registering the store failed") from exc
 
 
-def upsert_orders(
-    conn: Connection,
-    store: StoreId,
-    orders: Sequence[Order],
-    *,
-    seen_at: datetime | None = None,
-) -> UpsertCounts:
-    """Insert new orders and refresh re-read ones, with one INSERT ... ON CONFLICT per call.
+def stored_rows(conn: Connection, store: StoreId, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The stored rows of these orders (every written column), locked until the commit.
 
-    Runs inside the caller's transaction (the caller commits, then advances the
-    position). "updated" counts orders that existed already, changed or not; a stored row
-    with a newer ``updated_at`` than the page's (a webhook delivery applied meanwhile) is
-    left as it is. An order id
-    present twice keeps its last occurrence. The store must exist (ensure_store).
-    Calls of more than MAX_ROWS_PER_STATEMENT orders use one statement per that many.
+    PostgreSQL locks them in id order (FOR UPDATE), so what the merge decides from them
+    holds until it writes; SQLite's writers are serialized by the write lock already.
     """
-    if not orders:
-        return UpsertCounts(0, 0)
-    seen = seen_at or datetime.now(timezone.utc)
-    by_id = {order.id: order for order in orders}
-    rows = [_row(store, order, seen) for order in by_id.values()]
-    new = updated = 0
-    try:
-        for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-            chunk = rows[start : start + MAX_ROWS_PER_STATEMENT]
-            chunk_new = _upsert_chunk(conn, store, chunk)
-            new += chunk_new
-            updated += len(chunk) - chunk_new
-    except SQLAlchemyError as exc:
-        ids = sorted(by_id)
-        raise _storage_error(
-            exc,
-            f"store {store}: writing {len(ids)} orders (ids {ids[0]}..{ids[-1]}) failed",
-            hint="the transaction is not committed, so the sync position must not advance; "
-            "check the database and run the sync again",
-        ) from exc
-    # A value a column's own conversion refuses (the order model sets such fields aside
-    # before they get here, so this is a defect, reported as ours rather than raw).
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        ids = sorted(by_id)
-        raise StorageError(
-            f"store {store}: writing {len(ids)} orders (ids {ids[0]}..{ids[-1]}) failed: a "
-            f"value could not be converted for its column ({type(exc).__name__}); nothing "
-            "was committed and the position did not move"
-        ) from exc
-    logger.debug(
-        "store %s: upserted %d orders (%d new, %d updated)", store, len(rows), new, updated
+    c = orders_table.c
+    found: dict[int, dict[str, Any]] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), MAX_ROWS_PER_STATEMENT):
+        chunk = wanted[start : start + MAX_ROWS_PER_STATEMENT]
+        stmt = dialect.for_update(
+            select(*[c[n] for n in WRITTEN_COLUMNS])
+            .where(c.store == store, c.order_id.in_(chunk))
+            .order_by(c.order_id),
+            conn,
+        )
+        for row in conn.execute(stmt).mappings():
+            found[int(row["order_id"])] = dict(row)
+    return found
+
+
+def insert_new(conn: Connection, store: StoreId, rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Insert the rows (of WRITTEN_COLUMNS) whose order is not stored yet; return their ids.
+
+    The others are left as they are, for the caller to decide against the stored row.
+    PostgreSQL: one INSERT ... ON CONFLICT DO NOTHING RETURNING a chunk (a row another
+    writer inserts meanwhile is waited for, then left out). SQLite, whose writers are
+    serialized: the stored ids are read first, then the others inserted.
+    """
+    inserted: set[int] = set()
+    for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+        chunk = list(rows[start : start + MAX_ROWS_PER_STATEMENT])
+        if dialect.is_postgresql(conn):
+            result = conn.exec_driver_sql(
+                _POSTGRES_INSERT, _as_arrays(conn, chunk, WRITTEN_COLUMNS)
+            )
+            inserted.update(int(i) for i in result.scalars())
+            continue
+        c = orders_table.c
+        ids = [r["order_id"] for r in chunk]
+        stored = set(
+            conn.execute(select(c.order_id).where(c.store == store, c.order_id.in_(ids))).scalars()
+        )
+        absent = [r for r in chunk if r["order_id"] not in stored]
+        if absent:
+            conn.execute(_SQLITE_INSERT, absent)
+        inserted.update(int(r["order_id"]) for r in absent)
+    return inserted
+
+
+def update_rows(conn: Connection, store: StoreId, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set UPDATED_COLUMNS of stored orders (rows of WRITTEN_COLUMNS), one statement a chunk."""
+    for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+        chunk = list(rows[start : start + MAX_ROWS_PER_STATEMENT])
+        if dialect.is_postgresql(conn):
+            columns = ("order_id", *UPDATED_COLUMNS)
+            conn.exec_driver_sql(_POSTGRES_UPDATE, (*_as_arrays(conn, chunk, columns), store))
+        else:
+            conn.execute(
+                _SQLITE_UPDATE, [{**r, "key_store": store, "key_id": r["order_id"]} for r in chunk]
+            )
+
+
+_SQLITE_INSERT = sqlite.insert(orders_table).on_conflict_do_nothing(
+    index_elements=[orders_table.c.store, orders_table.c.order_id]
+)
+_SQLITE_UPDATE = (
+    update(orders_table)
+    .where(
+        orders_table.c.store == bindparam("key_store"),
+        orders_table.c.order_id == bindparam("key_id"),
     )
-    return UpsertCounts(new=new, updated=updated)
-
-
-def _sqlite_upsert() -> Any:
-    """The SQLite upsert, executed with a list of rows (executemany, one compiled statement)."""
-    stmt = sqlite.insert(orders_table)
-    stored, served = orders_table.c.updated_at, stmt.excluded.updated_at
-    return stmt.on_conflict_do_update(
-        index_elements=[orders_table.c.store, orders_table.c.order_id],
-        set_={name: stmt.excluded[name] for name in UPDATED_ON_CONFLICT},
-        where=or_(stored.is_(None), served.is_(None), served >= stored),
-    )
-
-
-_SQLITE_UPSERT = _sqlite_upsert()
+    .values({name: bindparam(name) for name in UPDATED_COLUMNS})
+)
 
 # PostgreSQL: one row of arrays, unnested. The statement text and its parameters (one
 # array a column) are the same for every page, so psycopg caches and prepares it; a
@@ -181,43 +189,43 @@ def _pg_type(name: str) -> str:
     return re.sub(r"\(.*?\)", "", column_type.compile(dialect=_PG_DIALECT))
 
 
-_NOT_OLDER = (
-    f"{orders_table.name}.updated_at IS NULL OR EXCLUDED.updated_at IS NULL "
-    f"OR EXCLUDED.updated_at >= {orders_table.name}.updated_at"
+def _pg_value(name: str, source: str) -> str:
+    """``source.name`` as the column's type (JSON arrives as text)."""
+    column_type = orders_table.c[name].type
+    if isinstance(column_type, JSON):
+        return f"{source}.{name}::{column_type.compile(dialect=_PG_DIALECT)}"
+    return f"{source}.{name}"
+
+
+def _pg_unnest(columns: Sequence[str], alias: str) -> str:
+    arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in columns)
+    return f"unnest({arrays}) AS {alias}({', '.join(columns)})"
+
+
+_POSTGRES_INSERT = (
+    f"INSERT INTO {orders_table.name} ({', '.join(WRITTEN_COLUMNS)}) "
+    f"SELECT {', '.join(_pg_value(c, 'page') for c in WRITTEN_COLUMNS)} "
+    f"FROM {_pg_unnest(WRITTEN_COLUMNS, 'page')} "
+    "ON CONFLICT (store, order_id) DO NOTHING RETURNING order_id"
 )
-"""A page read before a newer state was written (by a webhook delivery, or a later page)
-never replaces it: the row keeps the newest ``updated_at`` (DESIGN, invariants 10, 13)."""
+_POSTGRES_UPDATE = (
+    f"UPDATE {orders_table.name} SET "
+    + ", ".join(f"{c} = {_pg_value(c, 'page')}" for c in UPDATED_COLUMNS)
+    + f" FROM {_pg_unnest(('order_id', *UPDATED_COLUMNS), 'page')} "
+    f"WHERE {orders_table.name}.store = %s AND {orders_table.name}.order_id = page.order_id"
+)
 
 
-def _postgres_upsert() -> str:
-    columns = ", ".join(UPSERT_COLUMNS)
-    selected = ", ".join(
-        f"{c}::{orders_table.c[c].type.compile(dialect=_PG_DIALECT)}"
-        if isinstance(orders_table.c[c].type, JSON)
-        else c
-        for c in UPSERT_COLUMNS
-    )
-    arrays = ", ".join(f"%s::{_pg_type(c)}[]" for c in UPSERT_COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATED_ON_CONFLICT)
-    return (
-        f"INSERT INTO {orders_table.name} ({columns}) SELECT {selected} "
-        f"FROM unnest({arrays}) AS page({columns}) "
-        f"ON CONFLICT (store, order_id) DO UPDATE SET {updates} WHERE {_NOT_OLDER} "
-        "RETURNING (xmax = 0)"
-    )
-
-
-_POSTGRES_UPSERT = _postgres_upsert()
-
-
-def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any], ...]:
-    """The rows as one list per column, in UPSERT_COLUMNS order, ready for unnest.
+def _as_arrays(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> tuple[list[Any], ...]:
+    """The rows as one list per column of ``names``, ready for unnest.
 
     Each value goes through its column type's own bind processing (UTC timestamps,
     rounded amounts), as a SQLAlchemy statement would; JSON is sent as text for ::jsonb.
     """
     columns: list[list[Any]] = []
-    for name in UPSERT_COLUMNS:
+    for name in names:
         column_type = orders_table.c[name].type
         if isinstance(column_type, JSON):
             columns.append([json.dumps(row[name]) for row in rows])
@@ -226,20 +234,6 @@ def _as_arrays(conn: Connection, rows: list[dict[str, Any]]) -> tuple[list[Any],
         values = [row[name] for row in rows]
         columns.append([bind(v) for v in values] if bind else values)
     return tuple(columns)
-
-
-def _upsert_chunk(conn: Connection, store: StoreId, rows: list[dict[str, Any]]) -> int:
-    """Upsert rows of one store; return how many were new."""
-    if dialect.is_postgresql(conn):
-        flags = conn.exec_driver_sql(_POSTGRES_UPSERT, _as_arrays(conn, rows)).scalars().all()
-        return sum(1 for inserted in flags if inserted)
-    # SQLite: which of these ids exist, read in the same (write-locked) transaction.
-    ids = [row["order_id"] for row in rows]
-    existing = conn.execute(
-        select(func.count()).where(orders_table.c.store == store, orders_table.c.order_id.in_(ids))
-    ).scalar_one()
-    conn.execute(_SQLITE_UPSERT, rows)
-    return len(rows) - int(existing)
 
 
 def store_summaries(bind: Bind) -> dict[str, StoreSummary]:
@@ -351,12 +345,14 @@ def order_state(bind: Bind, store: StoreId, order_id: int) -> str | None:
     return None if value is None else str(value)
 
 
-def _row(store: str, order: Order, seen: datetime) -> dict[str, Any]:
+def order_row(store: StoreId, order: Order, seen: datetime) -> dict[str, Any]:
+    """The row (every written column) of ``order`` as served, first and last seen ``seen``."""
     row: dict[str, Any] = {
         "store": store,
         "first_seen_at": seen,
         "last_seen_at": seen,
         "deleted_at": None,
+        "deletion_recorded_at": None,
     }
     for column, field in ORDER_FIELDS.items():
         value = getattr(order, field)

@@ -1,9 +1,8 @@
 """What the mirror of EcoManager needs from the orders table: id ranges and deletion flags.
 
 An order deleted upstream keeps its row, flagged with ``deleted_at`` (DESIGN, invariant
-10): it is never removed and never counted as present. ``flag_deleted`` and
-``unflag_deleted`` are the only writers of the flag besides the page upsert, which
-clears it (an order EcoManager serves again is live again).
+10): it is never removed and never counted as present. Flags are written by the merge
+rule (merge.py) like every other write: ``flag_deleted`` is a ``Gone`` write of each id.
 
 The store's small JSON state (cursors, windows) is in store_state.py.
 """
@@ -15,26 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from ecosync_pipeline.config import StoreId
 from ecosync_pipeline.ecomanager.models import Order
-from ecosync_pipeline.storage.orders import (
-    UPDATED_ON_CONFLICT,
-    Bind,
-    _row,
-    _storage_error,
-    reading,
-)
+from ecosync_pipeline.storage.merge import Gone, merge_orders, same_content
+from ecosync_pipeline.storage.orders import COMPARED_COLUMNS, Bind, order_row, reading
 from ecosync_pipeline.storage.schema import orders as orders_table
-
-COMPARED_COLUMNS = tuple(c for c in UPDATED_ON_CONFLICT if c not in ("last_seen_at", "deleted_at"))
-"""The columns whose difference from what EcoManager serves makes a stored order out of date."""
-
-_IN_CHUNK = 500
-"""Ids per ``IN (...)`` list: far below every backend's bind-parameter limit."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +32,9 @@ class StoredOrder:
     deleted: bool
     fields: Mapping[str, Any]
 
-    def differs_from(self, order: Order, store: str) -> bool:
+    def differs_from(self, order: Order, store: StoreId) -> bool:
         """True when the served ``order`` has any field this row does not hold."""
-        served = _row(store, order, datetime.now(timezone.utc))
-        return any(_normal(served[c]) != _normal(self.fields[c]) for c in COMPARED_COLUMNS)
-
-
-def _normal(value: Any) -> Any:
-    """A value comparable across the payload and the database (naive times are UTC)."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
+        return not same_content(order_row(store, order, datetime.now(timezone.utc)), self.fields)
 
 
 def stored_in_range(bind: Bind, store: StoreId, low: int, high: int) -> dict[int, StoredOrder]:
@@ -78,43 +57,18 @@ def stored_in_range(bind: Bind, store: StoreId, low: int, high: int) -> dict[int
     }
 
 
-def _set_flag(
-    conn: Connection, store: StoreId, ids: Collection[int], value: datetime | None, what: str
-) -> int:
-    wanted = sorted(set(ids))
-    changed = 0
-    current = (
-        orders_table.c.deleted_at.is_(None) if value else orders_table.c.deleted_at.is_not(None)
-    )
-    try:
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start : start + _IN_CHUNK]
-            stmt = (
-                update(orders_table)
-                .where(orders_table.c.store == store, orders_table.c.order_id.in_(chunk), current)
-                .values(deleted_at=value)
-            )
-            changed += int(conn.execute(stmt).rowcount or 0)
-    except SQLAlchemyError as exc:
-        raise _storage_error(
-            exc, f"store {store}: {what} {len(wanted)} orders failed", hint="run it again"
-        ) from exc
-    return changed
-
-
 def flag_deleted(
     conn: Connection, store: StoreId, ids: Collection[int], *, at: datetime | None = None
 ) -> int:
-    """Flag these orders deleted upstream (those not flagged already); return how many.
+    """Flag these orders deleted upstream, as found gone ``at`` (default now); return how many.
 
-    Runs in the caller's transaction. The rows stay; counts leave them out from now on.
+    Runs in the caller's transaction, through the merge rule: an order seen live after
+    ``at`` stays live, and one flagged already counts for nothing. The rows stay; counts
+    leave them out from now on.
     """
-    return _set_flag(conn, store, ids, at or datetime.now(timezone.utc), "flagging deleted")
-
-
-def unflag_deleted(conn: Connection, store: StoreId, ids: Collection[int]) -> int:
-    """Clear the deletion flag of these orders (EcoManager serves them again); return how many."""
-    return _set_flag(conn, store, ids, None, "unflagging")
+    when = at or datetime.now(timezone.utc)
+    writes = [Gone(order_id, when) for order_id in sorted(set(ids))]
+    return merge_orders(conn, store, writes).counts.flagged
 
 
 def deleted_ids(bind: Bind, store: StoreId) -> list[int]:

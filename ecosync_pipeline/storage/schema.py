@@ -96,6 +96,14 @@ orders = Table(
         nullable=True,
         comment="when ecosync found it deleted upstream; NULL while EcoManager serves it",
     ),
+    # Revision 0010: when ecosync recorded the deletion (the delivery's arrival, or the read
+    # that found the order gone). A state fetched before it never revives the order.
+    Column(
+        "deletion_recorded_at",
+        UtcDateTime,
+        nullable=True,
+        comment="when ecosync recorded the deletion; a state fetched before never revives it",
+    ),
     # Revision 0005: a field the table could not hold is stored empty; the order as served
     # is kept here (ASCII JSON), so nothing is lost and nothing blocks the store.
     Column(
@@ -154,7 +162,9 @@ webhook_inbox = Table(
     Column("body", LargeBinary, nullable=False, comment="the raw body, as signed"),
     Column("received_at", UtcDateTime, nullable=False),
     Column("applied_at", UtcDateTime, comment="NULL until applied to the orders table"),
-    Column("outcome", String(16), comment="applied, stale, invalid or gap"),
+    Column("outcome", String(16), comment="applied, stale, tie, gap or refused"),
+    # Revision 0010: why an authentic delivery could not be applied (kept, answered 200).
+    Column("reason", Text, comment="why the delivery was refused; NULL when applied"),
     # EcoManager's retries repeat a delivery exactly: stored once.
     UniqueConstraint("store", "order_id", "event", "webhook_id", "body_sha256"),
     Index(None, "applied_at", "id"),
@@ -168,6 +178,8 @@ sync_fences = Table(
     Column("store", String(STORE_ID_LENGTH), primary_key=True),
     Column("token", BigInteger, nullable=False, comment="raised by every run that takes the lock"),
     Column("taken_at", UtcDateTime, nullable=False),
+    # Revision 0010: who holds the store, so a second run can name it.
+    Column("holder", String(200), comment="the run holding the lock: process, host, since"),
 )
 """Revision 0007: the store lock's fencing token. A run that takes a store's lock raises
 the token; its page writes go through only while the token is still its own, so a run

@@ -227,7 +227,7 @@ def _commit(run: _Run, page: Page, fresh: Sequence[Order], read: CursorRead, met
         else:
             save_cursor_read(conn, sid, read)
 
-    counts = write_page(run.engine, sid, read.pages, fresh, fence=with_progress)
+    counts = write_page(run.engine, sid, read.pages, fresh, fence=with_progress, reader=run.client)
     run.new += counts.new
     run.updated += counts.updated
 

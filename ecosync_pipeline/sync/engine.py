@@ -34,6 +34,7 @@ from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_n
 from ecosync_pipeline.positions.page_size import converted
 from ecosync_pipeline.storage import ensure_store, store_lock, transaction, write_page
 from ecosync_pipeline.storage.locks import StoreLease
+from ecosync_pipeline.storage.pages import OrderReader
 from ecosync_pipeline.storage.store_state import prove_frontier, record_sync_window
 from ecosync_pipeline.sync.page_reader import PageNumberReader, SyncClient
 
@@ -180,7 +181,7 @@ def _read_pages(
         out_of_time = budget_seconds is not None and clock() - run.started >= budget_seconds
         if not settled.end and not out_of_time:
             reader.prefetch()
-        _commit(run, page, engine, lease)
+        _commit(run, page, engine, lease, reader.client)
         if not page.is_empty:
             lease.check()  # a run that lost the lock writes no position
             chain.save(run.position)
@@ -201,8 +202,11 @@ def _read_pages(
             return
 
 
-def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease) -> None:
-    """Commit the page's orders (fenced by the lease) and advance the run's position."""
+def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease, client: object) -> None:
+    """Commit the page's orders (fenced by the lease) and advance the run's position.
+
+    The client, when it reads single orders, settles the page's ties (merge rule).
+    """
     for aside in page.set_aside:
         logger.warning("%s", aside)
         run.set_aside.append(str(aside))
@@ -215,7 +219,14 @@ def _commit(run: _Run, page: Page, engine: Engine, lease: StoreLease) -> None:
         lease.verify(conn)
         prove_frontier(conn, sid, page.last_id)
 
-    counts = write_page(engine, sid, page.number, page.orders, fence=proving)
+    counts = write_page(
+        engine,
+        sid,
+        page.number,
+        page.orders,
+        fence=proving,
+        reader=client if isinstance(client, OrderReader) else None,
+    )
     run.new += counts.new
     run.updated += counts.updated
     run.position = _advance(run.position, page)

@@ -5,6 +5,9 @@ email, which nobody may read: from then on, new orders reach the table only thro
 the scheduled sync. The sign is orders that the sync (not a delivery) brought in after
 the store's last delivery, and long enough ago (``grace``) that their own delivery, if
 any was coming, would have arrived.
+
+Deliveries kept ``refused`` (authentic, answered 200, but not an order the table can
+hold) are counted too: each is an order only the poll will bring.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from ecosync_pipeline.storage.orders import reading
 from ecosync_pipeline.storage.schema import orders, webhook_inbox
 
 NEVER_DELIVERED_WINDOW = timedelta(days=1)
+REFUSED_WINDOW = timedelta(days=1)
+"""Refused deliveries are reported for a day after they arrived."""
 DEFAULT_GRACE = timedelta(minutes=10)
 """Longer than a delivery's first retries (22 s, 2 min, 11 min after it): a delivery
 this late is already in trouble."""
@@ -34,14 +39,30 @@ class DeliveryHealth:
     polled_since: int
     """Orders first seen after the last delivery (in the last day when there is none) and
     before now - grace, none of them delivered: each one the webhooks should have brought."""
+    refused: int = 0
+    """Authentic deliveries of the last day kept refused (not an order the table can hold)."""
 
     @property
     def stopped(self) -> bool:
         return self.polled_since > 0
 
+    @property
+    def ok(self) -> bool:
+        """Deliveries keep up, and none of the last day was refused."""
+        return not self.stopped and self.refused == 0
+
     def describe(self, now: datetime) -> str:
+        refused = (
+            f" {self.refused} authentic deliveries of the last day could not be applied and "
+            "were kept refused (see webhook_inbox.reason); their orders are left to the sync."
+            if self.refused
+            else ""
+        )
         if not self.stopped:
-            return f"store {self.store}: webhook deliveries keep up with the orders polling finds"
+            keeping = (
+                f"store {self.store}: webhook deliveries keep up with the orders polling finds"
+            )
+            return keeping + ("; but" + refused if refused else "")
         since = (
             f"since the last delivery at {self.last_received_at:%Y-%m-%d %H:%M:%S} UTC "
             f"({(now - self.last_received_at).total_seconds() / 60:.0f} min ago)"
@@ -52,7 +73,7 @@ class DeliveryHealth:
             f"store {self.store}: polling found {self.polled_since} new orders {since}: "
             "EcoManager has probably disabled the webhooks after failed retries. Check that "
             "the receiver is reachable, then run `ecosync webhooks register` for this store "
-            "again (it re-activates them); the sync keeps the table complete meanwhile."
+            "again (it re-activates them); the sync keeps the table complete meanwhile." + refused
         )
 
 
@@ -70,4 +91,8 @@ def delivery_health(
         # Never delivered (or purged): the last day, not the store's whole history.
         polled = polled.where(o.first_seen_at > (last or now - NEVER_DELIVERED_WINDOW))
         count = int(conn.execute(polled).scalar_one())
-    return DeliveryHealth(store=store, last_received_at=last, polled_since=count)
+        refused = select(func.count()).where(
+            i.store == store, i.outcome == "refused", i.received_at > now - REFUSED_WINDOW
+        )
+        kept = int(conn.execute(refused).scalar_one())
+    return DeliveryHealth(store=store, last_received_at=last, polled_since=count, refused=kept)

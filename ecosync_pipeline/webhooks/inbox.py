@@ -2,15 +2,21 @@
 
 A delivery is stored once: EcoManager's retries repeat the same webhook id, event, order
 id and body, and the unique key over them (the body by its SHA-256) turns a repeat into
-a no-op. Applied rows are marked with when and how (applied, stale, gap) and kept for a
-retention time, so a delivery can be replayed (``replay``) and the lag measured.
+a no-op. Applied rows are marked with when and how (applied, stale, tie, gap) and kept
+for a retention time, so a delivery can be replayed (``replay``) and the lag measured.
+
+An authentic delivery that cannot be applied (an id beyond BIGINT, a body that is not an
+order, one over the size cap) is stored ``refused`` with its reason, already marked, so
+it is answered 200 and counted, never applied (DESIGN, invariant 13). Its ``order_id`` is
+0 when it has none the table can hold, and a body over the cap is not kept (its SHA-256
+is).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,9 +38,17 @@ UNIQUE_COLUMNS = ("store", "order_id", "event", "webhook_id", "body_sha256")
 """Also the index that finds a store's deliveries of one order."""
 
 
+NO_ORDER_ID = 0
+"""The ``order_id`` of a refused delivery that has no id the table can hold."""
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """One verified delivery, as the receiver stores it."""
+    """One verified delivery, as the receiver stores it.
+
+    ``refused``: why it cannot be applied (None: it is pending, to be applied).
+    ``sha256``: the body's digest when the body itself is not kept (over the cap).
+    """
 
     store: StoreId
     event: str
@@ -42,10 +56,12 @@ class Delivery:
     order_id: int
     body: bytes
     received_at: datetime
+    refused: str | None = None
+    sha256: str | None = None
 
     @property
     def body_sha256(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
+        return self.sha256 or hashlib.sha256(self.body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,8 @@ class InboxStats:
     applied: int
     stale: int
     gaps: int
+    refused: int
+    """Authentic deliveries kept without being applied (see ``Delivery.refused``)."""
     pending: int
     lag_p50: float | None
     lag_max: float | None
@@ -79,13 +97,15 @@ def store_delivery(engine: Engine, delivery: Delivery) -> bool:
     """Store a delivery and commit; False when the same delivery was stored before."""
     values = {
         "store": delivery.store,
-        "event": delivery.event,
-        "webhook_id": delivery.webhook_id,
+        "event": delivery.event[:64],
+        "webhook_id": delivery.webhook_id[:64],
         "order_id": delivery.order_id,
         "body_sha256": delivery.body_sha256,
         "body": delivery.body,
         "received_at": delivery.received_at,
     }
+    if delivery.refused is not None:
+        values.update(outcome="refused", reason=delivery.refused, applied_at=delivery.received_at)
     what = (
         f"store {delivery.store}: storing the {delivery.event} delivery of order "
         f"{delivery.order_id} failed"
@@ -119,29 +139,40 @@ def claim_pending(conn: Connection, limit: int) -> list[InboxRow]:
     ]
 
 
-def mark_applied(conn: Connection, outcomes: dict[int, str], at: datetime) -> None:
-    """Mark inbox rows applied, each with its outcome, in the caller's transaction."""
-    by_outcome: dict[str, list[int]] = {}
+def mark_applied(
+    conn: Connection,
+    outcomes: dict[int, str],
+    at: datetime,
+    reasons: Mapping[int, str] | None = None,
+) -> None:
+    """Mark inbox rows applied, each with its outcome (and reason), in the caller's transaction."""
+    why = reasons or {}
+    by_outcome: dict[tuple[str, str | None], list[int]] = {}
     for row_id, outcome in outcomes.items():
-        by_outcome.setdefault(outcome, []).append(row_id)
-    for outcome, ids in by_outcome.items():
+        by_outcome.setdefault((outcome, why.get(row_id)), []).append(row_id)
+    for (outcome, reason), ids in by_outcome.items():
         conn.execute(
             update(webhook_inbox)
             .where(webhook_inbox.c.id.in_(ids))
-            .values(applied_at=at, outcome=outcome)
+            .values(applied_at=at, outcome=outcome, reason=reason)
         )
 
 
 def replay(engine: Engine, store: StoreId, since: datetime) -> int:
     """Mark a store's deliveries received since ``since`` unapplied again; return how many.
 
-    Applying is idempotent and never goes back in time, so a replay only repairs.
+    Applying is idempotent and never goes back in time, so a replay only repairs. Refused
+    deliveries stay refused (nothing in them can be applied).
     """
     with _writing(engine, f"store {store}: replaying deliveries") as conn:
         result = conn.execute(
             update(webhook_inbox)
-            .where(webhook_inbox.c.store == store, webhook_inbox.c.received_at >= since)
-            .values(applied_at=None, outcome=None)
+            .where(
+                webhook_inbox.c.store == store,
+                webhook_inbox.c.received_at >= since,
+                webhook_inbox.c.outcome.is_distinct_from("refused"),
+            )
+            .values(applied_at=None, outcome=None, reason=None)
         )
     return int(result.rowcount or 0)
 
@@ -201,6 +232,7 @@ def _stats(
         applied=len(applied),
         stale=sum(1 for a in applied if a[1] == "stale"),
         gaps=sum(1 for a in applied if a[1] == "gap"),
+        refused=sum(1 for a in applied if a[1] == "refused"),
         pending=int(pending.get(store, 0)),
         lag_p50=median(lags) if lags else None,
         lag_max=max(lags) if lags else None,

@@ -21,6 +21,7 @@ from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.budget import shared_budget
 from ecosync_pipeline.ecomanager.limiter import Limiter
 from ecosync_pipeline.errors import ApiAuthError, ApiError
+from ecosync_pipeline.redact import quiet_request_log
 from ecosync_pipeline.webhooks.config import EVENTS
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class WebhooksApi(Closing):
         self._store = store
         # The same budget as the store's sync, in every process (DESIGN, invariant 12).
         self._limiter = rate_limiter or shared_budget(store)
+        quiet_request_log()  # the list's cursors must not reach the request log
         self._http = httpx.Client(
             base_url=store.base_url.rstrip("/"),
             transport=transport,

@@ -16,17 +16,31 @@ EVENT_HEADER = "X-Ecomanager-Event"
 WEBHOOK_ID_HEADER = "X-Ecomanager-Webhook-ID"
 
 
+def signer(secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 with ``secret`` to feed a body chunk by chunk (``update``)."""
+    return hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256)
+
+
 def sign(secret: str, body: bytes) -> str:
     """The hex HMAC-SHA256 of ``body`` with ``secret``, as EcoManager sends it."""
-    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    mac = signer(secret)
+    mac.update(body)
+    return mac.hexdigest()
 
 
-def verify(secret: str, body: bytes, signature: str | None) -> bool:
-    """Whether ``signature`` is the signature of exactly ``body``, compared in constant time.
+def matches(mac: hmac.HMAC, signature: str | None) -> bool:
+    """Whether ``signature`` is ``mac``'s digest, compared in constant time.
 
     A missing or non-hex header is simply invalid; upper-case hex is accepted.
     """
     if not signature:
         return False
-    expected = sign(secret, body)
-    return hmac.compare_digest(expected.encode("ascii"), signature.strip().lower().encode())
+    expected = mac.hexdigest().encode("ascii")
+    return hmac.compare_digest(expected, signature.strip().lower().encode("utf-8", "replace"))
+
+
+def verify(secret: str, body: bytes, signature: str | None) -> bool:
+    """Whether ``signature`` is the signature of exactly ``body``, compared in constant time."""
+    mac = signer(secret)
+    mac.update(body)
+    return matches(mac, signature)

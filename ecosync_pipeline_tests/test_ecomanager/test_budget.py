@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pyrate_limiter import validate_rate_list
 
 from ecosync_pipeline.config import Store, parse_stores
 from ecosync_pipeline.ecomanager import budget as budget_module
@@ -295,3 +296,14 @@ def test_redis_that_forgot_the_script_is_given_it_again_without_falling_back(
         assert shared.quota().mode == "redis" and shared.quota().window("minute").used == 3
     finally:
         server.stop()
+
+
+def test_a_budget_of_equally_dense_windows_keeps_a_valid_rate_list_at_any_share() -> None:
+    # 50/s, 3,000/min, 180,000/h, 4,320,000/day: a quarter rounds the second down to 12
+    # while the minute's quarter (750) would allow 12.5 a second.
+    budget = RateBudget(per_second=50, per_minute=3_000, per_hour=180_000, per_day=4_320_000)
+    for share in (1.0, 0.25, 0.1, 0.01):
+        rates = budget_module.rates_for(budget, share)
+        assert validate_rate_list(rates), (share, rates)
+        densities = [rate.limit / rate.interval for rate in rates[1:]]
+        assert densities == sorted(densities, reverse=True), (share, rates)

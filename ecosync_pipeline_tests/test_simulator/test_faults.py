@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from ecosync_pipeline.ecomanager.models import parse_page
 from ecosync_pipeline.errors import MalformedPage
 from ecosync_pipeline.lab.simulator import (
+    Change,
     Simulator,
     SimulatorError,
     StoreSpec,
@@ -241,3 +243,40 @@ def test_unknown_switches_and_out_of_range_values_are_refused(natur: Simulator) 
     with pytest.raises(SimulatorError, match="unknown failure kind"):
         natur.fail_next("NATUR", 1, "explode")
     assert natur.faults("NATUR").unavailable_rate == 0.0
+
+
+def test_large_order_rate_makes_new_orders_wholesale_and_past_a_receivers_limit(
+    natur: Simulator,
+) -> None:
+    changes: list[Change] = []
+    natur.add_observer(changes.append)
+    natur.set_faults("NATUR", large_order_rate=1.0, large_order_lines=3000)
+    try:
+        [big] = natur.add_orders("NATUR", 1)
+        order = natur.order("NATUR", big)
+        assert order is not None and len(order["items"]) == 3000
+        assert len(json.dumps({"data": order}, separators=(",", ":"))) > 256 * 1024
+        lines = sum(int(float(i["selling_price"])) * i["quantity"] for i in order["items"])
+        assert float(order["total_products"]) == lines > 0
+        assert float(order["total"]) > float(order["total_products"])  # the delivery fee
+        # The page serves the same order, and its OrderCreated carries it whole.
+        token = f"Bearer {natur.token('NATUR')}"
+        last = str(natur.last_page("NATUR", 20))
+        page = natur.handle_orders(
+            "NATUR", page=last, per_page="20", authorization=token, path="/x"
+        )
+        assert page.body["data"][-1] == order
+        assert changes[-1].kind == "created" and changes[-1].order == order
+        natur.clear_faults("NATUR")
+        [small] = natur.add_orders("NATUR", 1)
+        assert len(natur.order("NATUR", small)["items"]) <= 3  # type: ignore[index]
+        assert len(natur.order("NATUR", big)["items"]) == 3000  # type: ignore[index]
+    finally:
+        natur.remove_observer(changes.append)
+
+
+def test_large_order_switches_refuse_bad_values(natur: Simulator) -> None:
+    with pytest.raises(SimulatorError, match="large_order_rate"):
+        natur.set_faults("NATUR", large_order_rate=1.5)
+    with pytest.raises(SimulatorError, match="large_order_lines"):
+        natur.set_faults("NATUR", large_order_lines=0)

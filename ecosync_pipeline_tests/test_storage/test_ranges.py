@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.storage import ensure_store, store_summaries, store_summary, upsert_orders
@@ -10,10 +12,9 @@ from ecosync_pipeline.storage.ranges import (
     flag_deleted,
     id_ranges,
     stored_in_range,
-    unflag_deleted,
 )
 from ecosync_pipeline.storage.store_state import read_state, write_state
-from ecosync_pipeline_tests.test_storage.factories import make_page
+from ecosync_pipeline_tests.test_storage.factories import T0, make_order, make_page
 
 
 def test_flagged_orders_stay_in_the_table_and_leave_every_count(engine: Engine) -> None:
@@ -33,16 +34,38 @@ def test_flagged_orders_stay_in_the_table_and_leave_every_count(engine: Engine) 
     assert [i for i, row in stored.items() if row.deleted] == [103, 109]
 
 
-def test_unflag_and_a_reread_both_make_an_order_live_again(engine: Engine) -> None:
+def test_only_a_newer_state_read_after_the_flag_makes_an_order_live_again(
+    engine: Engine,
+) -> None:
+    flagged_at = T0 + timedelta(hours=1)
     with engine.begin() as conn:
         ensure_store(conn, "NATUR", "Natur")
-        upsert_orders(conn, "NATUR", make_page(1, 5))
-        flag_deleted(conn, "NATUR", [2, 4])
+        upsert_orders(conn, "NATUR", make_page(1, 5), seen_at=T0)
+        assert flag_deleted(conn, "NATUR", [2, 4], at=flagged_at) == 2
+    later = flagged_at + timedelta(minutes=5)
     with engine.begin() as conn:
-        assert unflag_deleted(conn, "NATUR", [2]) == 1
-        upsert_orders(conn, "NATUR", make_page(4, 1))
+        # The same state read again after the flag: a tie, which never revives.
+        again = upsert_orders(conn, "NATUR", [make_order(2)], seen_at=later)
+        # A newer state, but read before the order was found gone: stale.
+        early = upsert_orders(conn, "NATUR", [make_order(4, updated_at=later)], seen_at=flagged_at)
+        # A newer state read after the flag: the order is live again.
+        revived = upsert_orders(conn, "NATUR", [make_order(4, updated_at=later)], seen_at=later)
+    assert (again.reappeared, again.ties) == (0, (2,))
+    assert (early.reappeared, early.stale) == (0, 1)
+    assert revived.reappeared == 1
+    assert deleted_ids(engine, "NATUR") == [2]
+    assert store_summary(engine, "NATUR").order_count == 4
+
+
+def test_an_order_seen_live_after_the_read_that_found_it_gone_is_not_flagged(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        ensure_store(conn, "NATUR", "Natur")
+        upsert_orders(conn, "NATUR", make_page(1, 3), seen_at=T0 + timedelta(minutes=10))
+        # The reconciliation's page was read at T0, before the sync's re-read at T0 + 10 min.
+        assert flag_deleted(conn, "NATUR", [2], at=T0) == 0
     assert deleted_ids(engine, "NATUR") == []
-    assert store_summary(engine, "NATUR").order_count == 5
 
 
 def test_store_state_round_trips_json_and_overwrites(engine: Engine) -> None:

@@ -122,7 +122,7 @@ def module_receiver(module_engine: Engine) -> Iterator[tuple[str, httpx.Client]]
     app = create_receiver_app(
         module_engine,
         stores,
-        settings=ReceiverSettings(max_body_bytes=16 * 1024),
+        settings=ReceiverSettings(max_body_bytes=16 * 1024, max_verified_bytes=64 * 1024),
         environ={SECRET_ENV: SECRET},
     )
     with ThreadedServer(app) as server, httpx.Client(timeout=10) as http:

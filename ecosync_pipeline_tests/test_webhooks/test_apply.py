@@ -176,7 +176,7 @@ def test_a_page_read_before_a_delivery_never_replaces_the_delivered_state(
     apply_pending(receiver.engine, NAMES)
     with receiver.engine.begin() as conn:
         counts = upsert_orders(conn, "NATUR", [read_earlier])  # the sync commits late
-    assert (counts.new, counts.updated) == (0, 1)
+    assert (counts.new, counts.updated, counts.stale) == (0, 0, 1)  # what was written
     kept = row(receiver.engine, 8001)
     assert kept is not None and kept["order_state"] == "Livré"
 
@@ -190,3 +190,18 @@ def test_applied_deliveries_are_kept_for_the_retention_then_purged(receiver: Rec
     with receiver.engine.connect() as conn:
         left = conn.execute(select(webhook_inbox.c.applied_at)).all()
     assert left == [(None,)]
+
+
+def test_a_delivery_with_fields_out_of_range_is_applied_without_them_and_kept_raw(
+    receiver: Receiver,
+) -> None:
+    odd = order(9101, stamp(1), total="1e20", full_name="Amina\x00Benali")
+    assert receiver.post(body_of(odd)).status_code == 200
+    assert apply_pending(receiver.engine, NAMES).applied == 1
+    c = orders.c
+    with receiver.engine.connect() as conn:
+        total, name, raw = conn.execute(
+            select(c.total, c.full_name, c.raw_payload).where(c.order_id == 9101)
+        ).one()
+    assert (total, name) == (None, None)  # set aside, the rest of the order stored
+    assert raw is not None and "1e20" in raw

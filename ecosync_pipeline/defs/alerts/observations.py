@@ -29,16 +29,14 @@ from dagster import (
 )
 
 from ecosync_pipeline.alerts import CheckResult, Observation, StoreRun
-from ecosync_pipeline.defs.orders.assets import STORE_TAG
-from ecosync_pipeline.defs.orders.checks import NEW_ORDERS
-from ecosync_pipeline.defs.partitions import STORE_PARTITIONS_NAME
+from ecosync_pipeline.defs.keys import NEW_ORDERS, STORE_PARTITIONS_NAME, STORE_TAG, SYNC_ORDERS_JOB
 
 RUN_ENDS = (
     DagsterEventType.RUN_SUCCESS,
     DagsterEventType.RUN_FAILURE,
     DagsterEventType.RUN_CANCELED,
 )
-SYNC_JOB = "sync_orders"
+SYNC_JOB = SYNC_ORDERS_JOB
 SYNC_STEP = "new_orders"
 """The step of new_orders (its multi_asset's name)."""
 PARTITION_TAG = "dagster/partition"

@@ -54,19 +54,20 @@ from ecosync_pipeline.defs.alerts.observations import (
     runless_cursor,
     runs_ended_after,
 )
-from ecosync_pipeline.defs.positions.keys import (
+from ecosync_pipeline.defs.keys import (
     CACHE_HEALTH,
     POSITION_HEALTH,
+    RECOVER_SYNC_POSITIONS_JOB,
+    RECOVERY_TAG,
     RESTORED_SYNC_POSITIONS,
     STORE_SYNC_POSITIONS,
 )
-from ecosync_pipeline.defs.positions.recovery_job import RECOVERY_TAG
 
 DEFAULT_INTERVAL_SECONDS = 30
 RUNS_PER_TICK = 200
 """Ended runs read in one tick; more wait for the next tick (nothing is skipped)."""
 RUNLESS_PER_TICK = 1000
-RECOVERY_JOB = "recover_sync_positions"
+RECOVERY_JOB = RECOVER_SYNC_POSITIONS_JOB
 RESTORE_STEP = RESTORED_SYNC_POSITIONS.to_user_string()
 """The step of the restore button (the asset's own name)."""
 LOSS_CHECKS = tuple(

@@ -117,7 +117,7 @@ def _each_store(
             with ecomanager.client(configured) as client:
                 result = run(configured, client, orders_db.engine)
         except StoreLocked as exc:
-            context.log.warning("store %s: skipped, its sync holds the lock: %s", store, exc)
+            context.log.warning("store %s: skipped: %s", store, exc)
             continue
         except EcosyncError as exc:
             context.log.error("store %s: %s: %s", store, type(exc).__name__, exc)

@@ -48,6 +48,7 @@ def health_metadata(health: DeliveryHealth, now: datetime) -> dict[str, Metadata
     silent = (now - health.last_received_at).total_seconds() if health.last_received_at else -1.0
     return {
         "orders_polled_without_delivery": MetadataValue.int(health.polled_since),
+        "deliveries_refused": MetadataValue.int(health.refused),
         "seconds_since_last_delivery": MetadataValue.float(silent),
         "last_delivery_at": MetadataValue.text(
             health.last_received_at.isoformat(timespec="seconds")
@@ -62,7 +63,7 @@ def flowing_evaluation(health: DeliveryHealth, now: datetime) -> AssetCheckEvalu
     return AssetCheckEvaluation(
         asset_key=WEBHOOK_EVENTS,
         check_name=WEBHOOK_DELIVERIES_FLOWING,
-        passed=not health.stopped,
+        passed=health.ok,
         severity=AssetCheckSeverity.WARN,
         metadata=health_metadata(health, now),
         description=health.describe(now),
@@ -78,7 +79,8 @@ def build_flowing_check(partitions: PartitionsDefinition) -> AssetChecksDefiniti
         name=WEBHOOK_DELIVERIES_FLOWING,
         partitions_def=partitions,
         description="WARN when polling found new orders after the store's last webhook "
-        "delivery: EcoManager disables a webhook after a day of failed retries.",
+        "delivery (EcoManager disables a webhook after a day of failed retries), or when "
+        "an authentic delivery of the last day was kept refused.",
     )
     def webhook_deliveries_flowing(
         context: AssetCheckExecutionContext, orders_db: OrdersDatabaseResource
@@ -88,7 +90,7 @@ def build_flowing_check(partitions: PartitionsDefinition) -> AssetChecksDefiniti
         with reported(store):
             health = delivery_health(orders_db.engine, store, now)
         return AssetCheckResult(
-            passed=not health.stopped,
+            passed=health.ok,
             severity=AssetCheckSeverity.WARN,
             metadata=health_metadata(health, now),
             description=health.describe(now),

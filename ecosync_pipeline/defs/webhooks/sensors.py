@@ -79,6 +79,7 @@ def observation(stats: InboxStats) -> AssetObservation:
             "events_applied": MetadataValue.int(stats.applied),
             "events_stale": MetadataValue.int(stats.stale),
             "gaps": MetadataValue.int(stats.gaps),
+            "events_refused": MetadataValue.int(stats.refused),
             "pending": MetadataValue.int(stats.pending),
             "lag_p50_seconds": MetadataValue.float(stats.lag_p50 or 0.0),
             "lag_max_seconds": MetadataValue.float(stats.lag_max or 0.0),

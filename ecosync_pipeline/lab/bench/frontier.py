@@ -233,10 +233,10 @@ def _webhook_gap(rt: Runtime, simulator: Simulator, store: StoreId, mode: str) -
 
 def _early_null(rt: Runtime, simulator: Simulator, early: EarlyEnd) -> Row:
     """A first import whose cursor ends after page 1: refused, nothing claimed complete."""
-    from ecosync_pipeline.defs.orders.batch import audit_last_window, count_served
     from ecosync_pipeline.defs.orders.checks import completeness_evaluation
     from ecosync_pipeline.storage import store_summary
     from ecosync_pipeline.storage.ranges import live_count_below
+    from ecosync_pipeline.sync.batch import audit_last_window, count_served
 
     early.stores.add(EARLY)
     simulator.reset_counts(EARLY)

@@ -108,10 +108,15 @@ def claimed_redis(url: str, marker: str = BENCH_REDIS_MARKER) -> Iterator[BenchR
 
 
 @contextmanager
-def temporary_postgres(admin_url: str | None = None) -> Iterator[str]:
-    """A PostgreSQL database created for this benchmark, dropped when it ends; yields its URL."""
+def temporary_postgres(
+    admin_url: str | None = None, *, prefix: str = "ecosync_bench"
+) -> Iterator[str]:
+    """A PostgreSQL database created for this benchmark, dropped when it ends; yields its URL.
+
+    Its name is ``prefix`` and a random suffix, so a benchmark's databases are told apart.
+    """
     admin = admin_url or bench_postgres_url()
-    name = f"ecosync_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')

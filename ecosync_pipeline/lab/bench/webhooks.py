@@ -76,10 +76,14 @@ def _write_stores(folder: Path, simulator: Simulator) -> Path:
 
 
 class ReceiverProcess:
-    """``ecosync webhooks serve`` in a child process, on a fixed port, killable."""
+    """``ecosync webhooks serve`` in a child process, on a fixed port, killable.
 
-    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
+    It is ready once its activation check for ``probe`` (a store it serves) answers.
+    """
+
+    def __init__(self, port: int, env: dict[str, str], log: Path, probe: str = "NATUR") -> None:
         self.port = port
+        self.probe = probe
         self.url = f"http://127.0.0.1:{port}"
         self._env = env
         self._log = log
@@ -100,12 +104,17 @@ class ReceiverProcess:
             if self._proc.poll() is not None:
                 raise ServerError(f"the receiver exited at start-up; see {self._log}")
             try:
-                if httpx.get(f"{self.url}/webhooks/NATUR", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/webhooks/{self.probe}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise ServerError(f"the receiver did not answer on {self.url}; see {self._log}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the receiver's process is alive."""
+        return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as a crash or an OOM kill."""

@@ -6,7 +6,10 @@
     ecosync bench sync     [--orders 10000,200000] [--runs 5] [--latency-ms 0,20]
                            [--database-url URL] [--json]
     ecosync bench mirror   [--seeds 10] [--small] [--scenarios ...] [--json]
+    ecosync bench soak     [--minutes 10] [--seeds 3] [--stores 4] [--orders 2000] [--strict]
+                           [--json]
     ecosync bench frontier [--orders 181601] [--time-scale 30] [--json]
+    ecosync bench merge    [--backend postgresql|sqlite] [--json]
 
 Each uses its own Redis database number (--redis-url, default ECOSYNC_BENCH_REDIS_URL
 or db 10; a database holding someone else's keys is refused) and an orders database it
@@ -313,6 +316,29 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     )
 
 
+@bench.command("merge")
+@JSON_OPTION
+@click.option(
+    "--backend",
+    type=click.Choice(["postgresql", "sqlite"]),
+    default="postgresql",
+    show_default=True,
+)
+@REDIS_OPTION
+@reports_errors
+def merge_bench(as_json: bool, backend: str, redis_url: str | None) -> None:
+    """The poll, the webhooks and the reconciliation in one table: deletions against pages,
+    deliveries of one second, --max-calls 1, a sync during a reconcile, a delivery of 2^63."""
+    from ecosync_pipeline.lab.bench.merge_rule import run_merge_rule_bench
+
+    _run_bench(
+        run_merge_rule_bench,
+        as_json,
+        backend="sqlite" if backend == "sqlite" else "postgresql",
+        redis_url=redis_url,
+    )
+
+
 @bench.command("fanout")
 @numbers_option(
     "--stores", "sizes", default="10,100,1000", help="Numbers of stores, one world each."
@@ -427,6 +453,61 @@ def ratelimit_bench(
         processes=processes,
         redis_url=redis_url or bench_redis_url(),
     )
+
+
+@bench.command("soak")
+@click.option(
+    "--minutes",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Minutes of churn per seed (then the drain, the final sync and sweep).",
+)
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--stores",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 4),
+    help="Stores per seed: pages and cursor mode by turns (NATUR, DILST, PURNA, MGSTR).",
+)
+@click.option(
+    "--orders",
+    default=2_000,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Orders each store starts with (ecosync imports them during the churn).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also exit 1 when the final sync alone left an order missing (the sweep not counted).",
+)
+@REDIS_OPTION
+@JSON_OPTION
+@reports_errors
+def soak(
+    minutes: float,
+    seeds: int,
+    stores: int,
+    orders: int,
+    strict: bool,
+    redis_url: str | None,
+    as_json: bool,
+) -> None:
+    """Everything at once (the shop moving, webhooks with faults, the receiver killed, Redis
+    flushed, database connections killed, syncs, reconciliations and status refreshes),
+    then the table against EcoManager id by id. Exits 1 when anything differs."""
+    from ecosync_pipeline.lab.bench.soak import SoakPlan, run_soak
+
+    plan = SoakPlan(minutes=minutes, stores=stores, orders=orders)
+    with _quiet_core():
+        report = run_soak(
+            seeds=seeds, plan=plan, redis_url=redis_url, strict=strict, progress=_progress
+        )
+    _emit(report, as_json)
+    if report.failed:
+        raise SystemExit(1)
 
 
 @bench.command("frontier")

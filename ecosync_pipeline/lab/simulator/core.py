@@ -315,6 +315,7 @@ class Simulator:
             for entry in targets:
                 result = entry.faults.faults.updated(**switches)
                 entry.faults.faults = result
+                entry.store.large_orders = (result.large_order_rate, result.large_order_lines)
             return result
 
     def faults(self, store: str) -> Faults:
@@ -329,6 +330,7 @@ class Simulator:
             for entry in targets:
                 entry.faults.faults = Faults()
                 entry.faults.scripted.clear()
+                entry.store.large_orders = (0.0, 0)
 
     def fail_next(self, store: str, n: int, kind: str) -> None:
         """Make the next ``n`` orders requests of the store fail with ``kind`` (a FailKind)."""

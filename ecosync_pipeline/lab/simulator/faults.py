@@ -6,6 +6,9 @@ Two ways to make a store misbehave, which combine:
   ``unavailable_rate``, ``timeout_rate``, ``malformed_rate`` decide how a request
   fails; ``arrival_rate``, ``deletion_rate``, ``status_change_rate`` make the store
   change under the client (one new order, one deletion, one status change per hit);
+  ``large_order_rate`` makes a share of the new orders wholesale orders of
+  ``large_order_lines`` item lines (about 110 bytes a line: 3,000 lines pass a webhook
+  receiver's 256 KiB body limit);
 - a queue of scripted failures, ``fail_next(n, kind)``: the next n requests fail with
   ``kind`` whatever the rates say, then the store answers normally again.
 """
@@ -89,6 +92,10 @@ class Faults:
     """Per request: delete one random order and add one at the same instant."""
     status_flow_rate: float = 0.0
     """Share of the open orders moving one state on each simulated minute."""
+    large_order_rate: float = 0.0
+    """Share of new orders (however created) that are wholesale orders of
+    ``large_order_lines`` item lines: bodies larger than a receiver may accept."""
+    large_order_lines: int = 3000
     time_scale: float = 1.0
     """Simulated seconds per real second (status flow; 60 makes a minute a second)."""
     rate_windows: bool = False
@@ -128,6 +135,7 @@ class Faults:
             "status_change_rate",
             "swap_rate",
             "status_flow_rate",
+            "large_order_rate",
         ):
             value = getattr(self, name)
             if not _number(value) or not 0 <= value <= 1:
@@ -157,6 +165,11 @@ class Faults:
                 "fault switch malformed_kind must be one of "
                 f"{', '.join(get_args(MalformedKind))}, "
                 f"got {self.malformed_kind!r}"
+            )
+        if not _whole(self.large_order_lines) or self.large_order_lines < 1:
+            raise SimulatorError(
+                "fault switch large_order_lines must be a whole number >= 1, "
+                f"got {self.large_order_lines!r}"
             )
         for name in ("limit_per_second", "limit_per_minute", "limit_per_hour", "limit_per_day"):
             value = getattr(self, name)

@@ -339,3 +339,21 @@ class OrderFactory:
             "created_at": timestamp(created),
             "updated_at": timestamp(updated),
         }
+
+
+def wholesale(order: dict[str, Any], lines: int) -> dict[str, Any]:
+    """``order`` as a wholesale order: its items repeated to ``lines`` lines, totals to match.
+
+    Each line is a JSON object of about 110 bytes, so a few thousand lines make a body
+    larger than a webhook receiver's size limit, as a real bulk order can.
+    """
+    base = order["items"]
+    fee = int(float(order["total"])) - int(float(order["total_products"]))
+    items = []
+    total = 0
+    for k in range(lines):
+        item = base[k % len(base)]
+        price = int(float(item["selling_price"]))
+        total += price * item["quantity"]
+        items.append({**item, "sku": f"{item['sku']}-L{k + 1:05d}"})
+    return {**order, "items": items, "total_products": _money(total), "total": _money(total + fee)}

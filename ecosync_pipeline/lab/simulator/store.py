@@ -26,6 +26,7 @@ from ecosync_pipeline.lab.simulator.orders import (
     OrderFactory,
     confirmation_for,
     timestamp,
+    wholesale,
 )
 from ecosync_pipeline.lab.simulator.spec import SimulatorError, StoreSpec
 
@@ -89,6 +90,10 @@ class SimStore:
         # The ids of open orders (not yet in a final state), sorted; found on first use.
         self._open: list[int] | None = None
         self.created = 0  # orders appended by add(), the spec's ``added`` included
+        # The switch large_order_rate (share of new orders, item lines), set by the
+        # Simulator; the wholesale orders made so far: id -> item lines.
+        self.large_orders: tuple[float, int] = (0.0, 0)
+        self.large: dict[int, int] = {}
         self.add(spec.added)
 
     # --- reading -----------------------------------------------------------------
@@ -194,6 +199,9 @@ class SimStore:
     def order(self, order_id: int) -> dict[str, Any]:
         """The served order with this id (its generated content plus status changes)."""
         body = self.factory.build(order_id)
+        lines = self.large.get(order_id)
+        if lines:
+            body = wholesale(body, lines)
         override = self.overrides.get(order_id)
         if override is not None:
             state, confirmation, at = override
@@ -222,9 +230,12 @@ class SimStore:
         new: list[int] = []
         span = self.base.step_span
         self.created += count
+        share, lines = self.large_orders
         for _ in range(count):
             new.append(self.next_id)
             self.added.append(self.next_id)
+            if share and self.rng.random() < share:
+                self.large[self.next_id] = lines
             self.next_id += 1 + self.rng.randrange(span)
             self._track(new[-1])
             self._notify("created", new[-1])
