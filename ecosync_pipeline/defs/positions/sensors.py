@@ -198,8 +198,8 @@ def build_cache_loss_sensor(
             skip_reason=None if decided.requests else skip,
             cursor=decided.cursor.dump(),
             asset_events=[
-                *decided.story,
                 *_health(context, positions, decided),
+                *decided.story,
                 *freshness_events(
                     context.instance,
                     [s.identifier for s in configured],
