@@ -8,7 +8,8 @@ daemon and the UI share it.
   and the checks name the run under way instead of asking for a Materialize;
 - the recovery job waits for a restore launched before it;
 - the loss's story (seen, stores, layer, run, seconds) stays on the positions after it;
-- moved positions are recorded again, at most once a minute, with the time they were read.
+- moved positions are recorded at the next tick, then at most once a minute, with the
+  time they were read.
 """
 
 from __future__ import annotations
@@ -205,6 +206,12 @@ def test_a_loss_is_one_story_from_the_sensor_seeing_it_to_its_restore_and_after(
         instance=shared, resources=env.resources, tags=request.tags
     )
     assert run.success
+    # From its first step, the run is named as the restore under way.
+    [starting] = run.asset_materializations_for_node("detect_cache_loss")
+    said = metadata_values(starting.metadata)
+    assert f"run {run.run_id[:8]} of recover_sync_positions (started)" in said["recommendation"]
+    assert MATERIALIZE not in said["recommendation"]
+    assert said["last_loss"].startswith("loss ") and f"run {run.run_id[:8]}" in said["last_loss"]
     run_id, story = latest(shared, RESTORED)
     assert run_id == run.run_id
     assert story["loss_event"] == seen_values["loss_event"]
@@ -212,9 +219,10 @@ def test_a_loss_is_one_story_from_the_sensor_seeing_it_to_its_restore_and_after(
     assert 0 <= story["seconds_to_restore"] < 60
     assert story["restored_from"] == {"NATUR": "json", "PURNA": "json"}
     assert story["story"].startswith("last loss ")
+    told = int(story["story"].rsplit(" in ", 1)[1].removesuffix(" s"))
+    assert abs(told - story["seconds_to_restore"]) <= 1
     assert story["story"].endswith(
-        f", 2 stores (NATUR, PURNA), restored from the backup by run {run.run_id[:8]} in "
-        f"{round(story['seconds_to_restore'])} s"
+        f", 2 stores (NATUR, PURNA), restored from the backup by run {run.run_id[:8]} in {told} s"
     )
     _, table = latest(shared, POSITIONS)
     assert table["last_loss"] == story["story"]
@@ -228,25 +236,30 @@ def test_a_loss_is_one_story_from_the_sensor_seeing_it_to_its_restore_and_after(
     assert observation(later)["last_loss"] == story["story"]
 
 
-def test_moved_positions_are_recorded_at_most_once_a_minute_with_the_time_they_were_read(
+def test_moved_positions_are_recorded_at_the_next_tick_then_at_most_once_a_minute(
     sensor: SensorDefinition,
     env: Env,
     shared: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cursor = healthy(sensor, env, shared)
-    [new_id] = env.simulator.add_orders("NATUR", 1)
-    env.simulator.add_orders("NATUR", 24)
+    [first] = env.simulator.add_orders("NATUR", 25)[-1:]
     sync_all(env)
-    # Within the minute of the last record: the moved figures wait.
-    assert tick(sensor, env, shared, cursor).asset_events == []
-    monkeypatch.setattr(sensors, "FIGURES_REFRESH_SECONDS", 0)
+    # Recorded at the next tick, with the time its figures were read.
     moved = tick(sensor, env, shared, cursor)
     shown = observation(moved)
     rows = {r.data["store"]: r.data for r in shown["stores"].records}
-    assert rows["NATUR"]["last_id"] == rows["NATUR"]["db_last_id"] == new_id + 24
+    assert rows["NATUR"]["last_id"] == rows["NATUR"]["db_last_id"] == first
     assert shown["dagster/row_count"] == len(STORES)
     assert abs(shown["read_at"] - utc_now().timestamp()) < 30
     assert all(row["age"].endswith(" s") for row in rows.values())
-    # Nothing moved since: nothing recorded, however short the throttle.
+    # Moved again within the minute: the figures wait for the minute to pass.
+    [second] = env.simulator.add_orders("NATUR", 25)[-1:]
+    sync_all(env)
     assert tick(sensor, env, shared, moved.cursor).asset_events == []
+    monkeypatch.setattr(sensors, "FIGURES_REFRESH_SECONDS", 0)
+    later = tick(sensor, env, shared, moved.cursor)
+    rows = {r.data["store"]: r.data for r in observation(later)["stores"].records}
+    assert rows["NATUR"]["last_id"] == second
+    # Nothing moved since: nothing recorded, however short the throttle.
+    assert tick(sensor, env, shared, later.cursor).asset_events == []

@@ -33,7 +33,13 @@ from ecosync_pipeline.defs.keys import (
 from ecosync_pipeline.defs.metadata import table
 from ecosync_pipeline.defs.positions.health import health_events, status_metadata
 from ecosync_pipeline.defs.positions.restores import earlier_restores, named
-from ecosync_pipeline.defs.positions.story import first_seen, standing_for, story_metadata
+from ecosync_pipeline.defs.positions.story import (
+    first_seen,
+    lasting,
+    ongoing,
+    standing_for,
+    story_metadata,
+)
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.chain import PositionChain
@@ -104,14 +110,24 @@ def restore_metadata(reports: Sequence[RestoreReport]) -> dict[str, Any]:
     }
 
 
-def log_health(context: Any, chain: PositionChain, story: LossStory | None = None) -> None:
+def log_health(
+    context: Any, chain: PositionChain, story: LossStory | None = None, under_way: str = ""
+) -> None:
     """Record the positions' health as they stand now: store_sync_positions and its checks,
-    with ``story`` (the loss this run restored), else the story the instance holds."""
+    with ``story`` (the loss this run restored), else the story the instance holds, and
+    ``under_way`` (this run, restoring them), else the restore the instance lists."""
     report = status_report(chain)
     now = utc_now()
     standing = standing_for(context.instance, report, now, run_id=context.run.run_id)
     if story is not None:
         standing = replace(standing, last_loss=story.line(now))
+    if under_way:
+        standing = replace(standing, under_way=under_way)
+        if lasting(report.loss):
+            seen = first_seen(context.instance, report.loss.event_id or "", context.run.tags)
+            standing = replace(
+                standing, last_loss=ongoing(report.loss, seen or now).line(now, under_way)
+            )
     for event in health_events(report, now, standing):
         context.log_event(event)
 

@@ -41,7 +41,7 @@ from ecosync_pipeline.defs.positions.assets import (
     restore_story,
     unrecovered_failure,
 )
-from ecosync_pipeline.defs.positions.restores import wait_for_earlier
+from ecosync_pipeline.defs.positions.restores import named, wait_for_earlier
 from ecosync_pipeline.defs.positions.story import story_metadata
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
@@ -60,6 +60,11 @@ def detect_cache_loss(
     context: OpExecutionContext, positions: PositionsResource
 ) -> recovery.Detection:
     wait_for_earlier(context.instance, context.run.run_id, context.log.info)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    if record is not None:
+        # The UI names this run as the restore under way from now on, not "Materialize".
+        with reported():
+            log_health(context, positions.chain, under_way=f"{named(record)} is restoring them")
     with reported():
         detection = recovery.detect(positions.chain)
         cursor_only = cursor_stores(positions.ecomanager.stores())

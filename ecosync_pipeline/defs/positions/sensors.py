@@ -15,14 +15,14 @@ recreated by a recovery, no store without its key) requests none either.
 
 Every tick also reads the positions' health (positions.health.status_report: the same
 round trip, the backup file and one query) and returns it as asset events, a
-materialization of store_sync_positions and its three checks, when what it shows (the
-statuses, the advice, the last loss's story) differs from the last recorded health (by
-a sensor tick, a recovery or a Materialize); when only the figures moved (a sync), at
-most once a minute; and at least hourly. Likewise new_orders' store_freshness check
-when its stale stores change. A loss it sees first is recorded as an observation of
-restored_sync_positions (the start of the loss's story). The daemon records them, so
-the UI shows a loss within a tick of it, its end within a tick of the restore, and a
-table never more than a minute behind the positions, without a click.
+materialization of store_sync_positions and its three checks: when what it shows (the
+statuses, the advice, the last loss's story) differs from the last record (by a sensor
+tick, a recovery or a Materialize); when only the figures moved (a sync), at the next
+tick but at most once a minute; and at least hourly. Likewise new_orders'
+store_freshness check when its stale stores change. A loss it sees first is recorded as
+an observation of restored_sync_positions (the start of the loss's story). The daemon
+records them, so the UI shows a loss within a tick of it, its end within a tick of the
+restore, and the figures within a tick of a sync, without a click.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
@@ -79,18 +79,26 @@ from ecosync_pipeline.storage import StoreSummary, store_summaries
 HEALTH_REFRESH_SECONDS = 3600
 """The health is recorded at least this often, even when nothing changed."""
 FIGURES_REFRESH_SECONDS = 60
-"""Moved positions (a sync) are recorded at most this often: the table is never older."""
-CURSOR_FIELDS = ("generation", "last_event", "seen_at")
+"""Moved positions alone (a sync) are recorded at most this often."""
+CURSOR_FIELDS = ("generation", "last_event", "seen_at", "figures_at")
+
+
+def _moment(iso: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class LossCursor:
-    """What the sensor keeps between ticks: the generation known last, the last event and
-    when it was first seen (ISO 8601, UTC)."""
+    """What the sensor keeps between ticks: the generation known last, the last event,
+    when it was first seen, and when moved positions alone were last recorded (ISO 8601)."""
 
     generation: str | None = None
     last_event: str | None = None
     seen_at: str | None = None
+    figures_at: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "LossCursor":
@@ -114,10 +122,7 @@ class LossCursor:
     @property
     def seen(self) -> datetime | None:
         """When the last event was first seen, if the cursor says."""
-        try:
-            return datetime.fromisoformat(self.seen_at) if self.seen_at else None
-        except ValueError:
-            return None
+        return _moment(self.seen_at)
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,10 @@ def build_cache_loss_sensor(
             backup_generation=lambda: positions.backup.read_many([]).generation,
         )
         decided = _decide(context, cursor, loss, len(stores))
+        health, moved = _health(context, positions, decided)
+        after = decided.cursor
+        if moved:
+            after = replace(after, figures_at=utc_now().isoformat())
         skip = decided.skip
         if cursor_only and not decided.requests:
             skip = SkipReason(
@@ -196,9 +205,9 @@ def build_cache_loss_sensor(
         return SensorResult(
             run_requests=decided.requests,
             skip_reason=None if decided.requests else skip,
-            cursor=decided.cursor.dump(),
+            cursor=after.dump(),
             asset_events=[
-                *_health(context, positions, decided),
+                *health,
                 *decided.story,
                 *freshness_events(
                     context.instance,
@@ -214,15 +223,17 @@ def build_cache_loss_sensor(
 
 def _health(
     context: SensorEvaluationContext, positions: PositionsResource, decided: Tick
-) -> Sequence[AssetEvent]:
-    """The health as asset events when what it shows changed, when the figures moved and
-    the last record is a minute old, or when that is an hour old; else none."""
+) -> tuple[Sequence[AssetEvent], bool]:
+    """The health as asset events when what it shows changed or the last record is an
+    hour old; when only the figures moved, unless this sensor recorded moved figures less
+    than a minute ago (a record for another reason, a loss or a run's, holds none back).
+    The second value says the events were recorded for moved figures alone."""
     try:
         report = status_report(positions.chain)
     except EcosyncError as exc:
         # The loss decision stands; the health is recorded on a later tick.
         context.log.warning("positions health not recorded this tick: %s", exc)
-        return []
+        return [], False
     now = utc_now()
     story = decided.lasting
     if not story:
@@ -236,9 +247,14 @@ def _health(
         age = time.time() - latest.timestamp
         same = shown is not None and shown.value == shown_digest(report, standing)
         still = figures is not None and figures.value == positions_digest(report)
-        if same and age < HEALTH_REFRESH_SECONDS and (still or age < FIGURES_REFRESH_SECONDS):
-            return []
-    return health_events(report, now, standing)
+        if same and age < HEALTH_REFRESH_SECONDS:
+            if still:
+                return [], False
+            last = _moment(decided.cursor.figures_at)
+            if last is not None and (now - last).total_seconds() < FIGURES_REFRESH_SECONDS:
+                return [], False
+            return health_events(report, now, standing), True
+    return health_events(report, now, standing), False
 
 
 def _healthy(loss: LossReport, store_count: int) -> str:
