@@ -197,6 +197,28 @@ def click_during_recovery(
     }
 
 
+def location_env(world: World) -> dict[str, str]:
+    """The environment of the webserver and the daemon: the test's stores, a 10 s sensor."""
+    settings = world.settings
+    return {
+        **os.environ,
+        "ECOSYNC_DATABASE_URL": settings.database_url,
+        "ECOSYNC_REDIS_URL": settings.redis_url,
+        "ECOSYNC_STORES_FILE": settings.stores_file,
+        "ECOSYNC_BACKUP_PATH": settings.backup_path,
+        "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_S),
+        # No scheduled sync during the test: the test syncs, the sensor and a click restore.
+        "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
+    }
+
+
+def write_figures(figures: dict[str, float]) -> None:
+    """The figures, one per line, into test-output/browser/morning-figures.txt."""
+    report = "\n".join(f"{name}: {value:.1f}" for name, value in figures.items())
+    (OUTPUT / "morning-figures.txt").write_text(report + "\n", encoding="utf-8")
+    print(report)
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
@@ -217,17 +239,7 @@ def test_operator_morning_a_loss_told_a_table_current_and_one_restore_at_a_time(
         monkeypatch=monkeypatch,
     )
     sync_every_store(world)
-    settings = world.settings
-    env = {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-        "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_S),
-        # No scheduled sync during the test: the test syncs, the sensor and a click restore.
-        "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
-    }
+    env = location_env(world)
     home = write_instance(tmp_path / "dagster_home")
     workdir = tmp_path / "webserver"
     workdir.mkdir()
@@ -254,12 +266,9 @@ def test_operator_morning_a_loss_told_a_table_current_and_one_restore_at_a_time(
             with suppress(OSError):
                 (OUTPUT / "morning-daemon.log").write_text(daemon_log.read_text()[-50_000:])
     client.close()
-    figures["story_visible_s"] = figures.pop("story_last_shown_before_next_loss_at") - figures.pop(
-        "story_first_shown_at"
-    )
-    report = "\n".join(f"{name}: {value:.1f}" for name, value in figures.items())
-    (OUTPUT / "morning-figures.txt").write_text(report + "\n", encoding="utf-8")
-    print(report)
+    shown_until = figures.pop("story_last_shown_before_next_loss_at")
+    figures["story_visible_s"] = shown_until - figures.pop("story_first_shown_at")
+    write_figures(figures)
     # One tick as the daemon spaces them, the tick itself, and a page load.
     one_tick = (
         max(SENSOR_INTERVAL_S, figures["seconds_between_ticks_median"])

@@ -98,7 +98,7 @@ def test_a_flush_restored_at_once_by_hand_makes_one_recovery_in_all_and_stays_th
     # The sensor looks after the click: the loss is mended, so no recovery is launched.
     after = tick(sensor, env, shared, cursor)
     assert after.run_requests == []
-    assert "already mended" in (after.skip_message or "")
+    assert f"already mended by run {clicked.run_id[:8]}" in (after.skip_message or "")
     assert "without a key" not in (after.skip_message or "")
     assert tick(sensor, env, shared, after.cursor).run_requests == []
     # Clicked again: nothing to do, nothing recorded; the restore that read the backup

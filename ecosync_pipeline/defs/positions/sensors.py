@@ -196,29 +196,27 @@ def build_cache_loss_sensor(
         after = decided.cursor
         if moved:
             after = replace(after, figures_at=utc_now().isoformat())
-        skip = decided.skip
-        if cursor_only and not decided.requests:
-            skip = SkipReason(
-                f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no "
-                "position, nothing to recover"
-            )
+        stale = freshness_events(
+            context.instance, [s.identifier for s in configured], clock(), freshness_minutes
+        )
         return SensorResult(
             run_requests=decided.requests,
-            skip_reason=None if decided.requests else skip,
+            skip_reason=None if decided.requests else _skip(decided.skip, cursor_only),
             cursor=after.dump(),
-            asset_events=[
-                *health,
-                *decided.story,
-                *freshness_events(
-                    context.instance,
-                    [s.identifier for s in configured],
-                    clock(),
-                    freshness_minutes,
-                ),
-            ],
+            asset_events=[*health, *decided.story, *stale],
         )
 
     return cache_loss_sensor
+
+
+def _skip(skip: SkipReason, cursor_only: Sequence[str]) -> SkipReason:
+    """The skip reason, saying that cursor-mode stores have nothing to recover."""
+    if not cursor_only:
+        return skip
+    return SkipReason(
+        f"{skip.skip_message}; cursor-mode stores {', '.join(cursor_only)}: no position, "
+        "nothing to recover"
+    )
 
 
 def _health(
@@ -300,7 +298,13 @@ def _decide(
     if loss.event_id is None:
         return Tick([], SkipReason(_healthy(loss, store_count)), after)
     if loss.mended:
-        mended = f"loss {loss.event_id} (Redis flushed) already mended by a restore"
+        last = last_story(context.instance)
+        by = (
+            f"by run {last.restored_by[:8]}"
+            if last is not None and last.event_id == loss.event_id and last.restored_by
+            else "by a restore"
+        )
+        mended = f"loss {loss.event_id} (Redis flushed) already mended {by}"
         return Tick([], SkipReason(f"{mended}; {_healthy(loss, store_count)}"), after)
     if new:
         context.log.info(
