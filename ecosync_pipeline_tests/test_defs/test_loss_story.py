@@ -26,12 +26,13 @@ from dagster import (
     AssetKey,
     AssetObservation,
     DagsterInstance,
+    DagsterRunStatus,
     SensorDefinition,
     build_sensor_context,
     materialize,
 )
 
-from ecosync_pipeline.defs.positions import sensors
+from ecosync_pipeline.defs.positions import restores, sensors
 from ecosync_pipeline.defs.positions.assets import restored_sync_positions
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
@@ -285,3 +286,20 @@ def test_moved_positions_are_recorded_at_the_next_tick_then_at_most_once_a_minut
     assert rows["NATUR"]["last_id"] == second
     # Nothing moved since: nothing recorded, however short the throttle.
     assert tick(sensor, env, shared, later.cursor).asset_events == []
+
+
+def test_a_restore_under_way_for_too_long_is_taken_for_dead_and_holds_nothing_back(
+    sensor: SensorDefinition,
+    env: Env,
+    shared: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cursor = healthy(sensor, env, shared)
+    # A recovery whose worker died without its run being marked: still "started".
+    shared.create_run_for_job(recover_sync_positions, status=DagsterRunStatus.STARTED)
+    flush_redis(env)
+    assert tick(sensor, env, shared, cursor).run_requests == []
+    monkeypatch.setattr(restores, "STALE_SECONDS", 0.0)
+    time.sleep(0.01)
+    [request] = tick(sensor, env, shared, cursor).run_requests
+    assert request.run_key.startswith("recover:flushed:")

@@ -28,10 +28,13 @@ UNDER_WAY = [
     DagsterRunStatus.STARTED,
 ]
 """A run in these states will restore positions, or is restoring them."""
-LOOKED_AT = 100
-"""Runs under way looked at (newest first); restores are a few of them at most."""
+LOOKED_AT = 200
+"""Runs under way looked at (newest first) for restores launched by hand."""
 WAIT_SECONDS = 600.0
 """How long the recovery job waits for an earlier restore before going ahead anyway."""
+STALE_SECONDS = 1800.0
+"""A restore under way for longer is taken for dead (a run worker killed without its run
+being marked): it holds no other restore back, so a loss is never left to wait on it."""
 
 
 def is_restore(run: DagsterRun) -> bool:
@@ -47,10 +50,21 @@ def is_restore(run: DagsterRun) -> bool:
 def restores_under_way(
     instance: DagsterInstance, *, other_than: str | None = None
 ) -> list[RunRecord]:
-    """The restores queued or running (oldest first), ``other_than`` this run."""
-    records = instance.get_run_records(filters=RunsFilter(statuses=UNDER_WAY), limit=LOOKED_AT)
-    found = [r for r in records if r.dagster_run.run_id != other_than and is_restore(r.dagster_run)]
-    return sorted(found, key=lambda r: (r.create_timestamp, r.storage_id))
+    """The restores queued or running (oldest first), ``other_than`` this run, launched in
+    the last half hour."""
+    jobs = instance.get_run_records(
+        filters=RunsFilter(job_name=RECOVER_SYNC_POSITIONS_JOB, statuses=UNDER_WAY)
+    )
+    any_run = instance.get_run_records(filters=RunsFilter(statuses=UNDER_WAY), limit=LOOKED_AT)
+    since = time.time() - STALE_SECONDS
+    found = {
+        r.dagster_run.run_id: r
+        for r in [*jobs, *any_run]
+        if r.dagster_run.run_id != other_than
+        and is_restore(r.dagster_run)
+        and r.create_timestamp.timestamp() >= since
+    }
+    return sorted(found.values(), key=lambda r: (r.create_timestamp, r.storage_id))
 
 
 def earlier_restores(instance: DagsterInstance, run_id: str) -> list[RunRecord]:
