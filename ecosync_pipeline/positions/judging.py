@@ -41,6 +41,9 @@ STORE_COLUMNS = (
 )
 CACHE_HEALTH_THRESHOLD = 80.0
 """Percent of the stores whose Redis position must be healthy."""
+CACHE_HEALTH_ERROR_THRESHOLD = 50.0
+"""Below this percent the cache health is an ERROR, not a WARN: half the stores or more
+lost their positions (a flush, a restart without persistence: a total loss is 0%)."""
 ERROR_STATUSES = frozenset({"missing", "reset", "ahead"})
 WARN_STATUSES = frozenset({"stale", "unreachable"})
 
@@ -53,6 +56,14 @@ class Remedy:
     """What restores every position now, e.g. 'run `ecosync positions restore`'."""
     automatic: str = ""
     """What restores them by itself once Redis is back, if anything does."""
+    under_way: str = ""
+    """The restore already under way, named (e.g. 'run 48a7f1c2 of recover_sync_positions
+    is restoring them (started)'): said instead of ``restore``, so nobody starts another."""
+
+    @property
+    def action(self) -> str:
+        """What the advice asks for: waiting for the restore under way, else ``restore``."""
+        return f"{self.under_way}: no click needed" if self.under_way else self.restore
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,7 @@ def _stores_word(n: int) -> str:
 
 def recommendation(report: StatusReport, remedy: Remedy) -> str:
     """What to do now, in one line, like the original admin page's recommendations."""
-    restore = remedy.restore
+    restore = remedy.action
     if report.redis_state == "unreachable":
         then = f"{remedy.automatic}, or " if remedy.automatic else "then "
         return (
@@ -167,12 +178,21 @@ def recommendation(report: StatusReport, remedy: Remedy) -> str:
     if ahead := by_status.get("ahead"):
         parts.append(
             f"{_stores_word(len(ahead))} ahead of the orders database ({_named(ahead)}): "
-            f"syncs resume from the database; {restore} to rewrite the caches from it."
+            "syncs resume from the database; "
+            + (
+                f"{restore} (it rewrites the caches from it)."
+                if remedy.under_way
+                else f"{restore} to rewrite the caches from it."
+            )
         )
     if stale := by_status.get("stale"):
         parts.append(
             f"{_stores_word(len(stale))} behind the orders database ({_named(stale)}): the "
-            f"next sync fixes it, or {restore} now."
+            + (
+                f"next sync fixes it, or the restore under way ({restore})."
+                if remedy.under_way
+                else f"next sync fixes it, or {restore} now."
+            )
         )
     if new := by_status.get("calculated"):
         parts.append(
@@ -201,8 +221,27 @@ def fingerprint(report: StatusReport) -> str:
     return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
 
 
+def positions_digest(report: StatusReport) -> str:
+    """A digest of the figures in the table: every layer's page and last order id per store.
+
+    A change of it means positions moved (a sync, a restore): the table is recorded again
+    (at most once a minute), so what the UI shows is never older than that.
+    """
+    shown = [
+        (
+            s.store,
+            [(p.last_page, p.target) if p else None for p in (s.redis, s.json)],
+            s.db_last_order_id,
+            s.db_order_count,
+        )
+        for s in report.stores
+    ]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
+
+
 def judge_cache_health(report: StatusReport, remedy: Remedy) -> Verdict:
-    """Fails (warn) when fewer than 80% of the stores have a healthy Redis position."""
+    """Fails when fewer than 80% of the stores have a healthy Redis position: a WARN, an
+    ERROR below 50% (a total loss is 0%)."""
     percent = cache_health_percent(report)
     passed = percent >= CACHE_HEALTH_THRESHOLD
     unhealthy = [s.store for s in report.stores if s.status not in ("healthy", "calculated")]
@@ -218,11 +257,13 @@ def judge_cache_health(report: StatusReport, remedy: Remedy) -> Verdict:
     state = "" if report.redis_state == "ok" else f", Redis {report.redis_state}"
     description = (
         f"cache health {percent:g}% ({healthy} of {len(report.stores)} healthy{state}; "
-        f"passes from {CACHE_HEALTH_THRESHOLD:g}%)"
+        f"passes from {CACHE_HEALTH_THRESHOLD:g}%, an error below "
+        f"{CACHE_HEALTH_ERROR_THRESHOLD:g}%)"
     )
     if not passed:
         description += f". {recommendation(report, remedy)}"
-    return Verdict(passed, "warn", description, facts, advise=not passed)
+    severity: Severity = "error" if percent < CACHE_HEALTH_ERROR_THRESHOLD else "warn"
+    return Verdict(passed, severity, description, facts, advise=not passed)
 
 
 POSITION_COLUMNS = ("store", "status", "backup", "db_last_order_id", "severity")

@@ -9,7 +9,8 @@ Redis snapshot (every store's key, the sentinel, INFO's run_id) and names the lo
     flushed      the sentinel is gone while positions are       flushed:<the lost generation>
                  expected, or a plain write recreated it        flushed:<the new generation>
                  (a recovery's recreation settles the last      flushed:<the lost generation>
-                 flush instead)
+                 flush instead: ``mended`` when it left no      (mended)
+                 store without its key)
     restarted    the sentinel survived (persistence) but Redis  restarted:<generation>:<run_id>
                  runs under another run_id
     missing      stores with orders, or listed in the           missing:<generation>:<epoch>:<d>
@@ -67,6 +68,9 @@ class LossReport:
     error: str | None = None
     generation: str | None = None
     """The sentinel's generation now (None when it is gone or Redis is unreachable)."""
+    mended: bool = False
+    """A restore already mended this loss: a recovery's write recreated the sentinel after
+    the flush and no store is without its key or reset. Nothing is left to recover."""
 
     @property
     def unreachable(self) -> bool:
@@ -128,9 +132,10 @@ def detect(
     if cursor is not None and generation != cursor:
         # A recovery's write recreated it: that settles the flush of ``cursor``. Any other
         # write recreated it after a loss nobody recovered: a loss of its own.
-        named = cursor if sentinel.origin == "recovery" else generation
-        flushed = event_id("flushed", named)
-        return found("flushed", kind="flushed", event_id=flushed, cursor=generation)
+        by_recovery = sentinel.origin == "recovery"
+        flushed = event_id("flushed", cursor if by_recovery else generation)
+        mended = by_recovery and not missing and not resets
+        return found("flushed", kind="flushed", event_id=flushed, cursor=generation, mended=mended)
     if snap.restarted:
         restarted = event_id("restarted", generation, str(snap.run_id))
         return found("restarted", kind="restarted", event_id=restarted, cursor=generation)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
@@ -26,7 +27,7 @@ from ecosync_pipeline.ecomanager.locator import locate_resume_page
 from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.loss import LossReport
 from ecosync_pipeline.positions.loss import detect as detect_loss
-from ecosync_pipeline.positions.model import PositionSource, SyncPosition
+from ecosync_pipeline.positions.model import PositionSource, SyncPosition, utc_now
 from ecosync_pipeline.positions.outcomes import RestoreReport
 from ecosync_pipeline.positions.redis_layer import RedisSnapshot
 from ecosync_pipeline.storage import StoreSummary
@@ -36,10 +37,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Detection:
-    """What Redis held at the start of a recovery, and the loss it shows."""
+    """What Redis held at the start of a recovery, the loss it shows, and when it was read."""
 
     loss: LossReport
     redis: RedisSnapshot
+    seen_at: datetime = field(default_factory=utc_now)
 
 
 @dataclass(frozen=True)

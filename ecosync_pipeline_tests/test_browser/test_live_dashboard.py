@@ -26,19 +26,25 @@ import pytest
 import redis
 
 from ecosync_pipeline.lab.simulator import Simulator
-from ecosync_pipeline_tests.conftest import REDIS_MARKER
 from ecosync_pipeline_tests.helpers import make_world
 from ecosync_pipeline_tests.test_browser.ui import (
+    ASSET,
     OUTPUT,
     RESTORE_ASSET,
     RUN_TIMEOUT_S,
+    SENSOR,
     SPECS,
     STORES,
     UI_TIMEOUT_MS,
+    checks_are,
     click_materialize,
+    flush,
     redis_positions,
+    runs_of,
     save_screenshot,
     sync_every_store,
+    tick_figures,
+    wait_until,
 )
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,
@@ -47,29 +53,10 @@ from ecosync_pipeline_tests.test_browser.webserver import (
     write_instance,
 )
 
-ASSET = "store_sync_positions"
-SENSOR = "cache_loss_sensor"
-CHECKS = ("cache_health", "position_health", "layer_agreement")
 SENSOR_INTERVAL_S = 5
 PAGE_LOAD_S = 5
 LOSS_TEXT = "need their positions restored"
 HEALTHY_TEXT = f"All {len(STORES)} stores healthy"
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout_s: float) -> float:
-    """Poll ``condition`` every half second; the seconds it took, or fail naming ``what``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-
-
-def checks_are(server: Webserver, status: str) -> bool:
-    """Every position check's latest evaluation has ``status`` (SUCCEEDED or FAILED)."""
-    checks = server.checks(ASSET)
-    return all(checks.get(name, {}).get("status") == status for name in CHECKS)
 
 
 def page_shows(page: Any, url: str, text: str) -> Callable[[], bool]:
@@ -85,33 +72,6 @@ def page_shows(page: Any, url: str, text: str) -> Callable[[], bool]:
         return False
 
     return shown
-
-
-def runs_of(server: Webserver, job: str) -> list[dict[str, Any]]:
-    """The runs of ``job``, newest first."""
-    return [r for r in server.runs() if r["jobName"] == job]
-
-
-def tick_figures(ticks: list[dict[str, Any]], flushed_at: float) -> dict[str, float]:
-    """When the first tick ending after the flush ended, and how long ticks take and lie apart."""
-    after = sorted(t["endTimestamp"] for t in ticks if (t.get("endTimestamp") or 0) >= flushed_at)
-    spans = sorted(t["endTimestamp"] - t["timestamp"] for t in ticks if t.get("endTimestamp"))
-    starts = sorted(t["timestamp"] for t in ticks)
-    gaps = sorted(b - a for a, b in zip(starts, starts[1:], strict=False))
-    return {
-        "flush_to_end_of_next_tick_s": after[0] - flushed_at if after else float("nan"),
-        "tick_seconds_median": spans[len(spans) // 2] if spans else float("nan"),
-        "tick_seconds_max": spans[-1] if spans else float("nan"),
-        "seconds_between_ticks_median": gaps[len(gaps) // 2] if gaps else float("nan"),
-    }
-
-
-def flush(client: redis.Redis) -> tuple[float, float]:
-    """FLUSHDB on the test database (keeping its marker); when, monotonic and epoch."""
-    client.flushdb()
-    client.set(REDIS_MARKER, "1")
-    assert redis_positions(client) == {}
-    return time.monotonic(), time.time()
 
 
 def sensor_on_sees_and_fixes_a_loss(

@@ -7,12 +7,14 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
+from ecosync_pipeline_tests.conftest import REDIS_MARKER
 from ecosync_pipeline_tests.helpers import World, two_stores
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,
@@ -21,6 +23,9 @@ from ecosync_pipeline_tests.test_browser.webserver import (
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output" / "browser"
 RESTORE_ASSET = "restored_sync_positions"
+ASSET = "store_sync_positions"
+SENSOR = "cache_loss_sensor"
+CHECKS = ("cache_health", "position_health", "layer_agreement")
 MATERIALIZE = re.compile(r"^\s*Materialize")
 # The buttons that go ahead in any confirmation the UI may ask for (missing upstream
 # data, launching with a warning); never Cancel.
@@ -86,3 +91,46 @@ def click_materialize(page: Any, server: Webserver, timeout_s: float) -> tuple[d
         f"no run was launched within {timeout_s:.0f} s of clicking Materialize on {RESTORE_ASSET}:"
         f"\n{server.log_tail()}"
     )
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout_s: float) -> float:
+    """Poll ``condition`` every half second; the seconds it took, or fail naming ``what``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+def checks_are(server: Webserver, status: str) -> bool:
+    """Every position check's latest evaluation has ``status`` (SUCCEEDED or FAILED)."""
+    checks = server.checks(ASSET)
+    return all(checks.get(name, {}).get("status") == status for name in CHECKS)
+
+
+def runs_of(server: Webserver, job: str) -> list[dict[str, Any]]:
+    """The runs of ``job``, newest first."""
+    return [r for r in server.runs() if r["jobName"] == job]
+
+
+def tick_figures(ticks: list[dict[str, Any]], flushed_at: float) -> dict[str, float]:
+    """When the first tick ending after the flush ended, and how long ticks take and lie apart."""
+    after = sorted(t["endTimestamp"] for t in ticks if (t.get("endTimestamp") or 0) >= flushed_at)
+    spans = sorted(t["endTimestamp"] - t["timestamp"] for t in ticks if t.get("endTimestamp"))
+    starts = sorted(t["timestamp"] for t in ticks)
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:], strict=False))
+    return {
+        "flush_to_end_of_next_tick_s": after[0] - flushed_at if after else float("nan"),
+        "tick_seconds_median": spans[len(spans) // 2] if spans else float("nan"),
+        "tick_seconds_max": spans[-1] if spans else float("nan"),
+        "seconds_between_ticks_median": gaps[len(gaps) // 2] if gaps else float("nan"),
+    }
+
+
+def flush(client: redis.Redis) -> tuple[float, float]:
+    """FLUSHDB on the test database (keeping its marker); when, monotonic and epoch."""
+    client.flushdb()
+    client.set(REDIS_MARKER, "1")
+    assert redis_positions(client) == {}
+    return time.monotonic(), time.time()

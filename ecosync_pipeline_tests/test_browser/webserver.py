@@ -64,8 +64,30 @@ RUNS_QUERY = """
 query {
   runsOrError(limit: 20) {
     __typename
-    ... on Runs { results { runId jobName status } }
+    ... on Runs {
+      results { runId jobName status creationTime startTime endTime tags { key value } }
+    }
     ... on PythonError { message }
+  }
+}
+"""
+
+MATERIALIZATIONS_QUERY = """
+query Materializations($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 20) {
+        runId
+        timestamp
+        metadataEntries {
+          label
+          ... on TextMetadataEntry { text }
+          ... on IntMetadataEntry { intValue }
+          ... on FloatMetadataEntry { floatValue }
+        }
+      }
+    }
   }
 }
 """
@@ -215,12 +237,33 @@ class Webserver:
         return "loaded"
 
     def runs(self) -> list[dict[str, Any]]:
-        """The instance's runs, newest first (runId, jobName, status)."""
+        """The instance's runs, newest first (runId, jobName, status, creationTime,
+        startTime, endTime in epoch seconds, tags as a list of key and value)."""
         answer = self.graphql(RUNS_QUERY)["runsOrError"]
         if answer["__typename"] != "Runs":
             raise WebserverError(f"cannot list runs: {answer.get('message')}")
         results: list[dict[str, Any]] = answer["results"]
         return results
+
+    def materializations(self, asset: str) -> list[dict[str, Any]]:
+        """The asset's latest materializations, newest first: runId, timestamp (ms) and
+        ``metadata`` (label to text, int or float)."""
+        answer = self.graphql(MATERIALIZATIONS_QUERY, {"path": [asset]})["assetOrError"]
+        if answer["__typename"] != "Asset":
+            return []
+        found: list[dict[str, Any]] = []
+        for event in answer["assetMaterializations"]:
+            metadata = {
+                e["label"]: next(
+                    (e[k] for k in ("text", "intValue", "floatValue") if e.get(k) is not None),
+                    None,
+                )
+                for e in event["metadataEntries"]
+            }
+            found.append(
+                {"runId": event["runId"], "timestamp": event["timestamp"], "metadata": metadata}
+            )
+        return found
 
     def wait_for_run(self, run_id: str, timeout: float) -> str:
         """The run's final status (SUCCESS, FAILURE or CANCELED), or fail after ``timeout``."""
@@ -245,6 +288,11 @@ class Webserver:
             elif event.get("level") == "ERROR":
                 messages.append(str(event.get("message")))
         return messages
+
+    def run_messages(self, run_id: str) -> list[str]:
+        """Every message a run logged (its own and Dagster's), in order."""
+        answer = self.graphql(RUN_ERRORS_QUERY, {"runId": run_id})["logsForRun"]
+        return [str(e["message"]) for e in answer.get("events", []) if e.get("message")]
 
     def checks(self, asset: str) -> dict[str, dict[str, Any]]:
         """Each check of ``asset`` by name: status (SUCCEEDED, FAILED, ...), runId, evaluation."""

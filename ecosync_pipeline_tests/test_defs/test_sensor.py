@@ -113,10 +113,11 @@ def test_sensor_requests_one_recovery_per_flush_across_ticks_and_a_new_one_next_
     assert recover_sync_positions.execute_in_process(
         instance=sensor_instance, resources=env.resources
     ).success
-    # The first tick after it still names the old loss (same run_key, no new run) and
-    # moves the cursor to the new sentinel; from then on all is healthy.
+    # The first tick after it sees the sentinel the recovery wrote: the loss is mended,
+    # so it requests nothing and moves the cursor to the new sentinel.
     settling = tick(sensor, env, sensor_instance, second.cursor)
-    assert [r.run_key for r in settling.run_requests] == [request.run_key]
+    assert settling.run_requests == []
+    assert "already mended" in (settling.skip_message or "")
     settled = tick(sensor, env, sensor_instance, settling.cursor)
     assert settled.run_requests == []
     assert cursor_of(settled)["generation"] != generation

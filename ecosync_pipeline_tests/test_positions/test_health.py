@@ -79,6 +79,8 @@ def test_detect_cache_loss_same_flush_same_event_new_flush_new_event(
     layer.write_many([_position(s) for s in STORES], recovery=True)
     after_restore = detect(layer.read_many(STORES), STORES, cursor=again.cursor)
     assert after_restore.event_id == first.event_id
+    # ... which that write mended: nothing is left to recover.
+    assert after_restore.mended and not first.mended and not again.mended
     settled = detect(layer.read_many(STORES), STORES, cursor=after_restore.cursor)
     assert settled.redis_state == "ok" and settled.event_id is None
 
@@ -86,6 +88,24 @@ def test_detect_cache_loss_same_flush_same_event_new_flush_new_event(
     second = detect(layer.read_many(STORES), STORES, cursor=settled.cursor)
     assert second.flushed
     assert second.event_id is not None and second.event_id != first.event_id
+
+    # A sync's write recreating the sentinel mends nothing: a loss of its own.
+    layer.write(_position("NATUR"))
+    recreated = detect(layer.read_many(STORES), STORES, cursor=second.cursor)
+    assert recreated.flushed and not recreated.mended
+
+
+def test_detect_cache_loss_is_not_mended_by_a_recovery_that_left_stores_without_a_key(
+    layer: RedisLayer, redis_admin: redis.Redis
+) -> None:
+    layer.write_many([_position(s) for s in STORES])
+    cursor = detect(layer.read_many(STORES), STORES).cursor
+    _flushdb(redis_admin)
+    layer.write(_position("NATUR"), recovery=True)  # the other two failed
+    summaries = {s: StoreSummary(s, 100, 100) for s in STORES}
+    partial = detect(layer.read_many(STORES), STORES, cursor=cursor, summaries=summaries)
+    assert partial.flushed and not partial.mended
+    assert set(partial.missing) == {"PURNA", "DILST"}
 
 
 def test_detect_cache_loss_sees_flush_without_cursor_when_database_has_orders(

@@ -76,6 +76,31 @@ def test_cache_health_passes_from_80_percent_of_stores_healthy() -> None:
     assert failed.facts["stores_needing_attention"] == "D, E"
 
 
+def test_cache_health_is_an_error_below_half_the_stores_and_for_a_total_loss() -> None:
+    half = report(row("A", "healthy"), row("B", "missing"))
+    assert judge_cache_health(half, CLI).severity == "warn"
+    one_of_three = report(row("A", "healthy"), row("B", "missing"), row("C", "missing"))
+    assert judge_cache_health(one_of_three, CLI).severity == "error"
+    total = judge_cache_health(report(row("A", "missing"), row("B", "missing")), UI)
+    assert not total.passed and total.severity == "error"
+    assert "an error below 50%" in total.description
+
+
+def test_advice_names_the_restore_under_way_instead_of_asking_for_another() -> None:
+    waiting = replace(
+        UI, under_way="run 48a7f1c2 of recover_sync_positions (started) is restoring them"
+    )
+    lost = report(row("A", "missing"), row("B", "stale"))
+    advice = recommendation(lost, waiting)
+    assert advice.startswith(
+        "1 store needs its position restored (A): run 48a7f1c2 of recover_sync_positions "
+        "(started) is restoring them: no click needed."
+    )
+    assert "Materialize" not in advice
+    verdict = judge_position_health(lost, waiting)
+    assert "run 48a7f1c2" in verdict.description and "Materialize" not in verdict.description
+
+
 def test_position_health_is_an_error_for_a_lost_store_and_a_warning_for_a_stale_one() -> None:
     verdict = judge_position_health(
         report(row("A", "missing"), row("B", "stale"), row("C", "healthy")), CLI

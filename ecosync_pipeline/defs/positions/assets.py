@@ -8,7 +8,9 @@ layer, verified on the API: it is the restore button.
 # No `from __future__ import annotations` here: Dagster reads the context parameter's
 # annotation at definition time and rejects it as a string.
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from dagster import (
@@ -21,22 +23,35 @@ from dagster import (
 
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.keys import (
+    LOSS_EVENT_TAG,
     OWNERS,
     POSITIONS_POOL,
+    REDIS_STATE_TAG,
     RESTORED_SYNC_POSITIONS,
     STORE_SYNC_POSITIONS,
 )
 from ecosync_pipeline.defs.metadata import table
 from ecosync_pipeline.defs.partitions import tag_run_with_stores
 from ecosync_pipeline.defs.positions.health import health_events, status_metadata
+from ecosync_pipeline.defs.positions.restores import earlier_restores, named
+from ecosync_pipeline.defs.positions.story import (
+    first_seen,
+    lasting,
+    ongoing,
+    standing_for,
+    story_metadata,
+)
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
+from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.chain import PositionChain
 from ecosync_pipeline.positions.health import status_report
 from ecosync_pipeline.positions.judging import cache_health_percent
+from ecosync_pipeline.positions.loss import LossReport
 from ecosync_pipeline.positions.model import SyncPosition, utc_now
 from ecosync_pipeline.positions.outcomes import RestoreReport
 from ecosync_pipeline.positions.recovery import already_healthy, count_sources
 from ecosync_pipeline.positions.redis_layer import UNAVAILABLE, RedisRead
+from ecosync_pipeline.positions.story import LossStory, restored_story
 
 # Seven short columns: the UI shows them whole at 1,600 px.
 RESTORE_COLUMNS = (
@@ -103,10 +118,52 @@ def tag_recovered(context: Any, reports: Sequence[RestoreReport]) -> None:
     tag_run_with_stores(context.instance, context.run, touched)
 
 
-def log_health(context: Any, chain: PositionChain) -> None:
-    """Record the positions' health as they stand now: store_sync_positions and its checks."""
-    for event in health_events(status_report(chain), utc_now()):
+def log_health(
+    context: Any, chain: PositionChain, story: LossStory | None = None, under_way: str = ""
+) -> None:
+    """Record the positions' health as they stand now: store_sync_positions and its checks,
+    with ``story`` (the loss this run restored), else the story the instance holds, and
+    ``under_way`` (this run, restoring them), else the restore the instance lists."""
+    report = status_report(chain)
+    now = utc_now()
+    standing = standing_for(context.instance, report, now, run_id=context.run.run_id)
+    if story is not None:
+        standing = replace(standing, last_loss=story.line(now))
+    if under_way:
+        standing = replace(standing, under_way=under_way)
+        if lasting(report.loss):
+            seen = first_seen(context.instance, report.loss.event_id or "", context.run.tags)
+            standing = replace(
+                standing, last_loss=ongoing(report.loss, seen or now).line(now, under_way)
+            )
+    for event in health_events(report, now, standing):
         context.log_event(event)
+
+
+def restore_story(
+    context: Any, loss: LossReport, reports: Sequence[RestoreReport], started: datetime
+) -> LossStory | None:
+    """The story of this run's restore of ``loss`` (seen when the sensor saw it, else when
+    this run did), or None when it restored nothing."""
+    tags = context.run.tags
+    event = tags.get(LOSS_EVENT_TAG) or loss.event_id or "none (a restore by hand)"
+    return restored_story(
+        event,
+        first_seen(context.instance, event, tags) or started,
+        reports,
+        redis_state=tags.get(REDIS_STATE_TAG) or loss.redis_state,
+        run_id=context.run.run_id,
+        restored_at=utc_now(),
+    )
+
+
+def nothing_restored(context: Any, reports: Sequence[RestoreReport]) -> None:
+    """Say that a restore found every store healthy, and why that records nothing."""
+    context.log.info(
+        "all %d stores were already healthy in Redis: nothing restored, and no "
+        "materialization recorded (the last restore stays the latest, with its story)",
+        len(reports),
+    )
 
 
 def unrecovered_failure(reports: Sequence[RestoreReport], what: str) -> Failure:
@@ -147,7 +204,9 @@ def store_sync_positions(
         report.redis_state,
         f", loss event {report.loss.event_id}" if report.loss.event_id else "",
     )
-    return MaterializeResult(metadata=status_metadata(report, utc_now()))
+    now = utc_now()
+    standing = standing_for(context.instance, report, now, run_id=context.run.run_id)
+    return MaterializeResult(metadata=status_metadata(report, now, standing))
 
 
 @asset(
@@ -157,17 +216,32 @@ def store_sync_positions(
     kinds={"redis", "python"},
     owners=OWNERS,
     pool=POSITIONS_POOL,
+    output_required=False,
     description="Every store's position restored from the best layer (Redis, JSON backup, "
     "or computed from the orders database), verified on the API and written back to Redis "
     "and the backup. Materialize it to restore positions after a cache loss: the health of "
-    "store_sync_positions and its checks are recorded again right after.",
+    "store_sync_positions and its checks are recorded again right after. Each "
+    "materialization is one loss's story (when seen, the stores, the layer of each, how "
+    "long); a restore that finds nothing to do, or an earlier restore under way, records "
+    "none.",
 )
 def restored_sync_positions(
     context: AssetExecutionContext, positions: PositionsResource, ecomanager: EcoManagerResource
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
+    if earlier := earlier_restores(context.instance, context.run.run_id):
+        context.log.info(
+            "%s is restoring the positions: this restore steps aside and writes nothing "
+            "(one restore at a time); its result shows here when it ends. If it fails, "
+            "materialize again.",
+            named(earlier[0]),
+        )
+        return
+    started = utc_now()
     with reported():
+        loss = recovery.detect(positions.chain).loss
         reports = positions.chain.restore_all(ecomanager.clients())
-        log_health(context, positions.chain)
+        story = restore_story(context, loss, reports, started)
+        log_health(context, positions.chain, story if all(r.ok for r in reports) else None)
     tag_recovered(context, reports)
     for r in reports:
         if r.ok:
@@ -183,4 +257,10 @@ def restored_sync_positions(
             context.log.error("store %s: not restored: %s", r.store, r.error)
     if any(not r.ok for r in reports):
         raise unrecovered_failure(reports, "restored")
-    return MaterializeResult(metadata=restore_metadata(reports))
+    if story is None:
+        nothing_restored(context, reports)
+        return
+    context.log.info(story.line(utc_now()))
+    yield MaterializeResult(
+        metadata={**story_metadata(story, utc_now()), **restore_metadata(reports)}
+    )

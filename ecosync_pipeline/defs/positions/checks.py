@@ -21,15 +21,18 @@ from dagster import (
 from ecosync_pipeline.defs import keys
 from ecosync_pipeline.defs.failures import reported
 from ecosync_pipeline.defs.positions.health import check_result
+from ecosync_pipeline.defs.positions.story import standing_for
 from ecosync_pipeline.defs.resources import PositionsResource
 from ecosync_pipeline.positions.health import status_report
-from ecosync_pipeline.positions.judging import CACHE_HEALTH_THRESHOLD
+from ecosync_pipeline.positions.judging import CACHE_HEALTH_ERROR_THRESHOLD, CACHE_HEALTH_THRESHOLD
+from ecosync_pipeline.positions.model import utc_now
 
 CACHE_HEALTH = AssetCheckSpec(
     keys.CACHE_HEALTH,
     asset=keys.STORE_SYNC_POSITIONS,
     description=f"At least {CACHE_HEALTH_THRESHOLD:g}% of the stores have a healthy "
-    "position in Redis.",
+    f"position in Redis: a WARN below, an ERROR below {CACHE_HEALTH_ERROR_THRESHOLD:g}% (a "
+    "flush or a restart without persistence is 0%).",
 )
 POSITION_HEALTH = AssetCheckSpec(
     keys.POSITION_HEALTH,
@@ -50,14 +53,16 @@ LAYER_AGREEMENT = AssetCheckSpec(
     specs=[CACHE_HEALTH, POSITION_HEALTH, LAYER_AGREEMENT],
     can_subset=True,
     description="Cache health, position health and layer agreement, from one status report. "
-    "cache_loss_sensor records them on every change too, without a run.",
+    "cache_loss_sensor records them on every change too, without a run; while a restore "
+    "is under way they name it.",
 )
 def position_checks(
     context: AssetCheckExecutionContext, positions: PositionsResource
 ) -> Iterator[AssetCheckResult]:
     with reported():
         report = status_report(positions.chain)
+    standing = standing_for(context.instance, report, utc_now(), run_id=context.run.run_id)
     selected: set[AssetCheckKey] = set(context.selected_asset_check_keys)
     for spec in (CACHE_HEALTH, POSITION_HEALTH, LAYER_AGREEMENT):
         if spec.key in selected:
-            yield check_result(spec.name, report)
+            yield check_result(spec.name, report, standing)

@@ -36,22 +36,36 @@ from ecosync_pipeline.defs.keys import (
 )
 from ecosync_pipeline.defs.positions.assets import (
     log_health,
+    nothing_restored,
     restore_metadata,
+    restore_story,
     tag_recovered,
     unrecovered_failure,
 )
+from ecosync_pipeline.defs.positions.restores import named, wait_for_earlier
+from ecosync_pipeline.defs.positions.story import story_metadata
 from ecosync_pipeline.defs.resources import EcoManagerResource, PositionsResource
 from ecosync_pipeline.positions import recovery
 from ecosync_pipeline.positions.database_layer import DatabaseRead
 from ecosync_pipeline.positions.factory import cursor_stores
 from ecosync_pipeline.positions.layer import LayerRead
+from ecosync_pipeline.positions.model import utc_now
 from ecosync_pipeline.positions.outcomes import RestoreReport, Snapshot
 
 
-@op(description="Probe Redis once (every key, the sentinel, the run_id) and name the loss.")
+@op(
+    description="Wait for any restore launched earlier to end (one restore at a time), then "
+    "probe Redis once (every key, the sentinel, the run_id) and name the loss."
+)
 def detect_cache_loss(
     context: OpExecutionContext, positions: PositionsResource
 ) -> recovery.Detection:
+    wait_for_earlier(context.instance, context.run.run_id, context.log.info)
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    if record is not None:
+        # The UI names this run as the restore under way from now on, not "Materialize".
+        with reported():
+            log_health(context, positions.chain, under_way=f"{named(record)} is restoring them")
     with reported():
         detection = recovery.detect(positions.chain)
         cursor_only = cursor_stores(positions.ecomanager.stores())
@@ -161,12 +175,17 @@ def verify_positions(
     "backup; fail, naming each store that could not be recovered, after writing the rest.",
 )
 def write_positions(
-    context: OpExecutionContext, positions: PositionsResource, reports: list[RestoreReport]
+    context: OpExecutionContext,
+    positions: PositionsResource,
+    detection: recovery.Detection,
+    reports: list[RestoreReport],
 ) -> recovery.RecoveryCounts:
     with reported():
         outcome = positions.chain.write_restored(reports)
+        ok = all(r.ok for r in reports) and outcome.redis
+        story = restore_story(context, detection.loss, reports, detection.seen_at)
         # The UI shows the positions as they are now, not as the last Materialize left them.
-        log_health(context, positions.chain)
+        log_health(context, positions.chain, story if ok else None)
     counts = recovery.count_sources(reports)
     tag_recovered(context, reports)
     context.log.info(
@@ -192,7 +211,17 @@ def write_positions(
     if counts.failed:
         raise unrecovered_failure(reports, "recovered")
     metadata = restore_metadata(reports)
-    context.log_event(AssetMaterialization(asset_key=RESTORED_SYNC_POSITIONS, metadata=metadata))
+    if story is None:
+        nothing_restored(context, reports)
+    elif outcome.redis:
+        context.log.info(story.line(utc_now()))
+        context.log_event(
+            AssetMaterialization(
+                asset_key=RESTORED_SYNC_POSITIONS,
+                description=story.line(utc_now()),
+                metadata={**story_metadata(story, utc_now()), **metadata},
+            )
+        )
     metadata["redis_written"] = MetadataValue.bool(outcome.redis)
     metadata["json_written"] = MetadataValue.bool(outcome.json)
     context.add_output_metadata(metadata)
@@ -211,4 +240,4 @@ def recover_sync_positions() -> None:
     detection = detect_cache_loss()
     backup = load_json_backup(detection)
     database = calculate_from_database(detection)
-    write_positions(verify_positions(detection, backup, database))
+    write_positions(detection, verify_positions(detection, backup, database))
