@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -121,36 +122,34 @@ def test_asset_materialize_syncs_a_store_and_a_range_on_a_fresh_instance(
     assert len(runs_of(home, "PURNA")) == 1
 
 
-@pytest.fixture
-def daemon(child_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`dagster-daemon run` (what `dagster dev` starts): it launches the queued runs."""
-    log = (tmp_path / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [DAEMON, "run", *CODE],
-        cwd=tmp_path,
-        env=child_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its code server and runs in its own process group
-    )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+@contextmanager
+def daemon(child_env: dict[str, str], cwd: Path) -> Iterator[Path]:
+    """`dagster-daemon run` (what `dagster dev` starts), which launches the queued runs;
+    yields its log file. Started once the instance exists: two processes creating a fresh
+    SQLite instance at once race on its tables."""
+    log_path = cwd / "daemon.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [DAEMON, "run", *CODE],
+            cwd=cwd,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its code server and runs in its own process group
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        log.close()
+            yield log_path
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
 
 
 def test_job_backfill_queues_a_run_per_store_on_a_fresh_instance(
-    env: Env,
-    home: Path,
-    child_env: dict[str, str],
-    tmp_path: Path,
-    daemon: subprocess.Popen[bytes],
+    env: Env, home: Path, child_env: dict[str, str], tmp_path: Path
 ) -> None:
     backfill = dagster(
         ["job", "backfill", *CODE, "-j", "sync_orders", "--noprompt"], child_env, tmp_path
@@ -158,15 +157,15 @@ def test_job_backfill_queues_a_run_per_store_on_a_fresh_instance(
     assert backfill.returncode == 0, backfill.stdout[-3000:]
     assert "Launched backfill job" in backfill.stdout
     deadline = time.monotonic() + 240
-    with DagsterInstance.from_config(str(home)) as instance:
+    with daemon(child_env, tmp_path) as log, DagsterInstance.from_config(str(home)) as instance:
         while time.monotonic() < deadline:
             backfill_runs = [r for r in instance.get_runs() if "dagster/backfill" in r.tags]
             if len(backfill_runs) == len(STORES) and all(r.is_finished for r in backfill_runs):
                 break
             time.sleep(2)
         else:
-            log = (tmp_path / "daemon.log").read_text(errors="replace")
-            pytest.fail(f"the backfill's runs did not finish: {backfill_runs}\n{log[-3000:]}")
+            shown = log.read_text(errors="replace")[-3000:]
+            pytest.fail(f"the backfill's runs did not finish: {backfill_runs}\n{shown}")
     assert sorted(r.tags["dagster/partition"] for r in backfill_runs) == sorted(STORES)
     assert all(r.status == DagsterRunStatus.SUCCESS for r in backfill_runs)
     assert order_counts(env) == {s: env.simulator.count(s) for s in STORES}
