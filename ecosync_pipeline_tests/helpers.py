@@ -27,6 +27,7 @@ def write_stores_file(path: Path, stores: Sequence[Store]) -> Path:
             f"    per_page: {s.per_page}",
             f"    import_per_page: {s.import_per_page}",
             f"    requests_per_second: {s.requests_per_second}",
+            f"    read_mode: {s.read_mode}",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

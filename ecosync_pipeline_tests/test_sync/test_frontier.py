@@ -35,7 +35,7 @@ from ecosync_pipeline.sync.cursor import sync_by_cursor
 from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline_tests.faults_support import sync_command
-from ecosync_pipeline_tests.helpers import World, reconcile
+from ecosync_pipeline_tests.helpers import World, reconcile, write_stores_file
 
 SHOP, BIG_ID = validate_store_identifier("SHOP"), validate_store_identifier("BIG")
 SMALL = StoreSpec("SHOP", name="Shop", first_id=1, count=200, gap_rate=0.0, seed=5)
@@ -57,23 +57,6 @@ def world_of(build: Callable[..., World], spec: StoreSpec, read_mode: ReadMode =
     world.stores[0] = replace(world.stores[0], read_mode=read_mode)
     write_stores_file(Path(world.settings.stores_file), world.stores)
     return world
-
-
-def write_stores_file(path: Path, stores: list[Store]) -> None:
-    """The stores file `ecosync` reads, read_mode included."""
-    lines = ["stores:"]
-    for s in stores:
-        lines += [
-            f"  - identifier: {s.identifier}",
-            f"    name: {s.name}",
-            f"    base_url: {s.base_url}",
-            f"    token_env: {s.token_env}",
-            f"    per_page: {s.per_page}",
-            f"    import_per_page: {s.import_per_page}",
-            f"    requests_per_second: {s.requests_per_second}",
-            f"    read_mode: {s.read_mode}",
-        ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def deliver_created(world: World, engine: Any, order_id: int) -> ApplyResult:
