@@ -6,6 +6,16 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 redis_host=127.0.0.1 redis_port=6379 pg_port=5432 amqp_port=5672 pgbouncer_port=6432
 
+# Debian's package, when this runs as root with apt (CI, a fresh machine); quiet otherwise.
+apt_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
+  echo "==> installing Debian's $1"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >"/tmp/ecosync-apt-$1.log" 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -q "$1" >"/tmp/ecosync-apt-$1.log" 2>&1; } \
+    || echo "could not install $1 (see /tmp/ecosync-apt-$1.log)" >&2
+}
+
 redis_up() { redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; }
 pg_up() { pg_isready -h 127.0.0.1 -p "$pg_port" >/dev/null 2>&1; }
 amqp_up() { (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") >/dev/null 2>&1; }
@@ -35,6 +45,7 @@ fi
 
 pgbouncer_up() { pg_isready -h 127.0.0.1 -p "$pgbouncer_port" -U postgres -d postgres >/dev/null 2>&1; }
 if ! pgbouncer_up; then
+  command -v pgbouncer >/dev/null || apt_install pgbouncer
   if command -v pgbouncer >/dev/null; then
     echo "==> starting PgBouncer on 127.0.0.1:$pgbouncer_port (data/pgbouncer.ini)"
     dir=/tmp/ecosync-pgbouncer
@@ -52,11 +63,9 @@ if ! pgbouncer_up; then
     pgbouncer -d "${as[@]}" "$dir/pgbouncer.ini" || true
     for _ in $(seq 50); do pgbouncer_up && break; sleep 0.1; done
   fi
-  # Only the production layout (data/dagster-production.yaml, the fan-out benchmark and the
-  # tests that load it through PgBouncer) needs it: warn, do not fail.
-  pgbouncer_up || echo "PgBouncer is not running on 127.0.0.1:$pgbouncer_port and could not" \
-    "be started; the tests of the production layout through it will be skipped. Install it" \
-    "(apt-get install pgbouncer) and run this script again." >&2
+  pgbouncer_up || { echo "PgBouncer is not running on 127.0.0.1:$pgbouncer_port and could not" \
+    "be started (log: /tmp/ecosync-pgbouncer/pgbouncer.log). Install it (apt-get install" \
+    "pgbouncer) and run this script again." >&2; exit 3; }
 fi
 
 if ! amqp_up; then
@@ -67,8 +76,7 @@ if ! amqp_up; then
     fi
     for _ in $(seq 300); do amqp_up && break; sleep 0.1; done
   fi
-  # Only the Celery test needs it, and it says why it is skipped: warn, do not fail.
-  amqp_up || echo "RabbitMQ is not running on 127.0.0.1:$amqp_port and could not be started;" \
-    "the Celery test will be skipped. Install it (apt-get install rabbitmq-server) and" \
-    "start it: service rabbitmq-server start" >&2
+  amqp_up || { echo "RabbitMQ is not running on 127.0.0.1:$amqp_port and could not be started." \
+    "Install it (apt-get install rabbitmq-server) and start it: rabbitmq-server -detached" >&2
+    exit 3; }
 fi
