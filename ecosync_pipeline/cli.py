@@ -1,14 +1,18 @@
 """`ecosync ...`: a thin click layer over the core.
 
 Every command catches EcosyncError, prints "ErrorName: message" and exits 1.
+The ``ecosync`` program reads ``./.env`` first, as ``dagster`` does (the demo writes one);
+a variable already set in the environment wins.
 """
 
 from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import click
+from dotenv import load_dotenv
 
 from ecosync_pipeline.commands import db, positions, quota, reconcile, sync, webhooks
 
@@ -21,6 +25,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO; our own lines say what each command did.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 PLUGINS = "ecosync.commands"
@@ -38,3 +44,9 @@ for command in (
     main.add_command(command)
 for plugin in entry_points(group=PLUGINS):
     plugin.load()(main)
+
+
+def run() -> None:
+    """The ``ecosync`` program: ``./.env`` (variables already set win), then the commands."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+    main()

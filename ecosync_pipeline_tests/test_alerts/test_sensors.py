@@ -347,6 +347,10 @@ def test_without_a_channel_nothing_is_sent_and_the_log_and_the_tick_say_so(
     with caplog.at_level(logging.INFO, logger="ecosync_pipeline"):
         defs = build_alerts_definitions(env.settings, environ={})
     assert "no alert channel is configured, so no alert is sent" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ecosync_pipeline"):
+        build_alerts_definitions(env.settings, environ={})
+    assert "no alert channel" not in caplog.text, "said again by the same process"
     [_, status] = list(defs.sensors)
     alerts = Ticker(status, instance)
     first = alerts.tick()

@@ -1,16 +1,24 @@
-"""`ecosync demo` in its small form: the seed's scenario, asserted from its table."""
+"""`ecosync demo` in its small form: the seed's scenario, asserted from its table; then
+the README's command line, pasted as printed, on what the demo left."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
+from dotenv import dotenv_values
+
+from ecosync_pipeline.cli import main
 
 from ecosync_pipeline.lab.bench.recovery import goal_bound
 from ecosync_pipeline.lab.demo import run_demo
-from ecosync_pipeline.lab.simulator import Simulator
+from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer
 from ecosync_pipeline.storage import iter_order_ids, make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +33,18 @@ def demo_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
+def readme_commands(section: str) -> list[list[str]]:
+    """The commands of a README section's bash blocks, as a shell would split them."""
+    text = (ROOT / "README.md").read_text()
+    part = text[text.index(f"\n## {section}\n") :]
+    part = part[: part.index("\n## ", 5)]
+    lines = [
+        ln for block in re.findall(r"```bash\n(.*?)```", part, re.S) for ln in block.splitlines()
+    ]
+    return [shlex.split(ln, comments=True) for ln in lines if ln.strip()]
+
+
+def test_small_demo_recovers_with_nothing_missing_and_the_readme_command_line_works_on_it(
     demo_root: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lines: list[str] = []
@@ -73,3 +92,21 @@ def test_small_demo_recovers_after_flush_with_nothing_missing_or_duplicated(
             assert list(re_served.ids(row.store)) == sorted(iter_order_ids(engine, row.store))
     finally:
         engine.dispose()
+    readme_command_line_exits_0(demo_root, monkeypatch)
+
+
+def readme_command_line_exits_0(demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `ecosync` line of the README's "The command line", after the demo, from its
+    root, with the demo's stores served again and its .env read (as `ecosync` reads it)."""
+    commands = readme_commands("The command line")
+    assert commands[0] == ["source", ".venv/bin/activate"], commands[0]
+    assert len(commands) > 5 and all(c[0] == "ecosync" for c in commands[1:]), commands
+    monkeypatch.chdir(demo_root)
+    for name, value in dotenv_values(demo_root / ".env").items():
+        monkeypatch.setenv(name, value or "")
+    stores_file = demo_root / "data" / "demo" / "stores.yaml"
+    port = urlsplit(re.findall(r"base_url: (\S+)", stores_file.read_text())[0]).port
+    with SimulatorServer(Simulator.from_stores_file(stores_file), port=port or 0):
+        for command in commands[1:]:
+            result = CliRunner().invoke(main, command[1:])
+            assert result.exit_code == 0, (command, result.output, result.exception)

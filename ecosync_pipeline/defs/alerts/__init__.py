@@ -23,6 +23,14 @@ from ecosync_pipeline.defs.alerts.sensors import (
 from ecosync_pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+_said: set[str] = set()
+"""What this process already logged: a CLI command loads the code location many times."""
+
+
+def _once(level: int, message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        logger.log(level, message)
 
 
 def build_alerts_definitions(
@@ -33,16 +41,18 @@ def build_alerts_definitions(
     clock: Callable[[], float] = time.time,
 ) -> Definitions:
     """The alert sensors for the stores of ``settings``; logs where alerts go (or that
-    none is configured, so nothing is sent)."""
+    none is configured, so nothing is sent), once a process."""
     try:
         alerts = AlertSettings.from_env(environ)
     except ConfigError as exc:
         # The sensors' ticks fail with the same message until it is fixed; syncs go on.
-        logger.error("alerts are misconfigured: %s", exc)
+        _once(logging.ERROR, f"alerts are misconfigured: {exc}")
     else:
         # A warning when nothing is configured: shown by a process's default logging.
-        log = logger.info if alerts.configured else logger.warning
-        log("alerts for the stores of %s: %s", settings.stores_file, alerts.describe())
+        _once(
+            logging.INFO if alerts.configured else logging.WARNING,
+            f"alerts for the stores of {settings.stores_file}: {alerts.describe()}",
+        )
     return Definitions(
         sensors=[
             build_recovery_failure_sensor(interval_seconds, environ),
