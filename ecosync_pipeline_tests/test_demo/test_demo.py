@@ -15,7 +15,6 @@ from dagster import AssetKey, DagsterInstance
 from dotenv import dotenv_values
 
 from ecosync_pipeline.cli import main
-
 from ecosync_pipeline.lab.bench.recovery import goal_bound
 from ecosync_pipeline.lab.demo import run_demo
 from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer
