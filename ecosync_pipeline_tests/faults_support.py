@@ -553,6 +553,9 @@ def sync_command(
         args += ["--store", store]
     handle = log.open("ab")
     try:
-        return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        # From the log's folder: a .env in the project root (the demo's) must not leak in.
+        return subprocess.Popen(
+            args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent
+        )
     finally:
         handle.close()

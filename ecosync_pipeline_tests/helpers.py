@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,3 +147,17 @@ def reconcile(
         unexpected=len(stored - truth),
         duplicated=duplicate_count(runtime.engine, store),
     )
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands(section: str) -> list[list[str]]:
+    """The commands of the README section ``section``'s bash blocks, split as a shell would
+    (comments dropped): the tests run what the README prints."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    part = text[text.index(f"\n## {section}\n") :]
+    part = part[: part.index("\n## ", 5)]
+    blocks = re.findall(r"```bash\n(.*?)```", part, re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    return [shlex.split(line, comments=True) for line in lines]

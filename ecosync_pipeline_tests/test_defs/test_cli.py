@@ -18,6 +18,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ecosync_pipeline.storage import store_summaries
+from ecosync_pipeline_tests.helpers import readme_commands
 from ecosync_pipeline_tests.test_defs.conftest import STORES, Env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,8 @@ BIN = Path(sys.executable).parent
 DAGSTER = str(BIN / "dagster")
 DAEMON = str(BIN / "dagster-daemon")
 CODE = ["-m", "ecosync_pipeline.definitions"]
+WORKSPACE = ["-w", str(ROOT / "workspace.yaml")]
+"""`dagster dev` (and its daemon) serve the code location of the workspace file."""
 NEVER = "0 3 1 1 *"
 """A cron for the schedules that does not fire while a test runs (the daemon runs them)."""
 
@@ -130,7 +133,7 @@ def daemon(child_env: dict[str, str], cwd: Path) -> Iterator[Path]:
     log_path = cwd / "daemon.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [DAEMON, "run", *CODE],
+            [DAEMON, "run", *WORKSPACE],
             cwd=cwd,
             env=child_env,
             stdout=log,
@@ -151,9 +154,11 @@ def daemon(child_env: dict[str, str], cwd: Path) -> Iterator[Path]:
 def test_job_backfill_queues_a_run_per_store_on_a_fresh_instance(
     env: Env, home: Path, child_env: dict[str, str], tmp_path: Path
 ) -> None:
-    backfill = dagster(
-        ["job", "backfill", *CODE, "-j", "sync_orders", "--noprompt"], child_env, tmp_path
-    )
+    [printed] = [c for c in readme_commands("Dagster") if c[1:3] == ["job", "backfill"]]
+    # As printed, from a folder of its own (the workspace file named by its full path).
+    args = [str(ROOT / a) if a == "workspace.yaml" else a for a in printed[1:]]
+    assert args[args.index("-w") + 1] == WORKSPACE[1], printed
+    backfill = dagster(args, child_env, tmp_path)
     assert backfill.returncode == 0, backfill.stdout[-3000:]
     assert "Launched backfill job" in backfill.stdout
     deadline = time.monotonic() + 240

@@ -4,7 +4,6 @@ the README's command line, pasted as printed, on what the demo left."""
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from ecosync_pipeline.lab.bench.recovery import goal_bound
 from ecosync_pipeline.lab.demo import run_demo
 from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer
 from ecosync_pipeline.storage import iter_order_ids, make_engine
+from ecosync_pipeline_tests.helpers import readme_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,17 +30,6 @@ def demo_root(tmp_path: Path) -> Path:
     for name in ("stores.yaml", "dagster.yaml"):
         shutil.copy(ROOT / "data" / name, tmp_path / "data" / name)
     return tmp_path
-
-
-def readme_commands(section: str) -> list[list[str]]:
-    """The commands of a README section's bash blocks, as a shell would split them."""
-    text = (ROOT / "README.md").read_text()
-    part = text[text.index(f"\n## {section}\n") :]
-    part = part[: part.index("\n## ", 5)]
-    lines = [
-        ln for block in re.findall(r"```bash\n(.*?)```", part, re.S) for ln in block.splitlines()
-    ]
-    return [shlex.split(ln, comments=True) for ln in lines if ln.strip()]
 
 
 def test_small_demo_recovers_with_nothing_missing_and_the_readme_command_line_works_on_it(

@@ -68,7 +68,11 @@ def test_serve_receives_a_signed_delivery_and_applies_it(tmp_path: Path) -> None
     )
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [ECOSYNC, "webhooks", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+        [ECOSYNC, "webhooks", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=tmp_path,  # `ecosync` reads ./.env: the project root's (the demo's) stays out
     )
     url = f"http://127.0.0.1:{port}/webhooks/NATUR"
     try:

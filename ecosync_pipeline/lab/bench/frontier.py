@@ -362,7 +362,10 @@ def _killed_run(rt: Runtime, control: Any, settings: Settings, scale: float) -> 
     command += ["--budget-seconds", str(RUN_SECONDS / scale)]
     log = Path(settings.stores_file).parent / "killed-run.log"
     with log.open("ab") as handle:
-        process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        # From the log's folder: `ecosync` reads ./.env, and the project root's is the demo's.
+        process = subprocess.Popen(
+            command, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent
+        )
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:

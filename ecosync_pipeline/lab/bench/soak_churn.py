@@ -138,6 +138,9 @@ class CommandLoop:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            # Beside the stores file: `ecosync` reads ./.env, and the project root's is the
+            # demo's.
+            cwd=Path(self.env["ECOSYNC_STORES_FILE"]).parent,
         )
         with self._lock:
             self._proc = proc
