@@ -155,6 +155,10 @@ def test_a_click_during_the_sensors_recovery_steps_aside_and_the_advice_names_th
     clicked = click_restore(env, shared)
     assert restores_recorded(clicked) == []
     assert env.redis.keys("ecomanager:pageinfo:*") == []  # the click restored nothing
+    # The Runs page says why: the click's run names the run it stepped aside for.
+    clicked_run = shared.get_run_by_id(clicked.run_id)
+    assert clicked_run is not None
+    assert clicked_run.tags["ecosync/stepped-aside-for"] == queued.run_id
     during = tick(sensor, env, shared, lost.cursor)
     assert during.run_requests == []
     assert f"run {queued.run_id[:8]} of recover_sync_positions" in (during.skip_message or "")

@@ -28,6 +28,7 @@ from ecosync_pipeline.defs.keys import (
     POSITIONS_POOL,
     REDIS_STATE_TAG,
     RESTORED_SYNC_POSITIONS,
+    STEPPED_ASIDE_TAG,
     STORE_SYNC_POSITIONS,
 )
 from ecosync_pipeline.defs.metadata import table
@@ -234,6 +235,9 @@ def restored_sync_positions(
             "(one restore at a time); its result shows here when it ends. If it fails, "
             "materialize again.",
             named(earlier[0]),
+        )
+        context.instance.add_run_tags(
+            context.run.run_id, {STEPPED_ASIDE_TAG: earlier[0].dagster_run.run_id}
         )
         return
     started = utc_now()
