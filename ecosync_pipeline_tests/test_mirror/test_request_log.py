@@ -19,6 +19,8 @@ def test_a_cursor_read_logs_its_requests_without_their_cursors(
 ) -> None:
     world.stores[0] = replace(world.stores[0], read_mode="cursor")
     caplog.set_level(logging.DEBUG)
+    # httpx's own logger too: the `ecosync` command quiets it, and it may have run before.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     with world.open() as rt:
         store = rt.store("SHOP")
         with rt.client(store) as client:
