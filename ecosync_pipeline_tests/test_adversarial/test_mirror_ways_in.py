@@ -203,7 +203,8 @@ def test_every_way_in_leaves_the_table_equal_to_the_server(
     assert_mirrors(cli, store)
 
     # Webhooks, out of order: newer states first, a deletion before the change it follows,
-    # an order the poll has not read, a repeat, and two states of one second (a tie).
+    # an order the poll has not read, a repeat, and two states of one second (a tie that
+    # only EcoManager's answer to GET /orders/{id} settles).
     shipped_a = IDS[210]
     older_a = store.change(shipped_a, clock(), order_state_name="En cours")
     newer_a = store.change(shipped_a, clock(), order_state_name="Expédié")
@@ -227,11 +228,11 @@ def test_every_way_in_leaves_the_table_equal_to_the_server(
                     ("OrderStatusChanged", newer_a),
                     ("OrderDeleted", deleted_b),
                     ("OrderCreated", created_c),
-                    ("OrderStatusChanged", second_d),
+                    ("OrderStatusChanged", first_d),
                     ("OrderStatusChanged", older_a),
                     ("OrderStatusChanged", change_b),
                     ("OrderCreated", created_c),
-                    ("OrderStatusChanged", first_d),
+                    ("OrderStatusChanged", second_d),
                 ]
             ):
                 deliveries.post(receiver.url, event, order, n)
