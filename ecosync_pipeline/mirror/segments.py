@@ -13,10 +13,17 @@ Each segment is ``(low, high]``-closed: ``low`` is the page's first id (0 on pag
 everything below the first served id is covered too) and ``high`` the id just below
 the previous segment. Only a page holding a higher id than every later-read one may be
 short: a short page below it breaks the contract and is refused.
+
+A server may serve fewer than the 100 asked a page (the sync follows such a server at
+its size too). The top page, short, is the store's end only when ``meta`` says so or
+the page after it is empty; otherwise the read is located again at the size the server
+serves, before anything is compared: taking a capped page for the end would flag every
+order above it deleted.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +33,8 @@ from ecosync_pipeline.ecomanager import PageFetcher
 from ecosync_pipeline.ecomanager.locator import locate_resume_page
 from ecosync_pipeline.ecomanager.models import Order, Page
 from ecosync_pipeline.errors import MirrorRefused
+
+logger = logging.getLogger(__name__)
 
 PER_PAGE = MAX_PER_PAGE
 """The mirror reads 100 orders a page: the fewest calls the contract allows."""
@@ -84,6 +93,25 @@ def _check_full(store: StoreId, page: Page, per_page: int) -> None:
         )
 
 
+def served_size(fetcher: PageFetcher, page: Page, asked: int, *, probe: bool) -> int | None:
+    """The smaller page size the server serves, when short ``page`` is not the store's end.
+
+    None when the page is full, empty, or the end (``meta`` says so, or, with ``probe``
+    and no ``meta``, the next page is empty: one more call).
+    """
+    served = page.count_served
+    if page.is_empty or served >= asked:
+        return None
+    cap = page.meta_per_page
+    if cap is not None and served <= cap < asked:
+        return cap
+    if page.last_page is not None:
+        return None if page.number >= page.last_page else served
+    if not probe:
+        return None
+    return None if fetcher.fetch_page(page.number + 1, asked).is_empty else served
+
+
 def descend(
     fetcher: PageFetcher,
     store: StoreId,
@@ -101,8 +129,27 @@ def descend(
     sweep continues, so its boundary page is not counted twice). Stops after the segment
     that reaches ``floor``, after page 1, or when ``calls_left()`` says the budget is spent.
     """
-    located = locate_resume_page(fetcher, target, hint, PER_PAGE)
+    size = PER_PAGE
+    located = locate_resume_page(fetcher, target, hint, size)
     page = located.page_data
+    # A short page that does not reach ``high`` would flag every id above it: it must be
+    # the end, or the server's smaller pages (then its page numbers are at that size).
+    reaches = page.last_id is not None and page.last_id >= high
+    smaller = served_size(fetcher, page, size, probe=not reaches)
+    if smaller is not None:
+        logger.warning(
+            "store %s: page %d: the server serves %d orders a page, not %d; reading at %d",
+            store,
+            page.number,
+            smaller,
+            size,
+            smaller,
+        )
+        size = smaller
+        if not reaches:
+            # The target is the highest id read or near it: the last page, or the same count.
+            hint = page.last_page or max(page.number, hint * PER_PAGE // size)
+            page = locate_resume_page(fetcher, target, hint, size).page_data
     while True:
         segment = _segment(store, page, high)
         yield segment
@@ -111,5 +158,5 @@ def descend(
         if calls_left is not None and not calls_left():
             return
         high = segment.low - 1
-        page = fetcher.fetch_page(page.number - 1, PER_PAGE)
-        _check_full(store, page, PER_PAGE)
+        page = fetcher.fetch_page(page.number - 1, size)
+        _check_full(store, page, size)

@@ -73,8 +73,45 @@ class AdversarialStore:
     cursor_ends_after: int | None = None
     """Newest-first reads: ``next_cursor`` is null after this many pages, more ids or not."""
     requests: list[tuple[int, int]] = field(default_factory=list)
-    """(page, per_page) of every request; page 0 for a newest-first cursor read."""
+    """(page, per_page) of every request; page 0 for a newest-first cursor read, and
+    (-1, order id) for a single order's."""
+    single_bare: bool = False
+    """``GET /orders/{id}`` answers the bare order, not ``{"data": order}`` (both are seen)."""
+    deleted: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Orders deleted upstream: id -> the order as it was, with its ``deleted_at``."""
     _short_served: set[int] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def change(self, order_id: int, at: str, **fields: Any) -> dict[str, Any]:
+        """A change upstream (a status, say): the order's fields and a newer ``updated_at``."""
+        with self._lock:
+            self.odd[order_id] = {**self.odd.get(order_id, {}), **fields, "updated_at": at}
+            return self.order(order_id)
+
+    def add(self, *order_ids: int) -> None:
+        """New orders: higher ids than any before, on the last page and after it."""
+        with self._lock:
+            assert not self.ids or min(order_ids) > max(self.ids), "ids increase with time"
+            self.ids.extend(sorted(order_ids))
+
+    def delete(self, order_id: int, at: str) -> dict[str, Any]:
+        """Delete an order (later orders shift one slot towards page 1); the order as deleted."""
+        with self._lock:
+            self.ids.remove(order_id)
+            gone = {**self.order(order_id), "updated_at": at, "deleted_at": at}
+            self.deleted[order_id] = gone
+            return gone
+
+    def answer_order(self, order_id: int, authorization: str) -> Answer:
+        """``GET /orders/{id}``: the order as held now, or 404 once it is deleted."""
+        self.requests.append((-1, order_id))
+        if authorization != f"Bearer {self.token}":
+            return _json(401, {"message": "Unauthenticated."})
+        with self._lock:
+            if order_id not in self.ids:
+                return _json(404, {"message": "Not found."})
+            order = self.order(order_id)
+        return _json(200, order if self.single_bare else {"data": order})
 
     def answer(self, page: int, per_page: int, authorization: str) -> Answer:
         """What the server sends for one request."""
@@ -88,17 +125,19 @@ class AdversarialStore:
             return self._huge()
         size = min(per_page, self.per_page_cap or 100)
         served = 1 if self.ignore_page else page
-        chunk = self.ids[(served - 1) * size : served * size]
-        if served in self.short and served not in self._short_served:
-            self._short_served.add(served)
-            chunk = chunk[: len(chunk) - self.short[served]]
-        body: dict[str, Any] = {"data": [self.order(i) for i in chunk]}
+        with self._lock:
+            chunk = self.ids[(served - 1) * size : served * size]
+            if served in self.short and served not in self._short_served:
+                self._short_served.add(served)
+                chunk = chunk[: len(chunk) - self.short[served]]
+            body: dict[str, Any] = {"data": [self.order(i) for i in chunk]}
+            total = len(self.ids)
         if self.meta:
             body["meta"] = {
                 "current_page": served,
-                "last_page": max(1, math.ceil(len(self.ids) / size)),
+                "last_page": max(1, math.ceil(total / size)),
                 "per_page": size,
-                "total": len(self.ids),
+                "total": total,
             }
         return _json(200, body)
 
@@ -113,7 +152,8 @@ class AdversarialStore:
         if authorization != f"Bearer {self.token}":
             return _json(401, {"message": "Unauthenticated."})
         number, below = (1, None) if cursor is None else _decode(cursor)
-        newest = sorted(self.ids, reverse=True)
+        with self._lock:
+            newest = sorted(self.ids, reverse=True)
         if below is not None:
             newest = [i for i in newest if i < below]
         size = min(per_page, 100)
@@ -123,9 +163,12 @@ class AdversarialStore:
             more = False
         next_cursor = _encode(number + 1, chunk[-1]) if more and chunk else None
         meta = {"per_page": size, "next_cursor": next_cursor, "prev_cursor": None}
-        return _json(200, {"data": [self.order(i) for i in chunk], "meta": meta})
+        with self._lock:
+            data = [self.order(i) for i in chunk]
+        return _json(200, {"data": data, "meta": meta})
 
     def order(self, order_id: int) -> dict[str, Any]:
+        """The order as served now: a plain one with this store's odd or changed fields."""
         return {**base_order(self.identifier, order_id), **self.odd.get(order_id, {})}
 
     def _echo(self, authorization: str) -> Answer:
@@ -181,7 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         store_id, _, rest = url.path.lstrip("/").partition("/")
         store = self.server.stores.get(store_id)
-        if store is None or "/" + rest != ORDERS_PATH:
+        path = "/" + rest
+        if store is not None and path.startswith(ORDERS_PATH + "/"):
+            single = path.removeprefix(ORDERS_PATH + "/")
+            if single.isdigit():
+                authorization = self.headers.get("Authorization", "")
+                self._send(store.answer_order(int(single), authorization))
+                return
+        if store is None or path != ORDERS_PATH:
             self._send(Answer(404, {}, iter([b"not found"])))
             return
         query = parse_qs(url.query)
