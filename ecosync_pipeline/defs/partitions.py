@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from dagster import (
     DagsterInstance,
@@ -107,6 +108,13 @@ def store_tags(stores: Iterable[str]) -> dict[str, str]:
     if len(chosen) == 1:
         tags[STORE_TAG] = chosen[0]
     return tags
+
+
+def runs_link(store: str) -> str:
+    """The Runs page filtered to every run of ``store`` (its tag), backfills' runs shown too:
+    a path on the UI's own address, so the link works wherever the UI is served."""
+    tag = f"tag:{STORE_RUN_TAG_PREFIX}{store}={STORE_RUN_TAG_VALUE}"
+    return "/runs?" + urlencode({"view": "runs", "q[]": tag})
 
 
 def tagged_stores(tags: Mapping[str, str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from dagster import (
@@ -99,6 +100,10 @@ def test_new_orders_syncs_one_store_and_reports_numbers_the_ui_plots(
     found = instance.get_runs(RunsFilter(tags={"ecosync/store.PURNA": "1"}))
     assert [r.run_id for r in found] == [result.run_id]
     assert instance.get_runs(RunsFilter(tags={"ecosync/store.NATUR": "1"})) == []
+    # The sync's metadata links there: the Runs page, every run, filtered by that tag.
+    link = urlsplit(metadata["runs_of_this_store"])
+    assert link.path == "/runs"
+    assert parse_qs(link.query) == {"view": ["runs"], "q[]": ["tag:ecosync/store.PURNA=1"]}
 
 
 def test_new_orders_second_run_fetches_only_the_new_pages_from_redis(

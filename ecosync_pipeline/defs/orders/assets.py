@@ -57,7 +57,7 @@ from ecosync_pipeline.defs.orders.freshness import (
     freshness_evaluation,
     latest_syncs,
 )
-from ecosync_pipeline.defs.partitions import no_store_failure, tag_run_with_stores
+from ecosync_pipeline.defs.partitions import no_store_failure, runs_link, tag_run_with_stores
 from ecosync_pipeline.defs.resources import (
     EcoManagerResource,
     OrdersDatabaseResource,
@@ -124,6 +124,9 @@ def sync_metadata(
     """
     metadata: dict[str, Any] = {
         "store": result.store,
+        # One click from a store's sync to every run that synced, reconciled, refreshed or
+        # recovered it, however it was launched.
+        "runs_of_this_store": MetadataValue.url(runs_link(result.store)),
         "pages_fetched": MetadataValue.int(result.pages_fetched),
         "api_calls": MetadataValue.int(result.api_calls),
         "verification_calls": MetadataValue.int(result.verification_calls),
