@@ -18,10 +18,12 @@ import psycopg
 import pytest
 import redis
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, materialize
 from sqlalchemy.engine import make_url
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.orders.assets import build_new_orders
+from ecosync_pipeline.defs.partitions import register_stores, store_partitions
 from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
@@ -157,6 +159,26 @@ def flush_redis(env: Env) -> None:
     """FLUSHDB on the test database (ours), keeping the marker that claims it."""
     env.redis.flushdb()
     env.redis.set(REDIS_MARKER, "1")
+
+
+def sync_partition(
+    env: Env, instance: DagsterInstance, store: str, budget_seconds: float | None = None
+) -> Any:
+    """Materialize new_orders for one store, with its completeness check."""
+    register_stores(instance, STORES)
+    config = (
+        {"ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}}}
+        if budget_seconds is not None
+        else None
+    )
+    return materialize(
+        [build_new_orders(store_partitions())],
+        partition_key=store,
+        instance=instance,
+        resources=env.resources,
+        run_config=config,
+        raise_on_error=False,
+    )
 
 
 def checks_by_name(result: Any) -> dict[str, Any]:
