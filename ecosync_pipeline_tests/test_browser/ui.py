@@ -19,7 +19,7 @@ import redis
 from ecosync_pipeline.lab.simulator import Simulator
 from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
-from ecosync_pipeline_tests.helpers import World, make_world, two_stores
+from ecosync_pipeline_tests.helpers import World, make_world, settings_environ, two_stores
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,
     dagster_daemon,
@@ -86,13 +86,9 @@ def synced_world(
 def location_env(world: World, sensor_interval_s: int) -> dict[str, str]:
     """The environment of the webserver and the daemon: the test's stores and sensor
     interval, and no scheduled sync (the test syncs; the sensor and the clicks restore)."""
-    settings = world.settings
     return {
         **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
+        **settings_environ(world.settings),
         "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(sensor_interval_s),
         "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
     }

@@ -28,7 +28,7 @@ from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
-from ecosync_pipeline_tests.helpers import two_stores
+from ecosync_pipeline_tests.helpers import settings_environ, two_stores
 
 SPECS = two_stores("ECOSYNC_TEST_TOKEN_")
 STORES = tuple(spec.identifier for spec in SPECS)
@@ -93,12 +93,7 @@ def env(
         stores_file=str(stores_file),
         backup_path=str(tmp_path / "backup" / "sync-positions.json"),
     )
-    environ = {
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-    }
+    environ = settings_environ(settings)
     for spec in SPECS:
         environ[spec.token_env] = simulator.token(spec.identifier)
     for key, value in environ.items():

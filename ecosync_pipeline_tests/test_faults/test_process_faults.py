@@ -27,7 +27,7 @@ from ecosync_pipeline_tests.faults_support import (
     sync_command,
     sync_under,
 )
-from ecosync_pipeline_tests.helpers import World, reconcile
+from ecosync_pipeline_tests.helpers import World, reconcile, settings_environ
 
 pytestmark = pytest.mark.faults
 
@@ -45,14 +45,7 @@ def test_sync_process_killed_mid_page_then_rerun_loses_and_duplicates_no_order(
 ) -> None:
     # Latency keeps a page in flight most of the time, so a kill lands mid-page.
     world, figures = scenario("(c) sync process SIGKILL", latency_ms=10)
-    settings = world.settings
-    env = {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-    }
+    env = {**os.environ, **settings_environ(world.settings)}
     log = tmp_path / "sync-process.log"
     driver = Driver(world, figures, seed=3)
     rng = random.Random(3)
