@@ -35,6 +35,17 @@ def write_stores_file(path: Path, stores: Sequence[Store]) -> Path:
     return path
 
 
+def settings_in(tmp_path: Path, database_url: str, redis_url: str, stores_file: Path) -> Settings:
+    """Settings on the test's databases and ``stores_file``, the backup in the test's folder,
+    as the Dagster and secrets tests build theirs."""
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        stores_file=str(stores_file),
+        backup_path=str(tmp_path / "backup" / "sync-positions.json"),
+    )
+
+
 def ecosync_environ(
     database_url: str, redis_url: str, stores_file: str | Path, backup_path: str | Path
 ) -> dict[str, str]:

@@ -28,7 +28,7 @@ from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
-from ecosync_pipeline_tests.helpers import settings_environ, two_stores
+from ecosync_pipeline_tests.helpers import settings_environ, settings_in, two_stores
 
 SPECS = two_stores("ECOSYNC_TEST_TOKEN_")
 STORES = tuple(spec.identifier for spec in SPECS)
@@ -87,12 +87,7 @@ def env(
     simulator.configure(SPECS)
     stores_file = tmp_path / "stores.yaml"
     write_stores_file(stores_file, simulator, SPECS)
-    settings = Settings(
-        database_url=postgres_url,
-        redis_url=redis_url,
-        stores_file=str(stores_file),
-        backup_path=str(tmp_path / "backup" / "sync-positions.json"),
-    )
+    settings = settings_in(tmp_path, postgres_url, redis_url, stores_file)
     environ = settings_environ(settings)
     for spec in SPECS:
         environ[spec.token_env] = simulator.token(spec.identifier)
