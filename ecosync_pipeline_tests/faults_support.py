@@ -405,6 +405,20 @@ class Injector(threading.Thread):
             raise AssertionError(f"{self.name} failed: {self.error!r}") from self.error
 
 
+def injector_for(
+    driver: Driver,
+    name: str,
+    action: Callable[[], bool],
+    count: int,
+    *,
+    gap: tuple[float, float],
+    seed: int,
+) -> Injector:
+    """An Injector that strikes during the driver's syncs and counts in the driver's figures,
+    as every scenario's injector does."""
+    return Injector(name, action, count, driver.figures, gap=gap, syncing=driver.syncing, seed=seed)
+
+
 def sync_under(
     injector: Injector,
     driver: Driver,
@@ -516,6 +530,17 @@ def flush_action(client: redis.Redis, marker: str) -> Callable[[], bool]:
         return True
 
     return flush
+
+
+@contextlib.contextmanager
+def redis_flusher(redis_url: str, marker: str) -> Iterator[Callable[[], bool]]:
+    """flush_action on an admin connection of its own, closed on leaving, so a scenario's
+    flushes never share the sync's connections."""
+    admin = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        yield flush_action(admin, marker)
+    finally:
+        admin.close()
 
 
 def truncate_action(path: Path, rng: random.Random) -> Callable[[], bool]:

@@ -35,6 +35,37 @@ def write_stores_file(path: Path, stores: Sequence[Store]) -> Path:
     return path
 
 
+def settings_in(tmp_path: Path, database_url: str, redis_url: str, stores_file: Path) -> Settings:
+    """Settings on the test's databases and ``stores_file``, the backup in the test's folder,
+    as the Dagster and secrets tests build theirs."""
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        stores_file=str(stores_file),
+        backup_path=str(tmp_path / "backup" / "sync-positions.json"),
+    )
+
+
+def ecosync_environ(
+    database_url: str, redis_url: str, stores_file: str | Path, backup_path: str | Path
+) -> dict[str, str]:
+    """The ECOSYNC_* variables that point a command or a child process at a test's orders
+    database, Redis, stores file and backup, as the tests' settings do."""
+    return {
+        "ECOSYNC_DATABASE_URL": database_url,
+        "ECOSYNC_REDIS_URL": redis_url,
+        "ECOSYNC_STORES_FILE": str(stores_file),
+        "ECOSYNC_BACKUP_PATH": str(backup_path),
+    }
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """ecosync_environ of ``settings``: what another process needs to see the test's setup."""
+    return ecosync_environ(
+        settings.database_url, settings.redis_url, settings.stores_file, settings.backup_path
+    )
+
+
 @dataclass
 class World:
     """A simulator with stores, the settings pointing at it, and the token variables set."""

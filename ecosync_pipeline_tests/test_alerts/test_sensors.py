@@ -9,6 +9,7 @@ the last tick left, as the daemon does. The loss's 5 minutes are an injected clo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -24,14 +25,19 @@ from ecosync_pipeline.definitions import build_definitions
 from ecosync_pipeline.defs.alerts import build_alerts_definitions
 from ecosync_pipeline.defs.alerts.observations import RANGE_END_TAG, RANGE_START_TAG
 from ecosync_pipeline.defs.alerts.sensors import build_alerts_sensor, build_recovery_failure_sensor
-from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.partitions import register_stores, store_partitions
+from ecosync_pipeline.defs.partitions import register_stores
 from ecosync_pipeline.defs.positions.assets import restored_sync_positions
 from ecosync_pipeline.defs.positions.recovery_job import recover_sync_positions
 from ecosync_pipeline.defs.positions.sensors import build_cache_loss_sensor
 from ecosync_pipeline.storage import orders as orders_table
 from ecosync_pipeline_tests.test_alerts.servers import SlackRecorder, SmtpRecorder
-from ecosync_pipeline_tests.test_defs.conftest import STORES, Env, flush_redis, sync_all
+from ecosync_pipeline_tests.test_defs.conftest import (
+    STORES,
+    Env,
+    flush_redis,
+    sync_all,
+    sync_partition,
+)
 
 
 class Ticker:
@@ -53,68 +59,91 @@ def texts(slack: SlackRecorder, smtp: SmtpRecorder) -> list[str]:
     return [p.body["text"] for p in slack.messages()] + [m.body for m in smtp.received]
 
 
-def sync_store(env: Env, instance: DagsterInstance, store: str) -> Any:
-    register_stores(instance, STORES)
-    return materialize(
-        [build_new_orders(store_partitions())],
-        partition_key=store,
-        instance=instance,
-        resources=env.resources,
-        raise_on_error=False,
-    )
+@dataclass
+class Alerting:
+    """What most alert tests arrange: the stores, an instance, the alert variables, the
+    stand-ins that receive the alerts."""
+
+    env: Env
+    instance: DagsterInstance
+    environ: dict[str, str]
+    slack: SlackRecorder
+    smtp: SmtpRecorder
+
+    def texts(self) -> list[str]:
+        """Every message the stand-ins received so far, so tests need not name both."""
+        return texts(self.slack, self.smtp)
+
+    def told(self) -> tuple[int, int]:
+        """How many Slack messages and e-mails arrived: each alert must reach both once."""
+        return len(self.slack.messages()), len(self.smtp.received)
+
+    def watching(self, sensor: SensorDefinition) -> Ticker:
+        """The sensor ticked once, so it watches from here as a running daemon's does."""
+        alerts = Ticker(sensor, self.instance)
+        alerts.tick()
+        return alerts
+
+    def after_a_loss(self) -> Ticker:
+        """Stores synced, the recovery-failure sensor watching, then Redis's positions lost."""
+        sync_all(self.env)
+        alerts = self.watching(build_recovery_failure_sensor(environ=self.environ))
+        flush_redis(self.env)
+        return alerts
 
 
-def test_a_recovery_made_to_fail_sends_one_slack_message_and_one_e_mail_naming_store_and_fix(
+@pytest.fixture
+def alerting(
     env: Env,
     instance: DagsterInstance,
     alert_env: dict[str, str],
     slack: SlackRecorder,
     smtp: SmtpRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+) -> Alerting:
+    """The fixtures most alert tests take, in one: they arrange every test alike."""
+    return Alerting(env, instance, alert_env, slack, smtp)
+
+
+def test_a_recovery_made_to_fail_sends_one_slack_message_and_one_e_mail_naming_store_and_fix(
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_all(env)
-    alerts = Ticker(build_recovery_failure_sensor(environ=alert_env), instance)
-    alerts.tick()  # the sensor starts watching from here
-    flush_redis(env)
+    alerts = alerting.after_a_loss()  # the sensor starts watching before the loss
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_PURNA")  # PURNA cannot be verified on the API
     failed = recover_sync_positions.execute_in_process(
-        instance=instance, resources=env.resources, raise_on_error=False
+        instance=alerting.instance, resources=alerting.env.resources, raise_on_error=False
     )
     assert not failed.success
     for _ in range(3):  # the failure is seen on one tick only
         alerts.tick()
-    assert len(slack.messages()) == 1 and len(smtp.received) == 1
-    for text in texts(slack, smtp):
+    assert alerting.told() == (1, 1)
+    for text in alerting.texts():
         assert f"failed (run {failed.run_id[:8]})" in text
         assert "Stores: PURNA" in text
         assert "ECOSYNC_TEST_TOKEN_PURNA" in text  # the cause, with the store's variable
         assert "Fix: Fix the cause named above, then restore the positions: materialize " in text
         assert "`ecosync positions restore`" in text
         assert f"http://dagster.shop.example:3000/runs/{failed.run_id}" in text
-    assert smtp.received[0].message["Subject"].startswith("ecosync: a recovery of the sync")
+    assert (
+        alerting.smtp.received[0].message["Subject"].startswith("ecosync: a recovery of the sync")
+    )
 
 
 def test_a_restore_from_the_button_that_fails_is_told_once(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_all(env)
-    alerts = Ticker(build_recovery_failure_sensor(environ=alert_env), instance)
-    alerts.tick()
-    flush_redis(env)
+    alerts = alerting.after_a_loss()
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
     failed = materialize(
-        [restored_sync_positions], instance=instance, resources=env.resources, raise_on_error=False
+        [restored_sync_positions],
+        instance=alerting.instance,
+        resources=alerting.env.resources,
+        raise_on_error=False,
     )
     assert not failed.success
     alerts.tick()
     alerts.tick()
-    assert len(slack.messages()) == 1 and len(smtp.received) == 1
-    assert "Stores: NATUR\n" in texts(slack, smtp)[0]
+    assert alerting.told() == (1, 1)
+    assert "Stores: NATUR\n" in alerting.texts()[0]
 
 
 def test_a_half_configured_channel_fails_the_tick_naming_the_variable(
@@ -126,41 +155,29 @@ def test_a_half_configured_channel_fails_the_tick_naming_the_variable(
 
 
 def test_a_successful_recovery_and_other_failed_runs_send_nothing(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_all(env)
-    alerts = Ticker(build_recovery_failure_sensor(environ=alert_env), instance)
-    alerts.tick()
-    flush_redis(env)
+    env, instance = alerting.env, alerting.instance
+    alerts = alerting.after_a_loss()
     assert recover_sync_positions.execute_in_process(
         instance=instance, resources=env.resources
     ).success
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
-    assert not sync_store(env, instance, "NATUR").success  # a sync, not a recovery
+    assert not sync_partition(env, instance, "NATUR").success  # a sync, not a recovery
     alerts.tick()
-    assert texts(slack, smtp) == []
+    assert alerting.texts() == []
 
 
 def test_three_failed_runs_of_a_store_in_a_row_send_one_message_and_a_fourth_none(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alerts = Ticker(build_alerts_sensor(environ=alert_env), instance)
-    alerts.tick()
+    env, instance, slack, smtp = alerting.env, alerting.instance, alerting.slack, alerting.smtp
+    alerts = alerting.watching(build_alerts_sensor(environ=alerting.environ))
     token = env.environ["ECOSYNC_TEST_TOKEN_NATUR"]
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
     told = []
     for _ in range(4):
-        assert not sync_store(env, instance, "NATUR").success
+        assert not sync_partition(env, instance, "NATUR").success
         alerts.tick()
         told.append(len(slack.messages()))
     assert told == [0, 0, 1, 1]
@@ -172,11 +189,11 @@ def test_three_failed_runs_of_a_store_in_a_row_send_one_message_and_a_fourth_non
         assert "`ecosync sync --store NATUR`" in text
     # A run that syncs the store ends the streak: three more failures are a new one.
     monkeypatch.setenv("ECOSYNC_TEST_TOKEN_NATUR", token)
-    assert sync_store(env, instance, "NATUR").success
+    assert sync_partition(env, instance, "NATUR").success
     alerts.tick()
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
     for _ in range(3):
-        sync_store(env, instance, "NATUR")
+        sync_partition(env, instance, "NATUR")
     alerts.tick()
     assert len(slack.messages()) == 2 and len(smtp.received) == 2
 
@@ -193,24 +210,18 @@ def sync_range(env: Env, instance: DagsterInstance) -> Any:
 
 
 def test_a_store_failing_in_three_batch_runs_is_told_alone(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-    monkeypatch: pytest.MonkeyPatch,
+    alerting: Alerting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alerts = Ticker(build_alerts_sensor(environ=alert_env), instance)
-    alerts.tick()
+    alerts = alerting.watching(build_alerts_sensor(environ=alerting.environ))
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_PURNA")  # NATUR syncs in each run, PURNA fails
     for _ in range(3):
-        result = sync_range(env, instance)
+        result = sync_range(alerting.env, alerting.instance)
         assert not result.success
         assert [m.partition for m in result.asset_materializations_for_node("new_orders")] == [
             "NATUR"
         ]
         alerts.tick()
-    [text] = [p.body["text"] for p in slack.messages()]
+    [text] = [p.body["text"] for p in alerting.slack.messages()]
     assert text.startswith("ecosync: store PURNA failed 3 sync runs in a row")
     assert "Stores: PURNA\n" in text
     assert (
@@ -243,27 +254,26 @@ def record_positions_health(env: Env, instance: DagsterInstance) -> float:
     return latest.timestamp
 
 
-def test_a_loss_not_mended_within_5_minutes_sends_one_message(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-) -> None:
-    sync_all(env)
+def lost_positions_seen(alerting: Alerting, clock: Clock) -> tuple[Ticker, float]:
+    """Stores synced, the alerts sensor watching on the clock, the positions lost and that
+    seen by the loss sensor: the alerts sensor, and when the loss was seen."""
+    sync_all(alerting.env)
+    alerts = alerting.watching(build_alerts_sensor(environ=alerting.environ, clock=clock))
+    flush_redis(alerting.env)
+    return alerts, record_positions_health(alerting.env, alerting.instance)
+
+
+def test_a_loss_not_mended_within_5_minutes_sends_one_message(alerting: Alerting) -> None:
     clock = Clock()
-    alerts = Ticker(build_alerts_sensor(environ=alert_env, clock=clock), instance)
-    alerts.tick()
-    flush_redis(env)
-    seen = record_positions_health(env, instance)
+    alerts, seen = lost_positions_seen(alerting, clock)
     told = []
     for after in (30, 299, 301, 400, 1000):
         clock.now = seen + after
         alerts.tick()
-        told.append(len(slack.messages()))
+        told.append(len(alerting.slack.messages()))
     assert told == [0, 0, 1, 1, 1]
-    assert len(smtp.received) == 1
-    for text in texts(slack, smtp):
+    assert len(alerting.smtp.received) == 1
+    for text in alerting.texts():
         assert text.startswith("ecosync: sync positions lost 5 min ago are not restored yet")
         assert "Stores: NATUR, PURNA" in text
         assert "position_health" in text and "missing" in text
@@ -271,28 +281,18 @@ def test_a_loss_not_mended_within_5_minutes_sends_one_message(
         assert "`ecosync positions restore`" in text
 
 
-def test_a_loss_mended_within_5_minutes_sends_nothing(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
-) -> None:
-    sync_all(env)
+def test_a_loss_mended_within_5_minutes_sends_nothing(alerting: Alerting) -> None:
     clock = Clock()
-    alerts = Ticker(build_alerts_sensor(environ=alert_env, clock=clock), instance)
-    alerts.tick()
-    flush_redis(env)
-    seen = record_positions_health(env, instance)
+    alerts, seen = lost_positions_seen(alerting, clock)
     clock.now = seen + 30
     alerts.tick()
     assert recover_sync_positions.execute_in_process(
-        instance=instance, resources=env.resources
+        instance=alerting.instance, resources=alerting.env.resources
     ).success  # its last step records the health it leaves: every store healthy
     for after in (301, 1000):
         clock.now = seen + after
         alerts.tick()
-    assert texts(slack, smtp) == []
+    assert alerting.texts() == []
 
 
 def lose_orders(env: Env, store: str, count: int) -> None:
@@ -311,20 +311,16 @@ def lose_orders(env: Env, store: str, count: int) -> None:
 
 
 def test_a_check_turning_error_sends_one_message_until_it_passes_again(
-    env: Env,
-    instance: DagsterInstance,
-    alert_env: dict[str, str],
-    slack: SlackRecorder,
-    smtp: SmtpRecorder,
+    alerting: Alerting,
 ) -> None:
-    alerts = Ticker(build_alerts_sensor(environ=alert_env), instance)
-    alerts.tick()
-    assert sync_store(env, instance, "NATUR").success
+    env, instance, slack, smtp = alerting.env, alerting.instance, alerting.slack, alerting.smtp
+    alerts = alerting.watching(build_alerts_sensor(environ=alerting.environ))
+    assert sync_partition(env, instance, "NATUR").success
     alerts.tick()
     lose_orders(env, "NATUR", 3)
     told = []
     for _ in range(2):  # ERROR in two runs: told once
-        assert sync_store(env, instance, "NATUR").success
+        assert sync_partition(env, instance, "NATUR").success
         alerts.tick()
         told.append(len(slack.messages()))
     assert told == [1, 1] and len(smtp.received) == 1
@@ -357,7 +353,7 @@ def test_without_a_channel_nothing_is_sent_and_the_log_and_the_tick_say_so(
     assert "no alert channel is configured" in (first.skip_message or "")
     monkeypatch.delenv("ECOSYNC_TEST_TOKEN_NATUR")
     for _ in range(3):
-        sync_store(env, instance, "NATUR")
+        sync_partition(env, instance, "NATUR")
     told = alerts.tick()
     assert texts(slack, smtp) == []
     assert "store NATUR failed 3 sync runs in a row: no channel configured" in (

@@ -15,7 +15,6 @@ The figures land in test-output/browser/live-figures.txt, the screenshots beside
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -26,32 +25,28 @@ import pytest
 import redis
 
 from ecosync_pipeline.lab.simulator import Simulator
-from ecosync_pipeline_tests.helpers import make_world
 from ecosync_pipeline_tests.test_browser.ui import (
     ASSET,
-    OUTPUT,
     RESTORE_ASSET,
     RUN_TIMEOUT_S,
     SENSOR,
-    SPECS,
     STORES,
     UI_TIMEOUT_MS,
     checks_are,
     click_materialize,
+    dagster_running,
     flush,
+    kept_for_a_look,
+    location_env,
     redis_positions,
     runs_of,
     save_screenshot,
-    sync_every_store,
+    synced_world,
     tick_figures,
     wait_until,
+    write_figures,
 )
-from ecosync_pipeline_tests.test_browser.webserver import (
-    Webserver,
-    dagster_daemon,
-    dagster_webserver,
-    write_instance,
-)
+from ecosync_pipeline_tests.test_browser.webserver import Webserver
 
 SENSOR_INTERVAL_S = 5
 PAGE_LOAD_S = 5
@@ -161,56 +156,21 @@ def test_ui_shows_a_loss_and_its_recovery_within_two_ticks_and_one_click_restore
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    world = make_world(
-        simulator,
-        SPECS,
-        database_url=postgres_url,
-        redis_url=redis_url,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-    )
-    last_ids = sync_every_store(world)
-    settings = world.settings
-    env = {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-        "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_S),
-        # No scheduled sync during the test: only the sensor and the button act.
-        "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
-    }
-    home = write_instance(tmp_path / "dagster_home")
-    workdir = tmp_path / "webserver"
-    workdir.mkdir()
+    world, last_ids = synced_world(simulator, postgres_url, redis_url, tmp_path, monkeypatch)
+    # No scheduled sync during the test: only the sensor and the button act.
+    env = location_env(world, SENSOR_INTERVAL_S)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     before = redis_positions(client)
     assert set(before) == set(STORES), f"the setup sync left positions for {sorted(before)}"
-    with (
-        dagster_webserver(home, env, workdir) as server,
-        dagster_daemon(home, env, workdir) as daemon_log,
-    ):
+    with dagster_running(tmp_path, env) as (server, daemon_log):
         # Tall enough for the per-store table under the metadata (the page scrolls inside).
         page = browser.new_page(viewport={"width": 1600, "height": 2000})
-        try:
+        with kept_for_a_look(page, server, daemon_log, tmp_path, "live"):
             figures = sensor_on_sees_and_fixes_a_loss(server, page, client, tmp_path)
             figures.update(sensor_off_one_click_fixes_a_loss(server, page, client, tmp_path))
-            (OUTPUT / "live-failure.png").unlink(missing_ok=True)
-        except BaseException:
-            with suppress(Exception):
-                save_screenshot(page, tmp_path, "live-failure.png")
-                (OUTPUT / "live-webserver.log").write_text(server.log_tail(50_000))
-            raise
-        finally:
-            page.close()
-            with suppress(OSError):
-                (OUTPUT / "live-daemon.log").write_text(daemon_log.read_text()[-50_000:])
     after = redis_positions(client)
     client.close()
-    report = "\n".join(f"{name}: {value:.1f}" for name, value in figures.items())
-    (OUTPUT / "live-figures.txt").write_text(report + "\n", encoding="utf-8")
-    print(report)
+    write_figures(figures, "live")
     # Two ticks as the daemon spaces them (the interval plus its loop and the evaluation),
     # plus a page load. The page's own load times are reported, not bounded: on a loaded
     # machine they dwarf the ticks.

@@ -19,9 +19,7 @@ test-output/browser/morning/.
 
 from __future__ import annotations
 
-import os
 import time
-from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ import pytest
 import redis
 
 from ecosync_pipeline.lab.simulator import Simulator
-from ecosync_pipeline_tests.helpers import World, make_world
+from ecosync_pipeline_tests.helpers import World
 from ecosync_pipeline_tests.test_browser.positions_page import Look, Series
 from ecosync_pipeline_tests.test_browser.ui import (
     ASSET,
@@ -38,24 +36,21 @@ from ecosync_pipeline_tests.test_browser.ui import (
     RESTORE_ASSET,
     RUN_TIMEOUT_S,
     SENSOR,
-    SPECS,
     STORES,
     UI_TIMEOUT_MS,
     checks_are,
     click_materialize,
+    dagster_running,
     flush,
+    kept_for_a_look,
+    location_env,
     runs_of,
-    save_screenshot,
-    sync_every_store,
+    synced_world,
     tick_figures,
     wait_until,
+    write_figures,
 )
-from ecosync_pipeline_tests.test_browser.webserver import (
-    Webserver,
-    dagster_daemon,
-    dagster_webserver,
-    write_instance,
-)
+from ecosync_pipeline_tests.test_browser.webserver import Webserver
 
 SENSOR_INTERVAL_S = 10
 PAGE_LOAD_S = 10
@@ -197,28 +192,6 @@ def click_during_recovery(
     }
 
 
-def location_env(world: World) -> dict[str, str]:
-    """The environment of the webserver and the daemon: the test's stores, a 10 s sensor."""
-    settings = world.settings
-    return {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-        "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_S),
-        # No scheduled sync during the test: the test syncs, the sensor and a click restore.
-        "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
-    }
-
-
-def write_figures(figures: dict[str, float]) -> None:
-    """The figures, one per line, into test-output/browser/morning-figures.txt."""
-    report = "\n".join(f"{name}: {value:.1f}" for name, value in figures.items())
-    (OUTPUT / "morning-figures.txt").write_text(report + "\n", encoding="utf-8")
-    print(report)
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
@@ -230,45 +203,21 @@ def test_operator_morning_a_loss_told_a_table_current_and_one_restore_at_a_time(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    world = make_world(
-        simulator,
-        SPECS,
-        database_url=postgres_url,
-        redis_url=redis_url,
-        tmp_path=tmp_path,
-        monkeypatch=monkeypatch,
-    )
-    sync_every_store(world)
-    env = location_env(world)
-    home = write_instance(tmp_path / "dagster_home")
-    workdir = tmp_path / "webserver"
-    workdir.mkdir()
+    world, _ = synced_world(simulator, postgres_url, redis_url, tmp_path, monkeypatch)
+    env = location_env(world, SENSOR_INTERVAL_S)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    with (
-        dagster_webserver(home, env, workdir) as server,
-        dagster_daemon(home, env, workdir) as daemon_log,
-    ):
+    with dagster_running(tmp_path, env) as (server, daemon_log):
         page = browser.new_page(viewport={"width": 1600, "height": 2000}, timezone_id="UTC")
         series = Series(page, f"{server.url}/assets/{ASSET}")
-        try:
+        with kept_for_a_look(page, server, daemon_log, tmp_path, "morning"):
             figures = first_loss(server, series, client)
             [first_run] = runs_of(server, RECOVERY_JOB)
             figures.update(a_sync(world, simulator, series, first_run["runId"][:8]))
             figures.update(click_during_recovery(server, series, client, simulator))
-            (OUTPUT / "morning-failure.png").unlink(missing_ok=True)
-        except BaseException:
-            with suppress(Exception):
-                save_screenshot(page, tmp_path, "morning-failure.png")
-                (OUTPUT / "morning-webserver.log").write_text(server.log_tail(50_000))
-            raise
-        finally:
-            page.close()
-            with suppress(OSError):
-                (OUTPUT / "morning-daemon.log").write_text(daemon_log.read_text()[-50_000:])
     client.close()
     shown_until = figures.pop("story_last_shown_before_next_loss_at")
     figures["story_visible_s"] = shown_until - figures.pop("story_first_shown_at")
-    write_figures(figures)
+    write_figures(figures, "morning")
     # One tick as the daemon spaces them, the tick itself, and a page load.
     one_tick = (
         max(SENSOR_INTERVAL_S, figures["seconds_between_ticks_median"])

@@ -4,20 +4,27 @@ screenshots under test-output/browser/, and clicking Materialize in the Dagster 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
+from ecosync_pipeline.lab.simulator import Simulator
 from ecosync_pipeline.positions.redis_layer import KEY_PREFIX
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
-from ecosync_pipeline_tests.helpers import World, two_stores
+from ecosync_pipeline_tests.helpers import World, make_world, settings_environ, two_stores
 from ecosync_pipeline_tests.test_browser.webserver import (
     Webserver,
+    dagster_daemon,
+    dagster_webserver,
+    write_instance,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +61,77 @@ def sync_every_store(world: World) -> dict[str, int]:
         last_ids = {store: runtime.sync(store).last_order_id for store in STORES}
     assert all(last_ids.values()), f"the setup sync stored no orders: {last_ids}"
     return {store: int(last_id or 0) for store, last_id in last_ids.items()}
+
+
+def synced_world(
+    simulator: Simulator,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[World, dict[str, int]]:
+    """The browser stores on the test's databases, each synced once: the world and the last
+    order id of each store, the setup every browser test starts from."""
+    world = make_world(
+        simulator,
+        SPECS,
+        database_url=database_url,
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        monkeypatch=monkeypatch,
+    )
+    return world, sync_every_store(world)
+
+
+def location_env(world: World, sensor_interval_s: int) -> dict[str, str]:
+    """The environment of the webserver and the daemon: the test's stores and sensor
+    interval, and no scheduled sync (the test syncs; the sensor and the clicks restore)."""
+    return {
+        **os.environ,
+        **settings_environ(world.settings),
+        "ECOSYNC_SENSOR_INTERVAL_SECONDS": str(sensor_interval_s),
+        "ECOSYNC_SYNC_CRON": "0 0 1 1 *",
+    }
+
+
+@contextmanager
+def dagster_running(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Webserver, Path]]:
+    """A webserver and a daemon on one fresh instance: the webserver, the daemon's log."""
+    home = write_instance(tmp_path / "dagster_home")
+    workdir = tmp_path / "webserver"
+    workdir.mkdir()
+    with (
+        dagster_webserver(home, env, workdir) as server,
+        dagster_daemon(home, env, workdir) as daemon_log,
+    ):
+        yield server, daemon_log
+
+
+@contextmanager
+def kept_for_a_look(
+    page: Any, server: Webserver, daemon_log: Path, tmp_path: Path, prefix: str
+) -> Iterator[None]:
+    """Close the page; on failure keep its screenshot and the webserver's log, and always
+    the daemon's log, under test-output/browser/ with the test's prefix, to see what broke."""
+    try:
+        yield
+        (OUTPUT / f"{prefix}-failure.png").unlink(missing_ok=True)
+    except BaseException:
+        with suppress(Exception):
+            save_screenshot(page, tmp_path, f"{prefix}-failure.png")
+            (OUTPUT / f"{prefix}-webserver.log").write_text(server.log_tail(50_000))
+        raise
+    finally:
+        page.close()
+        with suppress(OSError):
+            (OUTPUT / f"{prefix}-daemon.log").write_text(daemon_log.read_text()[-50_000:])
+
+
+def write_figures(figures: dict[str, float], prefix: str) -> None:
+    """The figures, one per line, into test-output/browser/<prefix>-figures.txt, and printed."""
+    report = "\n".join(f"{name}: {value:.1f}" for name, value in figures.items())
+    (OUTPUT / f"{prefix}-figures.txt").write_text(report + "\n", encoding="utf-8")
+    print(report)
 
 
 def save_screenshot(page: Any, tmp_path: Path, name: str) -> Path:

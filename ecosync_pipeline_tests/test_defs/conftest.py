@@ -18,15 +18,17 @@ import psycopg
 import pytest
 import redis
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, materialize
 from sqlalchemy.engine import make_url
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.defs.orders.assets import build_new_orders
+from ecosync_pipeline.defs.partitions import register_stores, store_partitions
 from ecosync_pipeline.defs.resources import ecosync_resources
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline_tests.conftest import REDIS_MARKER, TEST_POSTGRES_ADMIN_URL
-from ecosync_pipeline_tests.helpers import two_stores
+from ecosync_pipeline_tests.helpers import settings_environ, settings_in, two_stores
 
 SPECS = two_stores("ECOSYNC_TEST_TOKEN_")
 STORES = tuple(spec.identifier for spec in SPECS)
@@ -85,18 +87,8 @@ def env(
     simulator.configure(SPECS)
     stores_file = tmp_path / "stores.yaml"
     write_stores_file(stores_file, simulator, SPECS)
-    settings = Settings(
-        database_url=postgres_url,
-        redis_url=redis_url,
-        stores_file=str(stores_file),
-        backup_path=str(tmp_path / "backup" / "sync-positions.json"),
-    )
-    environ = {
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-    }
+    settings = settings_in(tmp_path, postgres_url, redis_url, stores_file)
+    environ = settings_environ(settings)
     for spec in SPECS:
         environ[spec.token_env] = simulator.token(spec.identifier)
     for key, value in environ.items():
@@ -157,6 +149,26 @@ def flush_redis(env: Env) -> None:
     """FLUSHDB on the test database (ours), keeping the marker that claims it."""
     env.redis.flushdb()
     env.redis.set(REDIS_MARKER, "1")
+
+
+def sync_partition(
+    env: Env, instance: DagsterInstance, store: str, budget_seconds: float | None = None
+) -> Any:
+    """Materialize new_orders for one store, with its completeness check."""
+    register_stores(instance, STORES)
+    config = (
+        {"ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}}}
+        if budget_seconds is not None
+        else None
+    )
+    return materialize(
+        [build_new_orders(store_partitions())],
+        partition_key=store,
+        instance=instance,
+        resources=env.resources,
+        run_config=config,
+        raise_on_error=False,
+    )
 
 
 def checks_by_name(result: Any) -> dict[str, Any]:

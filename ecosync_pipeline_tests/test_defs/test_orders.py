@@ -17,13 +17,11 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     RunsFilter,
-    materialize,
 )
 from sqlalchemy import delete
 
 from ecosync_pipeline.definitions import build_definitions
-from ecosync_pipeline.defs.orders.assets import build_new_orders
-from ecosync_pipeline.defs.partitions import register_stores, store_partitions
+from ecosync_pipeline.defs.partitions import register_stores
 from ecosync_pipeline.storage import orders as orders_table
 from ecosync_pipeline.storage import store_lock, store_summary
 from ecosync_pipeline_tests.test_defs.conftest import (
@@ -32,29 +30,10 @@ from ecosync_pipeline_tests.test_defs.conftest import (
     checks_by_name,
     metadata_values,
     set_dagster_pg_env,
+    sync_partition,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def sync_partition(
-    env: Env, instance: DagsterInstance, store: str, budget_seconds: float | None = None
-) -> Any:
-    """Materialize new_orders for one store, with its completeness check."""
-    register_stores(instance, STORES)
-    config = (
-        {"ops": {"new_orders": {"config": {"budget_seconds": budget_seconds}}}}
-        if budget_seconds is not None
-        else None
-    )
-    return materialize(
-        [build_new_orders(store_partitions())],
-        partition_key=store,
-        instance=instance,
-        resources=env.resources,
-        run_config=config,
-        raise_on_error=False,
-    )
 
 
 def new_orders_metadata(result: Any) -> dict[str, Any]:

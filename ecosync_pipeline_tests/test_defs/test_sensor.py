@@ -73,6 +73,15 @@ def observation(result: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in seen.metadata.items()}
 
 
+def reset_natur_to_page_one(env: Env) -> None:
+    """NATUR's Redis position written back at page 1, as the original system does on restart."""
+    runtime = env.runtime()
+    try:
+        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
+    finally:
+        runtime.close()
+
+
 def healthy_cursor(sensor: SensorDefinition, env: Env, instance: DagsterInstance) -> str:
     """Sync both stores and take one healthy tick: the cursor a running sensor holds."""
     sync_all(env)
@@ -152,11 +161,7 @@ def test_sensor_requests_recovery_when_one_store_key_is_reset_to_page_one(
     sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
 ) -> None:
     cursor = healthy_cursor(sensor, env, sensor_instance)
-    runtime = env.runtime()
-    try:
-        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
-    finally:
-        runtime.close()
+    reset_natur_to_page_one(env)
     result = tick(sensor, env, sensor_instance, cursor)
     [request] = result.run_requests
     assert request.run_key.startswith("recover:reset:")
@@ -364,15 +369,11 @@ def test_sensor_names_a_second_reset_of_the_same_store_anew(
     sensor: SensorDefinition, env: Env, sensor_instance: DagsterInstance
 ) -> None:
     cursor = healthy_cursor(sensor, env, sensor_instance)
-    runtime = env.runtime()
-    try:
-        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
-        [first] = tick(sensor, env, sensor_instance, cursor).run_requests
-        time.sleep(0.01)  # the key's timestamp is in milliseconds
-        # Reset again (the original system restarting at page 1), no recovery between.
-        runtime.chain.redis.write(SyncPosition.first_sync("NATUR", "Natura Bio"))
-    finally:
-        runtime.close()
+    reset_natur_to_page_one(env)
+    [first] = tick(sensor, env, sensor_instance, cursor).run_requests
+    time.sleep(0.01)  # the key's timestamp is in milliseconds
+    # Reset again (the original system restarting at page 1), no recovery between.
+    reset_natur_to_page_one(env)
     [second] = tick(sensor, env, sensor_instance, cursor).run_requests
     assert first.run_key.startswith("recover:reset:")
     assert second.run_key.startswith("recover:reset:") and second.run_key != first.run_key

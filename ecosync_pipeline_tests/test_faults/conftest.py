@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from ecosync_pipeline.lab.simulator import StoreSpec
 from ecosync_pipeline_tests.faults_support import (
+    ARRIVAL_RATE,
     LARGE,
     SMALL,
     FaultFigures,
     Scale,
     summary_lines,
 )
+from ecosync_pipeline_tests.helpers import World
 
 FIGURES = pytest.StashKey[list[FaultFigures]]()
 FORM = pytest.StashKey[str]()
@@ -48,6 +51,25 @@ def record(request: pytest.FixtureRequest) -> Iterator[Callable[[str], FaultFigu
     for figures, started in mine:
         figures.seconds = time.monotonic() - started
         rows.append(figures)
+
+
+@pytest.fixture
+def scenario(
+    build: Callable[..., World], record: Callable[[str], FaultFigures]
+) -> Callable[..., tuple[World, FaultFigures]]:
+    """``scenario(fault, world_options=None, **faults)``: how most scenarios begin, a world
+    built (with ``world_options``), the fault's row of figures started, and orders arriving
+    during runs along with the simulator ``faults``."""
+
+    def start(
+        fault: str, *, world_options: dict[str, Any] | None = None, **faults: Any
+    ) -> tuple[World, FaultFigures]:
+        world = build(**(world_options or {}))
+        figures = record(fault)
+        world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE, **faults)
+        return world, figures
+
+    return start
 
 
 @pytest.fixture

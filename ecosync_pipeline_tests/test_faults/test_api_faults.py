@@ -10,7 +10,6 @@ import pytest
 from ecosync_pipeline.errors import ApiError
 from ecosync_pipeline.storage import store_summaries
 from ecosync_pipeline_tests.faults_support import (
-    ARRIVAL_RATE,
     Driver,
     FaultFigures,
     Scale,
@@ -25,24 +24,18 @@ API_FAULT_RATE = 0.1 / 3
 
 
 def test_api_answering_429_503_or_timing_out_loses_and_duplicates_no_order(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    redis_url: str,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale
 ) -> None:
-    world = build()
-    figures = record("(f) API 429/503/timeout 10%")
-    sim = world.simulator
-    sim.set_faults(
-        None,
+    world, figures = scenario(
+        "(f) API 429/503/timeout 10%",
         rate_limit_rate=API_FAULT_RATE,
         unavailable_rate=API_FAULT_RATE,
         timeout_rate=API_FAULT_RATE,
         # Longer than the client's 0.5 s timeout: the client gives up and retries.
         timeout_seconds=1.0,
         retry_after=0,
-        arrival_rate=ARRIVAL_RATE,
     )
+    sim = world.simulator
     for store in ("DILST", "PURNA"):
         sim.set_faults(store, retry_after=None)  # a 429 without Retry-After
     # Retries make these runs succeed; one whose every retry fails may stop with an

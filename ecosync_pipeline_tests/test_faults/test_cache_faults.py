@@ -13,19 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
 from ecosync_pipeline_tests.faults_support import (
-    ARRIVAL_RATE,
     Driver,
     FaultFigures,
-    Injector,
     RedisProcess,
     Scale,
     audit,
-    flush_action,
+    injector_for,
     quarantined,
+    redis_flusher,
     sync_under,
     truncate_action,
 )
@@ -39,29 +37,13 @@ def _sources(counter: Counter[str]) -> str:
 
 
 def test_redis_flushed_at_random_moments_loses_and_duplicates_no_order(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    redis_url: str,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale, redis_url: str
 ) -> None:
-    world = build()
-    figures = record("(a) Redis FLUSHDB")
-    world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
+    world, figures = scenario("(a) Redis FLUSHDB")
     driver = Driver(world, figures, seed=1)  # no error is allowed: Redis is only a cache
-    admin = redis.Redis.from_url(redis_url, socket_timeout=5)
-    flusher = Injector(
-        "flush",
-        flush_action(admin, REDIS_MARKER),
-        scale.flushes,
-        figures,
-        gap=(0.0, 0.1),
-        syncing=driver.syncing,
-        seed=1,
-    )
-    try:
+    with redis_flusher(redis_url, REDIS_MARKER) as flush:
+        flusher = injector_for(driver, "flush", flush, scale.flushes, gap=(0.0, 0.1), seed=1)
         sources = sync_under(flusher, driver)
-    finally:
-        admin.close()
     assert flusher.done == scale.flushes
     # Some runs must have resumed from the backup after a flush, or nothing was tested.
     assert sources["json"] + sources["database"] > 0, sources
@@ -70,17 +52,14 @@ def test_redis_flushed_at_random_moments_loses_and_duplicates_no_order(
 
 
 def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    tmp_path: Path,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale, tmp_path: Path
 ) -> None:
     server = RedisProcess(tmp_path / "redis").start()
     rng = random.Random(2)
     try:
-        world = build(redis_url=server.url)
-        figures = record("(b) Redis SIGKILL + restart")
-        world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
+        world, figures = scenario(
+            "(b) Redis SIGKILL + restart", world_options={"redis_url": server.url}
+        )
         # Retry Redis soon after a failure, so the restarted server is written to again
         # within the same run (the default waits 15 s).
         driver = Driver(world, figures, redis_retry_after=0.05, seed=2)
@@ -91,14 +70,8 @@ def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
             server.restart()
             return True
 
-        killer = Injector(
-            "redis-kill",
-            kill_and_restart,
-            scale.redis_kills,
-            figures,
-            gap=(0.1, 0.5),
-            syncing=driver.syncing,
-            seed=2,
+        killer = injector_for(
+            driver, "redis-kill", kill_and_restart, scale.redis_kills, gap=(0.1, 0.5), seed=2
         )
         sources = sync_under(killer, driver)
         assert killer.done == scale.redis_kills
@@ -112,43 +85,29 @@ def test_redis_killed_and_restarted_mid_sync_loses_and_duplicates_no_order(
 
 
 def test_backup_file_cut_short_is_quarantined_and_the_sync_carries_on(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    redis_url: str,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale, redis_url: str
 ) -> None:
-    world = build()
-    figures = record("(d) backup file truncated")
+    world, figures = scenario("(d) backup file truncated")
     backup = Path(world.settings.backup_path)
-    world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
     driver = Driver(world, figures, seed=4)
     rng = random.Random(4)
     cut = truncate_action(backup, rng)
-    admin = redis.Redis.from_url(redis_url, socket_timeout=5)
-    flush = flush_action(admin, REDIS_MARKER)
     # Half the faults land while runs write the file; the other half between runs, with
     # Redis flushed too, so the next run has to read the damaged file.
-    during = Injector(
-        "truncate",
-        cut,
-        scale.truncations // 2,
-        figures,
-        gap=(0.0, 0.15),
-        syncing=driver.syncing,
-        seed=4,
-    )
+    during = injector_for(driver, "truncate", cut, scale.truncations // 2, gap=(0.0, 0.15), seed=4)
     wanted = scale.truncations - scale.truncations // 2
     between = 0
 
-    def damage_between_runs() -> None:
-        nonlocal between
-        if between < wanted:
-            flush()
-            if cut():
-                between += 1
-                figures.add("injected")
+    with redis_flusher(redis_url, REDIS_MARKER) as flush:
 
-    try:
+        def damage_between_runs() -> None:
+            nonlocal between
+            if between < wanted:
+                flush()
+                if cut():
+                    between += 1
+                    figures.add("injected")
+
         sources = sync_under(
             during,
             driver,
@@ -156,8 +115,6 @@ def test_backup_file_cut_short_is_quarantined_and_the_sync_carries_on(
             more=lambda: between < wanted,
             after_round=damage_between_runs,
         )
-    finally:
-        admin.close()
     moved = quarantined(backup)
     # Every damaged file read between runs was moved aside, not trusted, not deleted.
     assert len(moved) >= between, (len(moved), between)

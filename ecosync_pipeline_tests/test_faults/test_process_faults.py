@@ -19,16 +19,15 @@ from sqlalchemy import event
 
 from ecosync_pipeline.errors import StorageError, StoreLockLost
 from ecosync_pipeline_tests.faults_support import (
-    ARRIVAL_RATE,
     Driver,
     FaultFigures,
-    Injector,
     Scale,
     audit,
+    injector_for,
     sync_command,
     sync_under,
 )
-from ecosync_pipeline_tests.helpers import World, reconcile
+from ecosync_pipeline_tests.helpers import World, reconcile, settings_environ
 
 pytestmark = pytest.mark.faults
 
@@ -42,24 +41,11 @@ def _tail(log: Path) -> str:
 
 
 def test_sync_process_killed_mid_page_then_rerun_loses_and_duplicates_no_order(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    redis_url: str,
-    tmp_path: Path,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale, tmp_path: Path
 ) -> None:
-    world = build()
-    figures = record("(c) sync process SIGKILL")
     # Latency keeps a page in flight most of the time, so a kill lands mid-page.
-    world.simulator.set_faults(None, latency_ms=10, arrival_rate=ARRIVAL_RATE)
-    settings = world.settings
-    env = {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-    }
+    world, figures = scenario("(c) sync process SIGKILL", latency_ms=10)
+    env = {**os.environ, **settings_environ(world.settings)}
     log = tmp_path / "sync-process.log"
     driver = Driver(world, figures, seed=3)
     rng = random.Random(3)
@@ -119,28 +105,16 @@ def terminate_action(conn: psycopg.Connection[Any]) -> Callable[[], bool]:
 
 
 def test_database_connections_dropped_mid_batch_lose_and_duplicate_no_order(
-    build: Callable[..., World],
-    record: Callable[[str], FaultFigures],
-    scale: Scale,
-    redis_url: str,
-    postgres_url: str,
+    scenario: Callable[..., tuple[World, FaultFigures]], scale: Scale, postgres_url: str
 ) -> None:
-    world = build()
-    figures = record("(e) PostgreSQL connection dropped")
-    world.simulator.set_faults(None, arrival_rate=ARRIVAL_RATE)
+    world, figures = scenario("(e) PostgreSQL connection dropped")
     # A dropped connection may fail a run (StorageError names the store; StoreLockLost
     # when it was the lock's connection); the engine retries a page once, and the next
     # run must finish what this one could not.
     driver = Driver(world, figures, allowed=(StorageError, StoreLockLost), seed=5)
     admin = psycopg.connect(postgres_url, autocommit=True, application_name="ecosync-faults")
-    terminator = Injector(
-        "pg-terminate",
-        terminate_action(admin),
-        scale.pg_drops,
-        figures,
-        gap=(0.0, 0.25),
-        syncing=driver.syncing,
-        seed=5,
+    terminator = injector_for(
+        driver, "pg-terminate", terminate_action(admin), scale.pg_drops, gap=(0.0, 0.25), seed=5
     )
     try:
         sync_under(terminator, driver)

@@ -24,6 +24,7 @@ from ecosync_pipeline.positions.json_layer import JsonBackup
 from ecosync_pipeline.positions.redis_layer import RedisLayer
 from ecosync_pipeline.storage import make_engine, migrate
 from ecosync_pipeline_tests.conftest import REDIS_MARKER
+from ecosync_pipeline_tests.helpers import ecosync_environ
 from ecosync_pipeline_tests.test_positions.fakes import fill_orders
 
 # Identifiers of their own: the client's rate limiter is shared per store identifier.
@@ -133,18 +134,21 @@ def _stores_yaml(path: Path, live: Live) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _cli_environ(live: Live, redis_url: str, postgres_url: str, tmp_path: Path) -> dict[str, str]:
+    """A stores file of the live stores, and the variables the CLI needs to reach them and
+    the test's databases (every store's token set)."""
+    stores_file = tmp_path / "stores.yaml"
+    _stores_yaml(stores_file, live)
+    return {
+        **ecosync_environ(postgres_url, redis_url, stores_file, tmp_path / "cli-backup.json"),
+        **{s.token_env: live.simulator.token(s.identifier) for s in live.stores.values()},
+    }
+
+
 def test_cli_positions_status_and_restore(
     live: Live, redis_url: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    stores_file = tmp_path / "stores.yaml"
-    _stores_yaml(stores_file, live)
-    env = {
-        "ECOSYNC_DATABASE_URL": postgres_url,
-        "ECOSYNC_REDIS_URL": redis_url,
-        "ECOSYNC_STORES_FILE": str(stores_file),
-        "ECOSYNC_BACKUP_PATH": str(tmp_path / "cli-backup.json"),
-        **{s.token_env: live.simulator.token(s.identifier) for s in live.stores.values()},
-    }
+    env = _cli_environ(live, redis_url, postgres_url, tmp_path)
     runner = CliRunner()
     status = runner.invoke(main, ["positions", "status", "--json"], env=env)
     assert status.exit_code == 0, status.output
@@ -169,15 +173,7 @@ def test_cli_positions_status_and_restore(
 def test_cli_restore_reports_failing_store_and_exits_one(
     live: Live, redis_url: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    stores_file = tmp_path / "stores.yaml"
-    _stores_yaml(stores_file, live)
-    env = {
-        "ECOSYNC_DATABASE_URL": postgres_url,
-        "ECOSYNC_REDIS_URL": redis_url,
-        "ECOSYNC_STORES_FILE": str(stores_file),
-        "ECOSYNC_BACKUP_PATH": str(tmp_path / "cli-backup.json"),
-        **{s.token_env: live.simulator.token(s.identifier) for s in live.stores.values()},
-    }
+    env = _cli_environ(live, redis_url, postgres_url, tmp_path)
     env.pop(live.stores["PXPURNA"].token_env)  # that store's token variable is unset
     result = CliRunner().invoke(main, ["positions", "restore"], env=env)
     assert result.exit_code == 1

@@ -29,7 +29,7 @@ from ecosync_pipeline.errors import ApiAuthError, ConfigError, SecretFileError
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.secrets import MAX_SECRET_BYTES
-from ecosync_pipeline_tests.helpers import two_stores
+from ecosync_pipeline_tests.helpers import settings_environ, settings_in, two_stores
 from ecosync_pipeline_tests.test_adversarial.support import leaked, make_token
 
 SPECS = two_stores("ECOSYNC_TEST_UNUSED_TOKEN_")
@@ -91,18 +91,8 @@ def world(
         )
     stores_file = tmp_path / "stores.yaml"
     stores_file.write_text(yaml.safe_dump({"stores": entries}), encoding="utf-8")
-    settings = Settings(
-        database_url=postgres_url,
-        redis_url=redis_url,
-        stores_file=str(stores_file),
-        backup_path=str(tmp_path / "backup" / "sync-positions.json"),
-    )
-    environ = {
-        "ECOSYNC_DATABASE_URL": settings.database_url,
-        "ECOSYNC_REDIS_URL": settings.redis_url,
-        "ECOSYNC_STORES_FILE": settings.stores_file,
-        "ECOSYNC_BACKUP_PATH": settings.backup_path,
-    }
+    settings = settings_in(tmp_path, postgres_url, redis_url, stores_file)
+    environ = settings_environ(settings)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     yield FileWorld(simulator, settings, secrets, environ)

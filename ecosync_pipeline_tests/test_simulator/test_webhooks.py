@@ -22,6 +22,7 @@ from starlette.routing import Route
 from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
 from ecosync_pipeline.lab.simulator.delivery import DeliveryPolicy
+from ecosync_pipeline.lab.simulator.webhooks import WebhookHub
 from ecosync_pipeline.webhooks.signature import sign, verify
 
 SECRET = "s3cr3t-for-tests"
@@ -64,6 +65,17 @@ def _register(api: httpx.Client, url: str, event: str = "OrderCreated", **extra:
     response = api.post("/webhooks", json={**body, "secret": SECRET, "is_active": True, **extra})
     assert response.status_code == 201, response.text
     return response.json()["data"]
+
+
+def _hooked(simulator: Simulator, url: str, **policy: Any) -> WebhookHub:
+    """NATUR with five orders, the delivery ``policy`` switches set and an OrderCreated
+    webhook to ``url``: the ground each delivery test stands on."""
+    simulator.configure([StoreSpec("NATUR", count=5)])
+    hub = simulator.webhooks
+    hub.dispatcher.policy = hub.dispatcher.policy.updated(**policy)
+    with _api(simulator, "NATUR") as api:
+        _register(api, url)
+    return hub
 
 
 def _wait(condition: Any, timeout: float = 5.0) -> None:
@@ -166,11 +178,7 @@ def test_a_receiver_back_before_the_last_retry_gets_the_delivery(
     simulator: Simulator, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
-    simulator.configure([StoreSpec("NATUR", count=5)])
-    hub = simulator.webhooks
-    hub.dispatcher.policy = hub.dispatcher.policy.updated(time_scale=0.001)
-    with _api(simulator, "NATUR") as api:
-        _register(api, url)
+    hub = _hooked(simulator, url, time_scale=0.001)
     rec.status = 503
     simulator.add_orders("NATUR", 1)
     _wait(lambda: len(rec.posts) >= 2)
@@ -183,11 +191,7 @@ def test_switches_drop_and_duplicate_a_share_of_deliveries(
     simulator: Simulator, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
-    simulator.configure([StoreSpec("NATUR", count=5)])
-    hub = simulator.webhooks
-    hub.dispatcher.policy = hub.dispatcher.policy.updated(drop_rate=0.3, duplicate_rate=0.3)
-    with _api(simulator, "NATUR") as api:
-        _register(api, url)
+    hub = _hooked(simulator, url, drop_rate=0.3, duplicate_rate=0.3)
     simulator.add_orders("NATUR", 40)
     assert hub.dispatcher.wait_idle(10)
     counts = hub.dispatcher.counts
@@ -222,10 +226,7 @@ def test_switches_delay_and_reorder_a_share_of_deliveries(
     simulator: Simulator, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
-    simulator.configure([StoreSpec("NATUR", count=5)])
-    hub = simulator.webhooks
-    with _api(simulator, "NATUR") as api:
-        _register(api, url)
+    hub = _hooked(simulator, url)
     hub.dispatcher.policy = hub.dispatcher.policy.updated(delay_rate=1.0, delay_seconds=0.3)
     started = time.monotonic()
     simulator.add_orders("NATUR", 2)

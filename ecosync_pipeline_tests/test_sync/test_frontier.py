@@ -35,7 +35,7 @@ from ecosync_pipeline.sync.cursor import sync_by_cursor
 from ecosync_pipeline.webhooks.apply import ApplyResult, apply_pending
 from ecosync_pipeline.webhooks.inbox import Delivery, store_delivery
 from ecosync_pipeline_tests.faults_support import sync_command
-from ecosync_pipeline_tests.helpers import World, reconcile, write_stores_file
+from ecosync_pipeline_tests.helpers import World, ecosync_environ, reconcile, write_stores_file
 
 SHOP, BIG_ID = validate_store_identifier("SHOP"), validate_store_identifier("BIG")
 SMALL = StoreSpec("SHOP", name="Shop", first_id=1, count=200, gap_rate=0.0, seed=5)
@@ -136,16 +136,23 @@ def test_cursor_first_import_cut_by_the_rate_budget_carries_on_from_its_cursor(
     assert (rec.missing, rec.duplicated) == (0, 0), rec
 
 
+def _cli_environ(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """The variables an `ecosync sync` of the world's store needs: its stores file, the
+    test's databases and a backup in the test's folder."""
+    return ecosync_environ(
+        database_url,
+        redis_url,
+        tmp_path / "stores.yaml",
+        tmp_path / "backup" / "sync-positions.json",
+    )
+
+
 def test_cursor_store_honours_the_time_budget_of_ecosync_sync_and_completes_across_runs(
     build: Callable[..., World], tmp_path: Path, redis_url: str, database_url: str
 ) -> None:
     world = world_of(build, BIG, "cursor")
-    env = {
-        "ECOSYNC_DATABASE_URL": database_url,
-        "ECOSYNC_REDIS_URL": redis_url,
-        "ECOSYNC_STORES_FILE": str(tmp_path / "stores.yaml"),
-        "ECOSYNC_BACKUP_PATH": str(tmp_path / "backup" / "sync-positions.json"),
-    }  # the token's variable is set already (make_world)
+    # The token's variable is set already (make_world).
+    env = _cli_environ(database_url, redis_url, tmp_path)
     runs = []
     for _ in range(15):
         world.simulator.reset_counts(BIG_ID)
@@ -170,13 +177,7 @@ def test_cursor_sync_killed_mid_read_loses_nothing_and_reads_at_most_one_page_ag
     build: Callable[..., World], tmp_path: Path, redis_url: str, database_url: str
 ) -> None:
     world = world_of(build, BIG, "cursor")
-    env = {
-        **os.environ,
-        "ECOSYNC_DATABASE_URL": database_url,
-        "ECOSYNC_REDIS_URL": redis_url,
-        "ECOSYNC_STORES_FILE": str(tmp_path / "stores.yaml"),
-        "ECOSYNC_BACKUP_PATH": str(tmp_path / "backup" / "sync-positions.json"),
-    }
+    env = {**os.environ, **_cli_environ(database_url, redis_url, tmp_path)}
     # Slow pages: the process is killed while it reads, between two commits or in one.
     world.simulator.set_faults(BIG_ID, latency_ms=150)
     world.simulator.reset_counts(BIG_ID)

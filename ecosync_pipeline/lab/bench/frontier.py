@@ -38,7 +38,7 @@ from ecosync_pipeline.ecomanager.client import EcoManagerClient
 from ecosync_pipeline.errors import ContractViolation
 from ecosync_pipeline.lab.bench.report import machine
 from ecosync_pipeline.lab.bench.resources import claimed_redis, temporary_folder, temporary_postgres
-from ecosync_pipeline.lab.bench.simserver import served_simulator
+from ecosync_pipeline.lab.bench.simserver import rewriting_body, served_simulator
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec, demo_token
 from ecosync_pipeline.lab.simulator.app import create_app
 from ecosync_pipeline.ratebudget import RateBudget
@@ -108,6 +108,14 @@ class FrontierReport:
         )
 
 
+def _ended(body: bytes) -> bytes:
+    """The page's answer with no next cursor and no next link: the cursor ends here."""
+    payload = json.loads(body)
+    payload.get("meta", {})["next_cursor"] = None
+    payload.get("links", {})["next"] = None
+    return json.dumps(payload).encode()
+
+
 class EarlyEnd:
     """An ASGI wrapper of the simulator: for the stores in ``stores``, the newest-first
     cursor ends (``next_cursor`` null, no ``links.next``) after its first page."""
@@ -123,25 +131,7 @@ class EarlyEnd:
         if scope.get("type") != "http" or store not in self.stores or not first_newest:
             await self.app(scope, receive, send)
             return
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            payload = json.loads(b"".join(chunks))
-            payload.get("meta", {})["next_cursor"] = None
-            payload.get("links", {})["next"] = None
-            body = json.dumps(payload).encode()
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
-            await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
+        await self.app(scope, receive, rewriting_body(send, _ended))
 
 
 def run_frontier_bench(

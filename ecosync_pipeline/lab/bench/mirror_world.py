@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ecosync_pipeline.asgi import ThreadedServer
 from ecosync_pipeline.config import Settings, Store
+from ecosync_pipeline.lab.bench.simserver import rewriting_body
 from ecosync_pipeline.lab.simulator import Simulator, SimulatorServer, StoreSpec
 from ecosync_pipeline.lab.simulator.app import create_app
 from ecosync_pipeline.runtime import Runtime
@@ -25,6 +26,18 @@ from ecosync_pipeline.storage import duplicate_count, iter_order_ids
 from ecosync_pipeline.storage.ranges import deleted_ids
 
 ASGIApp = Callable[..., Any]
+
+
+def _without_meta(body: bytes) -> bytes:
+    """A JSON object's answer without its ``meta``; any other body as it is."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(payload, dict):
+        return body
+    payload.pop("meta", None)
+    return json.dumps(payload).encode()
 
 
 class WithoutMeta:
@@ -46,30 +59,7 @@ class WithoutMeta:
         self.requests += 1
         if self.before_request is not None:
             self.before_request(self.requests)
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
-            try:
-                payload = json.loads(body)
-                if isinstance(payload, dict):
-                    payload.pop("meta", None)
-                    body = json.dumps(payload).encode()
-            except ValueError:
-                pass
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, capture)
+        await self.app(scope, receive, rewriting_body(send, _without_meta))
 
 
 @dataclass

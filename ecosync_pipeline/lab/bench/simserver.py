@@ -16,10 +16,10 @@ import pickle
 import select
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, Any
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager.client import EcoManagerClient
@@ -73,6 +73,29 @@ class ServedSimulator:
             self.token(store.identifier),
             rate_limiter=RateLimiter(BENCH_REQUESTS_PER_SECOND),
         )
+
+
+def rewriting_body(
+    send: Callable[[dict[str, Any]], Awaitable[None]], rewrite: Callable[[bytes], bytes]
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """An ASGI ``send`` that gathers a response's body, passes it through ``rewrite`` and
+    sends it with its new length: how the benchmarks' proxies edit the simulator's answers."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def capture(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = rewrite(b"".join(chunks))
+        headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    return capture
 
 
 def _with_tokens(specs: Sequence[StoreSpec], seed: int) -> list[StoreSpec]:

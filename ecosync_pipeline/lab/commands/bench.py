@@ -37,6 +37,32 @@ REDIS_OPTION = click.option(
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def shown(*names: str, default: Any, type: click.ParamType, help: str | None = None) -> Decorator:
+    """A valued option whose --help shows its default, as every bench's valued option does."""
+    return click.option(*names, default=default, show_default=True, type=type, help=help)
+
+
+def backend_option(help: str | None = None) -> Decorator:
+    """--backend: the orders database the bench writes, PostgreSQL (the default) or SQLite."""
+    return shown(
+        "--backend", default="postgresql", type=click.Choice(["postgresql", "sqlite"]), help=help
+    )
+
+
+def bench_command(name: str, *options: Decorator) -> Decorator:
+    """A bench subcommand with its options in --help's order and errors reported as the CLI's."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = reports_errors(func)
+        for option in reversed(options):
+            func = option(func)
+        return bench.command(name)(func)
+
+    return decorate
+
 
 def _numbers(kind: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], Any]:
     def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Any, ...]:
@@ -101,27 +127,27 @@ def bench() -> None:
     """Benchmarks: recovery after a lost position, the loss sensor's tick, sync throughput."""
 
 
-@bench.command("recovery")
-@JSON_OPTION
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="Fetch only the first pages of the page-1 restart over HTTP and extrapolate its "
-    "time (labelled); calls, missing and re-read stay exact.",
+@bench_command(
+    "recovery",
+    JSON_OPTION,
+    click.option(
+        "--quick",
+        is_flag=True,
+        help="Fetch only the first pages of the page-1 restart over HTTP and extrapolate its "
+        "time (labelled); calls, missing and re-read stay exact.",
+    ),
+    numbers_option(
+        "--k",
+        "ks",
+        default="0,15,400,5000",
+        help="New orders after the last sync, comma-separated.",
+    ),
+    backend_option(
+        help="The orders database: a PostgreSQL database created for the run "
+        "(ECOSYNC_BENCH_POSTGRES_URL is the admin URL), or a SQLite file in a temporary folder."
+    ),
+    REDIS_OPTION,
 )
-@numbers_option(
-    "--k", "ks", default="0,15,400,5000", help="New orders after the last sync, comma-separated."
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["postgresql", "sqlite"]),
-    default="postgresql",
-    show_default=True,
-    help="The orders database: a PostgreSQL database created for the run "
-    "(ECOSYNC_BENCH_POSTGRES_URL is the admin URL), or a SQLite file in a temporary folder.",
-)
-@REDIS_OPTION
-@reports_errors
 def recovery(
     as_json: bool, quick: bool, ks: tuple[int, ...], backend: str, redis_url: str | None
 ) -> None:
@@ -138,18 +164,19 @@ def recovery(
     )
 
 
-@bench.command("sensor")
-@JSON_OPTION
-@numbers_option(
-    "--stores",
-    "store_counts",
-    default="10,100,1000,10000",
-    help="Store counts to time, comma-separated.",
+@bench_command(
+    "sensor",
+    JSON_OPTION,
+    numbers_option(
+        "--stores",
+        "store_counts",
+        default="10,100,1000,10000",
+        help="Store counts to time, comma-separated.",
+    ),
+    shown("--ticks", default=7, type=click.IntRange(min=1)),
+    click.option("--no-dagster", is_flag=True, help="Time the core probe only."),
+    REDIS_OPTION,
 )
-@click.option("--ticks", default=7, show_default=True, type=click.IntRange(min=1))
-@click.option("--no-dagster", is_flag=True, help="Time the core probe only.")
-@REDIS_OPTION
-@reports_errors
 def sensor(
     as_json: bool,
     store_counts: tuple[int, ...],
@@ -170,38 +197,39 @@ def sensor(
     )
 
 
-@bench.command("sync")
-@JSON_OPTION
-@numbers_option(
-    "--orders",
-    default="10000,200000",
-    help="Store sizes for the memory runs; the smallest is also the throughput store.",
+@bench_command(
+    "sync",
+    JSON_OPTION,
+    numbers_option(
+        "--orders",
+        default="10000,200000",
+        help="Store sizes for the memory runs; the smallest is also the throughput store.",
+    ),
+    shown("--runs", default=5, type=click.IntRange(min=1)),
+    numbers_option(
+        "--latency-ms",
+        "latencies",
+        default="0,20",
+        kind=float,
+        help="Simulated latency per request, comma-separated.",
+    ),
+    click.option(
+        "--throughput-orders",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Size of the throughput store (default: the smallest of --orders).",
+    ),
+    shown("--per-page", default=20, type=click.IntRange(1, 100)),
+    click.option(
+        "--database-url",
+        default=None,
+        help="Use this orders database instead of creating one (only the benchmark's own "
+        "stores are written and deleted).",
+    ),
+    click.option("--no-profile", is_flag=True, help="Skip the cProfile run."),
+    click.option("--no-memory", is_flag=True, help="Skip the traced memory runs."),
+    REDIS_OPTION,
 )
-@click.option("--runs", default=5, show_default=True, type=click.IntRange(min=1))
-@numbers_option(
-    "--latency-ms",
-    "latencies",
-    default="0,20",
-    kind=float,
-    help="Simulated latency per request, comma-separated.",
-)
-@click.option(
-    "--throughput-orders",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Size of the throughput store (default: the smallest of --orders).",
-)
-@click.option("--per-page", default=20, show_default=True, type=click.IntRange(1, 100))
-@click.option(
-    "--database-url",
-    default=None,
-    help="Use this orders database instead of creating one (only the benchmark's own "
-    "stores are written and deleted).",
-)
-@click.option("--no-profile", is_flag=True, help="Skip the cProfile run.")
-@click.option("--no-memory", is_flag=True, help="Skip the traced memory runs.")
-@REDIS_OPTION
-@reports_errors
 def sync_bench(
     as_json: bool,
     orders: tuple[int, ...],
@@ -232,33 +260,27 @@ def sync_bench(
     )
 
 
-@bench.command("webhooks")
-@JSON_OPTION
-@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1))
-@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5))
-@click.option(
-    "--status-rate",
-    default=4.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Status changes a second, on orders of the phase.",
+@bench_command(
+    "webhooks",
+    JSON_OPTION,
+    shown("--rate", default=20.0, type=click.FloatRange(min=0.1)),
+    shown("--seconds", default=60.0, type=click.FloatRange(min=5)),
+    shown(
+        "--status-rate",
+        default=4.0,
+        type=click.FloatRange(min=0),
+        help="Status changes a second, on orders of the phase.",
+    ),
+    shown("--down-seconds", default=30.0, type=click.FloatRange(min=1)),
+    shown(
+        "--time-scale",
+        default=0.01,
+        type=click.FloatRange(min=0.0001, max=1),
+        help="Shrinks EcoManager's retry schedule (22 s, 110 s, ... at 1) so the retries "
+        "finish within the benchmark.",
+    ),
+    backend_option(),
 )
-@click.option("--down-seconds", default=30.0, show_default=True, type=click.FloatRange(min=1))
-@click.option(
-    "--time-scale",
-    default=0.01,
-    show_default=True,
-    type=click.FloatRange(min=0.0001, max=1),
-    help="Shrinks EcoManager's retry schedule (22 s, 110 s, ... at 1) so the retries "
-    "finish within the benchmark.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["postgresql", "sqlite"]),
-    default="postgresql",
-    show_default=True,
-)
-@reports_errors
 def webhooks_bench(
     as_json: bool,
     rate: float,
@@ -285,18 +307,21 @@ def webhooks_bench(
     )
 
 
-@bench.command("mirror")
-@JSON_OPTION
-@click.option("--seeds", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--small", is_flag=True, help="A NATUR-sized store 40 times smaller (quick look).")
-@click.option(
-    "--scenarios",
-    default="swaps,no-meta,reconcile,deletions,statuses,cursor",
-    show_default=True,
-    help="Which scenarios to run, comma-separated.",
+@bench_command(
+    "mirror",
+    JSON_OPTION,
+    shown("--seeds", default=10, type=click.IntRange(min=1)),
+    click.option(
+        "--small", is_flag=True, help="A NATUR-sized store 40 times smaller (quick look)."
+    ),
+    click.option(
+        "--scenarios",
+        default="swaps,no-meta,reconcile,deletions,statuses,cursor",
+        show_default=True,
+        help="Which scenarios to run, comma-separated.",
+    ),
+    REDIS_OPTION,
 )
-@REDIS_OPTION
-@reports_errors
 def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: str | None) -> None:
     """The mirror: swaps and deletions during runs, old deletions, statuses, cursor mode."""
     from ecosync_pipeline.lab.bench.mirror import SCENARIOS
@@ -316,16 +341,7 @@ def mirror(as_json: bool, seeds: int, small: bool, scenarios: str, redis_url: st
     )
 
 
-@bench.command("merge")
-@JSON_OPTION
-@click.option(
-    "--backend",
-    type=click.Choice(["postgresql", "sqlite"]),
-    default="postgresql",
-    show_default=True,
-)
-@REDIS_OPTION
-@reports_errors
+@bench_command("merge", JSON_OPTION, backend_option(), REDIS_OPTION)
 def merge_bench(as_json: bool, backend: str, redis_url: str | None) -> None:
     """The poll, the webhooks and the reconciliation in one table: deletions against pages,
     deliveries of one second, --max-calls 1, a sync during a reconcile, a delivery of 2^63."""
@@ -339,51 +355,47 @@ def merge_bench(as_json: bool, backend: str, redis_url: str | None) -> None:
     )
 
 
-@bench.command("fanout")
-@numbers_option(
-    "--stores", "sizes", default="10,100,1000", help="Numbers of stores, one world each."
+@bench_command(
+    "fanout",
+    numbers_option(
+        "--stores", "sizes", default="10,100,1000", help="Numbers of stores, one world each."
+    ),
+    shown(
+        "--new-orders",
+        default=0,
+        type=click.IntRange(min=0),
+        help="New orders per store before every tick (0: idle stores).",
+    ),
+    click.option(
+        "--workers",
+        default="",
+        help="Celery workers, e.g. 1,2 (each a row): runs go through RabbitMQ to that many "
+        "`celery` workers. Default: runs launched by the daemon's run queue on this machine.",
+    ),
+    shown("--ticks", default=3, type=click.IntRange(min=1)),
+    shown(
+        "--warmup",
+        default=1,
+        type=click.IntRange(min=0),
+        help="Ticks after the daemon starts that are printed apart and left out of the "
+        "medians (the first tick finds the code server and the connection pool cold).",
+    ),
+    shown("--batch-size", default=DEFAULT_BATCH_SIZE, type=click.IntRange(min=1)),
+    click.option(
+        "--runs",
+        type=click.IntRange(min=1),
+        help="ECOSYNC_SYNC_RUNS: a tick's stores split across at least this many runs when "
+        "there are enough (default: the machine's CPUs, as the schedule's own default).",
+    ),
+    shown(
+        "--sync-workers",
+        default=4,
+        type=click.IntRange(1, 7),
+        help="Stores synced at once inside a run, and by the floor's `ecosync sync`.",
+    ),
+    REDIS_OPTION,
+    JSON_OPTION,
 )
-@click.option(
-    "--new-orders",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="New orders per store before every tick (0: idle stores).",
-)
-@click.option(
-    "--workers",
-    default="",
-    help="Celery workers, e.g. 1,2 (each a row): runs go through RabbitMQ to that many "
-    "`celery` workers. Default: runs launched by the daemon's run queue on this machine.",
-)
-@click.option("--ticks", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--warmup",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Ticks after the daemon starts that are printed apart and left out of the "
-    "medians (the first tick finds the code server and the connection pool cold).",
-)
-@click.option(
-    "--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1)
-)
-@click.option(
-    "--runs",
-    type=click.IntRange(min=1),
-    help="ECOSYNC_SYNC_RUNS: a tick's stores split across at least this many runs when "
-    "there are enough (default: the machine's CPUs, as the schedule's own default).",
-)
-@click.option(
-    "--sync-workers",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 7),
-    help="Stores synced at once inside a run, and by the floor's `ecosync sync`.",
-)
-@REDIS_OPTION
-@JSON_OPTION
-@reports_errors
 def fanout(
     sizes: tuple[int, ...],
     new_orders: int,
@@ -416,27 +428,26 @@ def fanout(
     )
 
 
-@bench.command("ratelimit")
-@JSON_OPTION
-@click.option("--calls", default=10_000, show_default=True, type=click.IntRange(min=10))
-@click.option(
-    "--processes",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1, max=16),
-    help="Worker processes; roles go round: sync, reconcile, checks, recovery.",
+@bench_command(
+    "ratelimit",
+    JSON_OPTION,
+    shown("--calls", default=10_000, type=click.IntRange(min=10)),
+    shown(
+        "--processes",
+        default=4,
+        type=click.IntRange(min=1, max=16),
+        help="Worker processes; roles go round: sync, reconcile, checks, recovery.",
+    ),
+    shown(
+        "--time-scale",
+        default=100.0,
+        type=click.FloatRange(min=1, max=2000),
+        help="Shortens every window of the budget and of the simulator alike (100: a day "
+        "lasts 864 s; 10,000 calls then take about 16 minutes). Much higher and the machine, "
+        "not the budget, sets the pace.",
+    ),
+    REDIS_OPTION,
 )
-@click.option(
-    "--time-scale",
-    default=100.0,
-    show_default=True,
-    type=click.FloatRange(min=1, max=2000),
-    help="Shortens every window of the budget and of the simulator alike (100: a day "
-    "lasts 864 s; 10,000 calls then take about 16 minutes). Much higher and the machine, "
-    "not the budget, sets the pace.",
-)
-@REDIS_OPTION
-@reports_errors
 def ratelimit_bench(
     as_json: bool, calls: int, processes: int, time_scale: float, redis_url: str | None
 ) -> None:
@@ -455,37 +466,35 @@ def ratelimit_bench(
     )
 
 
-@bench.command("soak")
-@click.option(
-    "--minutes",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Minutes of churn per seed (then the drain, the final sync and sweep).",
+@bench_command(
+    "soak",
+    shown(
+        "--minutes",
+        default=10.0,
+        type=click.FloatRange(min=0.1),
+        help="Minutes of churn per seed (then the drain, the final sync and sweep).",
+    ),
+    shown("--seeds", default=3, type=click.IntRange(min=1)),
+    shown(
+        "--stores",
+        default=4,
+        type=click.IntRange(1, 4),
+        help="Stores per seed: pages and cursor mode by turns (NATUR, DILST, PURNA, MGSTR).",
+    ),
+    shown(
+        "--orders",
+        default=2_000,
+        type=click.IntRange(min=10),
+        help="Orders each store starts with (ecosync imports them during the churn).",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="Also exit 1 when the final sync alone left an order missing (the sweep not counted).",
+    ),
+    REDIS_OPTION,
+    JSON_OPTION,
 )
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--stores",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 4),
-    help="Stores per seed: pages and cursor mode by turns (NATUR, DILST, PURNA, MGSTR).",
-)
-@click.option(
-    "--orders",
-    default=2_000,
-    show_default=True,
-    type=click.IntRange(min=10),
-    help="Orders each store starts with (ecosync imports them during the churn).",
-)
-@click.option(
-    "--strict",
-    is_flag=True,
-    help="Also exit 1 when the final sync alone left an order missing (the sweep not counted).",
-)
-@REDIS_OPTION
-@JSON_OPTION
-@reports_errors
 def soak(
     minutes: float,
     seeds: int,
@@ -510,25 +519,24 @@ def soak(
         raise SystemExit(1)
 
 
-@bench.command("frontier")
-@JSON_OPTION
-@click.option(
-    "--orders",
-    default=181_601,
-    show_default=True,
-    type=click.IntRange(min=1000),
-    help="Orders of the store imported in cursor mode (NATUR's 181,601: 1,817 pages).",
+@bench_command(
+    "frontier",
+    JSON_OPTION,
+    shown(
+        "--orders",
+        default=181_601,
+        type=click.IntRange(min=1000),
+        help="Orders of the store imported in cursor mode (NATUR's 181,601: 1,817 pages).",
+    ),
+    shown(
+        "--time-scale",
+        default=30.0,
+        type=click.FloatRange(min=1, max=600),
+        help="Shortens the budget's windows, the sync schedule and each run's time budget "
+        "alike (30: a scaled hour lasts 2 minutes; the NATUR-sized import takes about 5).",
+    ),
+    REDIS_OPTION,
 )
-@click.option(
-    "--time-scale",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=1, max=600),
-    help="Shortens the budget's windows, the sync schedule and each run's time budget "
-    "alike (30: a scaled hour lasts 2 minutes; the NATUR-sized import takes about 5).",
-)
-@REDIS_OPTION
-@reports_errors
 def frontier_bench(as_json: bool, orders: int, time_scale: float, redis_url: str | None) -> None:
     """The frontier: the webhook gap after the next sync (pages, cursor), a NATUR-sized
     cursor import across runs under the default windows, an early null cursor."""
