@@ -139,7 +139,7 @@ class _TimedRedis(RedisLayer):
     ) -> Written:
         started = time.perf_counter()
         try:
-            return super().write_many(positions, recovery=recovery)
+            return super().write_many(positions, recovery=recovery, generation=generation)
         finally:
             self.split.redis += time.perf_counter() - started
 
