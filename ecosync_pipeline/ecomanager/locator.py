@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ecosync_pipeline.ecomanager import PageFetcher
@@ -75,7 +76,21 @@ class _Search:
         if not self.at_or_below(page):
             return False
         last = page.last_id
-        return (last is not None and last >= self.target) or page.is_end
+        return (last is not None and last >= self.target) or _claims_end(page)
+
+    def served_size(self, number: int) -> int | None:
+        """The page size the server serves when it is below the size asked, else None.
+
+        ``meta.per_page`` says it; without meta, a short page followed by a non-empty one
+        is not the end, so its count is the size (the next page is the gallop's next
+        fetch anyway).
+        """
+        page = self.pages[number]
+        if page.meta_per_page is not None:
+            return page.meta_per_page if page.meta_per_page < self.per_page else None
+        if not 0 < page.count_served < self.per_page or not self.at_or_below(page):
+            return None
+        return page.count_served if not self.fetch(number + 1).is_empty else None
 
     def done(self, number: int) -> Located:
         return Located(
@@ -84,12 +99,18 @@ class _Search:
 
 
 def locate_resume_page(
-    fetcher: PageFetcher, target: int | None, hint: int, per_page: int
+    fetcher: PageFetcher,
+    target: int | None,
+    hint: int,
+    per_page: int,
+    resized: Callable[[int], int] | None = None,
 ) -> Located:
     """Find the resume page for ``target`` (the last synced order id), starting at ``hint``.
 
     ``target`` None means nothing was synced yet: the answer is page 1 (fetched, so the
-    sync can reuse it). Raises whatever the fetcher raises (ApiError for the client).
+    sync can reuse it). ``resized(size)`` is the hint at another page size, used when the
+    server serves fewer than ``per_page``. Raises whatever the fetcher raises (ApiError
+    for the client).
     """
     if target is None:
         search = _Search(fetcher, 0, per_page)
@@ -100,6 +121,12 @@ def locate_resume_page(
     first = search.fetch(start)
     if search.is_resume_page(first):
         return _found(search.done(start), hint)
+    served = search.served_size(start) if resized is not None else None
+    if resized is not None and served is not None and max(1, resized(served)) != start:
+        start = max(1, resized(served))
+        first = search.fetch(start)
+        if search.is_resume_page(first):
+            return _found(search.done(start), hint)
     if search.at_or_below(first):
         lo, hi = _gallop_up(search, start)
     else:
@@ -157,6 +184,12 @@ def _bisect(search: _Search, lo: int, hi: int) -> Located:
         else:
             lo = mid
     return search.done(lo)
+
+
+def _claims_end(page: Page) -> bool:
+    """``meta.last_page`` says this short page is the store's last (a short page alone
+    may be a server serving fewer than asked)."""
+    return page.is_end and page.last_page is not None and page.number >= page.last_page
 
 
 def _found(located: Located, hint: int) -> Located:

@@ -23,9 +23,10 @@ CAP = 15
 IDS = [9000 + 3 * i + (i % 2) for i in range(3000)]
 """Sparse and far from 1: 200 pages of 15, where id / 20 means nothing."""
 NEW_ORDERS = 5
-RESUME_CALLS = 6
-"""The new orders' page and the one after it, one fetch of the page read again, and the
-few that tell a short page from the end."""
+RESUME_CALLS = 8
+"""The page read again and the new orders' page, the one after them, the locator's fetch
+that learns the size served, and without meta the two that tell a short page from the
+end (the page after it, the page again)."""
 
 
 def add_orders(store: AdversarialStore) -> None:
