@@ -30,7 +30,7 @@ from datetime import datetime
 
 from ecosync_pipeline.config import MAX_PER_PAGE, StoreId
 from ecosync_pipeline.ecomanager import PageFetcher
-from ecosync_pipeline.ecomanager.locator import locate_resume_page
+from ecosync_pipeline.ecomanager.locator import locate_resume_page, served_size
 from ecosync_pipeline.ecomanager.models import Order, Page
 from ecosync_pipeline.errors import MirrorRefused
 
@@ -93,25 +93,6 @@ def _check_full(store: StoreId, page: Page, per_page: int) -> None:
         )
 
 
-def served_size(fetcher: PageFetcher, page: Page, asked: int, *, probe: bool) -> int | None:
-    """The smaller page size the server serves, when short ``page`` is not the store's end.
-
-    None when the page is full, empty, or the end (``meta`` says so, or, with ``probe``
-    and no ``meta``, the next page is empty: one more call).
-    """
-    served = page.count_served
-    if page.is_empty or served >= asked:
-        return None
-    cap = page.meta_per_page
-    if cap is not None and served <= cap < asked:
-        return cap
-    if page.last_page is not None:
-        return None if page.number >= page.last_page else served
-    if not probe:
-        return None
-    return None if fetcher.fetch_page(page.number + 1, asked).is_empty else served
-
-
 def descend(
     fetcher: PageFetcher,
     store: StoreId,
@@ -135,7 +116,8 @@ def descend(
     # A short page that does not reach ``high`` would flag every id above it: it must be
     # the end, or the server's smaller pages (then its page numbers are at that size).
     reaches = page.last_id is not None and page.last_id >= high
-    smaller = served_size(fetcher, page, size, probe=not reaches)
+    # Pages below the top are read at the size served: learn it unless page 1 is the top.
+    smaller = served_size(fetcher, page, size, probe=not reaches or page.number > 1)
     if smaller is not None:
         logger.warning(
             "store %s: page %d: the server serves %d orders a page, not %d; reading at %d",

@@ -23,7 +23,8 @@ from datetime import datetime
 
 from ecosync_pipeline.config import Store
 from ecosync_pipeline.ecomanager import PageFetcher
-from ecosync_pipeline.ecomanager.locator import locate_resume_page
+from ecosync_pipeline.ecomanager.locator import locate_resume_page, served_size
+from ecosync_pipeline.ecomanager.models import Page
 from ecosync_pipeline.positions.factory import Chain
 from ecosync_pipeline.positions.loss import LossReport
 from ecosync_pipeline.positions.loss import detect as detect_loss
@@ -125,12 +126,33 @@ def count_served_through(
     """Orders the API serves with an id up to ``target``, located from the page ``hint``.
 
     Every page before the resume page is full and holds only ids below the target, so
-    the count is ``(page - 1) * per_page`` plus the ids up to the target on that page:
-    exact, for the few fetches the locator needs (one when the hint is right).
+    the count is ``(page - 1)`` pages at the size the server serves (which may be below
+    ``per_page``: the contract sets only the maximum) plus the ids up to the target on
+    that page: exact, for the few fetches the locator needs (one when the hint is right,
+    one more without ``meta`` when the server serves fewer than asked).
     """
     if target is None:
         return ServedCount(store.identifier, None, 1, 0, 0)
-    located = locate_resume_page(fetcher, target, hint, store.per_page)
-    on_page = sum(1 for order_id in located.page_data.ids if order_id <= target)
-    served = (located.page - 1) * store.per_page + on_page
-    return ServedCount(store.identifier, target, located.page, served, located.fetches)
+    asked = store.per_page
+    counting = _CountingFetcher(fetcher)
+    located = locate_resume_page(
+        counting, target, hint, asked, resized=lambda size: max(1, hint * asked // size)
+    )
+    page = located.page_data
+    smaller = served_size(counting, page, asked, probe=True)
+    size = asked if smaller is None else smaller
+    on_page = sum(1 for order_id in page.ids if order_id <= target)
+    served = (located.page - 1) * size + on_page
+    return ServedCount(store.identifier, target, located.page, served, counting.fetches)
+
+
+class _CountingFetcher:
+    """Counts the fetches of a count, whoever makes them (the locator, the size probe)."""
+
+    def __init__(self, fetcher: PageFetcher) -> None:
+        self.fetcher = fetcher
+        self.fetches = 0
+
+    def fetch_page(self, page: int, per_page: int | None = None) -> Page:
+        self.fetches += 1
+        return self.fetcher.fetch_page(page, per_page)

@@ -41,7 +41,9 @@ def verify(position: SyncPosition, fetcher: PageFetcher, per_page: int | None = 
     """
     size = per_page or position.per_page
     hint = page_for(position, size)
-    located = locate_resume_page(fetcher, position.target, hint, size)
+    located = locate_resume_page(
+        fetcher, position.target, hint, size, resized=lambda served: page_for(position, served)
+    )
     page = located.page_data
     target = position.target
     on_page = sum(1 for order_id in page.ids if order_id <= target) if target is not None else 0

@@ -116,3 +116,24 @@ def test_check_after_a_deletion_and_arrivals_on_a_server_without_meta(
     assert values["missing_from_database"] == 0
     assert values["deleted_upstream"] == 1
     assert values["orders_served_by_api"] == len(store.ids)
+
+
+@pytest.mark.parametrize("meta", [True, False], ids=["meta", "no-meta"])
+def test_check_counts_at_the_size_a_capped_server_serves(
+    meta: bool, run_store: Callable[[AdversarialStore], Any]
+) -> None:
+    """A server serving 15 of the 20 asked: the check counts the orders served up to the
+    last id at 15 a page, so it neither reports orders missing nor hides any."""
+    ids = [7000 + 3 * i for i in range(200)]  # sparse, far from 1: 14 pages of 15
+    store = AdversarialStore("DAGCAP", make_token(), ids, per_page_cap=15, meta=meta)
+    assert run_store(store).success
+    store.ids.extend(range(ids[-1] + 1, ids[-1] + 6))
+    second = run_store(store)
+    assert second.success
+    [check] = [
+        c for c in second.get_asset_check_evaluations() if c.check_name == "new_orders_complete"
+    ]
+    values = {k: getattr(v, "value", v) for k, v in check.metadata.items()}
+    assert values["orders_served_by_api"] == len(store.ids)
+    assert values["missing_from_database"] == 0
+    assert check.passed, check.description
