@@ -11,7 +11,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -79,6 +79,16 @@ class AdversarialStore:
     """``GET /orders/{id}`` answers the bare order, not ``{"data": order}`` (both are seen)."""
     deleted: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Orders deleted upstream: id -> the order as it was, with its ``deleted_at``."""
+    refusals: list[tuple[int, str | None]] = field(default_factory=list)
+    """Answers served, first to last, before any page: (429 or 503, Retry-After or None)."""
+    redirect: tuple[int, str] | None = None
+    """Answer every page request with this status and Location (a moved or proxied API)."""
+    before_page: dict[int, Callable[[], None]] = field(default_factory=dict)
+    """Page number -> a change upstream made (once) just before that page is served."""
+    arrivals: list[float] = field(default_factory=list)
+    """When each page request arrived (time.monotonic)."""
+    authorizations: list[str] = field(default_factory=list)
+    """The Authorization header of every page request."""
     _short_served: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,9 +126,17 @@ class AdversarialStore:
     def answer(self, page: int, per_page: int, authorization: str) -> Answer:
         """What the server sends for one request."""
         self.requests.append((page, per_page))
+        self.arrivals.append(time.monotonic())
+        self.authorizations.append(authorization)
         time.sleep(self.delay)
         if authorization != f"Bearer {self.token}":
             return _json(401, {"message": "Unauthenticated."})
+        if self.refusals:
+            return _refusal(*self.refusals.pop(0))
+        if self.redirect is not None:
+            return Answer(self.redirect[0], {"Location": self.redirect[1]}, iter([]))
+        if page in self.before_page:
+            self.before_page.pop(page)()
         if self.echo is not None:
             return self._echo(authorization)
         if self.huge_name_bytes:
@@ -209,6 +227,14 @@ def _encode(number: int, below: int) -> str:
 def _decode(cursor: str) -> tuple[int, int]:
     number, below = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
     return int(number), int(below)
+
+
+def _refusal(status: int, retry_after: str | None) -> Answer:
+    """A 429 or 503 as Laravel sends it, with Retry-After when given."""
+    answer = _json(status, {"message": "Too Many Attempts." if status == 429 else "Unavailable"})
+    if retry_after is not None:
+        answer.headers["Retry-After"] = retry_after
+    return answer
 
 
 def _json(status: int, body: object) -> Answer:
