@@ -9,6 +9,7 @@
     │   ├── ApiAuthError         401/403: check the store's token variable
     │   ├── ApiRateLimited       429 after every retry (retryable)
     │   │   └── BudgetExhausted  the store's shared rate budget is spent for now
+    │   │       └── ServerHoldOff  EcoManager's Retry-After ends later than the run waits
     │   ├── ApiUnavailable       5xx, timeouts, connection errors after every retry (retryable)
     │   ├── CallCapReached       the run's own call cap (--max-calls, a daily share) is spent
     │   ├── ResponseTooLarge     a page's body is larger than the store's cap
@@ -127,6 +128,15 @@ class BudgetExhausted(ApiRateLimited):
     def __init__(self, message: str, *, store: str, retry_at: datetime) -> None:
         super().__init__(message, store=store)
         self.retry_at = retry_at
+
+
+class ServerHoldOff(BudgetExhausted):
+    """EcoManager (429 or 503) asked for no call before ``retry_at``, later than this run
+    waits (past its retry cap or its time budget): the run stops after its last commit."""
+
+    def __init__(self, message: str, *, store: str, page: int | None, retry_at: datetime) -> None:
+        super().__init__(message, store=store, retry_at=retry_at)
+        self.page = page
 
 
 class ApiUnavailable(ApiError):

@@ -311,17 +311,19 @@ class Runtime(Closing):
         if client is None:
             with self.client(store) as own:
                 return self.sync(store, budget_seconds=budget_seconds, client=own)
-        if store.read_mode == "cursor":
-            return sync_by_cursor(
-                store, client=client, engine=self.engine, budget_seconds=budget_seconds
+        # No wait between attempts (a Retry-After) outlasts the run's time budget.
+        with client.time_limit(budget_seconds):
+            if store.read_mode == "cursor":
+                return sync_by_cursor(
+                    store, client=client, engine=self.engine, budget_seconds=budget_seconds
+                )
+            return sync_store(
+                store,
+                chain=self.chain,
+                client=client,
+                engine=self.engine,
+                budget_seconds=budget_seconds,
             )
-        return sync_store(
-            store,
-            chain=self.chain,
-            client=client,
-            engine=self.engine,
-            budget_seconds=budget_seconds,
-        )
 
     def close(self) -> None:
         """Release what this Runtime opened: the Redis connection, the database pool."""

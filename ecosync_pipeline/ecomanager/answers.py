@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
@@ -26,6 +26,7 @@ from ecosync_pipeline.errors import (
     ApiUnavailable,
     MalformedPage,
     ResponseTooLarge,
+    ServerHoldOff,
 )
 from ecosync_pipeline.redact import Redactor
 
@@ -208,6 +209,17 @@ class Answers:
             "is up and reachable, then rerun the store's sync",
             ask,
         )
+
+    def held_off(self, failure: Failure, ask: Ask, wait: float, why: str) -> ServerHoldOff:
+        """The stop for a wait the run will not sleep: the store, the page and when to retry."""
+        retry_at = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        sid = self.store.identifier
+        message = (
+            f"store {sid}: {ask.where}: {failure.reason}; the next attempt is due at "
+            f"{retry_at:%Y-%m-%d %H:%M:%S} UTC, {why}, so it is not made now: the next "
+            "run after then continues from the position saved so far"
+        )
+        return ServerHoldOff(self.redact(message), store=sid, page=ask.page, retry_at=retry_at)
 
     def cause(self, exc: Exception | None) -> Exception | None:
         """``exc`` to chain from, or None when its text carries a run of a secret (a server

@@ -4,7 +4,10 @@ Failures are sorted once, here, into the errors the rest of ecosync handles:
 
 - 5xx, timeouts and connection errors are transient: retried with exponential backoff
   and jitter, then ``ApiUnavailable``.
-- 429 waits for ``Retry-After`` (capped), then ``ApiRateLimited`` when it persists.
+- 429 waits for ``Retry-After``, then ``ApiRateLimited`` when it persists.
+- A wait the server asks for (429 or 5xx) that is longer than ``retry_after_cap``, or
+  any wait that would end past the run's ``time_limit``, is not slept:
+  ``ServerHoldOff`` names when to retry, and the run stops after its last commit.
 - 401 and 403 are never retried: ``ApiAuthError`` points at the store's token variable.
 - A body that is not JSON, or breaks the contract, is ``MalformedPage`` and not retried:
   re-reading the same bad page would not fix it.
@@ -108,6 +111,7 @@ class EcoManagerClient(Closing):
         self._stats = RequestStats()
         self._answers = Answers(store, self._stats, self._redact, self._retries, self._max_bytes)
         self._cap: int | None = None
+        self._deadline: float | None = None
         self._page_listeners: list[Callable[[Page], None]] = []
         quiet_request_log()  # httpx logs each URL; a cursor in it is the server's base64
         self._http = httpx.Client(
@@ -265,6 +269,28 @@ class EcoManagerClient(Closing):
         finally:
             self._cap = previous
 
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Within the block, no wait between attempts ends more than ``seconds`` from now:
+        such a wait raises ServerHoldOff (naming when) instead. None: no limit."""
+        previous = self._deadline
+        if seconds is not None:
+            mine = time.monotonic() + seconds
+            self._deadline = mine if previous is None else min(previous, mine)
+        try:
+            yield
+        finally:
+            self._deadline = previous
+
+    def _held_off(self, failure: Failure, wait: float) -> str | None:
+        """Why ``wait`` is not to be slept (longer than a client waits, or past the time
+        limit), or None when it is."""
+        if self._retries.too_long(failure):
+            return f"longer than the {self._retries.retry_after_cap:g} s a client waits"
+        if self._deadline is not None and time.monotonic() + wait > self._deadline:
+            return "after this run's time budget ends"
+        return None
+
     def _fetch(self, ask: Ask) -> Page | Order | None:
         """One request, with the retries, waits and errors of the contract."""
         attempts = self._retries.attempts
@@ -282,9 +308,13 @@ class EcoManagerClient(Closing):
             if not isinstance(outcome, tuple):
                 return outcome
             failure, cause = outcome
+            wait = max(self._retries.after(failure, attempt), failure.server_wait or 0.0)
+            why = self._held_off(failure, wait)
+            if why is not None:
+                raise self._answers.held_off(failure, ask, wait, why)
             if attempt == attempts:
                 break
-            wait = self._retries.after(failure, attempt)
+            wait = min(wait, self._retries.retry_after_cap)
             self._stats.record_retry()
             logger.warning(
                 "store %s: %s: %s on attempt %d of %d; retrying in %.2f s",

@@ -64,7 +64,11 @@ class Retries:
         return self.max_retries + 1
 
     def retry_after(self, header: str | None) -> float | None:
-        """Seconds a Retry-After header asks for (delta or HTTP date), capped; None if unusable."""
+        """Seconds a Retry-After header asks for (delta or HTTP date); None if unusable.
+
+        Not capped: a wait longer than the cap is not shortened (the retry would only earn
+        another refusal) but refused by the client, which stops the run saying when.
+        """
         if header is None:
             return None
         try:
@@ -79,7 +83,11 @@ class Retries:
             seconds = (when - datetime.now(timezone.utc)).total_seconds()
         if not math.isfinite(seconds):
             return None
-        return min(max(seconds, 0.0), self.retry_after_cap)
+        return max(seconds, 0.0)
+
+    def too_long(self, failure: Failure) -> bool:
+        """Whether the server asks for a longer wait than a client waits (``retry_after_cap``)."""
+        return failure.server_wait is not None and failure.server_wait > self.retry_after_cap
 
     def after(self, failure: Failure, attempt: int) -> float:
         """Seconds to wait before the next attempt, after ``attempt`` failed."""
@@ -93,7 +101,7 @@ class Retries:
         # the rest random, so clients that failed together do not retry together.
         wait = delay / 2 + self.random.uniform(0, delay / 2)
         if failure.server_wait is not None:
-            wait = max(wait, failure.server_wait)
+            wait = max(wait, min(failure.server_wait, self.retry_after_cap))
         return wait
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ecosync_pipeline.config import Settings
+from ecosync_pipeline.errors import ServerHoldOff
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
 from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
@@ -82,9 +83,7 @@ def header(value: str | None) -> str | None:
         return value
     kind, seconds = value.split(":")
     at = time.time() + float(seconds)
-    return {"date": formatdate(at, usegmt=True), "rfc850": rfc850(at), "asctime": asctime(at)}[
-        kind
-    ]
+    return {"date": formatdate(at, usegmt=True), "rfc850": rfc850(at), "asctime": asctime(at)}[kind]
 
 
 @pytest.mark.parametrize("case", list(WAITS))
@@ -117,6 +116,18 @@ def stopped_message(caplog: pytest.LogCaptureFixture, store: str) -> str:
     return found[-1]
 
 
+def held_off(runtime: Runtime, store: str, caplog: pytest.LogCaptureFixture) -> str:
+    """What a run the server holds off says: its clean stop's warning, or its error when
+    the hold-off came before any page was read (while its position was verified)."""
+    try:
+        result = runtime.sync(store, budget_seconds=600)
+    except ServerHoldOff as exc:
+        assert exc.store == store and exc.retry_at > datetime.now(timezone.utc)
+        return str(exc)
+    assert result.stopped_by_budget and not result.reached_end
+    return stopped_message(caplog, store)
+
+
 def names_time(message: str, seconds: float) -> bool:
     """Whether ``message`` names the UTC minute about ``seconds`` from now (or the next)."""
     now = datetime.now(timezone.utc)
@@ -141,15 +152,15 @@ def test_a_429_of_each_window_is_waited_or_stops_the_run_saying_when(
     # A spent window keeps answering 429 until it reopens.
     store.refusals = [(429, str(seconds))] * (6 if seconds > 60 else 1)
     world.configure(store)
-    result = runtime.sync("WINDOW", budget_seconds=600)
     if seconds <= 60:
+        result = runtime.sync("WINDOW", budget_seconds=600)
         assert sleeps == [float(seconds)]
         assert result.reached_end and set(world.stored("WINDOW")) == set(ORDERS)
         return
+    message = held_off(runtime, "WINDOW", caplog)
     assert sleeps == [], "slept (and retried) against a window that reopens much later"
     assert len(store.refusals) == 5, "asked again before the Retry-After the server gave"
-    assert result.stopped_by_budget and not result.reached_end
-    message = stopped_message(caplog, "WINDOW")
+    assert world.stored("WINDOW") == {}
     assert "page 1" in message and names_time(message, seconds), message
     assert "next run" in message, message
     store.refusals.clear()
@@ -163,17 +174,19 @@ def test_a_wait_past_the_runs_time_budget_stops_it_instead_of_sleeping(
     sleeps: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A minute window's 45 s against a run given 5 s: it stops after what it committed."""
+    """A minute window's 45 s, on page 4, against a run given 5 s: it stops cleanly after
+    page 3, saying when."""
     store = AdversarialStore("LATE", make_token(), list(ORDERS))
     world.configure(store)
     first = runtime.sync("LATE", budget_seconds=600)
     assert first.reached_end
     store.add(*range(141, 181))
-    store.refusals = [(429, "45")]
+    store.before_page[3] = lambda: store.refusals.append((429, "45"))
     result: SyncResult = runtime.sync("LATE", budget_seconds=5)
     assert sum(sleeps) <= 5, f"slept {sum(sleeps)} s in a run given 5 s"
-    assert result.stopped_by_budget
-    assert names_time(stopped_message(caplog, "LATE"), 45)
-    assert set(world.stored("LATE")) <= set(store.ids)
+    assert result.stopped_by_budget and result.to_page == 3
+    message = stopped_message(caplog, "LATE")
+    assert "page 4" in message and names_time(message, 45), message
+    assert set(world.stored("LATE")) == set(range(101, 161))
     again = runtime.sync("LATE", budget_seconds=600)
     assert again.reached_end and set(world.stored("LATE")) == set(store.ids)

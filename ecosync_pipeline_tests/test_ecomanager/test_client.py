@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from typing import Any
 
@@ -29,6 +30,7 @@ from ecosync_pipeline.errors import (
     ConfigError,
     MalformedPage,
     MissingToken,
+    ServerHoldOff,
 )
 from ecosync_pipeline.lab.bench.pacing import RateLimiter
 from ecosync_pipeline.lab.simulator import Simulator, StoreSpec
@@ -267,20 +269,28 @@ def test_429_with_retry_after_1_waits_at_least_one_second_in_real_time() -> None
     assert (client.stats.rate_limited, client.stats.ok, client.stats.retries) == (1, 1, 1)
 
 
-def test_429_retry_after_is_capped_and_logged_with_the_store(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_429_retry_after_beyond_the_cap_is_not_slept_nor_retried_and_names_when() -> None:
     server = Server([httpx.Response(429, headers={"Retry-After": "3600"}), ok()])
     store = make_store()
     client, sleeps = client_for(server, store, retry_after_cap=45.0)
-    with client, caplog.at_level(logging.WARNING, logger="ecosync_pipeline.ecomanager"):
+    with client, pytest.raises(ServerHoldOff) as caught:
         client.fetch_page(6)
-    assert sleeps.calls == [45.0]
-    (record,) = [r for r in caplog.records if "429" in r.getMessage()]
-    assert record.levelno == logging.WARNING
-    message = record.getMessage()
+    assert sleeps.calls == [] and len(server.requests) == 1
+    error = caught.value
+    assert error.store == store.identifier and error.page == 6
+    expected = datetime.now(timezone.utc) + timedelta(seconds=3600)
+    assert abs((error.retry_at - expected).total_seconds()) < 5
+    message = str(error)
     assert store.identifier in message and "page 6" in message
-    assert "attempt 1 of 6" in message and "45.00 s" in message
+    assert f"{error.retry_at:%Y-%m-%d %H:%M:%S} UTC" in message and "next run" in message
+
+
+def test_a_wait_past_the_time_limit_is_not_slept() -> None:
+    server = Server([httpx.Response(503, headers={"Retry-After": "30"}), ok()])
+    client, sleeps = client_for(server)
+    with client, client.time_limit(10), pytest.raises(ServerHoldOff, match="time budget"):
+        client.fetch_page(2)
+    assert sleeps.calls == [] and len(server.requests) == 1
 
 
 def test_429_without_retry_after_waits_default_retry_after() -> None:
