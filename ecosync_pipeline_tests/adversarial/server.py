@@ -81,8 +81,10 @@ class AdversarialStore:
     """Orders deleted upstream: id -> the order as it was, with its ``deleted_at``."""
     refusals: list[tuple[int, str | None]] = field(default_factory=list)
     """Answers served, first to last, before any page: (429 or 503, Retry-After or None)."""
-    redirect: tuple[int, str] | None = None
-    """Answer every page request with this status and Location (a moved or proxied API)."""
+    redirects: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """Page number -> the status and Location it is answered with (a moved or proxied API)."""
+    replaced: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    """Page number -> the Content-Type and body of a 200 it is answered with instead."""
     before_page: dict[int, Callable[[], None]] = field(default_factory=dict)
     """Page number -> a change upstream made (once) just before that page is served."""
     arrivals: list[float] = field(default_factory=list)
@@ -133,8 +135,12 @@ class AdversarialStore:
             return _json(401, {"message": "Unauthenticated."})
         if self.refusals:
             return _refusal(*self.refusals.pop(0))
-        if self.redirect is not None:
-            return Answer(self.redirect[0], {"Location": self.redirect[1]}, iter([]))
+        if page in self.redirects:
+            status, location = self.redirects[page]
+            return Answer(status, {"Location": location}, iter([]))
+        if page in self.replaced:
+            kind, raw = self.replaced[page]
+            return Answer(200, {"Content-Type": kind}, iter([raw]))
         if page in self.before_page:
             self.before_page.pop(page)()
         if self.echo is not None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ecosync_pipeline.config import Settings
+from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.tables import format_table
 from ecosync_pipeline_tests.adversarial import AdversarialServer
 from ecosync_pipeline_tests.test_adversarial.support import CliWorld, cli_world_for
@@ -45,6 +47,34 @@ def cli_world(
 ) -> CliWorld:
     """`ecosync sync` pointed at the adversarial server, on PostgreSQL and on SQLite."""
     return cli_world_for(adversarial, database_url, redis_url, tmp_path)
+
+
+@pytest.fixture
+def pg_world(
+    adversarial: AdversarialServer, postgres_url: str, redis_url: str, tmp_path: Path
+) -> CliWorld:
+    """A CliWorld on PostgreSQL only, for cases about the client rather than the dialect."""
+    return cli_world_for(adversarial, postgres_url, redis_url, tmp_path)
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Every wait the clients of ``sleepless_runtime`` ask for, recorded instead of slept."""
+    return []
+
+
+@pytest.fixture
+def sleepless_runtime(pg_world: CliWorld, sleeps: list[float]) -> Iterator[Runtime]:
+    """The runtime `ecosync sync` builds for ``pg_world``, its clients sleeping into
+    ``sleeps`` (so a test of a long Retry-After takes no time)."""
+    rt = Runtime(
+        Settings.from_env(pg_world.env),
+        client_options={"environ": pg_world.env, "sleep": sleeps.append},
+    )
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 @pytest.fixture

@@ -10,49 +10,19 @@ never a sleep past the budget, never a retry the server said would fail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
-from pathlib import Path
 
 import pytest
 
-from ecosync_pipeline.config import Settings
 from ecosync_pipeline.errors import ServerHoldOff
 from ecosync_pipeline.runtime import Runtime
 from ecosync_pipeline.sync.engine import SyncResult
-from ecosync_pipeline_tests.adversarial import AdversarialServer, AdversarialStore
-from ecosync_pipeline_tests.test_adversarial.support import CliWorld, cli_world_for, make_token
+from ecosync_pipeline_tests.adversarial import AdversarialStore
+from ecosync_pipeline_tests.test_adversarial.support import CliWorld, make_token
 
 ORDERS = list(range(101, 141))
 """Two pages of 20."""
-
-
-@pytest.fixture
-def world(
-    adversarial: AdversarialServer, postgres_url: str, redis_url: str, tmp_path: Path
-) -> CliWorld:
-    """A CliWorld on PostgreSQL only: these cases are about the client, not the dialect."""
-    return cli_world_for(adversarial, postgres_url, redis_url, tmp_path)
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    """Every wait the clients ask for, recorded instead of slept."""
-    return []
-
-
-@pytest.fixture
-def runtime(world: CliWorld, sleeps: list[float]) -> Iterator[Runtime]:
-    """The runtime `ecosync sync` builds, its clients sleeping into ``sleeps``."""
-    rt = Runtime(
-        Settings.from_env(world.env),
-        client_options={"environ": world.env, "sleep": sleeps.append},
-    )
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def rfc850(at: float) -> str:
@@ -88,14 +58,14 @@ def header(value: str | None) -> str | None:
 
 @pytest.mark.parametrize("case", list(WAITS))
 def test_retry_after_in_every_format_is_waited_then_the_read_completes(
-    case: str, world: CliWorld, runtime: Runtime, sleeps: list[float]
+    case: str, pg_world: CliWorld, sleepless_runtime: Runtime, sleeps: list[float]
 ) -> None:
     status, value, asked = WAITS[case]
     store = AdversarialStore("WAITS", make_token(), list(ORDERS))
     store.refusals = [(status, header(value))]
-    world.configure(store)
-    result = runtime.sync("WAITS", budget_seconds=600)
-    assert result.reached_end and set(world.stored("WAITS")) == set(ORDERS)
+    pg_world.configure(store)
+    result = sleepless_runtime.sync("WAITS", budget_seconds=600)
+    assert result.reached_end and set(pg_world.stored("WAITS")) == set(ORDERS)
     assert len(sleeps) == 1, sleeps
     # An HTTP-date has whole seconds: the wait is at most one second short of the ask.
     assert asked - 1.5 <= sleeps[0] <= asked + 0.5, (case, sleeps)
@@ -140,8 +110,8 @@ def names_time(message: str, seconds: float) -> bool:
 @pytest.mark.parametrize("window", list(WINDOWS))
 def test_a_429_of_each_window_is_waited_or_stops_the_run_saying_when(
     window: str,
-    world: CliWorld,
-    runtime: Runtime,
+    pg_world: CliWorld,
+    sleepless_runtime: Runtime,
     sleeps: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -151,42 +121,42 @@ def test_a_429_of_each_window_is_waited_or_stops_the_run_saying_when(
     store = AdversarialStore("WINDOW", make_token(), list(ORDERS))
     # A spent window keeps answering 429 until it reopens.
     store.refusals = [(429, str(seconds))] * (6 if seconds > 60 else 1)
-    world.configure(store)
+    pg_world.configure(store)
     if seconds <= 60:
-        result = runtime.sync("WINDOW", budget_seconds=600)
+        result = sleepless_runtime.sync("WINDOW", budget_seconds=600)
         assert sleeps == [float(seconds)]
-        assert result.reached_end and set(world.stored("WINDOW")) == set(ORDERS)
+        assert result.reached_end and set(pg_world.stored("WINDOW")) == set(ORDERS)
         return
-    message = held_off(runtime, "WINDOW", caplog)
+    message = held_off(sleepless_runtime, "WINDOW", caplog)
     assert sleeps == [], "slept (and retried) against a window that reopens much later"
     assert len(store.refusals) == 5, "asked again before the Retry-After the server gave"
-    assert world.stored("WINDOW") == {}
+    assert pg_world.stored("WINDOW") == {}
     assert "page 1" in message and names_time(message, seconds), message
     assert "next run" in message, message
     store.refusals.clear()
-    again = runtime.sync("WINDOW", budget_seconds=600)
-    assert again.reached_end and set(world.stored("WINDOW")) == set(ORDERS)
+    again = sleepless_runtime.sync("WINDOW", budget_seconds=600)
+    assert again.reached_end and set(pg_world.stored("WINDOW")) == set(ORDERS)
 
 
 def test_a_wait_past_the_runs_time_budget_stops_it_instead_of_sleeping(
-    world: CliWorld,
-    runtime: Runtime,
+    pg_world: CliWorld,
+    sleepless_runtime: Runtime,
     sleeps: list[float],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A minute window's 45 s, on page 4, against a run given 5 s: it stops cleanly after
     page 3, saying when."""
     store = AdversarialStore("LATE", make_token(), list(ORDERS))
-    world.configure(store)
-    first = runtime.sync("LATE", budget_seconds=600)
+    pg_world.configure(store)
+    first = sleepless_runtime.sync("LATE", budget_seconds=600)
     assert first.reached_end
     store.add(*range(141, 181))
     store.before_page[3] = lambda: store.refusals.append((429, "45"))
-    result: SyncResult = runtime.sync("LATE", budget_seconds=5)
+    result: SyncResult = sleepless_runtime.sync("LATE", budget_seconds=5)
     assert sum(sleeps) <= 5, f"slept {sum(sleeps)} s in a run given 5 s"
     assert result.stopped_by_budget and result.to_page == 3
     message = stopped_message(caplog, "LATE")
     assert "page 4" in message and names_time(message, 45), message
-    assert set(world.stored("LATE")) == set(range(101, 161))
-    again = runtime.sync("LATE", budget_seconds=600)
-    assert again.reached_end and set(world.stored("LATE")) == set(store.ids)
+    assert set(pg_world.stored("LATE")) == set(range(101, 161))
+    again = sleepless_runtime.sync("LATE", budget_seconds=600)
+    assert again.reached_end and set(pg_world.stored("LATE")) == set(store.ids)
