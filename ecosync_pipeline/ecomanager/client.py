@@ -308,13 +308,12 @@ class EcoManagerClient(Closing):
             if not isinstance(outcome, tuple):
                 return outcome
             failure, cause = outcome
-            wait = max(self._retries.after(failure, attempt), failure.server_wait or 0.0)
+            wait = self._retries.after(failure, attempt)
             why = self._held_off(failure, wait)
             if why is not None:
                 raise self._answers.held_off(failure, ask, wait, why)
             if attempt == attempts:
                 break
-            wait = min(wait, self._retries.retry_after_cap)
             self._stats.record_retry()
             logger.warning(
                 "store %s: %s: %s on attempt %d of %d; retrying in %.2f s",

@@ -2,7 +2,9 @@
 
     Retries.after(failure, attempt)   seconds to wait before the next attempt: exponential
                                       backoff with equal jitter, never less than the
-                                      server's Retry-After, never more than its cap
+                                      server's Retry-After
+    Retries.too_long(failure)         the server asks for more than a client waits
+                                      (retry_after_cap): the client stops instead
     Retries.retry_after(header)       a Retry-After header (seconds or an HTTP date) read
     tls_context(), proxies_configured()   read once per process, not once per client
 
@@ -90,18 +92,19 @@ class Retries:
         return failure.server_wait is not None and failure.server_wait > self.retry_after_cap
 
     def after(self, failure: Failure, attempt: int) -> float:
-        """Seconds to wait before the next attempt, after ``attempt`` failed."""
+        """Seconds to wait before the next attempt, after ``attempt`` failed: never less
+        than the server asked (the client refuses a wait that is ``too_long``)."""
         if failure.outcome == "rate_limited":
             # The server said how long; waiting less only earns another 429.
             assert failure.server_wait is not None
-            return min(failure.server_wait, self.retry_after_cap)
+            return failure.server_wait
         # The exponent is capped so a large max_retries cannot overflow a float.
         delay = min(self.backoff_max, self.backoff_base * 2.0 ** min(attempt - 1, 60))
         # "Equal jitter": at least half the backoff, so retries never bunch up at zero, and
         # the rest random, so clients that failed together do not retry together.
         wait = delay / 2 + self.random.uniform(0, delay / 2)
         if failure.server_wait is not None:
-            wait = max(wait, min(failure.server_wait, self.retry_after_cap))
+            wait = max(wait, failure.server_wait)
         return wait
 
 
