@@ -47,6 +47,8 @@ class Located:
     page_data: Page
     fetches: int
     target: int | None = None
+    served_size: int | None = None
+    """The smaller page size the server serves, when the search learned it on the way."""
 
     @property
     def holds_target(self) -> bool:
@@ -72,6 +74,8 @@ class _Search:
         self.short_ends = short_ends
         """A short page at or below the target ends the search (see locate_resume_page)."""
         self.pages: dict[int, Page] = {}
+        self.served: int | None = None
+        """What ``served_size`` found, kept for the caller (Located.served_size)."""
 
     def fetch(self, number: int) -> Page:
         page = self.pages.get(number)
@@ -101,14 +105,18 @@ class _Search:
         """
         page = self.pages[number]
         if page.meta_per_page is not None:
-            return page.meta_per_page if page.meta_per_page < self.per_page else None
-        if not 0 < page.count_served < self.per_page or not self.at_or_below(page):
-            return None
-        return page.count_served if not self.fetch(number + 1).is_empty else None
+            self.served = page.meta_per_page if page.meta_per_page < self.per_page else None
+        elif 0 < page.count_served < self.per_page and self.at_or_below(page):
+            self.served = page.count_served if not self.fetch(number + 1).is_empty else None
+        return self.served
 
     def done(self, number: int) -> Located:
         return Located(
-            page=number, page_data=self.pages[number], fetches=len(self.pages), target=self.target
+            page=number,
+            page_data=self.pages[number],
+            fetches=len(self.pages),
+            target=self.target,
+            served_size=self.served,
         )
 
 

@@ -139,7 +139,8 @@ def count_served_through(
         counting, target, hint, asked, resized=lambda size: max(1, hint * asked // size)
     )
     page = located.page_data
-    smaller = served_size(counting, page, asked, probe=True)
+    # The locator may have learned the size already: no second probe for it.
+    smaller = located.served_size or served_size(counting, page, asked, probe=True)
     size = asked if smaller is None else smaller
     on_page = sum(1 for order_id in page.ids if order_id <= target)
     served = (located.page - 1) * size + on_page
